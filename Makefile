@@ -1,0 +1,37 @@
+# pybpf: the two entry points of the README.
+#   make demo  — create .venv, install pybpf, run the main job on the shipped examples
+#   make test  — create .venv, install pybpf with test extras, run lint, types and the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test lint typecheck pytest bench examples clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+venv: $(BIN)/activate
+	$(BIN)/pip install -q -e '.[test,jit,elf]'
+
+demo: venv
+	$(BIN)/pybpf demo
+
+lint: venv
+	$(BIN)/ruff check src tests tools bench
+	$(BIN)/mypy
+
+pytest: venv
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+test: lint pytest
+
+bench: venv
+	$(BIN)/python bench/run.py
+
+examples:
+	$(MAKE) -C examples
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info
