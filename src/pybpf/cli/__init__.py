@@ -1,1 +1,1 @@
-"""pybpf.cli."""
+"""The ``pybpf`` console script: bpftool's grammar over pybpf instances."""

@@ -1,1 +1,1 @@
-"""pybpf.runtime."""
+"""Execution: native memory, the checked interpreter and (later) the JIT."""

@@ -1,0 +1,1 @@
+"""pybpf.loader."""

@@ -1,0 +1,122 @@
+"""``struct bpf_map``: what every map has, whatever its type.
+
+A map is a kernel object with a native header (so programs hold a real address for it,
+as the kernel's ``struct bpf_map *`` in an ``ld_imm64`` after fixup) and type-specific
+storage in native memory laid out once for the Python API, the interpreter and the JIT
+(DESIGN decision 4). The header layout below is read by native code; extend it only in
+the type-specific area.
+
+Header (``MAP_HEADER_SIZE`` bytes, little-endian)::
+
+    0   u32 map_type        4   u32 key_size       8   u32 value_size
+    12  u32 max_entries     16  u32 map_flags      20  u32 elem_size (value stride)
+    24  u64 data            (array: first value; other types: their main table)
+    32  u64 aux             (type-specific pointer)
+    40  u32 id              44  u32 reserved
+    48..127 type-specific
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pybpf.runtime.memory import REGISTRY, MemoryRegistry, Region
+
+if TYPE_CHECKING:
+    from pybpf.maps.ops import MapOps
+
+MAP_HEADER_SIZE = 128
+_HEADER = struct.Struct("<IIIIIIQQII")
+BPF_OBJ_NAME_LEN = 16
+
+
+def num_possible_cpus() -> int:
+    """Possible CPUs of this host, as ``/sys/devices/system/cpu/possible`` says."""
+    try:
+        text = open("/sys/devices/system/cpu/possible").read().strip()  # noqa: SIM115
+        count = 0
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            count += (int(hi) if hi else int(lo)) - int(lo) + 1
+        return max(count, 1)
+    except (OSError, ValueError):
+        return os.cpu_count() or 1
+
+
+@dataclass
+class MapAttr:
+    """The ``BPF_MAP_CREATE`` attributes after the syscall layer has resolved fds."""
+
+    map_type: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    map_flags: int = 0
+    map_extra: int = 0
+    map_name: bytes = b""
+    numa_node: int = 0
+    map_ifindex: int = 0
+    inner_map: BpfMap | None = None  # resolved from inner_map_fd
+    inner_map_fd: int = 0
+    btf: Any = None  # resolved from btf_fd
+    btf_key_type_id: int = 0
+    btf_value_type_id: int = 0
+    btf_vmlinux_value_type_id: int = 0
+    nr_cpus: int = field(default_factory=num_possible_cpus)
+    mem: MemoryRegistry = REGISTRY
+    kernel: Any = None
+
+
+_BY_ADDR: weakref.WeakValueDictionary[int, BpfMap] = weakref.WeakValueDictionary()
+
+
+class BpfMap:
+    """Common state of every map. Type modules subclass it for their storage."""
+
+    def __init__(self, ops: MapOps, attr: MapAttr) -> None:
+        self.ops = ops
+        self.map_type = attr.map_type
+        self.key_size = attr.key_size
+        self.value_size = attr.value_size
+        self.max_entries = attr.max_entries
+        self.map_flags = attr.map_flags
+        self.map_extra = attr.map_extra
+        self.name = attr.map_name
+        self.nr_cpus = attr.nr_cpus
+        self.btf = attr.btf
+        self.btf_key_type_id = attr.btf_key_type_id
+        self.btf_value_type_id = attr.btf_value_type_id
+        self.btf_vmlinux_value_type_id = attr.btf_vmlinux_value_type_id
+        self.map_ifindex = attr.map_ifindex
+        self.mem = attr.mem
+        self.kernel = attr.kernel
+        self.id = 0  # assigned by the kernel instance's map IDR
+        self.frozen = False
+        self.lock = threading.RLock()  # serialises updates from Python and programs
+        self.header: Region = self.mem.alloc(MAP_HEADER_SIZE, f"map header {attr.map_name!r}",
+                                             writable=False, owner=self)
+        self.write_header()
+        _BY_ADDR[self.header.start] = self
+
+    @property
+    def addr(self) -> int:
+        """The address programs hold for this map (``struct bpf_map *``)."""
+        return self.header.start
+
+    def write_header(self, elem_size: int = 0, data: int = 0, aux: int = 0) -> None:
+        _HEADER.pack_into(self.header.mv, 0, self.map_type, self.key_size, self.value_size,
+                          self.max_entries, self.map_flags, elem_size, data, aux, self.id, 0)
+
+    def release_header(self) -> None:
+        _BY_ADDR.pop(self.header.start, None)
+        self.mem.remove(self.header)
+
+
+def map_from_addr(addr: int) -> BpfMap | None:
+    """The map whose header is at ``addr`` (what helpers receive in r1), or ``None``."""
+    return _BY_ADDR.get(addr)
