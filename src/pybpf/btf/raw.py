@@ -569,7 +569,8 @@ class Btf:
             words.byteswap()
         first_id = len(base.types) if base is not None else 1
         own = _Parser(words, strings, first_id).run()
-        types = list(base.types) if base is not None else [BtfVoid(0, "", 0, False)]
+        types: list[BtfType] = list(base.types) if base is not None else [
+            BtfVoid(0, "", 0, False)]
         types.extend(own)
         if len(types) - 1 > BTF_MAX_TYPE:
             raise BtfFormatError(f"{len(types) - 1} types exceed the maximum {BTF_MAX_TYPE}")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from pybpf.errors import AsmError, BpfFault
+from pybpf.isa.insn import Insn
 
 
 def _read_program(path: str) -> bytes:
@@ -62,7 +63,7 @@ def disasm_cmd(program: str, syntax: str, opcodes: bool) -> None:
     _print_listing(insns, lines, opcodes, numbered=syntax == "kernel")
 
 
-def _print_listing(insns: list, lines: list[str], opcodes: bool, numbered: bool) -> None:  # type: ignore[type-arg]
+def _print_listing(insns: list[Insn], lines: list[str], opcodes: bool, numbered: bool) -> None:
     from pybpf.isa.insn import iter_program
 
     for (pc, ins, spec), line in zip(iter_program(insns), lines):

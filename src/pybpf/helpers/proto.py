@@ -7,13 +7,13 @@ offer (``get_func_proto``); nothing switches on helper ids elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pybpf.runtime.context import RunContext
+    pass
 
 
 class ArgType(IntEnum):
@@ -124,7 +124,7 @@ class HelperTable:
     def __contains__(self, func_id: int) -> bool:
         return func_id in self._protos
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[FuncProto]:
         return iter(self._protos.values())
 
     def copy(self) -> HelperTable:

@@ -308,12 +308,19 @@ def _build() -> list[OpSpec]:
     for cls, is64, sfx in ((Cls.JMP, True, ""), (Cls.JMP32, False, "32")):
         w = "64" if is64 else "32"
         for src, reg, tag in ((Src.K, False, "imm"), (Src.X, True, "reg")):
-            for op, mn in _JMP_NAMES.items():
-                add(OpSpec(f"{mn}{w}_{tag}", cls | src | op, Kind.JMP, mn + sfx, op, is64, reg))
+            for jop, mn in _JMP_NAMES.items():
+                add(OpSpec(f"{mn}{w}_{tag}", cls | src | jop, Kind.JMP, mn + sfx, jop, is64, reg))
     add(OpSpec("ja", Cls.JMP | JmpOp.JA, Kind.JA, "ja", JmpOp.JA))
     add(OpSpec("ja32", Cls.JMP32 | JmpOp.JA, Kind.JA, "ja32", JmpOp.JA, False))
     add(OpSpec("may_goto", Cls.JMP | JmpOp.JCOND, Kind.JCOND, "may_goto", JmpOp.JCOND))
     add(OpSpec("call", Cls.JMP | JmpOp.CALL, Kind.CALL, "call", JmpOp.CALL))
+    # callx (``BPF_JMP | BPF_CALL | BPF_X``, 0x8d): the register holding the target is in
+    # ``dst`` (bpf_conformance's assembler since its PR #202, GCC, and LLVM >= 19; LLVM <= 18
+    # put the register number in ``imm``); ``src``, ``off`` and ``imm`` are zero. Its
+    # conformance text is ``call %r2``. Linux 6.18 rejects it ("unknown opcode 8d").
+    # For contrast, ``call local <target>`` is the plain 0x85 call with ``src = 1``
+    # (BPF_PSEUDO_CALL) and ``imm = target - (pc + 1)``, the same encoding as the
+    # kernel's bpf-to-bpf ``call pc+N``.
     add(OpSpec("callx", Cls.JMP | Src.X | JmpOp.CALL, Kind.CALLX, "callx", JmpOp.CALL,
                src_reg=True, linux=False))
     add(OpSpec("exit", Cls.JMP | JmpOp.EXIT, Kind.EXIT, "exit", JmpOp.EXIT))
@@ -364,3 +371,105 @@ def lookup(code: int, off: int = 0, imm: int = 0) -> OpSpec | None:
 def rows_for_code(code: int) -> list[OpSpec]:
     """All rows sharing one opcode byte (e.g. ``div``/``sdiv``)."""
     return list(_BY_CODE.get(code, ()))
+
+
+# --- Kernel (``print_bpf_insn``) notation -------------------------------------------------
+# The kernel's verifier log and ``bpftool prog dump xlated`` spell operations as C-like
+# operators rather than mnemonics; the disassembler and assembler of the kernel syntax read
+# these tables, keyed by the same enums as the rows above.
+
+KERNEL_ALU_OPS: dict[int, str] = {
+    AluOp.ADD: "+=",
+    AluOp.SUB: "-=",
+    AluOp.MUL: "*=",
+    AluOp.DIV: "/=",
+    AluOp.OR: "|=",
+    AluOp.AND: "&=",
+    AluOp.LSH: "<<=",
+    AluOp.RSH: ">>=",
+    AluOp.NEG: "neg",
+    AluOp.MOD: "%=",
+    AluOp.XOR: "^=",
+    AluOp.MOV: "=",
+    AluOp.ARSH: "s>>=",
+    AluOp.END: "endian",
+}
+"""Operator of each ALU operation in the kernel syntax (``r1 += r2``)."""
+
+KERNEL_SIGNED_ALU_OPS: dict[int, str] = {AluOp.DIV: "s/=", AluOp.MOD: "s%="}
+"""Operator of the signed variants (``off == 1``) of DIV and MOD."""
+
+KERNEL_JMP_OPS: dict[int, str] = {
+    JmpOp.JA: "jmp",
+    JmpOp.JEQ: "==",
+    JmpOp.JGT: ">",
+    JmpOp.JLT: "<",
+    JmpOp.JGE: ">=",
+    JmpOp.JLE: "<=",
+    JmpOp.JSET: "&",
+    JmpOp.JNE: "!=",
+    JmpOp.JSGT: "s>",
+    JmpOp.JSLT: "s<",
+    JmpOp.JSGE: "s>=",
+    JmpOp.JSLE: "s<=",
+    JmpOp.CALL: "call",
+    JmpOp.EXIT: "exit",
+}
+"""Comparison of each conditional jump in the kernel syntax (``if r1 > r2 goto pc+1``)."""
+
+KERNEL_ATOMIC_OPS: dict[int, str] = {
+    AtomicOp.ADD: "add",
+    AtomicOp.AND: "and",
+    AtomicOp.OR: "or",
+    AtomicOp.XOR: "xor",
+}
+"""Name of the ALU part of an atomic read-modify-write (``atomic64_fetch_add``)."""
+
+KERNEL_LDST_TYPES: dict[int, str] = {1: "u8", 2: "u16", 4: "u32", 8: "u64"}
+"""C type of a memory access of each width (``*(u32 *)(r1 +4)``)."""
+
+KERNEL_LDSX_TYPES: dict[int, str] = {1: "s8", 2: "s16", 4: "s32"}
+"""C type of a sign-extending load of each width (``*(s8 *)(r1 +0)``)."""
+
+KERNEL_CLASS_NAMES: dict[int, str] = {
+    Cls.LD: "ld",
+    Cls.LDX: "ldx",
+    Cls.ST: "st",
+    Cls.STX: "stx",
+    Cls.ALU: "alu",
+    Cls.JMP: "jmp",
+    Cls.JMP32: "jmp32",
+    Cls.ALU64: "alu64",
+}
+"""Name of each class, printed by the kernel for encodings it has no format for."""
+
+BPF_ADDR_SPACE_CAST = 1
+"""``off`` of an ALU64 ``mov`` X that is an arena ``addr_space_cast`` (6.9+; needs an arena)."""
+
+BPF_ADDR_PERCPU = -1
+"""``off`` of the kernel-internal per-CPU address ``mov``; never accepted from user space."""
+
+BPF_MAY_GOTO = 0
+"""``src_reg`` of ``may_goto`` (the only ``BPF_JCOND`` condition)."""
+
+BPF_MAX_SUBPROGS = 256
+BPF_COMPLEXITY_LIMIT_INSNS = 1_000_000
+BPF_MAXINSNS = 4096
+
+
+def linux_accepts_code(code: int) -> bool:
+    """Whether Linux 6.18 knows this opcode byte (``bpf_opcode_in_insntable``).
+
+    Derived from the table: a byte is known when one of its rows is marked ``linux``.
+    The kernel asks this per slot in ``resolve_pseudo_ldimm64``; a byte it does not know
+    is rejected with ``unknown opcode %02x`` before verification starts.
+    """
+    return any(row.linux for row in _BY_CODE.get(code, ()))
+
+
+def rows_by_asm() -> dict[str, list[OpSpec]]:
+    """Rows grouped by conformance mnemonic (``add`` -> the imm and reg rows, …)."""
+    out: dict[str, list[OpSpec]] = {}
+    for spec in OPCODES:
+        out.setdefault(spec.asm, []).append(spec)
+    return out

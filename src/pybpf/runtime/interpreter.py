@@ -45,7 +45,7 @@ LdAbsFn = Callable[[RunContext, int, int, int], "int | None"]
 """``ld_abs(ctx, skb_ptr, offset, size)`` → value (host order), or None to end the run with 0."""
 
 
-class TailCall(Exception):  # noqa: N818 - a control-flow signal, not an error
+class TailCall(Exception):
     """Raised by the ``tail_call`` helper: continue in ``target`` with the same ctx."""
 
     def __init__(self, target: CompiledProgram) -> None:
@@ -231,6 +231,7 @@ class CompiledProgram:
         leader = [False] * (n + 1)
         leader[0] = True
         leader[n] = True
+        second_slots = {pc + 1 for pc, spec in enumerate(specs) if spec is not None and spec.is_wide}
         for pc, spec in enumerate(specs):
             if spec is None:
                 continue
@@ -250,6 +251,9 @@ class CompiledProgram:
                         leader[target] = True
             elif spec.kind in (Kind.LD_ABS, Kind.LD_IND):
                 leader[min(nxt, n)] = True
+        for pc in second_slots:
+            if pc < n:
+                leader[pc] = False  # a jump there faults: "jump into the middle"
         return leader
 
     @staticmethod
@@ -280,7 +284,7 @@ class CompiledProgram:
                    f"'fell off the end of the program')\n")
         self.source = "\n".join(src)
         code = compile(self.source, f"<bpf {self.name}>", "exec")
-        exec(code, ns)  # noqa: S102 - our own generated code
+        exec(code, ns)
         blocks: list[Any] = [None] * (n + 1)
         for pc in starts:
             blocks[pc] = ns[f"b{pc}"]
@@ -335,7 +339,7 @@ class CompiledProgram:
             # The block's jump back to its own start becomes `continue` of a local loop.
             loop_back = f"{{WB}}; return {blk.start}"
             out.append("    while True:")
-            out += ["        " + b for b in budget + body]
+            out += ["        " + b.replace("{WB}", wb) for b in budget + body]
             for line in term:
                 if line == loop_back:
                     line = "continue"
@@ -343,7 +347,7 @@ class CompiledProgram:
                     line = line[: -len(loop_back)] + "continue"
                 out.append("        " + line.replace("{WB}", wb))
         else:
-            out += ["    " + b for b in budget + body]
+            out += ["    " + b.replace("{WB}", wb) for b in budget + body]
             out += ["    " + line.replace("{WB}", wb) for line in term]
         return out
 

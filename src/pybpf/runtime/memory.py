@@ -20,6 +20,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pybpf.errors import BpfFault
 
@@ -35,6 +36,7 @@ _PACK: dict[int, Callable[..., None]] = {
     4: struct.Struct("<I").pack_into,
     8: struct.Struct("<Q").pack_into,
 }
+_GUARD_WORDS = 2  # 16 unregistered bytes before and after every allocation
 _MASK = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF, 8: 0xFFFFFFFFFFFFFFFF}
 
 
@@ -110,13 +112,19 @@ class MemoryRegistry:
 
     def alloc(self, size: int, name: str, *, writable: bool = True, owner: object = None,
               register: bool = True) -> Region:
-        """Allocate zeroed native memory (8-byte aligned) and register it."""
-        buf = (ctypes.c_uint64 * max(1, (size + 7) // 8))()
-        mv = memoryview(buf).cast("B")[:size]
-        region = Region(ctypes.addressof(buf), size, name, mv, True, writable, buf, owner)
+        """Allocate zeroed native memory (8-byte aligned) and register it.
+
+        Unregistered guard bytes on both sides keep two allocations from ever being
+        adjacent, so running off the end of one faults instead of landing in the next.
+        """
+        words = max(1, (size + 7) // 8) + 2 * _GUARD_WORDS
+        buf = (ctypes.c_uint64 * words)()
+        start = ctypes.addressof(buf) + 8 * _GUARD_WORDS
+        mv = memoryview(buf).cast("B")[8 * _GUARD_WORDS:8 * _GUARD_WORDS + size]
+        region = Region(start, size, name, mv, True, writable, buf, owner)
         return self.add(region) if register else region
 
-    def wrap(self, obj: ctypes.Array | ctypes.Structure | bytearray, name: str, *,  # type: ignore[type-arg]
+    def wrap(self, obj: ctypes.Array[Any] | ctypes.Structure | bytearray, name: str, *,
              writable: bool = True, owner: object = None) -> Region:
         """Register an existing writable buffer (ctypes object or bytearray) in place."""
         if isinstance(obj, bytearray):

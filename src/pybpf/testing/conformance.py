@@ -22,7 +22,7 @@ from pybpf.runtime.memory import REGISTRY
 UNWIND_HELPER = 5
 
 
-class _Unwind(Exception):  # noqa: N818 - control flow
+class _Unwind(Exception):
     """Raised by the ``unwind`` helper to end the program early."""
 
 
@@ -84,8 +84,11 @@ def run_program(insns: list[Insn] | bytes, mem: bytes = b"", *, tier: str = "int
     if isinstance(insns, bytes | bytearray):
         insns = decode(insns)
     if tier == "jit":
-        from pybpf.jit import compile_program  # the fast tier (llvmlite)
+        import pybpf.jit
 
+        compile_program = getattr(pybpf.jit, "compile_program", None)  # the llvmlite tier
+        if compile_program is None:
+            raise NotImplementedError("the JIT tier is not built yet")
         program = compile_program(insns, helpers=CONFORMANCE_HELPERS, name="conformance")
     elif tier == "interp":
         from pybpf.runtime.interpreter import CompiledProgram

@@ -91,7 +91,7 @@ def bpf_check(inp: VerifierInput) -> VerifierResult:
     try:
         from pybpf.isa.validate import check_program_structure
     except ImportError:
-        check_program_structure = None  # type: ignore[assignment]
+        check_program_structure = None
     if check_program_structure is not None:
         problem = check_program_structure(list(inp.insns))
         if problem is not None:
