@@ -6,7 +6,7 @@ Usage::
     python tools/gen_uapi.py [BTF_FILE] [--out PATH] [--release UNAME_R]
 
 ``BTF_FILE`` defaults to ``/sys/kernel/btf/vmlinux``. The kernel is the specification
-(see docs/DESIGN): enum values and struct layouts are read from its BTF, never typed in.
+(see DESIGN.md, "The reference is Linux 6.18"): enum values and struct layouts are read from its BTF, never typed in.
 Only what BTF cannot carry -- the ``#define`` constants of ``include/uapi/linux/bpf.h``,
 ``bpf_common.h`` and a few kernel-internal verifier constants -- is listed by hand in
 :data:`SUPPLEMENT`, with the header each value comes from.
@@ -514,6 +514,10 @@ class LayoutBuilder:
         self.by_id: dict[int, ClassDef] = {}
         self.preset_names: dict[int, str] = {}
         self.used_names: set[str] = set()
+        #: Extra names of anonymous types BTF dedup shares between members (the
+        #: ``tcx`` and ``netkit`` structs of bpf_link_info are one type): alias -> class.
+        self.aliases: dict[str, str] = {}
+        self.view_docs: dict[int, str] = {}
 
     # ---- entry points
 
@@ -536,7 +540,10 @@ class LayoutBuilder:
             if view is None:
                 raise GenError(f"union bpf_attr member {key!r} has no view name in ATTR_VIEWS")
             self.preset_names[t.id] = view
-            views[view.removeprefix("bpf_attr_")] = view
+            suffix = view.removeprefix("bpf_attr_")
+            views[suffix] = view
+            cmds = ", ".join(c for c, v in CMD_VIEWS.items() if v == suffix)
+            self.view_docs[t.id] = f"member of union bpf_attr used by {cmds}"
         return views
 
     # ---- types
@@ -551,10 +558,10 @@ class LayoutBuilder:
         if isinstance(t, BtfPtr):
             return CType("ctypes.c_uint64", 8, 8, "int")
         if isinstance(t, BtfFloat):
-            expr = {4: "ctypes.c_float", 8: "ctypes.c_double"}.get(t.size)
-            if expr is None:
+            fexpr = {4: "ctypes.c_float", 8: "ctypes.c_double"}.get(t.size)
+            if fexpr is None:
                 raise GenError(f"float of size {t.size} unsupported")
-            return CType(expr, t.size, t.size, "float")
+            return CType(fexpr, t.size, t.size, "float")
         if isinstance(t, BtfArray):
             elem = self.ctype(t.type, hint)
             cls = f"ctypes.Array[{elem.ctype_annotation}]"
@@ -596,6 +603,8 @@ class LayoutBuilder:
             cd = self._layout(t, pyname, key, prefix, packed=False)
         except NeedsPacking:
             cd = self._layout(t, pyname, key, prefix, packed=True)
+        if type_id in self.view_docs:
+            cd.doc += f", the {self.view_docs[type_id]}"
         self.by_id[type_id] = cd
         self.classes.append(cd)
         return cd
@@ -648,6 +657,11 @@ class LayoutBuilder:
         t = self.btf.resolve(type_id)
         if isinstance(t, BtfComposite) and not t.name:
             cd = self.composite(t.id, hint, prefix)
+            if cd.pyname != hint and t.id not in self.preset_names \
+                    and not hint.split("_")[-1].startswith("anon") \
+                    and hint not in self.used_names:
+                self.used_names.add(hint)
+                self.aliases[hint] = cd.pyname
             return CType(cd.pyname, cd.size, cd.align, cd.pyname)
         return self.ctype(type_id, hint)
 
@@ -954,6 +968,13 @@ def _render_classes(w: Callable[[str], None], builder: LayoutBuilder, names: lis
             w(f"        ({f.name!r}, {f.expr}{bits}),")
         w("    ]")
         names.append(cd.pyname)
+    if builder.aliases:
+        w("")
+        w("")
+        w("# Members whose anonymous types BTF deduplicated into one: same layout, own name.")
+        for alias, target in builder.aliases.items():
+            w(f"{alias} = {target}")
+            names.append(alias)
     w("")
 
 

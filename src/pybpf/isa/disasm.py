@@ -88,7 +88,7 @@ def default_helper_names() -> dict[int, str]:
     if _helper_names is None:
         names: dict[int, str] = {}
         try:
-            from pybpf.uapi import BpfFuncId  # type: ignore[attr-defined]
+            from pybpf.uapi import BpfFuncId
         except ImportError:
             return names  # not cached: the module may appear later in this process
         for member in BpfFuncId:

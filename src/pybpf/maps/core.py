@@ -98,6 +98,13 @@ class BpfMap:
         self.id = 0  # assigned by the kernel instance's map IDR
         self.frozen = False
         self.lock = threading.RLock()  # serialises updates from Python and programs
+        # Fields the kernel keeps in struct bpf_map beyond the attributes:
+        self.writecnt = 0  # bpf_map_write_active(): syscall writers in flight (FREEZE → EBUSY)
+        self.spin_lock_off = -1  # offset of a struct bpf_spin_lock in the value (BTF), or -1
+        self.has_record = False  # value has special BTF fields (spin lock, timer, kptr…)
+        self.inner_map_meta: BpfMap | None = attr.inner_map  # map-in-map template
+        self.fd_resolver: Any = None  # fd -> object, for fd-valued maps (see maps.fdmaps)
+        self.owner_prog_type: int | None = None  # prog_array: first program type stored
         self.header: Region = self.mem.alloc(MAP_HEADER_SIZE, f"map header {attr.map_name!r}",
                                              writable=False, owner=self)
         self.write_header()
@@ -111,6 +118,25 @@ class BpfMap:
     def write_header(self, elem_size: int = 0, data: int = 0, aux: int = 0) -> None:
         _HEADER.pack_into(self.header.mv, 0, self.map_type, self.key_size, self.value_size,
                           self.max_entries, self.map_flags, elem_size, data, aux, self.id, 0)
+
+    @property
+    def value_stride(self) -> int:
+        """``round_up(value_size, 8)``: the per-CPU and array element stride."""
+        return (self.value_size + 7) & ~7
+
+    def freeze(self) -> None:
+        """``BPF_MAP_FREEZE`` on the map side: further syscall writes fail with EPERM."""
+        import errno as _errno
+
+        from pybpf.errors import BpfError
+        from pybpf.uapi import BPF_MAP_TYPE_STRUCT_OPS
+
+        if self.map_type == BPF_MAP_TYPE_STRUCT_OPS or self.has_record:
+            raise BpfError(524, "map cannot be frozen (ENOTSUPP)")
+        with self.lock:
+            if self.writecnt or self.frozen:
+                raise BpfError(_errno.EBUSY)
+            self.frozen = True
 
     def release_header(self) -> None:
         _BY_ADDR.pop(self.header.start, None)

@@ -64,6 +64,21 @@ class MapOps(Protocol):
     def mem_usage(self, bmap: BpfMap) -> int:
         """Bytes of memory the map uses (``bpf_map_info`` / fdinfo ``memlock``)."""
 
+    # -- extensions (implemented for every type by maps.base.BaseMapOps) ----------------
+    # Program side, per-CPU aware: ``cpu`` is the CPU the running program is on.
+    #   map_lookup_elem(bmap, key_addr, cpu=0) / map_update_elem(..., cpu=0) /
+    #   map_delete_elem(..., cpu=0) / map_push_elem(bmap, value_addr, flags) /
+    #   map_pop_elem(bmap, value_addr) / map_peek_elem(bmap, value_addr) /
+    #   map_lookup_percpu_elem(bmap, key_addr, cpu) /
+    #   map_for_each_callback(bmap, callback(key_addr, value_addr) -> int, cpu) -> int
+    # Syscall side:
+    #   sys_value_size(bmap)   — bpf_map_value_size(): bytes of a value in bpf_attr
+    #   lookup_reads_value     — BPF_MAP_LOOKUP_ELEM passes the *value* buffer in (bloom)
+    #   batch_token_size(bmap) — bytes of in_batch/out_batch tokens
+    #   sys_lookup_batch / sys_lookup_and_delete_batch / sys_update_batch /
+    #   sys_delete_batch -> maps.batch.BatchResult
+    #   native_layout(bmap)    — the storage layout, for the JIT (dict of addresses/sizes)
+
 
 _REGISTRY: dict[int, MapOps] = {}
 

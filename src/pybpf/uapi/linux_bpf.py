@@ -1942,7 +1942,7 @@ class bpf_iter_link_info(ctypes.Union):
 
 
 class bpf_attr_map_create(ctypes.Structure):
-    """struct (anonymous) (96 bytes)."""
+    """struct (anonymous), the member of union bpf_attr used by BPF_MAP_CREATE (96 bytes)."""
 
     map_type: int
     key_size: int
@@ -1996,7 +1996,7 @@ class bpf_attr_map_elem_anon0(ctypes.Union):
 
 
 class bpf_attr_map_elem(ctypes.Structure):
-    """struct (anonymous) (32 bytes)."""
+    """struct (anonymous), the member of union bpf_attr used by BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM, BPF_MAP_DELETE_ELEM, BPF_MAP_GET_NEXT_KEY, BPF_MAP_LOOKUP_AND_DELETE_ELEM, BPF_MAP_FREEZE (32 bytes)."""
 
     map_fd: int
     key: int
@@ -2013,7 +2013,7 @@ class bpf_attr_map_elem(ctypes.Structure):
 
 
 class bpf_attr_map_batch(ctypes.Structure):
-    """struct (anonymous) (56 bytes)."""
+    """struct (anonymous), the member of union bpf_attr used by BPF_MAP_LOOKUP_BATCH, BPF_MAP_LOOKUP_AND_DELETE_BATCH, BPF_MAP_UPDATE_BATCH, BPF_MAP_DELETE_BATCH (56 bytes)."""
 
     in_batch: int
     out_batch: int
@@ -2047,7 +2047,7 @@ class bpf_attr_prog_load_anon0(ctypes.Union):
 
 
 class bpf_attr_prog_load(ctypes.Structure):
-    """struct (anonymous) (168 bytes)."""
+    """struct (anonymous), the member of union bpf_attr used by BPF_PROG_LOAD (168 bytes)."""
 
     prog_type: int
     insn_cnt: int
@@ -2118,7 +2118,7 @@ class bpf_attr_prog_load(ctypes.Structure):
 
 
 class bpf_attr_obj(ctypes.Structure):
-    """struct (anonymous) (24 bytes)."""
+    """struct (anonymous), the member of union bpf_attr used by BPF_OBJ_PIN, BPF_OBJ_GET (24 bytes)."""
 
     pathname: int
     bpf_fd: int
@@ -2155,7 +2155,7 @@ class bpf_attr_prog_attach_anon1(ctypes.Union):
 
 
 class bpf_attr_prog_attach(ctypes.Structure):
-    """struct (anonymous) (32 bytes)."""
+    """struct (anonymous), the member of union bpf_attr used by BPF_PROG_ATTACH, BPF_PROG_DETACH (32 bytes)."""
 
     attach_bpf_fd: int
     attach_type: int
@@ -2179,7 +2179,7 @@ class bpf_attr_prog_attach(ctypes.Structure):
 
 
 class bpf_attr_test(ctypes.Structure):
-    """struct (anonymous) (80 bytes)."""
+    """struct (anonymous), the member of union bpf_attr used by BPF_PROG_TEST_RUN, BPF_PROG_RUN (80 bytes)."""
 
     prog_fd: int
     retval: int
@@ -2233,7 +2233,7 @@ class bpf_attr_get_id_anon0(ctypes.Union):
 
 
 class bpf_attr_get_id(ctypes.Structure):
-    """struct (anonymous) (16 bytes)."""
+    """struct (anonymous), the member of union bpf_attr used by BPF_PROG_GET_NEXT_ID, BPF_MAP_GET_NEXT_ID, BPF_PROG_GET_FD_BY_ID, BPF_MAP_GET_FD_BY_ID, BPF_BTF_GET_FD_BY_ID, BPF_BTF_GET_NEXT_ID, BPF_LINK_GET_FD_BY_ID, BPF_LINK_GET_NEXT_ID (16 bytes)."""
 
     next_id: int
     open_flags: int
@@ -2253,7 +2253,7 @@ class bpf_attr_get_id(ctypes.Structure):
 
 
 class bpf_attr_info(ctypes.Structure):
-    """struct (anonymous) (16 bytes)."""
+    """struct (anonymous), the member of union bpf_attr used by BPF_OBJ_GET_INFO_BY_FD (16 bytes)."""
 
     bpf_fd: int
     info_len: int
@@ -2277,7 +2277,7 @@ class bpf_attr_query_anon1(ctypes.Union):
 
 
 class bpf_attr_query(ctypes.Structure):
-    """struct (anonymous) (64 bytes)."""
+    """struct (anonymous), the member of union bpf_attr used by BPF_PROG_QUERY (64 bytes)."""
 
     attach_type: int
     query_flags: int
@@ -2307,7 +2307,7 @@ class bpf_attr_query(ctypes.Structure):
 
 
 class bpf_attr_raw_tracepoint(ctypes.Structure):
-    """struct (anonymous) (24 bytes)."""
+    """struct (anonymous), the member of union bpf_attr used by BPF_RAW_TRACEPOINT_OPEN (24 bytes)."""
 
     name: int
     prog_fd: int
@@ -2320,7 +2320,7 @@ class bpf_attr_raw_tracepoint(ctypes.Structure):
 
 
 class bpf_attr_btf_load(ctypes.Structure):
-    """struct (anonymous) (40 bytes)."""
+    """struct (anonymous), the member of union bpf_attr used by BPF_BTF_LOAD (40 bytes)."""
 
     btf: int
     btf_log_buf: int
@@ -2343,7 +2343,7 @@ class bpf_attr_btf_load(ctypes.Structure):
 
 
 class bpf_attr_task_fd_query(ctypes.Structure):
-    """struct (anonymous) (48 bytes)."""
+    """struct (anonymous), the member of union bpf_attr used by BPF_TASK_FD_QUERY (48 bytes)."""
 
     pid: int
     fd: int
@@ -2505,7 +2505,7 @@ class bpf_attr_link_create_anon2(ctypes.Union):
 
 
 class bpf_attr_link_create(ctypes.Structure):
-    """struct (anonymous) (64 bytes)."""
+    """struct (anonymous), the member of union bpf_attr used by BPF_LINK_CREATE (64 bytes)."""
 
     attach_type: int
     flags: int
@@ -2557,7 +2557,7 @@ class bpf_attr_link_update_anon1(ctypes.Union):
 
 
 class bpf_attr_link_update(ctypes.Structure):
-    """struct (anonymous) (16 bytes)."""
+    """struct (anonymous), the member of union bpf_attr used by BPF_LINK_UPDATE (16 bytes)."""
 
     link_fd: int
     flags: int
@@ -2575,7 +2575,7 @@ class bpf_attr_link_update(ctypes.Structure):
 
 
 class bpf_attr_link_detach(ctypes.Structure):
-    """struct (anonymous) (4 bytes)."""
+    """struct (anonymous), the member of union bpf_attr used by BPF_LINK_DETACH (4 bytes)."""
 
     link_fd: int
     _fields_ = [
@@ -2584,7 +2584,7 @@ class bpf_attr_link_detach(ctypes.Structure):
 
 
 class bpf_attr_enable_stats(ctypes.Structure):
-    """struct (anonymous) (4 bytes)."""
+    """struct (anonymous), the member of union bpf_attr used by BPF_ENABLE_STATS (4 bytes)."""
 
     type: int
     _fields_ = [
@@ -2593,7 +2593,7 @@ class bpf_attr_enable_stats(ctypes.Structure):
 
 
 class bpf_attr_iter_create(ctypes.Structure):
-    """struct (anonymous) (8 bytes)."""
+    """struct (anonymous), the member of union bpf_attr used by BPF_ITER_CREATE (8 bytes)."""
 
     link_fd: int
     flags: int
@@ -2604,7 +2604,7 @@ class bpf_attr_iter_create(ctypes.Structure):
 
 
 class bpf_attr_prog_bind_map(ctypes.Structure):
-    """struct (anonymous) (12 bytes)."""
+    """struct (anonymous), the member of union bpf_attr used by BPF_PROG_BIND_MAP (12 bytes)."""
 
     prog_fd: int
     map_fd: int
@@ -2617,7 +2617,7 @@ class bpf_attr_prog_bind_map(ctypes.Structure):
 
 
 class bpf_attr_token_create(ctypes.Structure):
-    """struct (anonymous) (8 bytes)."""
+    """struct (anonymous), the member of union bpf_attr used by BPF_TOKEN_CREATE (8 bytes)."""
 
     flags: int
     bpffs_fd: int
@@ -2628,7 +2628,7 @@ class bpf_attr_token_create(ctypes.Structure):
 
 
 class bpf_attr_prog_stream_read(ctypes.Structure):
-    """struct (anonymous) (24 bytes)."""
+    """struct (anonymous), the member of union bpf_attr used by BPF_PROG_STREAM_READ_BY_FD (24 bytes)."""
 
     stream_buf: int
     stream_buf_len: int
@@ -4480,6 +4480,15 @@ class bpf_perf_event_data(ctypes.Structure):
     ]
 
 
+# Members whose anonymous types BTF deduplicated into one: same layout, own name.
+bpf_attr_link_create_netkit = bpf_attr_link_create_tcx
+bpf_attr_link_create_cgroup = bpf_attr_link_create_tcx
+bpf_cpumap_val_bpf_prog = bpf_devmap_val_bpf_prog
+bpf_link_info_struct_ops = bpf_link_info_iter_map
+bpf_link_info_netfilter = bpf_attr_link_create_netfilter
+bpf_link_info_netkit = bpf_link_info_tcx
+
+
 #: Command -> the bpf_attr view its fields live in.
 ATTR_VIEW: dict[int, type[ctypes.Structure]] = {
     BPF_MAP_CREATE: bpf_attr_map_create,
@@ -5800,6 +5809,12 @@ __all__ = [
     'pt_regs_anon1',
     'pt_regs',
     'bpf_perf_event_data',
+    'bpf_attr_link_create_netkit',
+    'bpf_attr_link_create_cgroup',
+    'bpf_cpumap_val_bpf_prog',
+    'bpf_link_info_struct_ops',
+    'bpf_link_info_netfilter',
+    'bpf_link_info_netkit',
     'ATTR_VIEW',
     'STRUCTS',
     'LAYOUTS',

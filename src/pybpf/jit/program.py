@@ -1,0 +1,399 @@
+"""A JIT-compiled program: the interpreter's ``run`` interface on native code.
+
+:func:`compile_program` translates (:mod:`pybpf.jit.translate`), optimises and emits a
+program, or takes it from the compile cache (:mod:`pybpf.jit.cache`), and wraps it in a
+:class:`JitProgram` whose ``run`` behaves exactly like
+:meth:`pybpf.runtime.interpreter.CompiledProgram.run`: same arguments, same r0, same
+faults (:class:`~pybpf.errors.BpfFault` with pc, address and size), the same tail-call
+limit, and helper exceptions propagate.
+
+Each thread has its own native run context and its own registered stack frames, so
+several threads run programs in parallel (ctypes releases the GIL while native code
+runs), each with its own CPU id.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pybpf.errors import BpfFault
+from pybpf.isa.insn import Insn, encode
+from pybpf.isa.opcodes import MAX_BPF_STACK, MAX_CALL_FRAMES
+from pybpf.jit import bridge as _bridge
+from pybpf.jit import cache as _cache
+from pybpf.jit.engine import compile_ir
+from pybpf.jit.natives import natives_for
+from pybpf.jit.state import (
+    ENTRY_TYPE,
+    LOOP_TYPE,
+    REASON_READ_ONLY,
+    JitCtx,
+    Status,
+)
+from pybpf.jit.translate import Translation, Translator
+from pybpf.runtime.context import BPF_MAX_LOOPS, RunContext
+from pybpf.runtime.interpreter import MAX_TAIL_CALL_CNT, HelperFn, LdAbsFn
+from pybpf.runtime.memory import REGISTRY, MemoryRegistry, Region
+
+M64 = (1 << 64) - 1
+
+
+# --- native code ------------------------------------------------------------------------
+@dataclass
+class CompiledCode:
+    """Native code of one translation; shared by every JitProgram of the same program."""
+
+    translation: Translation
+    addresses: dict[str, int]
+    object_file: bytes
+    entry: Any  # ENTRY_TYPE
+    loop: Any  # LOOP_TYPE
+    compile_ns: int = 0
+    _layout: Any = field(default=None, repr=False)
+
+    def layout(self) -> Any:
+        """Function sizes and the line table, read from the object file on first use."""
+        if self._layout is None:
+            from pybpf.jit.layout import read_layout
+
+            self._layout = read_layout(self)
+        return self._layout
+
+
+def build_code(insns: Sequence[Insn], *, name: str, sanitize: bool, budgeted: bool,
+               natives: Mapping[int, Any], debug_info: bool = True) -> CompiledCode:
+    import time
+
+    t0 = time.perf_counter_ns()
+    tr = Translator(insns, name=name, sanitize=sanitize, budgeted=budgeted,
+                    natives={fid: row.gen for fid, row in natives.items()},
+                    debug_info=debug_info).translate()
+    symbols = [tr.entry, tr.loop] + [s for s, _ in tr.functions]
+    native = compile_ir(tr.ir, [tr.entry, tr.loop])
+    addresses = dict(native.addresses)
+    del symbols
+    return CompiledCode(tr, addresses, native.object_file, ENTRY_TYPE(addresses[tr.entry]),
+                        LOOP_TYPE(addresses[tr.loop]), time.perf_counter_ns() - t0)
+
+
+# --- per-thread native state -------------------------------------------------------------
+class _ThreadCtx:
+    """A run context and its stack frames, owned by one thread (reused across runs)."""
+
+    def __init__(self, mem: MemoryRegistry) -> None:
+        self.mem = mem
+        self.jctx = JitCtx()
+        self.addr = ctypes.addressof(self.jctx)
+        self.frames: list[Region] = [
+            mem.alloc(MAX_BPF_STACK, f"jit stack frame {i}") for i in range(MAX_CALL_FRAMES)]
+        for i, frame in enumerate(self.frames):
+            self.jctx.frames[i] = frame.end
+        self.jctx.bridge = _bridge.BRIDGE_ADDR
+        self.jctx.prandom = int.from_bytes(os.urandom(8), "little") | 1
+        self.busy = False
+        weakref.finalize(self, _release_frames, mem, list(self.frames))
+
+
+def _release_frames(mem: MemoryRegistry, frames: list[Region]) -> None:
+    for frame in frames:
+        mem.remove(frame)
+
+
+_local = threading.local()
+
+
+def _acquire(mem: MemoryRegistry) -> _ThreadCtx:
+    pool: dict[int, _ThreadCtx] | None = getattr(_local, "pool", None)
+    if pool is None:
+        pool = _local.pool = {}
+    tc = pool.get(id(mem))
+    if tc is None:
+        tc = pool[id(mem)] = _ThreadCtx(mem)
+    if tc.busy:  # a run inside a helper of a run on this thread: its own frames
+        tc = _ThreadCtx(mem)
+    tc.busy = True
+    return tc
+
+
+# --- the sanitizer's region table ---------------------------------------------------------
+class RegionTable:
+    """The registry's regions as a sorted native array ``(start, end, writable)``.
+
+    Rebuilt when the registry publishes a new snapshot (its region tuple changes identity
+    on every add/remove), checked before a run and after every bridge call.
+    """
+
+    def __init__(self, mem: MemoryRegistry) -> None:
+        self.mem = mem
+        self.snapshot: tuple[Region, ...] | None = None
+        self.array: Any = (ctypes.c_uint64 * 3)()
+        self.count = 0
+        self._keep: list[Any] = []
+        self._lock = threading.Lock()
+
+    def sync(self) -> tuple[int, int]:
+        regions = self.mem.regions()
+        if regions is not self.snapshot:
+            with self._lock:
+                arr = (ctypes.c_uint64 * (3 * max(len(regions), 1)))()
+                for i, r in enumerate(regions):
+                    arr[3 * i] = r.start
+                    arr[3 * i + 1] = r.end
+                    arr[3 * i + 2] = 1 if r.writable else 0
+                self._keep.append(self.array)
+                del self._keep[:-4]  # other threads may still be reading recent tables
+                self.array, self.count, self.snapshot = arr, len(regions), regions
+        return ctypes.addressof(self.array), self.count
+
+
+_TABLES: weakref.WeakKeyDictionary[MemoryRegistry, RegionTable] = weakref.WeakKeyDictionary()
+
+
+def region_table(mem: MemoryRegistry) -> RegionTable:
+    table = _TABLES.get(mem)
+    if table is None:
+        table = _TABLES[mem] = RegionTable(mem)
+    return table
+
+
+# --- the program ------------------------------------------------------------------------
+class JitProgram:
+    """A program compiled to native code, with the interpreter's ``run`` interface."""
+
+    def __init__(self, insns: Sequence[Insn], code: CompiledCode, *,
+                 helpers: Mapping[int, HelperFn] | None = None,
+                 kfuncs: Mapping[int, HelperFn] | None = None, ld_abs: LdAbsFn | None = None,
+                 mem: MemoryRegistry = REGISTRY, name: str = "prog", sanitize: bool = False,
+                 budgeted: bool = False, blinded: bool = False,
+                 xlated: Sequence[Insn] | None = None) -> None:
+        self.insns = list(insns)
+        self.xlated = list(xlated) if xlated is not None else self.insns
+        self.code = code
+        self.helpers = dict(helpers or {})
+        self.kfuncs = dict(kfuncs or {})
+        self.ld_abs = ld_abs
+        self.mem = mem
+        self.name = name
+        self.sanitize = sanitize
+        self.budgeted = budgeted
+        self.blinded = blinded
+        self._entry: Callable[..., int] = code.entry
+        self._budgeted_twin: JitProgram | None = None
+        self._table = region_table(mem) if sanitize else None
+
+    # -- running ----------------------------------------------------------------------
+    def run(self, r1: int = 0, r2: int = 0, r3: int = 0, r4: int = 0, r5: int = 0, *,
+            ctx: RunContext | None = None, steps: int | None = None, cpu: int = 0,
+            prog: Any = None, kernel: Any = None) -> int:
+        """Run from instruction 0 with R1–R5 set; return R0 (unsigned 64-bit)."""
+        if steps is not None and not self.budgeted:
+            return self.with_budget().run(r1, r2, r3, r4, r5, ctx=ctx, steps=steps, cpu=cpu,
+                                          prog=prog, kernel=kernel)
+        tc = _acquire(self.mem)
+        jctx = tc.jctx
+        jctx.status = 0
+        jctx.cpu = ctx.cpu if ctx is not None else cpu
+        jctx.loops = ctx.loops if ctx is not None else BPF_MAX_LOOPS
+        jctx.steps = steps if steps is not None else -1
+        state = _bridge.RunState(self, jctx, ctx, jctx.cpu, prog, kernel)
+        if ctx is not None:
+            ctx.steps = jctx.steps
+        _bridge.register_run(tc.addr, state)
+        try:
+            program = self
+            args = (r1 & M64, r2 & M64, r3 & M64, r4 & M64, r5 & M64)
+            tail_calls = 0
+            while True:
+                if program._table is not None:
+                    table = program._table
+                    jctx.regions, jctx.nregions = table.sync()
+                    state.on_return = _resync(table, jctx)
+                else:
+                    state.on_return = None
+                r0 = program._entry(tc.addr, *args)
+                status = jctx.status
+                if status == Status.OK:
+                    return int(r0)
+                if status == Status.PY_EXCEPTION:
+                    exc = state.exc
+                    state.exc = None
+                    assert exc is not None
+                    raise exc
+                if status == Status.FAULT:
+                    raise program._fault(jctx)
+                if status == Status.TAIL_CALL:
+                    tail_calls += 1
+                    if tail_calls > MAX_TAIL_CALL_CNT:
+                        return M64
+                    program = as_jit(state.tail, budgeted=self.budgeted)
+                    state.program = program
+                    state.tail = None
+                    args = state.tail_args
+                    jctx.status = 0
+                    if state.ctx is not None:
+                        state.ctx.depth = 0
+                    continue
+                raise BpfFault(int(jctx.fault_pc), 0, 0, f"bad JIT status {status}")
+        finally:
+            if ctx is not None:
+                ctx.loops = jctx.loops
+                ctx.steps = jctx.steps
+            _bridge.unregister_run(tc.addr)
+            tc.busy = False
+
+    def _fault(self, jctx: JitCtx) -> BpfFault:
+        reasons = self.code.translation.reasons
+        idx = int(jctx.fault_reason)
+        reason = reasons[idx] if idx < len(reasons) else "fault"
+        addr, size = int(jctx.fault_addr), int(jctx.fault_size)
+        if idx == REASON_READ_ONLY:
+            region = self.mem.find(addr, size)
+            reason = f"write to read-only {region.name if region else '?'}"
+        return BpfFault(int(jctx.fault_pc), addr, size, reason)
+
+    def with_budget(self) -> JitProgram:
+        """The same program compiled with an instruction budget check in every block."""
+        if self.budgeted:
+            return self
+        if self._budgeted_twin is None:
+            self._budgeted_twin = compile_program(
+                self.xlated, helpers=self.helpers, kfuncs=self.kfuncs, ld_abs=self.ld_abs,
+                mem=self.mem, name=self.name, sanitize=self.sanitize, _budgeted=True)
+        return self._budgeted_twin
+
+    def test_run(self, r1: int = 0, repeat: int = 1, *, cpu: int = 0) -> tuple[int, int]:
+        """Run ``repeat`` times in a native loop (``BPF_PROG_TEST_RUN``); ``(r0, total ns)``.
+
+        Only for programs that never need Python (no bridge calls): the loop does not
+        stop for helper exceptions or tail calls. Others fall back to ``run`` in a loop.
+        """
+        if self.code.translation.uses_bridge or self.sanitize:
+            import time
+
+            t0 = time.perf_counter_ns()
+            r0 = 0
+            for _ in range(max(repeat, 1)):
+                r0 = self.run(r1, cpu=cpu)
+            return r0, time.perf_counter_ns() - t0
+        tc = _acquire(self.mem)
+        try:
+            jctx = tc.jctx
+            jctx.status = 0
+            jctx.cpu = cpu
+            jctx.loops = BPF_MAX_LOOPS
+            jctx.steps = -1
+            retval = ctypes.c_uint64(0)
+            ns = self.code.loop(tc.addr, r1 & M64, max(repeat, 1), ctypes.addressof(retval))
+            if jctx.status == Status.FAULT:
+                raise self._fault(jctx)
+            return int(retval.value), int(ns)
+        finally:
+            tc.busy = False
+
+    # -- jited info -------------------------------------------------------------------
+    @property
+    def jited_len(self) -> int:
+        """``jited_prog_len``: bytes of native code of all functions."""
+        return int(sum(self.jited_func_lens))
+
+    @property
+    def jited_func_lens(self) -> list[int]:
+        return [f.size for f in self.code.layout().functions]
+
+    @property
+    def jited_ksyms(self) -> list[int]:
+        """Start address of each function's native code (main first)."""
+        return [f.address for f in self.code.layout().functions]
+
+    @property
+    def native_code(self) -> bytes:
+        """The native code of every function, concatenated in ``jited_ksyms`` order."""
+        return b"".join(f.code() for f in self.code.layout().functions)
+
+    @property
+    def insn_offsets(self) -> dict[int, int]:
+        """BPF instruction index → native offset from the start of the main function."""
+        return dict(self.code.layout().insn_offsets)
+
+    def jited_line_info(self, insn_offs: Sequence[int]) -> list[int]:
+        """``bpf_prog_fill_jited_linfo``: native address of each line-info instruction."""
+        addrs = self.code.layout().insn_addrs
+        main = self.jited_ksyms[0]
+        return [addrs.get(off, main) for off in insn_offs]
+
+    @property
+    def compile_ns(self) -> int:
+        return self.code.compile_ns
+
+    def disassemble(self, annotate: Callable[[int], str | None] | None = None,
+                    tag: str = "") -> list[str]:
+        """Native code as text (``bpftool prog dump jited``); see :mod:`pybpf.jit.disasm`."""
+        from pybpf.jit.disasm import disassemble
+
+        return disassemble(self, annotate=annotate, tag=tag)
+
+
+def _resync(table: RegionTable, jctx: JitCtx) -> Callable[[], None]:
+    def resync() -> None:
+        jctx.regions, jctx.nregions = table.sync()
+
+    return resync
+
+
+_TWINS: weakref.WeakKeyDictionary[Any, JitProgram] = weakref.WeakKeyDictionary()
+
+
+def as_jit(target: Any, *, budgeted: bool = False) -> JitProgram:
+    """The JIT form of a tail-call target (a JitProgram, or an interpreter program)."""
+    if isinstance(target, JitProgram):
+        return target.with_budget() if budgeted else target
+    twin = _TWINS.get(target)
+    if twin is None:
+        twin = compile_program(target.insns, helpers=getattr(target, "helpers", None),
+                               kfuncs=getattr(target, "kfuncs", None),
+                               ld_abs=getattr(target, "ld_abs", None),
+                               mem=getattr(target, "mem", REGISTRY),
+                               name=getattr(target, "name", "prog"))
+        _TWINS[target] = twin
+    return twin.with_budget() if budgeted else twin
+
+
+def compile_program(insns: Sequence[Insn], *, helpers: Mapping[int, HelperFn] | None = None,
+                    kfuncs: Mapping[int, HelperFn] | None = None, ld_abs: LdAbsFn | None = None,
+                    mem: MemoryRegistry = REGISTRY, name: str = "prog", sanitize: bool = False,
+                    harden: bool = False, native_helpers: bool = True,
+                    debug_info: bool = True, _budgeted: bool = False) -> JitProgram:
+    """JIT-compile a (verified, post-fixup) program.
+
+    ``harden`` applies constant blinding first (``bpf_jit_harden``); ``sanitize`` checks
+    every memory access against ``mem``; ``native_helpers`` lets standard helper
+    implementations run as native code (:mod:`pybpf.jit.natives`).
+    """
+    insns = list(insns)
+    natives = natives_for(helpers or {}) if native_helpers else {}
+    xlated = insns
+    if harden:
+        from pybpf.jit.blinding import blind_constants
+
+        insns = blind_constants(insns)
+        code = build_code(insns, name=name, sanitize=sanitize, budgeted=_budgeted,
+                          natives=natives, debug_info=debug_info)
+    else:
+        key = _cache.CacheKey(encode(insns), sanitize, _budgeted,
+                              tuple(sorted((fid, row.name) for fid, row in natives.items())),
+                              debug_info)
+        cached = _cache.CACHE.get(key)
+        if cached is None:
+            cached = build_code(insns, name=name, sanitize=sanitize, budgeted=_budgeted,
+                                natives=natives, debug_info=debug_info)
+            _cache.CACHE.put(key, cached)
+        code = cached
+    return JitProgram(insns, code, helpers=helpers, kfuncs=kfuncs, ld_abs=ld_abs, mem=mem,
+                      name=name, sanitize=sanitize, budgeted=_budgeted, blinded=harden,
+                      xlated=xlated)

@@ -1,0 +1,50 @@
+"""Native storage for maps: regions owned by a map, page-aligned mmap-able areas.
+
+Every byte a program can reach through a map lives in a :class:`~pybpf.runtime.memory.Region`
+registered with the map's memory registry, so the checked interpreter validates accesses
+and the JIT can address it directly. The regions a map owns are listed in
+``bmap.regions`` and released by ``map_free``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+from typing import TYPE_CHECKING
+
+from pybpf.maps.common import PAGE_SIZE, check_mem, round_up
+from pybpf.runtime.memory import Region
+
+if TYPE_CHECKING:
+    from pybpf.maps.core import BpfMap
+
+
+def map_regions(bmap: BpfMap) -> list[Region]:
+    regions: list[Region] | None = getattr(bmap, "regions", None)
+    if regions is None:
+        regions = []
+        bmap.regions = regions  # type: ignore[attr-defined]
+    return regions
+
+
+def alloc_region(bmap: BpfMap, size: int, what: str, *, writable: bool = True) -> Region:
+    """Zeroed native memory owned by ``bmap`` (8-byte aligned, registered)."""
+    check_mem(size)
+    region = bmap.mem.alloc(max(size, 1), f"map {bmap.name!r} {what}", writable=writable,
+                            owner=bmap)
+    map_regions(bmap).append(region)
+    return region
+
+
+def alloc_pages(bmap: BpfMap, size: int, what: str) -> Region:
+    """Zeroed, page-aligned, mmap-backed memory (``BPF_F_MMAPABLE`` arrays)."""
+    size = round_up(max(size, 1), PAGE_SIZE)
+    check_mem(size)
+    buf = mmap.mmap(-1, size, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+    cbuf = (ctypes.c_char * size).from_buffer(buf)
+    start = ctypes.addressof(cbuf)
+    region = Region(start, size, f"map {bmap.name!r} {what}", memoryview(cbuf).cast("B"),
+                    True, True, (buf, cbuf), bmap)
+    bmap.mem.add(region)
+    map_regions(bmap).append(region)
+    return region

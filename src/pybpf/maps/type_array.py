@@ -1,0 +1,181 @@
+"""``BPF_MAP_TYPE_ARRAY`` (``kernel/bpf/arraymap.c``).
+
+Layout (native, fixed for the map's life; the JIT inlines lookups against it)::
+
+    header.data      -> values: max_entries * elem_size bytes, elem_size = round_up(value_size, 8)
+    value of key i   =  data + i * elem_size            (i < max_entries, else NULL)
+
+``BPF_F_MMAPABLE`` arrays put ``values`` in page-aligned mmap memory, exposed to Python as
+a writable memoryview (:meth:`ArrayMap.mmap`). Every element exists from creation:
+delete is EINVAL, ``BPF_NOEXIST`` is EEXIST, an index past the end is E2BIG on update
+and ENOENT on lookup.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pybpf.errors import BpfError
+from pybpf.maps.arraybase import (
+    SIZEOF_BPF_ARRAY,
+    array_get_next_key,
+    array_map_alloc_check,
+)
+from pybpf.maps.base import BaseMapOps, ForEachCallback
+from pybpf.maps.batch import BatchResult, generic_lookup_batch, generic_update_batch
+from pybpf.maps.common import (
+    PAGE_SIZE,
+    round_up,
+    store_value,
+    value_with_lock_zeroed,
+)
+from pybpf.maps.core import BpfMap, MapAttr
+from pybpf.maps.ops import register_map_ops
+from pybpf.maps.storage import alloc_pages, alloc_region
+from pybpf.runtime.memory import Region
+from pybpf.uapi import BPF_EXIST, BPF_F_LOCK, BPF_F_MMAPABLE, BPF_MAP_TYPE_ARRAY, BPF_NOEXIST
+
+if TYPE_CHECKING:
+    pass
+
+
+class ArrayMap(BpfMap):
+    """An array map: one contiguous block of values."""
+
+    values: Region
+
+    def __init__(self, ops: BaseMapOps, attr: MapAttr) -> None:
+        super().__init__(ops, attr)  # type: ignore[arg-type]
+        stride = self.value_stride
+        size = self.max_entries * stride * self.copies()
+        if attr.map_flags & BPF_F_MMAPABLE:
+            self.values = alloc_pages(self, size, "values")
+        else:
+            self.values = alloc_region(self, size, "values")
+        self.vmv = self.values.mv
+        self.base = self.values.start
+        self.key_scratch = alloc_region(self, 8, "key scratch")
+        self.write_header(elem_size=stride, data=self.base)
+
+    def copies(self) -> int:
+        return 1
+
+    def mmap(self) -> memoryview:
+        """The values as a writable memoryview (``BPF_F_MMAPABLE`` arrays only)."""
+        if not self.map_flags & BPF_F_MMAPABLE:
+            raise BpfError(errno.EINVAL, "map is not BPF_F_MMAPABLE")
+        return self.vmv
+
+
+class ArrayOps(BaseMapOps):
+    map_type = BPF_MAP_TYPE_ARRAY
+
+    def map_alloc_check(self, attr: MapAttr) -> None:
+        array_map_alloc_check(attr)
+
+    def map_alloc(self, attr: MapAttr) -> BpfMap:
+        return ArrayMap(self, attr)
+
+    def mem_usage(self, bmap: BpfMap) -> int:
+        size = bmap.max_entries * bmap.value_stride
+        if bmap.map_flags & BPF_F_MMAPABLE:
+            return round_up(SIZEOF_BPF_ARRAY, PAGE_SIZE) + round_up(size, PAGE_SIZE)
+        return SIZEOF_BPF_ARRAY + size
+
+    def native_layout(self, bmap: BpfMap) -> dict[str, int]:
+        assert isinstance(bmap, ArrayMap)
+        return {"header": bmap.addr, "values": bmap.base, "elem_size": bmap.value_stride,
+                "max_entries": bmap.max_entries}
+
+    # -- syscall side -----------------------------------------------------------------
+    def sys_lookup(self, bmap: BpfMap, key: bytes, flags: int, value: bytes | None = None
+                   ) -> bytes:
+        assert isinstance(bmap, ArrayMap)
+        index = int.from_bytes(key[:4], "little")
+        if index >= bmap.max_entries:
+            raise BpfError(errno.ENOENT)
+        off = index * bmap.value_stride
+        data = bmap.vmv[off:off + bmap.value_size].tobytes()
+        return value_with_lock_zeroed(data, bmap.spin_lock_off)
+
+    def sys_update(self, bmap: BpfMap, key: bytes, value: bytes, flags: int) -> None:
+        assert isinstance(bmap, ArrayMap)
+        if (flags & ~BPF_F_LOCK) > BPF_EXIST:
+            raise BpfError(errno.EINVAL)
+        index = int.from_bytes(key[:4], "little")
+        if index >= bmap.max_entries:
+            raise BpfError(errno.E2BIG)
+        if flags & BPF_NOEXIST:
+            raise BpfError(errno.EEXIST)
+        off = index * bmap.value_stride
+        with bmap.lock:
+            store_value(bmap.vmv, off, value, bmap.value_size, bmap.spin_lock_off)
+
+    def sys_delete(self, bmap: BpfMap, key: bytes) -> None:
+        raise BpfError(errno.EINVAL)
+
+    def sys_get_next_key(self, bmap: BpfMap, key: bytes | None) -> bytes:
+        return array_get_next_key(bmap, key)
+
+    def sys_lookup_batch(self, bmap: BpfMap, in_batch: bytes | None, count: int,
+                         elem_flags: int, flags: int) -> BatchResult:
+        return self.fast_lookup_batch(bmap, in_batch, count, elem_flags, flags)
+
+    def fast_lookup_batch(self, bmap: BpfMap, in_batch: bytes | None, count: int,
+                          elem_flags: int, flags: int) -> BatchResult:
+        """``generic_map_lookup_batch`` for arrays, as slices (every index exists)."""
+        if bmap.spin_lock_off >= 0 or not count or elem_flags:
+            return generic_lookup_batch(self, bmap, in_batch, count, elem_flags, flags)
+        assert isinstance(bmap, ArrayMap)
+        start = 0
+        if in_batch is not None:
+            prev = int.from_bytes(in_batch[:4], "little")
+            start = 0 if prev >= bmap.max_entries else prev + 1
+            if prev == bmap.max_entries - 1:
+                return BatchResult(0, err=errno.ENOENT)
+        end = min(bmap.max_entries, start + count)
+        n = end - start
+        keys = np.arange(start, end, dtype="<u4").tobytes()
+        values = self.slice_values(bmap, start, end)
+        err = errno.ENOENT if n < count else 0
+        return BatchResult(n, keys, values, (end - 1).to_bytes(4, "little"), err)
+
+    def slice_values(self, bmap: ArrayMap, start: int, end: int) -> bytes:
+        stride, vs = bmap.value_stride, bmap.value_size
+        raw = bmap.vmv[start * stride:end * stride]
+        if stride == vs:
+            return raw.tobytes()
+        return np.frombuffer(raw, np.uint8).reshape(end - start, stride)[:, :vs].tobytes()
+
+    def sys_update_batch(self, bmap: BpfMap, keys: bytes, values: bytes, count: int,
+                         elem_flags: int, flags: int) -> BatchResult:
+        return generic_update_batch(self, bmap, keys, values, count, elem_flags, flags)
+
+    # -- program side -----------------------------------------------------------------
+    def map_lookup_elem(self, bmap: BpfMap, key_addr: int, cpu: int = 0) -> int:
+        assert isinstance(bmap, ArrayMap)
+        index = bmap.mem.load(key_addr, 4)
+        if index >= bmap.max_entries:
+            return 0
+        return bmap.base + index * bmap.value_stride
+
+    def map_for_each_callback(self, bmap: BpfMap, callback: ForEachCallback,
+                              cpu: int = 0) -> int:
+        assert isinstance(bmap, ArrayMap)
+        key = bmap.key_scratch
+        n = 0
+        for i in range(bmap.max_entries):
+            key.mv[0:4] = i.to_bytes(4, "little")
+            n += 1
+            if callback(key.start, self.value_addr(bmap, i, cpu)):
+                break
+        return n
+
+    def value_addr(self, bmap: ArrayMap, index: int, cpu: int) -> int:
+        return bmap.base + index * bmap.value_stride
+
+
+register_map_ops(ArrayOps())

@@ -1,0 +1,178 @@
+"""The verifier log (``kernel/bpf/log.c``): register/stack state lines in the kernel's text.
+
+Only the text is produced here; the syscall layer applies the user buffer rules.
+"""
+
+from __future__ import annotations
+
+from pybpf.verifier.regs import (
+    S32_MAX,
+    S32_MIN,
+    S64_MAX,
+    S64_MIN,
+    Reg,
+    RegType,
+    base_type,
+    reg_type_str,
+)
+from pybpf.verifier.state import STACK_INVALID, STACK_SPILL, FuncState
+from pybpf.verifier.tnum import U32, U64, Tnum
+
+BPF_LOG_LEVEL1 = 1
+BPF_LOG_LEVEL2 = 2
+BPF_LOG_STATS = 4
+BPF_LOG_MIN_ALIGNMENT = 8
+BPF_LOG_ALIGNMENT = 40
+
+
+def unum(v: int) -> str:
+    v &= U64
+    return str(v) if v <= 0xFFFF else f"{v:#x}"
+
+
+def snum(v: int) -> str:
+    if -0x8000 <= v <= 0x7FFF:
+        return str(v)
+    return f"{v & U64:#x}"
+
+
+def tnum_str(t: Tnum) -> str:
+    if t.mask == 0:
+        return unum(t.value)
+    return f"({t.value:#x}; {t.mask:#x})"
+
+
+def _scalar_ranges(r: Reg) -> list[str]:
+    def s32v(v: int) -> int:
+        return v if -0x8000 <= v <= 0x7FFF else v & U32
+
+    items = [
+        ["smin", r.smin, r.smin == S64_MIN],
+        ["smax", r.smax, r.smax == S64_MAX],
+        ["umin", r.umin, r.umin == 0],
+        ["umax", r.umax, r.umax == U64],
+        ["smin32", s32v(r.s32_min), r.s32_min == S32_MIN],
+        ["smax32", s32v(r.s32_max), r.s32_max == S32_MAX],
+        ["umin32", r.u32_min, r.u32_min == 0],
+        ["umax32", r.u32_max, r.u32_max == U32],
+    ]
+    out: list[str] = []
+    for i, m1 in enumerate(items):
+        if m1[2]:
+            continue
+        neg1 = m1[0][0] == "s" and int(m1[1]) < 0  # type: ignore[call-overload]
+        text = f"{m1[0]}="
+        for m2 in items[i + 2::2]:
+            if m2[2] or (int(m2[1]) & U64) != (int(m1[1]) & U64):  # type: ignore[call-overload]
+                continue
+            neg2 = m2[0][0] == "s" and int(m2[1]) < 0  # type: ignore[call-overload]
+            if neg2 != neg1:
+                continue
+            m2[2] = True
+            text += f"{m2[0]}="
+        v = int(m1[1])  # type: ignore[call-overload]
+        text += snum(v if v < 0 or v <= S64_MAX else v - (1 << 64)) if m1[0][0] == "s" else unum(v)
+        out.append(text)
+    return out
+
+
+def format_reg(r: Reg, frameno: int) -> str:
+    t = r.type
+    out = ""
+    if t == RegType.SCALAR_VALUE and r.precise:
+        out += "P"
+    if t == RegType.SCALAR_VALUE and r.var_off.mask == 0:
+        v = r.var_off.value
+        return out + snum(v - (1 << 64) if v >> 63 else v)
+    out += reg_type_str(t)
+    if t == RegType.PTR_TO_ARENA:
+        return out
+    if t == RegType.PTR_TO_STACK:
+        if frameno != r.frameno:
+            out += f"[{r.frameno}]"
+        if r.var_off.mask == 0:
+            v = r.var_off.value
+            return out + snum((v - (1 << 64) if v >> 63 else v) + r.off)
+    if base_type(t) == RegType.PTR_TO_BTF_ID:
+        out += r.btf_name
+    parts: list[str] = []
+    if r.id:
+        parts.append(f"id={r.id}")
+    if r.ref_obj_id:
+        parts.append(f"ref_obj_id={r.ref_obj_id}")
+    if base_type(t) in (RegType.CONST_PTR_TO_MAP, RegType.PTR_TO_MAP_KEY, RegType.PTR_TO_MAP_VALUE) \
+            and r.map_ptr is not None:
+        name = getattr(r.map_ptr, "name", b"") or b""
+        if isinstance(name, bytes):
+            name = name.split(b"\0")[0].decode(errors="replace")
+        if name:
+            parts.append(f"map={name}")
+        parts.append(f"ks={r.map_ptr.key_size},vs={r.map_ptr.value_size}")
+    if t != RegType.SCALAR_VALUE and r.off:
+        parts.append(f"off={snum(r.off)}")
+    if base_type(t) in (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META):
+        parts.append(f"r={unum(r.range)}")
+    if base_type(t) == RegType.PTR_TO_MEM:
+        parts.append(f"sz={unum(r.mem_size)}")
+    if r.var_off.mask == 0:
+        if r.var_off.value:
+            v = r.var_off.value
+            parts.append(f"imm={snum(v - (1 << 64) if v >> 63 else v)}")
+    else:
+        parts.extend(_scalar_ranges(r))
+        if not r.var_off.is_unknown():
+            parts.append(f"var_off={tnum_str(r.var_off)}")
+    return out + "(" + ",".join(parts) + ")"
+
+
+def format_state(f: FuncState, refs: list[int] | None = None,
+                 regs_mask: int | None = None, stack_mask: set[int] | None = None) -> str:
+    """``print_verifier_state`` (without the trailing newline)."""
+    out = ""
+    if f.frameno:
+        out += f" frame{f.frameno}:"
+    for i, r in enumerate(f.regs):
+        if r.type == RegType.NOT_INIT:
+            continue
+        if regs_mask is not None and not (regs_mask >> i) & 1:
+            continue
+        out += f" R{i}=" + format_reg(r, f.frameno)
+    for i, slot in enumerate(f.stack):
+        if stack_mask is not None and i not in stack_mask:
+            continue
+        if all(t == STACK_INVALID for t in slot.types):
+            continue
+        types = "".join(slot.types)
+        if slot.types[7] == STACK_SPILL and slot.spilled is not None:
+            j = slot.types.index(STACK_SPILL)
+            out += f" fp{(-i - 1) * 8}={types[:j]}" + format_reg(slot.spilled, f.frameno)
+        else:
+            out += f" fp{(-i - 1) * 8}={types}"
+    if refs:
+        out += " refs=" + ",".join(str(x) for x in refs)
+    if f.in_callback:
+        out += " cb"
+    return out
+
+
+def vlog_alignment(pos: int) -> int:
+    v = max(pos + BPF_LOG_MIN_ALIGNMENT // 2, BPF_LOG_ALIGNMENT)
+    v = (v + BPF_LOG_MIN_ALIGNMENT - 1) // BPF_LOG_MIN_ALIGNMENT * BPF_LOG_MIN_ALIGNMENT
+    return v - pos - 1
+
+
+class VLog:
+    """An append-only log with the kernel's level gating."""
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+        self.parts: list[str] = []
+        self.enabled = bool(level & (BPF_LOG_LEVEL1 | BPF_LOG_LEVEL2))
+        self.last_error = ""
+
+    def __call__(self, text: str) -> None:
+        if self.enabled:
+            self.parts.append(text)
+
+    def text(self) -> str:
+        return "".join(self.parts)

@@ -1,0 +1,132 @@
+"""Verifier states: stack slots, function frames and the whole-path state.
+
+``bpf_stack_state`` / ``bpf_func_state`` / ``bpf_verifier_state`` in the kernel. A frame's
+stack is a list of 8-byte slots (slot ``i`` covers ``fp-8*(i+1)`` … ``fp-8*i-1``); each
+byte of a slot is one of ``STACK_INVALID``/``STACK_SPILL``/``STACK_MISC``/``STACK_ZERO``
+(printed ``?``, ``r``, ``m``, ``0`` in logs), and a spilled register keeps its full state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pybpf.verifier.regs import Reg, RegType, mark_not_init
+
+STACK_INVALID = "?"
+STACK_SPILL = "r"
+STACK_MISC = "m"
+STACK_ZERO = "0"
+STACK_ITER = "i"
+STACK_DYNPTR = "d"
+
+BPF_REG_FP = 10
+MAX_BPF_REG = 11
+
+
+class StackSlot:
+    __slots__ = ("spilled", "types")
+
+    def __init__(self) -> None:
+        self.types = [STACK_INVALID] * 8
+        self.spilled: Reg | None = None
+
+    def copy(self) -> StackSlot:
+        s = StackSlot.__new__(StackSlot)
+        s.types = list(self.types)
+        s.spilled = self.spilled.copy() if self.spilled is not None else None
+        return s
+
+    def is_spill(self) -> bool:
+        return self.types[7] == STACK_SPILL
+
+    def is_full_spill(self) -> bool:
+        return all(t == STACK_SPILL for t in self.types)
+
+
+class FuncState:
+    """One call frame: registers, stack, and where it was called from."""
+
+    __slots__ = ("callsite", "frameno", "regs", "stack", "subprogno", "in_callback")
+
+    def __init__(self, frameno: int = 0, subprogno: int = 0, callsite: int = -1) -> None:
+        self.frameno = frameno
+        self.subprogno = subprogno
+        self.callsite = callsite
+        self.regs = [Reg() for _ in range(MAX_BPF_REG)]
+        self.stack: list[StackSlot] = []
+        self.in_callback = False
+        for r in self.regs:
+            mark_not_init(r)
+        fp = self.regs[BPF_REG_FP]
+        fp.type = RegType.PTR_TO_STACK
+        from pybpf.verifier.regs import mark_known
+        mark_known(fp, 0)
+        fp.type = RegType.PTR_TO_STACK
+        fp.frameno = frameno
+
+    def copy(self) -> FuncState:
+        f = FuncState.__new__(FuncState)
+        f.frameno = self.frameno
+        f.subprogno = self.subprogno
+        f.callsite = self.callsite
+        f.in_callback = self.in_callback
+        f.regs = [r.copy() for r in self.regs]
+        f.stack = [s.copy() for s in self.stack]
+        return f
+
+    @property
+    def allocated_stack(self) -> int:
+        return len(self.stack) * 8
+
+    def grow_stack(self, size: int) -> None:
+        """Make sure bytes down to ``fp-size`` exist (``grow_stack_state``)."""
+        n = (size + 7) // 8
+        while len(self.stack) < n:
+            self.stack.append(StackSlot())
+
+    def slot(self, off: int) -> tuple[StackSlot, int]:
+        """Slot and byte index within it for the (negative) frame offset ``off``."""
+        spi = (-off - 1) // 8
+        return self.stack[spi], (-off - 1) % 8
+
+
+@dataclass
+class RefState:
+    id: int
+    insn_idx: int
+    kind: str = "ptr"  # "ptr" (acquired resource) or "lock"
+
+
+@dataclass
+class VState:
+    """The state of one path (``bpf_verifier_state``)."""
+
+    frames: list[FuncState]
+    refs: list[RefState] = field(default_factory=list)
+    active_lock: tuple[object, int] | None = None  # (map or id, offset)
+    active_rcu: bool = False
+    branches: int = 0
+    insn_idx: int = 0
+    may_goto_depth: int = 0
+    loop_entry: int = -1
+
+    @property
+    def cur(self) -> FuncState:
+        return self.frames[-1]
+
+    @property
+    def curframe(self) -> int:
+        return len(self.frames) - 1
+
+    def copy(self) -> VState:
+        return VState([f.copy() for f in self.frames], [RefState(r.id, r.insn_idx, r.kind) for r in self.refs],
+                      self.active_lock, self.active_rcu, 0, self.insn_idx, self.may_goto_depth,
+                      self.loop_entry)
+
+    def all_regs(self):  # type: ignore[no-untyped-def]
+        """Every register of every frame, including spilled ones (``bpf_for_each_reg_in_vstate``)."""
+        for f in self.frames:
+            yield from f.regs
+            for s in f.stack:
+                if s.spilled is not None and s.is_spill():
+                    yield s.spilled
