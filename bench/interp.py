@@ -36,7 +36,7 @@ class Workload:
 
 def straight(n: int = 1000) -> Workload:
     body = [Insn(0xB7, 0, 0, 0, 1)]
-    ops = [Insn(0x07, 0, 0, 0, 3), Insn(0x27, 0, 0, 0, 7), Insn(0xAF, 0, 0, 0, 0x55),
+    ops = [Insn(0x07, 0, 0, 0, 3), Insn(0x27, 0, 0, 0, 7), Insn(0xA7, 0, 0, 0, 0x55),
            Insn(0x77, 0, 0, 0, 1)]
     body += [ops[i % len(ops)] for i in range(n - 2)]
     return Workload("straight", [*body, EXIT], n)

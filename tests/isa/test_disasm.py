@@ -307,7 +307,7 @@ def test_kernel_golden_lines_match_live_verifier(kernel: ModuleType) -> None:
     """The per-instruction goldens above, as the live kernel prints them."""
     lines = []
     for insns, text in KERNEL_GOLDEN:
-        if text.startswith("BUG") or insns[0].code in (0x85,) and insns[0].src == 2:
+        if text.startswith("BUG") or (insns[0].code == 0x85 and insns[0].src == 2):
             continue
         if "(null)" in text:
             continue

@@ -142,9 +142,9 @@ def _parse(data: bytes, btf: Btf) -> BtfExt:
         raise BtfFormatError(f"Invalid BTF.ext magic:{magic:x}")
     version, flags, hdr_len = struct.unpack_from(e + "BBI", data, 2)
     if version != 1:
-        raise BtfFormatError("Unsupported BTF.ext version:%d" % version)
+        raise BtfFormatError(f"Unsupported BTF.ext version:{version}")
     if flags:
-        raise BtfFormatError("Unsupported BTF.ext flags:%x" % flags)
+        raise BtfFormatError(f"Unsupported BTF.ext flags:{flags:x}")
     if hdr_len < BTF_EXT_MIN_HEADER or hdr_len > len(data):
         raise BtfFormatError(f"BTF.ext header length {hdr_len} is invalid")
     fi_off, fi_len, li_off, li_len = struct.unpack_from(e + "IIII", data, 8)
@@ -181,7 +181,7 @@ def _parse_info(data: bytes, e: str, hdr_len: int, off: int, length: int, desc: 
     if pos == end:
         raise BtfFormatError(f"{desc} section in .BTF.ext has no records")
     rec_type = _REC_TYPES[desc]
-    nfields = len(rec_type._fields)
+    nfields = len(rec_type._fields)  # type: ignore[attr-defined]
     fmt = struct.Struct(e + "I" * nfields)
     sections: list[ExtSection] = []
     while pos < end:

@@ -218,7 +218,7 @@ def parse_spec(prog: str, btf: Btf, relo: CoreRelo) -> Spec:
                 spec.spec.append(Accessor(tid, idx, m.name))
             tid = m.type
         elif isinstance(t, BtfArray):
-            et, tid = _skip(btf, t.type)
+            _, tid = _skip(btf, t.type)
             flex = _is_flex_arr(btf, spec.spec[-1] if spec.spec else None, t)
             if not flex and idx >= t.nelems:
                 raise CoreReloError(errno.EINVAL, "array index out of range")

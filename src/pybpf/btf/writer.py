@@ -49,14 +49,36 @@ class StringTable:
         return off
 
 
+class KeptStrings(StringTable):
+    """The original string section, reused as is: names are written by their old offsets.
+
+    Needed when other data (``.BTF.ext`` line info, map definitions) refers to string
+    offsets of the original blob.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+
+
 def encode_types(types: Iterable[BtfType], strings: StringTable) -> bytes:
-    """The type section for ``types`` (void excluded), interning names into ``strings``."""
+    """The type section for ``types`` (void excluded), interning names into ``strings``.
+
+    With :class:`KeptStrings`, every name keeps its recorded ``name_off``.
+    """
     out = bytearray()
     w = out.extend
+    keep = isinstance(strings, KeptStrings)
+    add = strings.add
+
+    def name_of(obj: object) -> int:
+        if keep:
+            return obj.name_off  # type: ignore[attr-defined]
+        return add(obj.name)  # type: ignore[attr-defined]
+
     for t in types:
         if isinstance(t, BtfVoid):
             continue
-        name = strings.add(t.name)
+        name = name_of(t)
         kind = int(t.kind)
         kflag = 1 if t.kind_flag else 0
 
@@ -77,16 +99,16 @@ def encode_types(types: Iterable[BtfType], strings: StringTable) -> bytes:
             head(len(t.members), t.size)
             for m in t.members:
                 off = (m.bitfield_size << 24 | m.bit_offset) if t.kind_flag else m.bit_offset
-                w(struct.pack("<III", strings.add(m.name), m.type, off))
+                w(struct.pack("<III", name_of(m), m.type, off))
         elif isinstance(t, BtfEnum64):
             head(len(t.values), t.size)
             for v in t.values:
                 u = v.value & 0xFFFFFFFFFFFFFFFF
-                w(struct.pack("<III", strings.add(v.name), u & 0xFFFFFFFF, u >> 32))
+                w(struct.pack("<III", name_of(v), u & 0xFFFFFFFF, u >> 32))
         elif isinstance(t, BtfEnum):
             head(len(t.values), t.size)
             for v in t.values:
-                w(struct.pack("<II", strings.add(v.name), v.value & 0xFFFFFFFF))
+                w(struct.pack("<II", name_of(v), v.value & 0xFFFFFFFF))
         elif isinstance(t, BtfFwd):
             head(0, 0)
         elif isinstance(t, BtfFunc):
@@ -94,14 +116,14 @@ def encode_types(types: Iterable[BtfType], strings: StringTable) -> bytes:
         elif isinstance(t, BtfFuncProto):
             head(len(t.params), t.type)
             for p in t.params:
-                w(struct.pack("<II", strings.add(p.name), p.type))
+                w(struct.pack("<II", name_of(p), p.type))
         elif isinstance(t, BtfVar):
             head(0, t.type)
             w(struct.pack("<I", t.linkage))
         elif isinstance(t, BtfDatasec):
             head(len(t.vars), t.size)
-            for v in t.vars:
-                w(struct.pack("<III", v.type, v.offset, v.size))
+            for vs in t.vars:
+                w(struct.pack("<III", vs.type, vs.offset, vs.size))
         elif isinstance(t, BtfFloat):
             head(0, t.size)
         elif isinstance(t, BtfDeclTag):
@@ -119,9 +141,13 @@ def build_blob(type_section: bytes, string_section: bytes) -> bytes:
     return hdr + type_section + string_section
 
 
-def to_bytes(btf: Btf) -> bytes:
-    """Encode ``btf``'s own types (not a split base's) as a blob."""
+def to_bytes(btf: Btf, keep_strings: bool = False) -> bytes:
+    """Encode ``btf``'s own types (not a split base's) as a blob.
+
+    ``keep_strings`` reuses the original string section and offsets (what libbpf does when
+    it loads an object's edited BTF).
+    """
     first = len(btf.base.types) if btf.base is not None else 1
-    strings = StringTable()
+    strings: StringTable = KeptStrings(btf.strings) if keep_strings else StringTable()
     types = encode_types(btf.types[first:], strings)
     return build_blob(types, bytes(strings.data))

@@ -10,7 +10,10 @@ Kernel syntax accepts what :func:`pybpf.isa.disasm.disasm_kernel` prints — wit
 the leading ``N:`` index and ``(xx)`` opcode column (when present the column must agree
 with the encoding, and it decides ``(18) r1 = 5`` vs ``(b7) r1 = 5``) — plus the common
 LLVM spellings: ``r1 = 0x1122334455667788 ll``, ``(r10 - 0x8)`` offsets, ``w`` registers
-in loads and stores, ``goto +2``, ``callx r2``, labels as jump and call targets. Without a
+in loads and stores, ``goto +2``, ``callx r2``, ``xchg_64(r1 + 8, r2)``, ``cmpxchg_64(...)``,
+labels as jump and call targets. Whole ``llvm-objdump -d`` and ``bpftool prog dump
+xlated`` listings assemble as they are: symbol headers (``0000000000000028 <LBB0_2>:``)
+define labels, and a raw-bytes column, when present, must agree with the encoding. Without a
 column, ``rN = <value>`` is a ``mov`` when the value fits a sign-extended 32-bit immediate
 and an ``ld_imm64`` otherwise (or with ``ll``). ``ld_imm64`` operands may be bpftool's
 ``map[id:N]``, ``map[id:N][0]+M``, ``map[idx:N]+M``, ``subprog[+N]`` / ``subprog[label]``,
@@ -69,6 +72,10 @@ _LABEL_DEF_RE = re.compile(r"^([A-Za-z_.$][\w.$]*)\s*:(?!=)\s*(.*)$")
 _INDEX_RE = re.compile(r"^\d+\s*:\s*")
 _COLUMN_RE = re.compile(r"^\(([0-9a-fA-F]{2})\)\s*")
 _BPFTOOL_HEADER_RE = re.compile(r"^[^:;#]*\)\s*:$")
+_RAW_BYTES_RE = re.compile(r"^((?:[0-9a-fA-F]{2}\s+){7}[0-9a-fA-F]{2}"
+                           r"(?:(?:\s+[0-9a-fA-F]{2}){8})?)\s+(?=\S)")
+_OBJDUMP_SYMBOL_RE = re.compile(r"^[0-9a-fA-F]+\s+<([^>]+)>:$")
+_OBJDUMP_NOISE_RE = re.compile(r"^(?:\S+:\s+file format |Disassembly of section )")
 
 _U32 = 0xFFFFFFFF
 _U64 = 0xFFFFFFFFFFFFFFFF
@@ -170,6 +177,7 @@ class _Item:
     fixup: str | None = None  # "off" | "imm" | "call" | "func": which field the label fills
     label: str | None = None
     column: int | None = None  # the (xx) opcode column, to cross-check
+    raw: bytes | None = None  # the raw-bytes column of objdump listings, to cross-check
     pc: int = 0
 
 
@@ -275,6 +283,10 @@ _K_XCHG = re.compile(rf"^atomic(?:64)?_xchg\(\s*{_PTR}\s*{_MEM}\s*,\s*{_R}\s*\)$
 _K_CMPXCHG = re.compile(
     rf"^atomic(?:64)?_cmpxchg\(\s*{_PTR}\s*{_MEM}\s*,\s*{_R}\s*,\s*{_R}\s*\)$")
 _K_LDACQ = re.compile(rf"^load_acquire\(\s*{_PTR}\s*{_MEM}\s*\)$")
+_LLVM_ADDR = r"r(\d+)\s*(?:([-+])\s*(0[xX][0-9a-fA-F]+|\d+))?"
+_LLVM_XCHG = re.compile(rf"^xchg(32)?_(32|64)\(\s*{_LLVM_ADDR}\s*,\s*{_R}\s*\)$")
+_LLVM_CMPXCHG = re.compile(
+    rf"^cmpxchg(32)?_(32|64)\(\s*{_LLVM_ADDR}\s*,\s*{_R}\s*,\s*{_R}\s*\)$")
 _K_MOVSX = re.compile(rf"^\(s(8|16|32)\)\s*{_R}$")
 _K_END = re.compile(rf"^(be|le|bswap)(\d+)\s+{_R}$")
 _K_ASC = re.compile(rf"^addr_space_cast\(\s*{_R}\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\)$")
@@ -375,7 +387,8 @@ class _Kernel:
 
     def goto(self, text: str) -> _Item:
         m = _K_GOTO.match(text)
-        assert m is not None
+        if m is None:
+            raise self.err(f"{text.split()[0]} needs a target")
         kw = m.group(1)
         if kw == "gotol":
             imm, label = _target(m.group(2), self.line, wide=True)
@@ -487,6 +500,8 @@ class _Kernel:
                 return self.movsx(dst, d32, int(m.group(1)), m.group(2))
         if rhs.startswith(("atomic", "load_acquire")):
             return self.atomic_value(dst, rhs)
+        if rhs.startswith(("xchg", "cmpxchg")):
+            return self.llvm_xchg(dst, rhs)
         m = _K_END.match(rhs)
         if m:
             return self.endian(dst, m.group(1), int(m.group(2)), m.group(3))
@@ -597,6 +612,25 @@ class _Kernel:
             assert spec is not None
             return self.item([canonical(spec, dst, _chk(int(m.group(2)), self.line),
                                         _mem_off(m.group(3), m.group(4), self.line))])
+        raise self.err(f"bad atomic instruction {rhs!r}")
+
+    def llvm_xchg(self, dst: int, rhs: str) -> _Item:
+        """LLVM's spelling: ``r1 = xchg_64(r10 - 8, r1)``, ``w0 = cmpxchg32_32(r1 + 0, w0, w2)``."""
+        t_of = {"32": "u32", "64": "u64"}
+        m = _LLVM_XCHG.match(rhs)
+        if m:
+            src, _ = _kreg(m.group(6), self.line)
+            self.same(dst, src)
+            return self.atomic(AtomicOp.XCHG, t_of[m.group(2)], m.group(3), m.group(4),
+                               m.group(5), src)
+        m = _LLVM_CMPXCHG.match(rhs)
+        if m:
+            r0, _ = _kreg(m.group(6), self.line)
+            src, _ = _kreg(m.group(7), self.line)
+            if dst != 0 or r0 != 0:
+                raise self.err("cmpxchg compares and returns in r0: r0 = ...(ptr, r0, rN)")
+            return self.atomic(AtomicOp.CMPXCHG, t_of[m.group(2)], m.group(3), m.group(4),
+                               m.group(5), src)
         raise self.err(f"bad atomic instruction {rhs!r}")
 
     def same(self, a: int, b: int) -> None:
@@ -896,6 +930,11 @@ def _parse_line(ctx: _Ctx, lineno: int, raw: str, syntax: str) -> tuple[list[str
     """Labels defined on the line and its instruction, if any."""
     text = _strip_comment(raw)
     labels: list[str] = []
+    m = _OBJDUMP_SYMBOL_RE.match(text)  # llvm-objdump: "0000000000000028 <LBB0_2>:"
+    if m:
+        return [m.group(1)], None
+    if _OBJDUMP_NOISE_RE.match(text):
+        return labels, None
     while text:
         m = _LABEL_DEF_RE.match(text)
         if not m:
@@ -905,6 +944,11 @@ def _parse_line(ctx: _Ctx, lineno: int, raw: str, syntax: str) -> tuple[list[str
     if not text or _BPFTOOL_HEADER_RE.match(text):
         return labels, None
     text = _INDEX_RE.sub("", text, count=1)
+    raw_bytes: bytes | None = None
+    m = _RAW_BYTES_RE.match(text)  # llvm-objdump / bpftool -d: the encoding before the text
+    if m:
+        raw_bytes = bytes.fromhex("".join(m.group(1).split()))
+        text = text[m.end():]
     column: int | None = None
     m = _COLUMN_RE.match(text)
     if m:
@@ -921,6 +965,7 @@ def _parse_line(ctx: _Ctx, lineno: int, raw: str, syntax: str) -> tuple[list[str
     else:
         item = _Kernel(ctx, lineno, column).parse(text)
     item.column = column
+    item.raw = raw_bytes
     return labels, item
 
 
@@ -933,6 +978,10 @@ def _resolve(ctx: _Ctx, labels: dict[str, int], first_exit: int | None) -> list[
                            item.line)
         if item.fixup is not None:
             item.slots[0] = _fix(ctx, item, labels, first_exit)
+        if item.raw is not None and encode(item.slots)[:len(item.raw)] != item.raw:
+            raise AsmError(f"the bytes column ({item.raw.hex(' ')}) does not match the "
+                           f"instruction, which encodes as {encode(item.slots).hex(' ')}",
+                           item.line)
         out.extend(item.slots)
     return out
 

@@ -47,7 +47,8 @@ the same first error, so both are mirrored here:
 
    :func:`check_insn` returns the first of these that fails on the instruction alone,
    assuming every register read succeeds; :func:`check_insn_reserved` only the first
-   gate, which always precedes any register-state check except for conditional jumps.
+   gate, which precedes any register-state check except for conditional jumps (dst is
+   read first) and LD_ABS/IND (the program-type check comes first).
 
 Messages are the kernel's text without the trailing newline; errnos are the kernel's.
 """
@@ -93,6 +94,7 @@ _EXIT = Cls.JMP | JmpOp.EXIT
 _JA = Cls.JMP | JmpOp.JA
 _JA32 = Cls.JMP32 | JmpOp.JA
 _REG_FP = 10
+_BPF_FETCH = 0x01
 
 # insn_state values of the kernel's check_cfg DFS.
 _DISCOVERED = 0x10
@@ -496,8 +498,15 @@ def _reg_steps(ins: Insn) -> list[tuple[str, int]]:
     if cls == Cls.LDX:
         return [("read", ins.src), ("write", ins.dst)]
     if cls == Cls.STX:
-        if code & 0xE0 == Mode.ATOMIC and ins.imm == AtomicOp.LOAD_ACQ:
+        if code & 0xE0 != Mode.ATOMIC:
+            return [("read", ins.src), ("read", ins.dst)]
+        if ins.imm == AtomicOp.LOAD_ACQ:
             return [("read", ins.src), ("write", ins.dst)]
+        if ins.imm == AtomicOp.CMPXCHG:
+            return [("read", ins.src), ("read", ins.dst), ("read", 0), ("write", 0)]
+        if ins.imm & _BPF_FETCH and ins.imm != AtomicOp.STORE_REL:
+            # the fetched value lands in src, after the memory checks
+            return [("read", ins.src), ("read", ins.dst), ("write", ins.src)]
         return [("read", ins.src), ("read", ins.dst)]
     if cls == Cls.ST:
         return [("read", ins.dst)]

@@ -26,7 +26,7 @@ class _Engine:
     target_machine: llvm.TargetMachine
     engine: llvm.ExecutionEngine
     triple: str
-    objects: list[bytes]
+    objects: dict[str, bytes]  # module name → object file, until compile_ir collects it
 
 
 def _init() -> _Engine:
@@ -39,10 +39,10 @@ def _init() -> _Engine:
             opt=3, codemodel="jitdefault", cpu=llvm.get_host_cpu_name(),
             features=llvm.get_host_cpu_features().flatten())
         engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
-        objects: list[bytes] = []
+        objects: dict[str, bytes] = {}
 
         def notify(module: llvm.ModuleRef, buf: bytes) -> None:
-            objects.append(buf)
+            objects[module.name] = buf
 
         engine.set_object_cache(notify, lambda module: None)
         _STATE = _Engine(tm, engine, llvm.get_default_triple(), objects)
@@ -78,12 +78,11 @@ def compile_ir(ir_text: str, symbols: list[str], *, opt_level: int = 3) -> Nativ
             pto = llvm.create_pipeline_tuning_options(speed_level=opt_level)
             pb = llvm.create_pass_builder(st.target_machine, pto)
             pb.getModulePassManager().run(mod, pb)
-        before = len(st.objects)
         st.engine.add_module(mod)
         st.engine.finalize_object()
         addresses = {name: st.engine.get_function_address(name) for name in symbols}
-        obj = st.objects[before] if len(st.objects) > before else b""
-        del st.objects[before:]
+        obj = st.objects.pop(mod.name, b"")
+        st.objects.clear()
         return NativeCode(addresses, obj)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import time
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -37,7 +38,7 @@ from pybpf.jit.state import (
     Status,
 )
 from pybpf.jit.translate import Translation, Translator
-from pybpf.runtime.context import BPF_MAX_LOOPS, RunContext
+from pybpf.runtime.context import BPF_MAX_LOOPS, RunContext, thread_stack
 from pybpf.runtime.interpreter import MAX_TAIL_CALL_CNT, HelperFn, LdAbsFn
 from pybpf.runtime.memory import REGISTRY, MemoryRegistry, Region
 
@@ -67,17 +68,14 @@ class CompiledCode:
 
 
 def build_code(insns: Sequence[Insn], *, name: str, sanitize: bool, budgeted: bool,
-               natives: Mapping[int, Any], debug_info: bool = True) -> CompiledCode:
-    import time
-
+               natives: Mapping[int, Any], debug_info: bool = True,
+               aux_reg: bool = False) -> CompiledCode:
     t0 = time.perf_counter_ns()
     tr = Translator(insns, name=name, sanitize=sanitize, budgeted=budgeted,
                     natives={fid: row.gen for fid, row in natives.items()},
-                    debug_info=debug_info).translate()
-    symbols = [tr.entry, tr.loop] + [s for s, _ in tr.functions]
+                    debug_info=debug_info, aux_reg=aux_reg).translate()
     native = compile_ir(tr.ir, [tr.entry, tr.loop])
     addresses = dict(native.addresses)
-    del symbols
     return CompiledCode(tr, addresses, native.object_file, ENTRY_TYPE(addresses[tr.entry]),
                         LOOP_TYPE(addresses[tr.loop]), time.perf_counter_ns() - t0)
 
@@ -86,18 +84,22 @@ def build_code(insns: Sequence[Insn], *, name: str, sanitize: bool, budgeted: bo
 class _ThreadCtx:
     """A run context and its stack frames, owned by one thread (reused across runs)."""
 
-    def __init__(self, mem: MemoryRegistry) -> None:
+    def __init__(self, mem: MemoryRegistry, *, nested: bool = False) -> None:
         self.mem = mem
         self.jctx = JitCtx()
         self.addr = ctypes.addressof(self.jctx)
-        self.frames: list[Region] = [
-            mem.alloc(MAX_BPF_STACK, f"jit stack frame {i}") for i in range(MAX_CALL_FRAMES)]
+        if nested:
+            self.frames: list[Region] = [mem.alloc(MAX_BPF_STACK, f"jit stack frame {i}")
+                                         for i in range(MAX_CALL_FRAMES)]
+            weakref.finalize(self, _release_frames, mem, list(self.frames))
+        else:
+            # The thread's interpreter frames: both tiers see the same stack addresses.
+            self.frames = thread_stack(mem).frames
         for i, frame in enumerate(self.frames):
             self.jctx.frames[i] = frame.end
         self.jctx.bridge = _bridge.BRIDGE_ADDR
         self.jctx.prandom = int.from_bytes(os.urandom(8), "little") | 1
         self.busy = False
-        weakref.finalize(self, _release_frames, mem, list(self.frames))
 
 
 def _release_frames(mem: MemoryRegistry, frames: list[Region]) -> None:
@@ -116,7 +118,7 @@ def _acquire(mem: MemoryRegistry) -> _ThreadCtx:
     if tc is None:
         tc = pool[id(mem)] = _ThreadCtx(mem)
     if tc.busy:  # a run inside a helper of a run on this thread: its own frames
-        tc = _ThreadCtx(mem)
+        tc = _ThreadCtx(mem, nested=True)
     tc.busy = True
     return tc
 
@@ -171,7 +173,8 @@ class JitProgram:
                  kfuncs: Mapping[int, HelperFn] | None = None, ld_abs: LdAbsFn | None = None,
                  mem: MemoryRegistry = REGISTRY, name: str = "prog", sanitize: bool = False,
                  budgeted: bool = False, blinded: bool = False,
-                 xlated: Sequence[Insn] | None = None) -> None:
+                 xlated: Sequence[Insn] | None = None,
+                 blind_map: Sequence[int] | None = None) -> None:
         self.insns = list(insns)
         self.xlated = list(xlated) if xlated is not None else self.insns
         self.code = code
@@ -183,6 +186,8 @@ class JitProgram:
         self.sanitize = sanitize
         self.budgeted = budgeted
         self.blinded = blinded
+        # original instruction index → index in the blinded program (identity otherwise)
+        self.blind_map = list(blind_map) if blind_map is not None else None
         self._entry: Callable[..., int] = code.entry
         self._budgeted_twin: JitProgram | None = None
         self._table = region_table(mem) if sanitize else None
@@ -192,7 +197,8 @@ class JitProgram:
             ctx: RunContext | None = None, steps: int | None = None, cpu: int = 0,
             prog: Any = None, kernel: Any = None) -> int:
         """Run from instruction 0 with R1–R5 set; return R0 (unsigned 64-bit)."""
-        if steps is not None and not self.budgeted:
+        if steps is not None and not self.budgeted and (
+                self.code.translation.may_loop or steps < len(self.insns)):
             return self.with_budget().run(r1, r2, r3, r4, r5, ctx=ctx, steps=steps, cpu=cpu,
                                           prog=prog, kernel=kernel)
         tc = _acquire(self.mem)
@@ -264,7 +270,8 @@ class JitProgram:
         if self._budgeted_twin is None:
             self._budgeted_twin = compile_program(
                 self.xlated, helpers=self.helpers, kfuncs=self.kfuncs, ld_abs=self.ld_abs,
-                mem=self.mem, name=self.name, sanitize=self.sanitize, _budgeted=True)
+                mem=self.mem, name=self.name, sanitize=self.sanitize, harden=self.blinded,
+                _budgeted=True)
         return self._budgeted_twin
 
     def test_run(self, r1: int = 0, repeat: int = 1, *, cpu: int = 0) -> tuple[int, int]:
@@ -316,16 +323,23 @@ class JitProgram:
         """The native code of every function, concatenated in ``jited_ksyms`` order."""
         return b"".join(f.code() for f in self.code.layout().functions)
 
+    def _native_pc(self, pc: int) -> int:
+        return self.blind_map[pc] if self.blind_map is not None and pc < len(
+            self.blind_map) else pc
+
     @property
     def insn_offsets(self) -> dict[int, int]:
-        """BPF instruction index → native offset from the start of the main function."""
-        return dict(self.code.layout().insn_offsets)
+        """BPF instruction index (of the program as loaded) → native offset from the start
+        of the main function."""
+        offs = self.code.layout().insn_offsets
+        return {pc: offs[self._native_pc(pc)] for pc in range(len(self.xlated))
+                if self._native_pc(pc) in offs}
 
     def jited_line_info(self, insn_offs: Sequence[int]) -> list[int]:
         """``bpf_prog_fill_jited_linfo``: native address of each line-info instruction."""
-        addrs = self.code.layout().insn_addrs
-        main = self.jited_ksyms[0]
-        return [addrs.get(off, main) for off in insn_offs]
+        layout = self.code.layout()
+        main = layout.functions[0].address if layout.functions else 0
+        return [layout.insn_addrs.get(self._native_pc(off), main) for off in insn_offs]
 
     @property
     def compile_ns(self) -> int:
@@ -378,12 +392,13 @@ def compile_program(insns: Sequence[Insn], *, helpers: Mapping[int, HelperFn] | 
     insns = list(insns)
     natives = natives_for(helpers or {}) if native_helpers else {}
     xlated = insns
+    blind_map: list[int] | None = None
     if harden:
         from pybpf.jit.blinding import blind_constants
 
-        insns = blind_constants(insns)
+        insns, blind_map = blind_constants(insns)
         code = build_code(insns, name=name, sanitize=sanitize, budgeted=_budgeted,
-                          natives=natives, debug_info=debug_info)
+                          natives=natives, debug_info=debug_info, aux_reg=True)
     else:
         key = _cache.CacheKey(encode(insns), sanitize, _budgeted,
                               tuple(sorted((fid, row.name) for fid, row in natives.items())),
@@ -396,4 +411,4 @@ def compile_program(insns: Sequence[Insn], *, helpers: Mapping[int, HelperFn] | 
         code = cached
     return JitProgram(insns, code, helpers=helpers, kfuncs=kfuncs, ld_abs=ld_abs, mem=mem,
                       name=name, sanitize=sanitize, budgeted=_budgeted, blinded=harden,
-                      xlated=xlated)
+                      xlated=xlated, blind_map=blind_map)

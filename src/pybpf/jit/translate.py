@@ -68,7 +68,6 @@ PTR = ir.PointerType()
 INT = {1: I8, 2: I16, 4: I32, 8: I64}
 M64 = (1 << 64) - 1
 M32 = (1 << 32) - 1
-NREGS = 11
 RESULT = ir.LiteralStructType([I64] * 6)  # r0..r5 after a bpf-to-bpf call
 SUB_FN = ir.FunctionType(RESULT, [PTR, I64] + [I64] * 10)  # jctx, depth, r0..r9
 ENTRY_FN = ir.FunctionType(I64, [PTR] + [I64] * 5)
@@ -109,6 +108,7 @@ class Translation:
     reasons: list[str]  # fault reason texts by index
     stack_mode: str  # "frames" (registered per-thread frames) or "alloca" (native stack)
     uses_bridge: bool
+    may_loop: bool  # has a backward jump, a bpf-to-bpf call or may_goto (budget matters)
 
 
 NativeGen = Callable[["Emitter", list[ir.Value]], ir.Value]
@@ -239,6 +239,8 @@ class _FuncState:
     pending: list[int] = field(default_factory=list)
     sp: Any = None  # DISubprogram
     locs: dict[int, Any] = field(default_factory=dict)
+    cache: dict[int, ir.Value] = field(default_factory=dict)  # register values in this block
+    dirty: set[int] = field(default_factory=set)  # registers not yet stored to their slot
 
 
 class Translator:
@@ -246,8 +248,11 @@ class Translator:
 
     def __init__(self, insns: Sequence[Insn], *, name: str = "prog", sanitize: bool = False,
                  budgeted: bool = False, natives: Mapping[int, NativeGen] | None = None,
-                 stack_mode: str | None = None, debug_info: bool = True) -> None:
+                 stack_mode: str | None = None, debug_info: bool = True,
+                 aux_reg: bool = False) -> None:
         self.insns = list(insns)
+        # r11 is BPF_REG_AX, which only constant blinding may use.
+        self.max_reg = 11 if aux_reg else 10
         self.n = len(self.insns)
         self.name = name
         self.sanitize = sanitize
@@ -350,6 +355,7 @@ class Translator:
     def _fault(self) -> ir.Function:
         if self._fault_fn is None:
             fn = ir.Function(self.module, FAULT_FN, name=f"{self.prefix}_fault")
+            fn.attributes.add("nounwind")  # no .eh_frame: nothing unwinds BPF code
             fn.linkage = "internal"
             fn.attributes.add("cold")
             fn.attributes.add("noinline")
@@ -376,6 +382,7 @@ class Translator:
         if self._check_fn is not None:
             return self._check_fn
         fn = ir.Function(self.module, CHECK_FN, name=f"{self.prefix}_check")
+        fn.attributes.add("nounwind")  # no .eh_frame: nothing unwinds BPF code
         fn.linkage = "internal"
         jctx, addr, size, write = fn.args
         entry = fn.append_basic_block("entry")
@@ -457,12 +464,25 @@ class Translator:
         functions = [(main.name, 0)] + sorted(
             ((f.name, pc) for pc, f in self.funcs.items() if pc != 0), key=lambda t: t[1])
         return Translation(str(self.module), entry.name, loop.name, functions, self.reasons,
-                           self.stack_mode, self.uses_bridge)
+                           self.stack_mode, self.uses_bridge, self._may_loop())
+
+    def _may_loop(self) -> bool:
+        """Whether a run can execute more instructions than the program has."""
+        for pc, (ins, spec) in enumerate(zip(self.insns, self.specs, strict=True)):
+            if spec is None:
+                continue
+            if spec.kind in (Kind.JCOND, Kind.CALLX) or (
+                    spec.kind is Kind.CALL and ins.src == CallKind.PSEUDO_CALL):
+                return True
+            if spec.is_jump and jump_target(pc, ins, spec) <= pc:
+                return True
+        return False
 
     def _function_for(self, pc: int) -> ir.Function:
         fn = self.funcs.get(pc)
         if fn is None:
             fn = ir.Function(self.module, SUB_FN, name=f"{self.prefix}_f{pc}")
+            fn.attributes.add("nounwind")  # no .eh_frame: nothing unwinds BPF code
             fn.linkage = "internal"
             self.funcs[pc] = fn
             self._func_queue.append(pc)
@@ -470,6 +490,7 @@ class Translator:
 
     def _emit_entry(self, main: ir.Function) -> ir.Function:
         fn = ir.Function(self.module, ENTRY_FN, name=f"{self.prefix}_main")
+        fn.attributes.add("nounwind")  # no .eh_frame: nothing unwinds BPF code
         sp = self._subprogram(fn, 1)
         b = ir.IRBuilder(fn.append_basic_block())
         if sp is not None:
@@ -489,6 +510,7 @@ class Translator:
         the program, as the kernel's loop does.
         """
         fn = ir.Function(self.module, LOOP_FN, name=f"{self.prefix}_loop")
+        fn.attributes.add("nounwind")  # no .eh_frame: nothing unwinds BPF code
         jctx, r1, repeat, retval = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         ts = b.alloca(ir.ArrayType(I64, 2))
@@ -538,7 +560,7 @@ class Translator:
         if sp is not None:
             b.debug_metadata = self.module.add_debug_info(
                 "DILocation", {"line": entry_pc + 1, "column": 0, "scope": sp})
-        regs = [b.alloca(I64, name=f"r{i}") for i in range(NREGS)]
+        regs = [b.alloca(I64, name=f"r{i}") for i in range(self.max_reg + 1)]
         for i in range(10):
             b.store(fn.args[2 + i], regs[i])
         if self.stack_mode == "alloca":
@@ -604,6 +626,8 @@ class Translator:
 
     def _emit_block(self, st: _FuncState, start: int) -> None:
         b = ir.IRBuilder(st.blocks[start])
+        st.cache = {}
+        st.dirty = set()
         b.debug_metadata = self._loc(st, start)
         if self.budgeted:
             count = 0
@@ -636,6 +660,7 @@ class Translator:
                 b.branch(st.bail)
                 return
             if pc != start and pc in self.leaders:
+                self._flush(b, st)
                 b.branch(self._block(st, pc))
                 return
             b.debug_metadata = self._loc(st, pc)
@@ -644,7 +669,7 @@ class Translator:
             if spec is None:
                 self._fault_here(b, st, pc, f"unknown opcode {ins.code:02x}")
                 return
-            if ins.dst > 10 or ins.src > 10:
+            if ins.dst > self.max_reg or ins.src > self.max_reg:
                 self._fault_here(b, st, pc, "invalid register")
                 return
             if self._emit_insn(b, st, pc, ins, spec):
@@ -657,13 +682,26 @@ class Translator:
         b.branch(st.bail)
 
     # -- registers ------------------------------------------------------------------------
+    # Within one BPF block registers live as SSA values; their slots are written only when
+    # control leaves for another BPF block (blocks added inside one BPF block, for checks
+    # and calls, are dominated by it, so the cached values stay valid there).
     @staticmethod
     def _get(b: ir.IRBuilder, st: _FuncState, r: int) -> ir.Value:
-        return b.load(st.regs[r], typ=I64)
+        v = st.cache.get(r)
+        if v is None:
+            v = st.cache[r] = b.load(st.regs[r], typ=I64)
+        return v
 
     @staticmethod
     def _set(b: ir.IRBuilder, st: _FuncState, r: int, v: ir.Value) -> None:
-        b.store(v, st.regs[r])
+        st.cache[r] = v
+        st.dirty.add(r)
+
+    @staticmethod
+    def _flush(b: ir.IRBuilder, st: _FuncState) -> None:
+        for r in sorted(st.dirty):
+            b.store(st.cache[r], st.regs[r])
+        st.dirty.clear()
 
     def _status_check(self, b: ir.IRBuilder, st: _FuncState, pc: int) -> None:
         status = b.load(b.gep(st.jctx, [ir.Constant(I64, FIELD["status"])], source_etype=I64),
@@ -672,10 +710,16 @@ class Translator:
         b.cbranch(b.icmp_unsigned("!=", status, ir.Constant(I64, 0)), st.bail, cont)
         b.position_at_end(cont)
 
-    def _ret(self, b: ir.IRBuilder, st: _FuncState) -> None:
+    def _ret(self, b: ir.IRBuilder, st: _FuncState, r0: ir.Value | None = None) -> None:
         res: ir.Value = ir.Constant(RESULT, None)
         for i in range(6):
-            res = b.insert_value(res, self._get(b, st, i), i)
+            if i == 0 and r0 is not None:
+                v = r0
+            elif r0 is not None:  # a side exit: read without caching a load it dominates
+                v = st.cache.get(i) or b.load(st.regs[i], typ=I64)
+            else:
+                v = self._get(b, st, i)
+            res = b.insert_value(res, v, i)
         b.ret(res)
 
     # -- instructions ---------------------------------------------------------------------
@@ -723,11 +767,13 @@ class Translator:
             self._atomic(b, st, pc, ins, spec)
             return False
         if k is Kind.JA:
+            self._flush(b, st)
             b.branch(self._target(st, pc, jump_target(pc, ins, spec)))
             return True
         if k is Kind.JCOND:
             ptr = b.gep(st.jctx, [ir.Constant(I64, FIELD["loops"])], source_etype=I64)
             loops = b.load(ptr, typ=I64)
+            self._flush(b, st)
             cont = b.append_basic_block(f"mg{pc}")
             b.cbranch(b.icmp_signed("<=", loops, ir.Constant(I64, 0)),
                       self._target(st, pc, pc + ins.off + 1), cont)
@@ -737,6 +783,7 @@ class Translator:
             return True
         if k is Kind.JMP:
             cond = self._cond(b, st, ins, spec)
+            self._flush(b, st)
             b.cbranch(cond, self._target(st, pc, jump_target(pc, ins, spec)),
                       self._target(st, pc, pc + 1))
             return True
@@ -750,6 +797,7 @@ class Translator:
                               [self._get(b, st, r) for r in range(1, 6)])
             self._set(b, st, 0, r0)
             self._status_check(b, st, pc)
+            self._flush(b, st)
             b.branch(self._target(st, pc, pc + 1))
             return True
         if k is Kind.LD_ABS or k is Kind.LD_IND:
@@ -768,12 +816,12 @@ class Translator:
                       abort, other)
             b.position_at_end(abort)
             b.store(zero, sptr)
-            self._set(b, st, 0, zero)
-            self._ret(b, st)
+            self._ret(b, st, r0=zero)  # leaves the register cache alone: a side exit
             b.position_at_end(other)
             cont = b.append_basic_block(f"ldabs_ok{pc}")
             b.cbranch(b.icmp_unsigned("!=", status, zero), st.bail, cont)
             b.position_at_end(cont)
+            self._flush(b, st)
             b.branch(self._target(st, pc, pc + 1))
             return True
         self._fault_here(b, st, pc, "unsupported instruction")
@@ -914,7 +962,8 @@ class Translator:
         val = b.trunc(src, ty) if size < 8 else src
         if op == AtomicOp.STORE_REL:
             ptr = self._addr(b, st, pc, ins.dst, ins.off, size, write=True)
-            b.store_atomic(val, ptr, "release", size)
+            # IRBuilder.store_atomic insists on typed pointers; build the instruction.
+            b._insert(ir.instructions.StoreAtomicInstr(b.block, val, ptr, "release", size))
             return
         ptr = self._addr(b, st, pc, ins.dst, ins.off, size, write=True, check_read_too=True)
         if op == AtomicOp.CMPXCHG:
@@ -956,6 +1005,7 @@ class Translator:
             self._status_check(b, st, pc)
             for i in range(6):
                 self._set(b, st, i, b.extract_value(res, i))
+            self._flush(b, st)
             b.branch(self._target(st, pc, pc + 1))
             return True
         if ins.src == CallKind.KFUNC:

@@ -1,0 +1,249 @@
+"""Map helpers for programs: ``FuncProto`` data plus implementations over the map ops.
+
+``r1`` is the map pointer (a map's header address, :func:`pybpf.maps.core.map_from_addr`);
+keys and values are addresses in the run's memory. Each prototype carries the kernel's
+return/argument types and ``gpl_only`` (``kernel/bpf/helpers.c``, ``ringbuf.c``,
+``bpf_trace.c``). ``bpf_for_each_map_elem`` calls a bpf-to-bpf subprogram: see
+:func:`call_subprog` for the convention used until the interpreter offers a hook.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+from pybpf.helpers.proto import ArgFlag, ArgType, FuncProto, RetType
+from pybpf.maps.core import BpfMap, map_from_addr
+from pybpf.runtime.context import RunContext
+from pybpf.uapi import BPF_F_CTXLEN_MASK, BPF_F_INDEX_MASK, BPF_RB_FORCE_WAKEUP, \
+    BPF_RB_NO_WAKEUP, BpfFuncId
+
+M64 = (1 << 64) - 1
+MAYBE_NULL = ArgFlag.PTR_MAYBE_NULL
+RET_PTR_TO_MAP_VALUE_OR_NULL = RetType.RET_PTR_TO_MAP_VALUE | (1 << 8)
+RET_PTR_TO_RINGBUF_MEM_OR_NULL = RetType.RET_PTR_TO_MEM | (1 << 8) | ArgFlag.MEM_RINGBUF
+OBJ_RELEASE = 1 << 13  # kernel's OBJ_RELEASE type flag (BPF_BASE_TYPE_BITS + 5)
+ARG_PTR_TO_UNINIT_MAP_VALUE = ArgType.ARG_PTR_TO_MAP_VALUE | ArgFlag.MEM_UNINIT | \
+    ArgFlag.MEM_WRITE
+
+
+def _map(addr: int) -> BpfMap:
+    bmap = map_from_addr(addr)
+    if bmap is None:
+        from pybpf.errors import BpfFault
+
+        raise BpfFault(-1, addr, 0, "helper argument is not a map pointer")
+    return bmap
+
+
+def _neg(err: int) -> int:
+    return err & M64
+
+
+def map_lookup_elem(ctx: RunContext, r1: int, r2: int, *_: int) -> int:
+    bmap = _map(r1)
+    return bmap.ops.map_lookup_elem(bmap, r2, ctx.cpu)  # type: ignore[call-arg]
+
+
+def map_update_elem(ctx: RunContext, r1: int, r2: int, r3: int, r4: int, *_: int) -> int:
+    bmap = _map(r1)
+    return _neg(bmap.ops.map_update_elem(bmap, r2, r3, r4, ctx.cpu))  # type: ignore[call-arg]
+
+
+def map_delete_elem(ctx: RunContext, r1: int, r2: int, *_: int) -> int:
+    bmap = _map(r1)
+    return _neg(bmap.ops.map_delete_elem(bmap, r2, ctx.cpu))  # type: ignore[call-arg]
+
+
+def map_push_elem(ctx: RunContext, r1: int, r2: int, r3: int, *_: int) -> int:
+    bmap = _map(r1)
+    return _neg(bmap.ops.map_push_elem(bmap, r2, r3))  # type: ignore[attr-defined]
+
+
+def map_pop_elem(ctx: RunContext, r1: int, r2: int, *_: int) -> int:
+    bmap = _map(r1)
+    return _neg(bmap.ops.map_pop_elem(bmap, r2))  # type: ignore[attr-defined]
+
+
+def map_peek_elem(ctx: RunContext, r1: int, r2: int, *_: int) -> int:
+    bmap = _map(r1)
+    return _neg(bmap.ops.map_peek_elem(bmap, r2))  # type: ignore[attr-defined]
+
+
+def map_lookup_percpu_elem(ctx: RunContext, r1: int, r2: int, r3: int, *_: int) -> int:
+    bmap = _map(r1)
+    return bmap.ops.map_lookup_percpu_elem(bmap, r2, r3 & 0xFFFFFFFF)  # type: ignore[attr-defined, no-any-return]
+
+
+def _ringbuf(addr: int) -> Any:
+    from pybpf.maps.type_ringbuf import RingBufMap
+
+    bmap = _map(addr)
+    if not isinstance(bmap, RingBufMap):
+        from pybpf.errors import BpfFault
+
+        raise BpfFault(-1, addr, 0, "not a ring buffer")
+    return bmap
+
+
+def ringbuf_output(ctx: RunContext, r1: int, r2: int, r3: int, r4: int, *_: int) -> int:
+    if r4 & ~(BPF_RB_NO_WAKEUP | BPF_RB_FORCE_WAKEUP):
+        return _neg(-errno.EINVAL)
+    rb = _ringbuf(r1)
+    sample = rb.reserve(r3)
+    if not sample:
+        return _neg(-errno.EAGAIN)
+    ctx.mem.write(sample, ctx.mem.read(r2, r3))
+    rb.commit(sample, r4, False)
+    return 0
+
+
+def ringbuf_reserve(ctx: RunContext, r1: int, r2: int, r3: int, *_: int) -> int:
+    if r3:
+        return 0
+    return int(_ringbuf(r1).reserve(r2))
+
+
+def _commit(ctx: RunContext, sample: int, flags: int, discard: bool) -> int:
+    from pybpf.maps.type_ringbuf import ringbuf_of_sample
+
+    rb = ringbuf_of_sample(ctx.mem, sample)
+    if rb is None:
+        from pybpf.errors import BpfFault
+
+        raise BpfFault(-1, sample, 0, "not a ring buffer sample")
+    rb.commit(sample, flags, discard)
+    return 0
+
+
+def ringbuf_submit(ctx: RunContext, r1: int, r2: int, *_: int) -> int:
+    return _commit(ctx, r1, r2, False)
+
+
+def ringbuf_discard(ctx: RunContext, r1: int, r2: int, *_: int) -> int:
+    return _commit(ctx, r1, r2, True)
+
+
+def ringbuf_query(ctx: RunContext, r1: int, r2: int, *_: int) -> int:
+    return int(_ringbuf(r1).query(r2)) & M64
+
+
+def call_subprog(ctx: RunContext, callback: int, r1: int = 0, r2: int = 0, r3: int = 0,
+                 r4: int = 0, r5: int = 0) -> int:
+    """Run the bpf-to-bpf subprogram ``callback`` (an instruction index) and return its r0.
+
+    Convention until the interpreter provides a hook: the running
+    :class:`~pybpf.runtime.interpreter.CompiledProgram` is found as ``ctx.data["compiled"]``
+    (or ``ctx.prog`` when that is one), and ``callback`` is the subprogram's first
+    instruction index — what a ``BPF_PSEUDO_FUNC`` ld_imm64 holds after the loader
+    resolves it.
+    """
+    from pybpf.runtime.interpreter import CompiledProgram
+
+    prog = ctx.data.get("compiled")
+    if prog is None and isinstance(ctx.prog, CompiledProgram):
+        prog = ctx.prog
+    if prog is None:
+        from pybpf.errors import BpfFault
+
+        raise BpfFault(-1, 0, 0, "callback needs ctx.data['compiled']")
+    R = [0, r1, r2, r3, r4, r5, 0, 0, 0, 0, 0]
+    saved_depth = ctx.depth
+    prog._subcall(ctx, R, callback, -1)
+    ctx.depth = saved_depth
+    return R[0] & M64
+
+
+def for_each_map_elem(ctx: RunContext, r1: int, r2: int, r3: int, r4: int, *_: int) -> int:
+    if r4:
+        return _neg(-errno.EINVAL)
+    bmap = _map(r1)
+
+    def callback(key_addr: int, value_addr: int) -> int:
+        return call_subprog(ctx, r2, r1, key_addr, value_addr, r3, 0)
+
+    return _neg(bmap.ops.map_for_each_callback(bmap, callback, ctx.cpu))  # type: ignore[attr-defined]
+
+
+_SPIN_LOCKS: dict[int, Any] = {}
+
+
+def spin_lock(ctx: RunContext, r1: int, *_: int) -> int:
+    """``bpf_spin_lock``: a process-wide lock per lock address; the word reads 1 while held."""
+    import threading
+
+    lock = _SPIN_LOCKS.setdefault(r1, threading.Lock())
+    lock.acquire()
+    ctx.mem.store(r1, 4, 1)
+    return 0
+
+
+def spin_unlock(ctx: RunContext, r1: int, *_: int) -> int:
+    lock = _SPIN_LOCKS.get(r1)
+    ctx.mem.store(r1, 4, 0)
+    if lock is not None and lock.locked():
+        lock.release()
+    return 0
+
+
+def perf_event_output(ctx: RunContext, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    from pybpf.maps.fdarray import FdArrayMap
+    from pybpf.maps.type_perf_event_array import PerfEventArrayOps
+
+    if r3 & ~(BPF_F_INDEX_MASK | BPF_F_CTXLEN_MASK):
+        return _neg(-errno.EINVAL)
+    bmap = _map(r2)
+    if not isinstance(bmap, FdArrayMap) or not isinstance(bmap.ops, PerfEventArrayOps):
+        return _neg(-errno.EINVAL)
+    index = r3 & BPF_F_INDEX_MASK
+    if index == BPF_F_INDEX_MASK:
+        index = ctx.cpu
+    return _neg(bmap.ops.output(bmap, index, ctx.cpu, ctx.mem.read(r4, r5)))
+
+
+F = BpfFuncId
+MAP = ArgType.ARG_CONST_MAP_PTR
+KEY = ArgType.ARG_PTR_TO_MAP_KEY
+VALUE = ArgType.ARG_PTR_TO_MAP_VALUE
+ANY = ArgType.ARG_ANYTHING
+
+MAP_HELPERS: dict[int, FuncProto] = {p.func_id: p for p in (
+    FuncProto(F.BPF_FUNC_map_lookup_elem, "map_lookup_elem", map_lookup_elem,
+              RET_PTR_TO_MAP_VALUE_OR_NULL, (MAP, KEY)),
+    FuncProto(F.BPF_FUNC_map_update_elem, "map_update_elem", map_update_elem,
+              RetType.RET_INTEGER, (MAP, KEY, VALUE, ANY)),
+    FuncProto(F.BPF_FUNC_map_delete_elem, "map_delete_elem", map_delete_elem,
+              RetType.RET_INTEGER, (MAP, KEY)),
+    FuncProto(F.BPF_FUNC_map_push_elem, "map_push_elem", map_push_elem,
+              RetType.RET_INTEGER, (MAP, VALUE, ANY)),
+    FuncProto(F.BPF_FUNC_map_pop_elem, "map_pop_elem", map_pop_elem,
+              RetType.RET_INTEGER, (MAP, ARG_PTR_TO_UNINIT_MAP_VALUE)),
+    FuncProto(F.BPF_FUNC_map_peek_elem, "map_peek_elem", map_peek_elem,
+              RetType.RET_INTEGER, (MAP, ARG_PTR_TO_UNINIT_MAP_VALUE)),
+    FuncProto(F.BPF_FUNC_map_lookup_percpu_elem, "map_lookup_percpu_elem",
+              map_lookup_percpu_elem, RET_PTR_TO_MAP_VALUE_OR_NULL, (MAP, KEY, ANY)),
+    FuncProto(F.BPF_FUNC_ringbuf_output, "ringbuf_output", ringbuf_output,
+              RetType.RET_INTEGER,
+              (MAP, ArgType.ARG_PTR_TO_MEM | ArgFlag.MEM_RDONLY,
+               ArgType.ARG_CONST_SIZE_OR_ZERO, ANY)),
+    FuncProto(F.BPF_FUNC_ringbuf_reserve, "ringbuf_reserve", ringbuf_reserve,
+              RET_PTR_TO_RINGBUF_MEM_OR_NULL,
+              (MAP, ArgType.ARG_CONST_ALLOC_SIZE_OR_ZERO, ANY)),
+    FuncProto(F.BPF_FUNC_ringbuf_submit, "ringbuf_submit", ringbuf_submit, RetType.RET_VOID,
+              (ArgType.ARG_PTR_TO_RINGBUF_MEM | OBJ_RELEASE, ANY)),
+    FuncProto(F.BPF_FUNC_ringbuf_discard, "ringbuf_discard", ringbuf_discard,
+              RetType.RET_VOID, (ArgType.ARG_PTR_TO_RINGBUF_MEM | OBJ_RELEASE, ANY)),
+    FuncProto(F.BPF_FUNC_ringbuf_query, "ringbuf_query", ringbuf_query, RetType.RET_INTEGER,
+              (MAP, ANY)),
+    FuncProto(F.BPF_FUNC_for_each_map_elem, "for_each_map_elem", for_each_map_elem,
+              RetType.RET_INTEGER, (MAP, ArgType.ARG_PTR_TO_FUNC,
+                                    ArgType.ARG_PTR_TO_STACK | MAYBE_NULL, ANY)),
+    FuncProto(F.BPF_FUNC_spin_lock, "spin_lock", spin_lock, RetType.RET_VOID,
+              (ArgType.ARG_PTR_TO_SPIN_LOCK,)),
+    FuncProto(F.BPF_FUNC_spin_unlock, "spin_unlock", spin_unlock, RetType.RET_VOID,
+              (ArgType.ARG_PTR_TO_SPIN_LOCK,)),
+    FuncProto(F.BPF_FUNC_perf_event_output, "perf_event_output", perf_event_output,
+              RetType.RET_INTEGER,
+              (ArgType.ARG_PTR_TO_CTX, MAP, ANY, ArgType.ARG_PTR_TO_MEM | ArgFlag.MEM_RDONLY,
+               ArgType.ARG_CONST_SIZE_OR_ZERO), gpl_only=True),
+)}

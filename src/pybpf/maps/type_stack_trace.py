@@ -1,0 +1,142 @@
+"""``BPF_MAP_TYPE_STACK_TRACE`` (``kernel/bpf/stackmap.c``): stack ids → instruction pointers.
+
+Keys are ``u32`` stack ids (buckets, ``n_buckets = roundup_pow_of_two(max_entries)``);
+values are ``value_size / 8`` u64 ips (``value_size`` a multiple of 8, at most
+``perf_event_max_stack`` entries; with ``BPF_F_STACK_BUILD_ID`` multiples of 32-byte
+build-id records). User space can look up (zero-padded after the trace), delete
+(E2BIG past the buckets, ENOENT if empty) and iterate (ascending ids); update is EINVAL;
+programs cannot look up (EOPNOTSUPP). ``bpf_get_stackid`` stores through :meth:`store`.
+
+Layout: ``header.data`` -> ``n_buckets`` slots of ``8 + value_size`` bytes
+(``u32 nr, u32 present`` then the ips).
+"""
+
+from __future__ import annotations
+
+import errno
+
+from pybpf.errors import BpfError
+from pybpf.maps.base import BaseMapOps
+from pybpf.maps.common import roundup_pow_of_two
+from pybpf.maps.core import BpfMap, MapAttr
+from pybpf.maps.jhash import jhash2
+from pybpf.maps.ops import register_map_ops
+from pybpf.maps.storage import alloc_region
+from pybpf.uapi import BPF_F_NUMA_NODE, BPF_F_RDONLY, BPF_F_STACK_BUILD_ID, BPF_F_WRONLY, \
+    BPF_MAP_TYPE_STACK_TRACE
+
+STACK_CREATE_FLAG_MASK = BPF_F_NUMA_NODE | BPF_F_RDONLY | BPF_F_WRONLY | BPF_F_STACK_BUILD_ID
+SYSCTL_PERF_EVENT_MAX_STACK = 127
+SIZEOF_BPF_STACK_BUILD_ID = 32
+SIZEOF_BPF_STACK_MAP = 320
+SIZEOF_STACK_MAP_BUCKET = 16
+
+
+def perf_event_max_stack() -> int:
+    try:
+        return int(open("/proc/sys/kernel/perf_event_max_stack").read())  # noqa: SIM115
+    except (OSError, ValueError):
+        return SYSCTL_PERF_EVENT_MAX_STACK
+
+
+class StackTraceMap(BpfMap):
+    def __init__(self, ops: BaseMapOps, attr: MapAttr) -> None:
+        super().__init__(ops, attr)  # type: ignore[arg-type]
+        self.n_buckets = roundup_pow_of_two(self.max_entries)
+        self.slot_size = 8 + self.value_size
+        self.slab = alloc_region(self, self.n_buckets * self.slot_size, "stack buckets")
+        self.write_header(elem_size=self.slot_size, data=self.slab.start)
+
+    def present(self, sid: int) -> bool:
+        off = sid * self.slot_size
+        return bool(int.from_bytes(self.slab.mv[off + 4:off + 8], "little"))
+
+    def elem_size(self) -> int:
+        return SIZEOF_BPF_STACK_BUILD_ID if self.map_flags & BPF_F_STACK_BUILD_ID else 8
+
+
+class StackTraceOps(BaseMapOps):
+    map_type = BPF_MAP_TYPE_STACK_TRACE
+
+    def map_alloc_check(self, attr: MapAttr) -> None:
+        vs = attr.value_size
+        if attr.map_flags & ~STACK_CREATE_FLAG_MASK:
+            raise BpfError(errno.EINVAL)
+        if attr.max_entries == 0 or attr.key_size != 4 or vs < 8 or vs % 8:
+            raise BpfError(errno.EINVAL)
+        if attr.map_flags & BPF_F_STACK_BUILD_ID:
+            if vs % SIZEOF_BPF_STACK_BUILD_ID or \
+                    vs // SIZEOF_BPF_STACK_BUILD_ID > perf_event_max_stack():
+                raise BpfError(errno.EINVAL)
+        elif vs // 8 > perf_event_max_stack():
+            raise BpfError(errno.EINVAL)
+        if attr.max_entries > 1 << 31:
+            raise BpfError(errno.E2BIG)
+
+    def map_alloc(self, attr: MapAttr) -> BpfMap:
+        return StackTraceMap(self, attr)
+
+    def mem_usage(self, bmap: BpfMap) -> int:
+        assert isinstance(bmap, StackTraceMap)
+        n = bmap.n_buckets
+        return (SIZEOF_BPF_STACK_MAP + n * 8
+                + (SIZEOF_STACK_MAP_BUCKET + bmap.value_size) * bmap.max_entries)
+
+    def store(self, bmap: BpfMap, ips: bytes) -> int:
+        """Store a trace (``bpf_get_stackid``): its id (hash of the ips), replacing any other."""
+        assert isinstance(bmap, StackTraceMap)
+        nr = min(len(ips) // bmap.elem_size(), bmap.value_size // bmap.elem_size())
+        trace = ips[:nr * bmap.elem_size()]
+        sid = jhash2(trace + bytes(-len(trace) % 4), 0) & (bmap.n_buckets - 1)
+        off = sid * bmap.slot_size
+        mv = bmap.slab.mv
+        with bmap.lock:
+            mv[off:off + 8] = nr.to_bytes(4, "little") + b"\1\0\0\0"
+            mv[off + 8:off + 8 + bmap.value_size] = trace + bytes(bmap.value_size - len(trace))
+        return sid
+
+    def sys_lookup(self, bmap: BpfMap, key: bytes, flags: int, value: bytes | None = None
+                   ) -> bytes:
+        assert isinstance(bmap, StackTraceMap)
+        sid = int.from_bytes(key[:4], "little")
+        if sid >= bmap.n_buckets or not bmap.present(sid):
+            raise BpfError(errno.ENOENT)
+        off = sid * bmap.slot_size + 8
+        return bmap.slab.mv[off:off + bmap.value_size].tobytes()
+
+    def sys_update(self, bmap: BpfMap, key: bytes, value: bytes, flags: int) -> None:
+        raise BpfError(errno.EINVAL)
+
+    def sys_delete(self, bmap: BpfMap, key: bytes) -> None:
+        assert isinstance(bmap, StackTraceMap)
+        sid = int.from_bytes(key[:4], "little")
+        if sid >= bmap.n_buckets:
+            raise BpfError(errno.E2BIG)
+        with bmap.lock:
+            if not bmap.present(sid):
+                raise BpfError(errno.ENOENT)
+            off = sid * bmap.slot_size
+            bmap.slab.mv[off:off + bmap.slot_size] = bytes(bmap.slot_size)
+
+    def sys_get_next_key(self, bmap: BpfMap, key: bytes | None) -> bytes:
+        assert isinstance(bmap, StackTraceMap)
+        if key is None:
+            sid = 0
+        else:
+            sid = int.from_bytes(key[:4], "little")
+            sid = 0 if sid >= bmap.n_buckets or not bmap.present(sid) else sid + 1
+        while sid < bmap.n_buckets and not bmap.present(sid):
+            sid += 1
+        if sid >= bmap.n_buckets:
+            raise BpfError(errno.ENOENT)
+        return sid.to_bytes(4, "little")
+
+    def map_lookup_elem(self, bmap: BpfMap, key_addr: int, cpu: int = 0) -> int:
+        return 0
+
+    def map_update_elem(self, bmap: BpfMap, key_addr: int, value_addr: int, flags: int,
+                        cpu: int = 0) -> int:
+        return -errno.EINVAL
+
+
+register_map_ops(StackTraceOps())

@@ -1,0 +1,83 @@
+"""Shared machinery of the program-type modules (no type registers here).
+
+A program type offers a set of helpers (``get_func_proto``), a ctx layout with access
+rules (``is_valid_access``), says whether it may read/write packet data directly, and
+what its programs may return. Concrete types subclass :class:`ProgTypeBase`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pybpf.helpers.proto import FuncProto
+
+# helper sets, by kernel function (see net/core/filter.c, kernel/bpf/helpers.c, bpf_trace.c)
+BASE = {1, 2, 3, 87, 88, 89, 195, 7, 8, 42, 12, 5, 125, 208, 130, 131, 132, 133, 134, 182, 105, 106,
+        14, 120}
+BASE_BPF = {93, 94, 118, 153, 154, 169, 170, 171, 172, 194, 164, 181, 209, 198, 199, 200, 197, 201,
+            202, 203, 210, 211, 80, 123}
+BASE_PERFMON = {6, 35, 158, 112, 113, 114, 115, 149, 165, 175, 177}
+SK_BASE = {136, 137, 138, 139, 140, 178, 180, 160}
+TRACING = {1, 2, 3, 87, 88, 89, 195, 5, 125, 12, 35, 158, 175, 15, 16, 6, 8, 42, 22, 7, 36, 112, 113,
+           114, 115, 4, 45, 210, 211, 37, 109, 117, 55, 130, 131, 132, 133, 134, 118, 141, 148, 191,
+           149, 153, 154, 156, 157, 164, 165, 173, 176, 180, 177}
+CGROUP_COMMON = {81, 186, 187}
+CGROUP_CURRENT = {15, 16, 17, 37}
+
+
+def base_protos(bpf_capable: bool = True, perfmon: bool = True) -> set[int]:
+    s = set(BASE)
+    if bpf_capable:
+        s |= BASE_BPF
+    if perfmon:
+        s |= BASE_PERFMON
+    return s
+
+
+class ProgTypeBase:
+    """Defaults: no ctx access, base helpers, no direct packet access, any return value."""
+
+    prog_type = 0
+    name = "unspec"
+    ctx_size = 0
+    own_helpers: frozenset[int] = frozenset()
+    inherit = "sk_base"  # sk_base | base | tracing | none
+    pkt_read = False
+    pkt_write = False
+    ret_range: tuple[int, int] | None = None  # check_return_code's range, if any
+
+    def allowed_helpers(self, prog: Any = None) -> set[int]:
+        s = set(self.own_helpers)
+        if self.inherit == "sk_base":
+            s |= SK_BASE | base_protos()
+        elif self.inherit == "base":
+            s |= base_protos()
+        elif self.inherit == "tracing":
+            s |= TRACING | base_protos()
+        return s
+
+    def get_func_proto(self, func_id: int, prog: Any) -> FuncProto | None:
+        if func_id not in self.allowed_helpers(prog):
+            return None
+        from pybpf.helpers.registry import all_protos
+        return all_protos().get(func_id)
+
+    def is_valid_access(self, off: int, size: int, write: bool, prog: Any,
+                        info: dict[str, Any]) -> bool:
+        return False
+
+    def may_access_direct_pkt_data(self, write: bool, prog: Any = None) -> bool:
+        return self.pkt_write if write else self.pkt_read
+
+    def return_range(self, prog: Any) -> tuple[int, int] | None:
+        return self.ret_range
+
+    def convert_ctx_access(self, insn: Any, prog: Any) -> list[Any]:
+        return [insn]
+
+    def test_run(self, prog: Any, kernel: Any, opts: Any) -> Any:
+        raise NotImplementedError
+
+
+def narrow_ok(size: int, default: int) -> bool:
+    return size <= default and (size & (size - 1)) == 0

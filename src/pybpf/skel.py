@@ -1,0 +1,328 @@
+"""A skeleton-like Python API over the loader: ``pybpf.open()`` / ``pybpf.load()``.
+
+::
+
+    obj = pybpf.open("globals_calls.o")      # parse + settings, nothing created yet
+    obj.rodata.max_len = 1000                # .rodata constants, before load
+    obj.progs.sock_globals.autoload = False  # bpf_program__set_autoload
+    obj.maps.drops.max_entries = 4096        # bpf_map__set_max_entries
+    obj.load()                               # BTF, maps, programs through bpf()
+    print(obj.bss.pkt_count)                 # typed by BTF, read from the live map
+
+    with pybpf.load("xdp_counter.o") as obj: # open + load; closed on exit
+        fd = obj.progs.xdp_count.fd
+
+Program and map settings mirror libbpf's ``bpf_program__set_*`` / ``bpf_map__set_*``.
+Global-data views are typed through the object's BTF (:mod:`pybpf.btf.codec`); before
+load they edit the initial image, after load every read and write goes to the map, so a
+program sees userspace writes and vice versa. Load failures raise
+:class:`~pybpf.errors.BpfError`, whose ``str()`` frames the verifier log as libbpf does.
+
+Where the syscalls go: a pybpf :class:`~pybpf.kernel.Kernel` (the default instance unless
+``kernel=`` is given), or ``kernel="live"`` for the machine's own ``bpf()``. CO-RE
+relocations resolve against ``/sys/kernel/btf/vmlinux`` when present (the same BTF the
+pybpf instance registers as its kernel BTF), else they are left unresolved (poisoned
+where they must be), as libbpf would without a target.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pybpf.btf.codec import Codec, StructCodec, codec_for
+from pybpf.btf.raw import Btf, BtfDatasec
+from pybpf.btf.relo_core import CandidateIndex
+from pybpf.errors import BpfError
+from pybpf.loader.elf_object import BpfObjectSpec, open_object
+from pybpf.loader.errors import LoaderError
+from pybpf.loader.externs import KernelFacts
+from pybpf.loader.load import LiveSyscalls, LoadedObject, load_object
+from pybpf.loader.model import LibbpfMapType, MapSpec, ProgramSpec
+
+VMLINUX = "/sys/kernel/btf/vmlinux"
+_TARGETS: dict[str, CandidateIndex] = {}
+
+
+def _vmlinux_target() -> CandidateIndex | None:
+    if VMLINUX not in _TARGETS:
+        if not os.path.exists(VMLINUX):
+            return None
+        _TARGETS[VMLINUX] = CandidateIndex(Btf.from_file(VMLINUX))
+    return _TARGETS[VMLINUX]
+
+
+class Program:
+    """One entry program: libbpf's ``struct bpf_program`` settings and, after load, its fd."""
+
+    def __init__(self, owner: BpfObject, spec: ProgramSpec) -> None:
+        self._owner = owner
+        self._spec = spec
+
+    name = property(lambda self: self._spec.name)
+    section = property(lambda self: self._spec.sec_name)
+
+    def _setter(attr: str) -> property:  # type: ignore[misc]
+        def get(self: Program) -> Any:
+            return getattr(self._spec, attr)
+
+        def put(self: Program, value: Any) -> None:
+            self._owner._check_not_loaded(f"set {attr} of program '{self.name}'")
+            setattr(self._spec, attr, value)
+        return property(get, put)
+
+    autoload = _setter("autoload")
+    type = _setter("type")
+    expected_attach_type = _setter("expected_attach_type")
+    log_level = _setter("log_level")
+    prog_flags = _setter("prog_flags")
+
+    @property
+    def insns(self) -> list[Any]:
+        """Final instructions once relocated, else the compiler's."""
+        return list(self._spec.final_insns or self._spec.insns)
+
+    @property
+    def fd(self) -> int:
+        if self._owner._loaded is None or self.name not in self._owner._loaded.prog_fds:
+            raise BpfError(9, f"program '{self.name}' is not loaded")
+        return self._owner._loaded.prog_fds[self.name]
+
+    def __repr__(self) -> str:
+        return f"<Program {self.name} sec={self.section!r} type={self._spec.type}>"
+
+
+class Map:
+    """One map definition (``struct bpf_map``) and, after load, its fd."""
+
+    def __init__(self, owner: BpfObject, spec: MapSpec, index: int) -> None:
+        self._owner = owner
+        self._spec = spec
+        self._index = index
+
+    name = property(lambda self: self._spec.name)
+    type = property(lambda self: self._spec.type)
+    key_size = property(lambda self: self._spec.key_size)
+    value_size = property(lambda self: self._spec.value_size)
+
+    @property
+    def max_entries(self) -> int:
+        return self._spec.max_entries
+
+    @max_entries.setter
+    def max_entries(self, n: int) -> None:
+        self._owner._check_not_loaded(f"resize map '{self.name}'")
+        self._spec.max_entries = n
+
+    @property
+    def autocreate(self) -> bool:
+        return self._spec.autocreate
+
+    @autocreate.setter
+    def autocreate(self, v: bool) -> None:
+        self._owner._check_not_loaded(f"set autocreate of map '{self.name}'")
+        self._spec.autocreate = v
+
+    @property
+    def fd(self) -> int:
+        if self._owner._loaded is None:
+            raise BpfError(9, f"map '{self.name}' is not created")
+        return self._owner._loaded.map_fds[self._index]
+
+    def __repr__(self) -> str:
+        return f"<Map {self.name} type={self.type} max_entries={self.max_entries}>"
+
+
+class _Namespace:
+    def __init__(self, items: dict[str, Any], what: str) -> None:
+        object.__setattr__(self, "_items", items)
+        object.__setattr__(self, "_what", what)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise AttributeError(f"no {self._what} named {name!r}") from None
+
+    def __getitem__(self, name: str) -> Any:
+        return self._items[name]
+
+    def __iter__(self) -> Any:
+        return iter(self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __dir__(self) -> list[str]:
+        return list(self._items)
+
+
+class GlobalData:
+    """A ``.bss``/``.data``/``.rodata`` section's variables as attributes, typed by BTF."""
+
+    def __init__(self, owner: BpfObject, spec: MapSpec, index: int, codec: StructCodec) -> None:
+        object.__setattr__(self, "_owner", owner)
+        object.__setattr__(self, "_spec", spec)
+        object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_fields", {f.name: f for f in codec.fields})
+
+    def _image(self) -> bytearray:
+        lo = self._owner._loaded
+        if lo is None:
+            assert self._spec.data is not None
+            return self._spec.data
+        return bytearray(self._owner._map_read(lo.map_fds[self._index], self._spec))
+
+    def __getattr__(self, name: str) -> Any:
+        f = self._fields.get(name)
+        if f is None:
+            raise AttributeError(f"{self._spec.real_name} has no variable {name!r}")
+        data = self._image()
+        return f.codec.unpack(data[f.offset: f.offset + f.codec.size])
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        f = self._fields.get(name)
+        if f is None:
+            raise AttributeError(f"{self._spec.real_name} has no variable {name!r}")
+        lo = self._owner._loaded
+        if lo is not None and self._spec.libbpf_type == LibbpfMapType.RODATA:
+            raise BpfError(1, f"{self._spec.real_name} is frozen after load")
+        data = self._image()
+        data[f.offset: f.offset + f.codec.size] = f.codec.pack(value)
+        if lo is not None:
+            self._owner._map_write(lo.map_fds[self._index], bytes(data))
+
+    def __dir__(self) -> list[str]:
+        return list(self._fields)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {n: getattr(self, n) for n in self._fields}
+
+
+class BpfObject:
+    """An opened (and maybe loaded) object file, like a libbpf skeleton."""
+
+    def __init__(self, spec: BpfObjectSpec, kernel: Any = None) -> None:
+        self.spec = spec
+        self._kernel = kernel
+        self._loaded: LoadedObject | None = None
+        self.progs = _Namespace({p.name: Program(self, p) for p in spec.entry_programs},
+                                "program")
+        self.maps = _Namespace({m.name: Map(self, m, i) for i, m in enumerate(spec.maps)},
+                               "map")
+        self._sections: dict[str, GlobalData] = {}
+        for i, m in enumerate(spec.maps):
+            if m.libbpf_type in (LibbpfMapType.DATA, LibbpfMapType.BSS,
+                                 LibbpfMapType.RODATA) and spec.btf is not None:
+                t = spec.btf.types[m.btf_value_type_id] if m.btf_value_type_id else None
+                if isinstance(t, BtfDatasec):
+                    codec = codec_for(spec.btf, t.id)
+                    assert isinstance(codec, StructCodec)
+                    self._sections[m.real_name] = GlobalData(self, m, i, codec)
+
+    # ---- global data
+
+    @property
+    def bss(self) -> GlobalData:
+        return self._section(".bss")
+
+    @property
+    def data(self) -> GlobalData:
+        return self._section(".data")
+
+    @property
+    def rodata(self) -> GlobalData:
+        return self._section(".rodata")
+
+    def section(self, name: str) -> GlobalData:
+        """A custom ``.data.*``/``.rodata.*`` section's view."""
+        return self._section(name)
+
+    def _section(self, name: str) -> GlobalData:
+        try:
+            return self._sections[name]
+        except KeyError:
+            raise AttributeError(f"object has no {name} section") from None
+
+    # ---- lifecycle
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
+
+    def _check_not_loaded(self, what: str) -> None:
+        if self._loaded is not None:
+            raise BpfError(16, f"can't {what} after the object is loaded")  # EBUSY
+
+    def _syscalls(self) -> Any:
+        if self._kernel == "live":
+            return LiveSyscalls()
+        if self._kernel is None:
+            from pybpf.kernel import default_kernel
+
+            self._kernel = default_kernel()
+        return self._kernel
+
+    def load(self, *, log_level: int = 0) -> BpfObject:
+        """Create BTF, maps and programs (``bpf_object__load``)."""
+        self._check_not_loaded("load the object twice")
+        target = _vmlinux_target()
+        facts = KernelFacts.host(target.btf if target else None,
+                                 kallsyms=self._kernel == "live")
+        self._loaded = load_object(self.spec, self._syscalls(), target=target, facts=facts,
+                                   log_level=log_level)
+        return self
+
+    def close(self) -> None:
+        if self._loaded is not None:
+            self._loaded.close()
+            self._loaded = None
+
+    def __enter__(self) -> BpfObject:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- map access for the global-data views
+
+    def _map_read(self, fd: int, spec: MapSpec) -> bytes:
+        import ctypes
+
+        from pybpf.uapi import BpfCmd, bpf_attr_map_elem
+
+        key = ctypes.create_string_buffer(4)
+        val = ctypes.create_string_buffer(spec.value_size)
+        attr = bpf_attr_map_elem()
+        attr.map_fd, attr.key = fd, ctypes.addressof(key)
+        ctypes.memmove(ctypes.addressof(attr) + 16,
+                       ctypes.byref(ctypes.c_uint64(ctypes.addressof(val))), 8)
+        ret = self._syscalls().bpf(BpfCmd.BPF_MAP_LOOKUP_ELEM, attr)
+        if ret < 0:
+            raise BpfError(-ret, f"map '{spec.name}': lookup failed")
+        return val.raw
+
+    def _map_write(self, fd: int, value: bytes) -> None:
+        from pybpf.loader.load import _update
+
+        _update(self._syscalls(), fd, b"\0\0\0\0", value)
+
+    def __repr__(self) -> str:
+        state = "loaded" if self.loaded else "opened"
+        return (f"<BpfObject {self.spec.name} {state}: progs={list(self.progs._items)} "
+                f"maps={list(self.maps._items)}>")
+
+
+def open(path: str | os.PathLike[str] | bytes, *, kernel: Any = None,
+         name: str | None = None) -> BpfObject:
+    """Open an object file (``bpf_object__open``); raises :class:`LoaderError`."""
+    return BpfObject(open_object(path, name=name), kernel)
+
+
+def load(path: str | os.PathLike[str] | bytes, *, kernel: Any = None,
+         log_level: int = 0) -> BpfObject:
+    """Open and load an object file; use as a context manager to close it."""
+    return open(path, kernel=kernel).load(log_level=log_level)
+
+
+__all__ = ["BpfObject", "Codec", "GlobalData", "LoaderError", "Map", "Program", "load", "open"]

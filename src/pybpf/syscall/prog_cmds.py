@@ -1,0 +1,500 @@
+"""BPF_PROG_LOAD, BPF_PROG_TEST_RUN and BPF_PROG_BIND_MAP.
+
+``bpf_prog_load`` runs in the kernel's order (6.18 ``kernel/bpf/syscall.c``), because the
+order decides which errno a bad attribute gets when several are bad:
+
+1. ``CHECK_ATTR``; unknown ``prog_flags`` → EINVAL; default expected attach types;
+2. token fd (pybpf has no tokens: EBADF/EINVAL); ``unprivileged_bpf_disabled`` → EPERM;
+3. ``insn_cnt`` 0 or above the limit (4096 without CAP_BPF, 1 000 000 with) → E2BIG;
+4. capabilities: CAP_BPF for all but socket filters and cgroup skb, CAP_NET_ADMIN for
+   networking types, CAP_PERFMON for tracing types → EPERM;
+5. attach target: ``attach_prog_fd`` (a program, else a kernel BTF object) or vmlinux BTF
+   for ``attach_btf_id``; ``bpf_prog_load_check_attach`` → EINVAL;
+6. copy the instructions (EFAULT) and the license (``strncpy_from_user``, 127 bytes);
+   GPL compatibility from the kernel's exact list;
+7. device binding (``prog_ifindex``), program type (EINVAL), name (EINVAL);
+8. ``security_bpf_prog_load``; the verifier with the log rules of :mod:`.log`;
+9. runtime selection (JIT per ``bpf_jit_enable`` when available, else the interpreter),
+   ID, fd.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from pybpf.core.map import KMap
+from pybpf.core.prog import (
+    BpfProg,
+    bpf_obj_name_cpy,
+    bpf_prog_calc_tag,
+    bpf_prog_pages,
+    license_is_gpl_compatible,
+)
+from pybpf.errors import BpfError
+from pybpf.isa.insn import decode
+from pybpf.kernel import Cap, boottime_ns
+from pybpf.progs.ops import TestRunOpts, TestRunResult, find_prog_type
+from pybpf.syscall.attr import (
+    END_LOG_TRUE_SIZE,
+    OFF_LOG_TRUE_SIZE,
+    OFF_TEST_CTX_SIZE_OUT,
+    OFF_TEST_DATA_SIZE_OUT,
+    OFF_TEST_DURATION,
+    OFF_TEST_RETVAL,
+)
+from pybpf.syscall.dispatch import ENOTSUPP, Call, command
+from pybpf.syscall.log import VerifierLog
+from pybpf.syscall.map_cmds import token_get
+from pybpf.syscall.objects import btf_get_by_fd, map_get, prog_get, prog_new_fd
+from pybpf.syscall.uaccess import UserFault, copy_from_user, copy_to_user, strncpy_from_user
+from pybpf.uapi import BpfAttachType, BpfCmd, BpfProgType
+
+P = BpfProgType
+A = BpfAttachType
+
+BPF_F_STRICT_ALIGNMENT = 1 << 0
+BPF_F_ANY_ALIGNMENT = 1 << 1
+BPF_F_TEST_RND_HI32 = 1 << 2
+BPF_F_TEST_STATE_FREQ = 1 << 3
+BPF_F_SLEEPABLE = 1 << 4
+BPF_F_XDP_HAS_FRAGS = 1 << 5
+BPF_F_XDP_DEV_BOUND_ONLY = 1 << 6
+BPF_F_TEST_REG_INVARIANTS = 1 << 7
+BPF_F_TOKEN_FD = 1 << 16
+PROG_LOAD_FLAGS = (BPF_F_STRICT_ALIGNMENT | BPF_F_ANY_ALIGNMENT | BPF_F_TEST_STATE_FREQ
+                   | BPF_F_SLEEPABLE | BPF_F_TEST_RND_HI32 | BPF_F_XDP_HAS_FRAGS
+                   | BPF_F_XDP_DEV_BOUND_ONLY | BPF_F_TEST_REG_INVARIANTS | BPF_F_TOKEN_FD)
+
+BPF_MAXINSNS = 4096
+BPF_COMPLEXITY_LIMIT_INSNS = 1_000_000
+BTF_MAX_TYPE = 0x000FFFFF
+LICENSE_LEN = 128
+SHA256_DIGEST_SIZE = 32
+
+#: Program types whose ops the reference kernel was built without (find_prog_type: EINVAL).
+PROG_TYPES_NOT_BUILT = frozenset({P.BPF_PROG_TYPE_LIRC_MODE2})
+KNOWN_PROG_TYPES = frozenset(int(t) for t in P if t != P.BPF_PROG_TYPE_UNSPEC) \
+    - PROG_TYPES_NOT_BUILT
+
+NET_ADMIN_PROG_TYPES = frozenset({
+    P.BPF_PROG_TYPE_SCHED_CLS, P.BPF_PROG_TYPE_SCHED_ACT, P.BPF_PROG_TYPE_XDP,
+    P.BPF_PROG_TYPE_LWT_IN, P.BPF_PROG_TYPE_LWT_OUT, P.BPF_PROG_TYPE_LWT_XMIT,
+    P.BPF_PROG_TYPE_LWT_SEG6LOCAL, P.BPF_PROG_TYPE_SK_SKB, P.BPF_PROG_TYPE_SK_MSG,
+    P.BPF_PROG_TYPE_FLOW_DISSECTOR, P.BPF_PROG_TYPE_CGROUP_DEVICE, P.BPF_PROG_TYPE_CGROUP_SOCK,
+    P.BPF_PROG_TYPE_CGROUP_SOCK_ADDR, P.BPF_PROG_TYPE_CGROUP_SOCKOPT,
+    P.BPF_PROG_TYPE_CGROUP_SYSCTL, P.BPF_PROG_TYPE_SOCK_OPS, P.BPF_PROG_TYPE_EXT,
+    P.BPF_PROG_TYPE_NETFILTER,
+})
+PERFMON_PROG_TYPES = frozenset({
+    P.BPF_PROG_TYPE_KPROBE, P.BPF_PROG_TYPE_TRACEPOINT, P.BPF_PROG_TYPE_PERF_EVENT,
+    P.BPF_PROG_TYPE_RAW_TRACEPOINT, P.BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE,
+    P.BPF_PROG_TYPE_TRACING, P.BPF_PROG_TYPE_LSM, P.BPF_PROG_TYPE_STRUCT_OPS,
+    P.BPF_PROG_TYPE_EXT,
+})
+
+#: Expected attach types each program type accepts (``bpf_prog_load_check_attach``).
+_ATTACH_TYPES: dict[int, frozenset[int]] = {
+    P.BPF_PROG_TYPE_CGROUP_SOCK: frozenset({
+        A.BPF_CGROUP_INET_SOCK_CREATE, A.BPF_CGROUP_INET_SOCK_RELEASE,
+        A.BPF_CGROUP_INET4_POST_BIND, A.BPF_CGROUP_INET6_POST_BIND}),
+    P.BPF_PROG_TYPE_CGROUP_SOCK_ADDR: frozenset({
+        A.BPF_CGROUP_INET4_BIND, A.BPF_CGROUP_INET6_BIND, A.BPF_CGROUP_INET4_CONNECT,
+        A.BPF_CGROUP_INET6_CONNECT, A.BPF_CGROUP_UNIX_CONNECT,
+        A.BPF_CGROUP_INET4_GETPEERNAME, A.BPF_CGROUP_INET6_GETPEERNAME,
+        A.BPF_CGROUP_UNIX_GETPEERNAME, A.BPF_CGROUP_INET4_GETSOCKNAME,
+        A.BPF_CGROUP_INET6_GETSOCKNAME, A.BPF_CGROUP_UNIX_GETSOCKNAME,
+        A.BPF_CGROUP_UDP4_SENDMSG, A.BPF_CGROUP_UDP6_SENDMSG, A.BPF_CGROUP_UNIX_SENDMSG,
+        A.BPF_CGROUP_UDP4_RECVMSG, A.BPF_CGROUP_UDP6_RECVMSG, A.BPF_CGROUP_UNIX_RECVMSG}),
+    P.BPF_PROG_TYPE_CGROUP_SKB: frozenset({A.BPF_CGROUP_INET_INGRESS, A.BPF_CGROUP_INET_EGRESS}),
+    P.BPF_PROG_TYPE_CGROUP_SOCKOPT: frozenset({A.BPF_CGROUP_SETSOCKOPT,
+                                               A.BPF_CGROUP_GETSOCKOPT}),
+    P.BPF_PROG_TYPE_SK_LOOKUP: frozenset({A.BPF_SK_LOOKUP}),
+    P.BPF_PROG_TYPE_SK_REUSEPORT: frozenset({A.BPF_SK_REUSEPORT_SELECT,
+                                             A.BPF_SK_REUSEPORT_SELECT_OR_MIGRATE}),
+    P.BPF_PROG_TYPE_NETFILTER: frozenset({A.BPF_NETFILTER}),
+}
+
+
+def bpf_prog_load_check_attach(prog_type: int, expected: int, attach_btf: Any,
+                               btf_id: int, dst_prog: BpfProg | None) -> bool:
+    """True when the attach attributes are acceptable for the program type."""
+    if btf_id:
+        if btf_id > BTF_MAX_TYPE:
+            return False
+        if attach_btf is None and dst_prog is None:
+            return False
+        if prog_type not in (P.BPF_PROG_TYPE_TRACING, P.BPF_PROG_TYPE_LSM,
+                             P.BPF_PROG_TYPE_STRUCT_OPS, P.BPF_PROG_TYPE_EXT):
+            return False
+    if attach_btf is not None and (not btf_id or dst_prog is not None):
+        return False
+    if dst_prog is not None and prog_type not in (P.BPF_PROG_TYPE_TRACING,
+                                                  P.BPF_PROG_TYPE_EXT):
+        return False
+    allowed = _ATTACH_TYPES.get(prog_type)
+    if allowed is not None:
+        return expected in allowed
+    if prog_type in (P.BPF_PROG_TYPE_SYSCALL, P.BPF_PROG_TYPE_EXT):
+        return expected == 0
+    return True
+
+
+# ------------------------------------------------------------------------------- runtime
+
+
+def select_runtime(prog: BpfProg, insns: list[Any]) -> None:
+    """``bpf_prog_select_runtime``: the JIT when enabled and present, else the interpreter."""
+    kernel = prog.kernel
+    ops = find_prog_type(prog.type)
+    ld_abs = getattr(ops, "ld_abs", None) if ops is not None else None
+    helpers = kernel.helpers.impls()
+    name = prog.name_str or "prog"
+    if kernel.sysctl["bpf_jit_enable"]:
+        compile_program = _jit_compiler()
+        if compile_program is not None:
+            try:
+                jitted = compile_program(insns, helpers=helpers, ld_abs=ld_abs, name=name,
+                                         prog=prog, kernel=kernel)
+            except (NotImplementedError, ValueError, RuntimeError, BpfError):
+                jitted = None  # not CONFIG_BPF_JIT_ALWAYS_ON: fall back to the interpreter
+            if jitted is not None:
+                prog.bpf_func = jitted
+                prog.jited = True
+                prog.jited_len = int(getattr(jitted, "jited_len", 0) or 0)
+                return
+    from pybpf.runtime.interpreter import CompiledProgram
+
+    prog.bpf_func = CompiledProgram(insns, helpers=helpers, ld_abs=ld_abs, name=name)
+    prog.jited = False
+    prog.jited_len = 0
+
+
+def _jit_compiler() -> Callable[..., Any] | None:
+    try:
+        module = importlib.import_module("pybpf.jit")
+    except ImportError:
+        return None
+    fn = getattr(module, "compile_program", None)
+    return fn if callable(fn) else None
+
+
+# ------------------------------------------------------------------------------- PROG_LOAD
+
+
+def _fixup_attach_type(prog_type: int, expected: int) -> int:
+    if not expected:
+        if prog_type == P.BPF_PROG_TYPE_CGROUP_SOCK:
+            return int(A.BPF_CGROUP_INET_SOCK_CREATE)
+        if prog_type == P.BPF_PROG_TYPE_SK_REUSEPORT:
+            return int(A.BPF_SK_REUSEPORT_SELECT)
+    return expected
+
+
+@command(BpfCmd.BPF_PROG_LOAD)
+def bpf_prog_load(call: Call) -> int:
+    call.check_attr()
+    a = call.attr
+    kernel, cred = call.kernel, call.cred
+    ptype = a.prog_type
+    if a.prog_flags & ~PROG_LOAD_FLAGS:
+        raise BpfError(errno.EINVAL, "unknown prog_flags")
+    expected = _fixup_attach_type(ptype, a.expected_attach_type)
+    if a.prog_flags & BPF_F_TOKEN_FD:
+        token_get(call, a.prog_token_fd)
+    bpf_cap = cred.bpf_capable()
+    if kernel.sysctl["unprivileged_bpf_disabled"] and not bpf_cap:
+        raise BpfError(errno.EPERM, "unprivileged BPF is disabled")
+    limit = BPF_COMPLEXITY_LIMIT_INSNS if bpf_cap else BPF_MAXINSNS
+    if a.insn_cnt == 0 or a.insn_cnt > limit:
+        raise BpfError(errno.E2BIG, f"insn_cnt {a.insn_cnt} not in [1, {limit}]")
+    if ptype not in (P.BPF_PROG_TYPE_SOCKET_FILTER, P.BPF_PROG_TYPE_CGROUP_SKB) and not bpf_cap:
+        raise BpfError(errno.EPERM, "program type needs CAP_BPF")
+    if ptype in NET_ADMIN_PROG_TYPES and not cred.bpf_ns_capable(Cap.CAP_NET_ADMIN):
+        raise BpfError(errno.EPERM, "program type needs CAP_NET_ADMIN")
+    if ptype in PERFMON_PROG_TYPES and not cred.bpf_ns_capable(Cap.CAP_PERFMON):
+        raise BpfError(errno.EPERM, "program type needs CAP_PERFMON")
+
+    dst_prog: BpfProg | None = None
+    attach_btf: Any = None
+    if a.attach_prog_fd:
+        try:
+            dst_prog = prog_get(call.task, a.attach_prog_fd)
+        except BpfError:
+            try:
+                attach_btf = btf_get_by_fd(call.task, a.attach_btf_obj_fd)
+            except BpfError:
+                raise BpfError(errno.EINVAL, "attach_prog_fd is neither a program nor BTF") \
+                    from None
+            if not attach_btf.kernel_btf:
+                attach_btf.put()
+                raise BpfError(ENOTSUPP, "attaching to a program's BTF") from None
+    elif a.attach_btf_id:
+        attach_btf = kernel.vmlinux_btf
+        if attach_btf is None:
+            raise BpfError(errno.EINVAL, "no vmlinux BTF")
+        attach_btf.get()
+    if not bpf_prog_load_check_attach(ptype, expected, attach_btf, a.attach_btf_id, dst_prog):
+        if dst_prog is not None:
+            dst_prog.put()
+        if attach_btf is not None:
+            attach_btf.put()
+        raise BpfError(errno.EINVAL, "bad attach attributes")
+
+    prog = BpfProg(kernel, ptype, [], expected_attach_type=expected, prog_flags=a.prog_flags,
+                   sleepable=bool(a.prog_flags & BPF_F_SLEEPABLE), uid=cred.uid,
+                   prog_ifindex=a.prog_ifindex)
+    prog.attach_btf, prog.attach_btf_id, prog.dst_prog = attach_btf, a.attach_btf_id, dst_prog
+    try:
+        return _load_rest(call, prog)
+    except BpfError:
+        if not prog.freed:
+            prog.refcnt = 0
+            prog._free()
+        raise
+
+
+def _load_rest(call: Call, prog: BpfProg) -> int:
+    a = call.attr
+    kernel = call.kernel
+    try:
+        raw = copy_from_user(a.insns, a.insn_cnt * 8)
+        license = strncpy_from_user(a.license, LICENSE_LEN - 1)
+    except UserFault:
+        raise BpfError(errno.EFAULT, "bad insns or license pointer") from None
+    prog.insns = decode(raw)
+    prog.license = license.decode("latin-1")
+    prog.gpl_compatible = license_is_gpl_compatible(license)
+    prog.pages = bpf_prog_pages(a.insn_cnt)
+    if a.signature:
+        if a.signature_size != SHA256_DIGEST_SIZE:
+            raise BpfError(errno.EINVAL, "signature_size")
+        raise BpfError(errno.EINVAL, "signed programs: no keyrings in pybpf")
+    if a.prog_ifindex:
+        _dev_bound_init(a)
+    if prog.type not in KNOWN_PROG_TYPES:
+        raise BpfError(errno.EINVAL, f"unknown program type {prog.type}")
+    prog.load_time = boottime_ns()
+    name = bpf_obj_name_cpy(bytes(a.prog_name))
+    if name is None:
+        raise BpfError(errno.EINVAL, "invalid program name")
+    prog.name = name
+    kernel.security.check("bpf_prog_load", call.task, prog, a)
+    prog.tag = bpf_prog_calc_tag(raw)
+    _bpf_check(call, prog)
+    prog.id = kernel.prog_idr.alloc_cyclic(prog)
+    try:
+        return prog_new_fd(call.task, prog)
+    except BpfError:
+        prog.put()
+        raise
+
+
+def _dev_bound_init(a: Any) -> None:
+    """``bpf_prog_dev_bound_init``: pybpf has no network devices, so binding fails."""
+    if a.prog_type not in (P.BPF_PROG_TYPE_SCHED_CLS, P.BPF_PROG_TYPE_XDP):
+        raise BpfError(errno.EINVAL, "only XDP and tc programs bind to a device")
+    if a.prog_flags & ~(BPF_F_XDP_DEV_BOUND_ONLY | BPF_F_XDP_HAS_FRAGS):
+        raise BpfError(errno.EINVAL, "prog_flags with prog_ifindex")
+    if a.prog_flags & BPF_F_XDP_HAS_FRAGS and not a.prog_flags & BPF_F_XDP_DEV_BOUND_ONLY:
+        raise BpfError(errno.EINVAL, "frags need BPF_F_XDP_DEV_BOUND_ONLY")
+    if a.prog_type == P.BPF_PROG_TYPE_SCHED_CLS and a.prog_flags & BPF_F_XDP_DEV_BOUND_ONLY:
+        raise BpfError(errno.EINVAL, "tc programs cannot be dev-bound-only")
+    raise BpfError(errno.EINVAL, f"no device with ifindex {a.prog_ifindex}")
+
+
+def _fd_array(a: Any, insns: list[Any]) -> list[int] | None:
+    """The ``fd_array`` entries the program can refer to (read like the verifier does)."""
+    if not a.fd_array:
+        return None
+    count = a.fd_array_cnt
+    if not count:
+        # Without fd_array_cnt the verifier reads entries on demand: read as far as the
+        # largest index any BPF_PSEUDO_MAP_IDX / kfunc module reference uses.
+        need = 0
+        for i, ins in enumerate(insns):
+            if ins.code == 0x18 and ins.src in (5, 6):
+                need = max(need, ins.imm + 1)
+            elif ins.code == 0x85 and ins.src == 2 and ins.off > 0:
+                need = max(need, ins.off + 1)
+            del i
+        count = need
+    out: list[int] = []
+    for i in range(count):
+        try:
+            out.append(int.from_bytes(copy_from_user(a.fd_array + 4 * i, 4), "little",
+                                      signed=True))
+        except UserFault:
+            if a.fd_array_cnt:
+                raise BpfError(errno.EFAULT, "fd_array") from None
+            break
+    return out
+
+
+def _read_records(addr: int, rec_size: int, cnt: int) -> bytes:
+    if not addr or not cnt or not rec_size:
+        return b""
+    try:
+        return copy_from_user(addr, rec_size * cnt)
+    except UserFault:
+        return b""
+
+
+def _bpf_check(call: Call, prog: BpfProg) -> None:
+    """The verifier step of ``bpf_check``: log init, verify, finalize the log."""
+    from pybpf.verifier.api import VerifierInput, bpf_check
+
+    a = call.attr
+    task, kernel, cred = call.task, call.kernel, call.cred
+    log = VerifierLog.init(a.log_level, a.log_buf, a.log_size)
+
+    def map_by_fd(fd: int) -> Any:
+        try:
+            kmap, _file = map_get(task, fd)
+        except BpfError:
+            return None
+        return kmap.bmap
+
+    prog.func_info_rec_size = a.func_info_rec_size
+    prog.func_info_cnt = a.func_info_cnt
+    prog.func_info = _read_records(a.func_info, a.func_info_rec_size, a.func_info_cnt)
+    prog.line_info_rec_size = a.line_info_rec_size
+    prog.nr_linfo = a.line_info_cnt
+    prog.line_info = _read_records(a.line_info, a.line_info_rec_size, a.line_info_cnt)
+    prog_btf = None
+    if a.func_info_cnt or a.line_info_cnt:
+        prog_btf = btf_get_by_fd(task, a.prog_btf_fd)
+        if prog_btf.kernel_btf:
+            prog_btf.put()
+            raise BpfError(errno.EACCES, "prog BTF must not be kernel BTF")
+        prog.btf = prog_btf
+    func_info = [tuple(int.from_bytes(prog.func_info[i + j: i + j + 4], "little")
+                       for j in (0, 4))
+                 for i in range(0, len(prog.func_info), max(prog.func_info_rec_size, 1))
+                 if prog.func_info_rec_size >= 8]
+    line_info = [tuple(int.from_bytes(prog.line_info[i + j: i + j + 4], "little")
+                       for j in (0, 4, 8, 12))
+                 for i in range(0, len(prog.line_info), max(prog.line_info_rec_size, 1))
+                 if prog.line_info_rec_size >= 16]
+    aux = prog.aux
+    aux["core_relo_cnt"] = a.core_relo_cnt
+    aux["core_relos"] = a.core_relos
+    aux["core_relo_rec_size"] = a.core_relo_rec_size
+    aux["fd_array_cnt"] = a.fd_array_cnt
+    inp = VerifierInput(
+        insns=list(prog.insns), prog_type=prog.type,
+        expected_attach_type=prog.expected_attach_type, prog_flags=a.prog_flags,
+        log_level=a.log_level, map_by_fd=map_by_fd, fd_array=_fd_array(a, prog.insns),
+        gpl_compatible=prog.gpl_compatible, bpf_capable=cred.bpf_capable(),
+        perfmon_capable=cred.perfmon_capable(), net_admin=cred.net_capable(),
+        attach_btf_id=prog.attach_btf_id, attach_prog=prog.dst_prog, prog_btf=prog_btf,
+        func_info=func_info, line_info=line_info, kernel=kernel, prog=prog)
+    res = bpf_check(inp)
+    err, true_size = log.finalize(res.log if log.level else "")
+    if err == 0:
+        err = res.errno
+    if call.size >= END_LOG_TRUE_SIZE:
+        call.put_u32(OFF_LOG_TRUE_SIZE, true_size)
+    if err:
+        raise BpfError(err, "verification failed", res.log)
+    xlated = list(res.insns) if res.insns else list(prog.insns)
+    prog.xlated = xlated
+    prog.verified_insns = res.verified_insns
+    prog.stack_depth = res.stack_depth
+    starts = list(res.subprog_starts or [0])
+    prog.func_cnt = len(starts) if len(starts) > 1 else 0
+    for bmap in res.used_maps:
+        kmap = kernel.kmap_of(bmap)
+        if kmap is not None and kmap not in prog.used_maps:
+            prog.used_maps.append(kmap.get())
+    select_runtime(prog, xlated)
+
+
+# ------------------------------------------------------------------------------- TEST_RUN
+
+
+@command(BpfCmd.BPF_PROG_TEST_RUN)
+def bpf_prog_test_run(call: Call) -> int:
+    call.check_attr()
+    t = call.attr.test
+    if bool(t.ctx_size_in) != bool(t.ctx_in):
+        raise BpfError(errno.EINVAL, "ctx_in and ctx_size_in go together")
+    if bool(t.ctx_size_out) != bool(t.ctx_out):
+        raise BpfError(errno.EINVAL, "ctx_out and ctx_size_out go together")
+    prog = prog_get(call.task, t.prog_fd)
+    try:
+        ops = find_prog_type(prog.type)
+        test_run = getattr(ops, "test_run", None) if ops is not None else None
+        if not callable(test_run):
+            raise BpfError(ENOTSUPP, "test_run not supported for this program type")
+        data_in_addr, data_size_in = t.data_in, t.data_size_in
+        ctx_in_addr, ctx_size_in = t.ctx_in, t.ctx_size_in
+        opts = TestRunOpts(
+            data_in=(lambda: copy_from_user(data_in_addr, data_size_in)) if data_size_in
+            else b"",
+            data_size_in=data_size_in, data_size_out=t.data_size_out,
+            has_data_out=bool(t.data_out),
+            ctx_in=(lambda: copy_from_user(ctx_in_addr, ctx_size_in)) if ctx_in_addr else None,
+            ctx_size_in=ctx_size_in, ctx_size_out=t.ctx_size_out, has_ctx_out=bool(t.ctx_out),
+            repeat=t.repeat, flags=t.flags, cpu=t.cpu, batch_size=t.batch_size,
+            task=call.task, kernel=call.kernel)
+        res = test_run(prog, call.kernel, opts)
+        return _test_finish(call, t, res)
+    finally:
+        prog.put()
+
+
+def _test_finish(call: Call, t: Any, res: TestRunResult) -> int:
+    """``bpf_test_finish`` + ``bpf_ctx_finish``."""
+    if res.errno:
+        raise BpfError(res.errno, "test_run failed")
+    ret = 0
+    if res.data_out is not None:
+        size = len(res.data_out)
+        copy_size = size
+        if t.data_size_out and copy_size > t.data_size_out:
+            copy_size = t.data_size_out
+            ret = -errno.ENOSPC
+        if t.data_out:
+            copy_to_user(t.data_out, res.data_out[:copy_size])
+        call.put_u32(OFF_TEST_DATA_SIZE_OUT, size)
+        call.put_u32(OFF_TEST_RETVAL, res.retval)
+        call.put_u32(OFF_TEST_DURATION, res.duration)
+    else:
+        call.put_u32(OFF_TEST_RETVAL, res.retval)
+        if res.write_duration:
+            call.put_u32(OFF_TEST_DURATION, res.duration)
+    if ret == 0 and res.ctx_out is not None and t.ctx_out:
+        size = len(res.ctx_out)
+        copy_size = size
+        if copy_size > t.ctx_size_out:
+            copy_size = t.ctx_size_out
+            ret = -errno.ENOSPC
+        copy_to_user(t.ctx_out, res.ctx_out[:copy_size])
+        call.put_u32(OFF_TEST_CTX_SIZE_OUT, size)
+    return ret
+
+
+# ------------------------------------------------------------------------------- BIND_MAP
+
+
+@command(BpfCmd.BPF_PROG_BIND_MAP)
+def bpf_prog_bind_map(call: Call) -> int:
+    call.check_attr()
+    b = call.attr.prog_bind_map
+    if b.flags:
+        raise BpfError(errno.EINVAL, "flags must be 0")
+    prog = prog_get(call.task, b.prog_fd)
+    try:
+        kmap, _file = map_get(call.task, b.map_fd)
+        if kmap in prog.used_maps:
+            return 0
+        prog.used_maps.append(kmap.get())
+        return 0
+    finally:
+        prog.put()
+
+
+__all__ = ["KMap", "bpf_prog_load", "bpf_prog_test_run", "select_runtime"]

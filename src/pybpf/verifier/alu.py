@@ -1,0 +1,350 @@
+"""ALU instructions (``check_alu_op``, ``adjust_reg_min_max_vals``, ``adjust_ptr_min_max_vals``)."""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from pybpf.isa.insn import Insn
+from pybpf.isa.opcodes import AluOp
+from pybpf.verifier import tnum as tn
+from pybpf.verifier.cfg import VerifyError
+from pybpf.verifier.log import tnum_str
+from pybpf.verifier.regs import (
+    PTR_MAYBE_NULL,
+    S64_MAX,
+    S64_MIN,
+    Reg,
+    RegType,
+    coerce_reg_to_size_sx,
+    coerce_subreg_to_size_sx,
+    mark_known,
+    mark_reg32_known,
+    mark_reg32_unbounded,
+    mark_scalar_known,
+    mark_unknown,
+    reg_bounds_sync,
+    reg_type_str,
+    zext_32_to_64,
+)
+from pybpf.verifier.scalar_alu import adjust_scalar, fork_candidate
+from pybpf.verifier.tnum import U32, U64
+
+if TYPE_CHECKING:
+    from pybpf.verifier.core import Verifier
+
+BPF_MAX_VAR_OFF = 1 << 29
+_ALU_STR = {0x00: "+=", 0x10: "-=", 0x20: "*=", 0x30: "/=", 0x40: "|=", 0x50: "&=", 0x60: "<<=",
+            0x70: ">>=", 0x80: "neg", 0x90: "%=", 0xA0: "^=", 0xB0: "=", 0xC0: "s>>=", 0xD0: "endian"}
+
+_PTR_ARITH_OK = {RegType.PTR_TO_CTX, RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MAP_KEY,
+                 RegType.PTR_TO_STACK, RegType.PTR_TO_PACKET_META, RegType.PTR_TO_PACKET,
+                 RegType.PTR_TO_TP_BUFFER, RegType.PTR_TO_BTF_ID, RegType.PTR_TO_MEM,
+                 RegType.PTR_TO_BUF, RegType.PTR_TO_FUNC, RegType.CONST_PTR_TO_DYNPTR}
+
+
+def reg_width(r: Reg) -> int:
+    return (r.var_off.value | r.var_off.mask).bit_length()
+
+
+class AluMixin:
+    def check_alu_op(self: Verifier, ins: Insn) -> None:
+        regs = self.regs
+        op = ins.code & 0xF0
+        cls = ins.code & 7
+        is64 = cls == 7
+        src_x = bool(ins.code & 0x08)
+        if op in (AluOp.END, AluOp.NEG):
+            if op == AluOp.NEG:
+                if src_x or ins.src != 0 or ins.off != 0 or ins.imm != 0:
+                    self.fail(errno.EINVAL, "BPF_NEG uses reserved fields\n")
+            elif (ins.src != 0 or ins.off != 0 or ins.imm not in (16, 32, 64)
+                  or (is64 and src_x)):
+                self.fail(errno.EINVAL, "BPF_END uses reserved fields\n")
+            self.check_reg_arg(ins.dst, src=True)
+            self.check_reg_arg(ins.dst, src=False)
+            d = regs[ins.dst]
+            if op == AluOp.NEG:
+                if d.type == RegType.SCALAR_VALUE:
+                    zero = Reg()
+                    mark_scalar_known(zero, 0)
+                    old = d.copy()
+                    d.assign(zero)
+                    adjust_scalar(AluOp.SUB, d, old, not is64)
+                else:
+                    mark_unknown(d)
+            else:
+                self._bswap(d, ins, is64)
+            return
+        if op == AluOp.MOV:
+            self._check_mov(ins, is64, src_x)
+            return
+        if op > AluOp.END:
+            self.fail(errno.EINVAL, f"invalid BPF_ALU opcode {op >> 4:x}\n")
+        if src_x:
+            if ins.imm != 0 or ins.off not in (0, 1) or (ins.off == 1 and op not in (AluOp.MOD, AluOp.DIV)):
+                self.fail(errno.EINVAL, "BPF_ALU uses reserved fields\n")
+            self.check_reg_arg(ins.src, src=True)
+        else:
+            if ins.src != 0 or ins.off not in (0, 1) or (ins.off == 1 and op not in (AluOp.MOD, AluOp.DIV)):
+                self.fail(errno.EINVAL, "BPF_ALU uses reserved fields\n")
+        self.check_reg_arg(ins.dst, src=True)
+        if op in (AluOp.MOD, AluOp.DIV) and not src_x and ins.imm == 0:
+            self.fail(errno.EINVAL, "div by zero\n")
+        if op in (AluOp.LSH, AluOp.RSH, AluOp.ARSH) and not src_x:
+            size = 64 if is64 else 32
+            if ins.imm < 0 or ins.imm >= size:
+                self.fail(errno.EINVAL, f"invalid shift {ins.imm}\n")
+        self.check_reg_arg(ins.dst, src=False, mark=False)
+        self._adjust_reg_min_max_vals(ins, is64, src_x)
+
+    # -- endianness -----------------------------------------------------------------------
+    def _bswap(self: Verifier, d: Reg, ins: Insn, is64: bool) -> None:
+        if d.type != RegType.SCALAR_VALUE:
+            mark_unknown(d)
+            return
+        size = ins.imm
+        to_be = bool(ins.code & 0x08)
+        if d.var_off.mask == 0:
+            v = d.var_off.value & ((1 << size) - 1)
+            if is64 or to_be:
+                v = int.from_bytes(v.to_bytes(size // 8, "little"), "big")
+            mark_known(d, v)
+            return
+        if not is64 and not to_be:
+            # to_le on a little-endian host: truncation only.
+            if size == 64:
+                return
+            from pybpf.verifier.regs import coerce_reg_to_size
+            coerce_reg_to_size(d, size // 8)
+            return
+        if size == 64:
+            mark_unknown(d)
+            return
+        mark_unknown(d)
+        d.var_off = tn.Tnum(0, (1 << size) - 1)
+        reg_bounds_sync(d)
+
+    # -- mov ------------------------------------------------------------------------------
+    def _check_mov(self: Verifier, ins: Insn, is64: bool, src_x: bool) -> None:
+        regs = self.regs
+        if src_x:
+            if not is64:
+                if ins.off not in (0, 8, 16) or ins.imm:
+                    self.fail(errno.EINVAL, "BPF_MOV uses reserved fields\n")
+            elif ins.off == 1:  # BPF_ADDR_SPACE_CAST
+                if ins.imm not in (1, 1 << 16):
+                    self.fail(errno.EINVAL, "addr_space_cast insn can only convert between address space 1 and 0\n")
+                self.fail(errno.EINVAL, "addr_space_cast insn can only be used in a program that has an associated arena\n")
+            elif ins.off not in (0, 8, 16, 32) or ins.imm:
+                self.fail(errno.EINVAL, "BPF_MOV uses reserved fields\n")
+            self.check_reg_arg(ins.src, src=True)
+        elif ins.src != 0 or ins.off != 0:
+            self.fail(errno.EINVAL, "BPF_MOV uses reserved fields\n")
+        self.check_reg_arg(ins.dst, src=False, mark=False)
+        d = regs[ins.dst]
+        if src_x:
+            s = regs[ins.src]
+            if is64:
+                if ins.off == 0:
+                    self.assign_scalar_id_before_mov(s)
+                    d.assign(s)
+                elif s.type == RegType.SCALAR_VALUE:
+                    no_sext = s.umax < (1 << (ins.off - 1))
+                    if no_sext:
+                        self.assign_scalar_id_before_mov(s)
+                    d.assign(s)
+                    if not no_sext:
+                        d.id = 0
+                    coerce_reg_to_size_sx(d, ins.off >> 3)
+                elif s.is_pointer() and not self.allow_ptr_leaks:
+                    self.fail(errno.EACCES, f"R{ins.src} sign-extension part of pointer\n")
+                else:
+                    mark_unknown(d)
+            else:
+                if s.is_pointer() and not self.allow_ptr_leaks:
+                    self.fail(errno.EACCES, f"R{ins.src} partial copy of pointer\n")
+                if s.type == RegType.SCALAR_VALUE:
+                    if ins.off == 0:
+                        is_u32 = reg_width(s) <= 32
+                        if is_u32:
+                            self.assign_scalar_id_before_mov(s)
+                        d.assign(s)
+                        if not is_u32:
+                            d.id = 0
+                    else:
+                        no_sext = s.umax < (1 << (ins.off - 1))
+                        if no_sext:
+                            self.assign_scalar_id_before_mov(s)
+                        d.assign(s)
+                        if not no_sext:
+                            d.id = 0
+                        coerce_subreg_to_size_sx(d, ins.off >> 3)
+                else:
+                    mark_unknown(d)
+                zext_32_to_64(d)
+                reg_bounds_sync(d)
+        else:
+            mark_unknown(d)
+            if is64:
+                mark_known(d, ins.imm & U64)
+            else:
+                mark_known(d, ins.imm & U32)
+
+    def assign_scalar_id_before_mov(self: Verifier, s: Reg) -> None:
+        if s.type == RegType.SCALAR_VALUE and not s.id and s.var_off.mask != 0:
+            self.id_gen += 1
+            s.id = self.id_gen
+
+    # -- arithmetic -----------------------------------------------------------------------
+    def _adjust_reg_min_max_vals(self: Verifier, ins: Insn, is64: bool, src_x: bool) -> None:
+        regs = self.regs
+        op = ins.code & 0xF0
+        d = regs[ins.dst]
+        ptr_reg = d if d.type != RegType.SCALAR_VALUE else None
+        if src_x:
+            s = regs[ins.src]
+            if s.type != RegType.SCALAR_VALUE:
+                if d.type != RegType.SCALAR_VALUE:
+                    if op == AluOp.SUB and self.allow_ptr_leaks:
+                        mark_unknown(d)
+                        return
+                    self.fail(errno.EACCES, f"R{ins.dst} pointer {_ALU_STR[op]} pointer prohibited\n")
+                off_reg = d.copy()
+                self._adjust_ptr(ins, s.copy(), off_reg, is64, ptr_is_dst=False)
+                return
+            if ptr_reg is not None:
+                self._adjust_ptr(ins, d.copy(), s, is64)
+                return
+        else:
+            s = Reg()
+            mark_scalar_known(s, ins.imm & U64)
+            if ptr_reg is not None:
+                self._adjust_ptr(ins, d.copy(), s, is64)
+                return
+        if op in (AluOp.AND, AluOp.OR) and s.var_off.mask == 0:
+            alu32 = fork_candidate(d)
+            if alu32 is not None:
+                other = self.push_stack(self.insn_idx, self.insn_idx)
+                oreg = other.cur.regs[ins.dst]
+                if alu32:
+                    mark_reg32_known(oreg, 0)
+                    mark_reg32_known(d, U32)
+                else:
+                    mark_known(oreg, 0)
+                    mark_known(d, U64)
+        adjust_scalar(op, d, s.copy(), not is64)
+        if not is64:
+            pass
+
+    def _check_reg_sane_offset(self: Verifier, r: Reg, ptype: int) -> None:
+        known = r.var_off.mask == 0
+        val = r.var_off.value
+        sval = val - (1 << 64) if val >> 63 else val
+        name = reg_type_str(ptype)
+        if known and (sval >= BPF_MAX_VAR_OFF or sval <= -BPF_MAX_VAR_OFF):
+            self.fail(errno.EACCES, f"math between {name} pointer and {sval} is not allowed\n")
+        if r.off >= BPF_MAX_VAR_OFF or r.off <= -BPF_MAX_VAR_OFF:
+            self.fail(errno.EACCES, f"{name} pointer offset {r.off} is not allowed\n")
+        if r.smin == S64_MIN:
+            self.fail(errno.EACCES,
+                      f"math between {name} pointer and register with unbounded min value is not allowed\n")
+        if r.smin >= BPF_MAX_VAR_OFF or r.smin <= -BPF_MAX_VAR_OFF:
+            self.fail(errno.EACCES, f"value {r.smin} makes {name} pointer be out of bounds\n")
+
+    def _adjust_ptr(self: Verifier, ins: Insn, ptr: Reg, off: Reg, is64: bool,
+                    ptr_is_dst: bool = True) -> None:
+        regs = self.regs
+        dst = ins.dst
+        d = regs[dst]
+        op = ins.code & 0xF0
+        known = off.var_off.mask == 0
+        if (known and (off.smin != off.smax or off.umin != off.umax)) or off.smin > off.smax \
+                or off.umin > off.umax:
+            mark_unknown(d)
+            return
+        if not is64:
+            if op == AluOp.SUB and self.allow_ptr_leaks:
+                mark_unknown(d)
+                return
+            self.fail(errno.EACCES, f"R{dst} 32-bit pointer arithmetic prohibited\n")
+        if ptr.type & PTR_MAYBE_NULL:
+            self.fail(errno.EACCES, f"R{dst} pointer arithmetic on {reg_type_str(ptr.type)} prohibited, "
+                                    "null-check it first\n")
+        base = ptr.base
+        ok = base in _PTR_ARITH_OK
+        if not ok and base == RegType.PTR_TO_FLOW_KEYS and known:
+            ok = True
+        if not ok and base in (RegType.PTR_TO_FLOW_KEYS, RegType.CONST_PTR_TO_MAP) and known \
+                and off.smin == 0 and op == AluOp.ADD:
+            ok = True
+        if not ok:
+            self.fail(errno.EACCES, f"R{dst} pointer arithmetic on {reg_type_str(ptr.type)} prohibited\n")
+        d.type = ptr.type
+        d.id = ptr.id
+        self._check_reg_sane_offset(off, ptr.type)
+        self._check_reg_sane_offset(ptr, ptr.type)
+        mark_reg32_unbounded(d)
+        if op == AluOp.ADD:
+            if known and -(1 << 31) <= ptr.off + off.smin < (1 << 31):
+                d.assign(ptr)
+                mark_reg32_unbounded(d)
+                d.off = ptr.off + off.smin
+            else:
+                d.assign(ptr)
+                mark_reg32_unbounded(d)
+                a, b = ptr.smin + off.smin, ptr.smax + off.smax
+                if a < S64_MIN or b > S64_MAX or a > S64_MAX or b < S64_MIN:
+                    d.smin, d.smax = S64_MIN, S64_MAX
+                else:
+                    d.smin, d.smax = a, b
+                a, b = ptr.umin + off.umin, ptr.umax + off.umax
+                if a > U64 or b > U64:
+                    d.umin, d.umax = 0, U64
+                else:
+                    d.umin, d.umax = a, b
+                d.var_off = tn.add(ptr.var_off, off.var_off)
+                if ptr.is_pkt_pointer():
+                    self.id_gen += 1
+                    d.id = self.id_gen
+                    d.range = 0
+        elif op == AluOp.SUB:
+            if not ptr_is_dst:
+                self.fail(errno.EACCES, f"R{dst} tried to subtract pointer from scalar\n")
+            if ptr.type == RegType.PTR_TO_STACK:
+                self.fail(errno.EACCES, f"R{dst} subtraction from stack pointer prohibited\n")
+            if known and -(1 << 31) <= ptr.off - off.smin < (1 << 31):
+                d.assign(ptr)
+                mark_reg32_unbounded(d)
+                d.off = ptr.off - off.smin
+            else:
+                d.assign(ptr)
+                mark_reg32_unbounded(d)
+                a, b = ptr.smin - off.smax, ptr.smax - off.smin
+                if a < S64_MIN or b > S64_MAX or a > S64_MAX or b < S64_MIN:
+                    d.smin, d.smax = S64_MIN, S64_MAX
+                else:
+                    d.smin, d.smax = a, b
+                if ptr.umin < off.umax:
+                    d.umin, d.umax = 0, U64
+                else:
+                    d.umin, d.umax = ptr.umin - off.umax, ptr.umax - off.umin
+                d.var_off = tn.sub(ptr.var_off, off.var_off)
+                if ptr.is_pkt_pointer():
+                    self.id_gen += 1
+                    d.id = self.id_gen
+                    if off.smin < 0:
+                        d.range = 0
+        elif op in (AluOp.AND, AluOp.OR, AluOp.XOR):
+            self.fail(errno.EACCES, f"R{dst} bitwise operator {_ALU_STR[op]} on pointer prohibited\n")
+        else:
+            self.fail(errno.EACCES, f"R{dst} pointer arithmetic with {_ALU_STR[op]} operator prohibited\n")
+        self._check_reg_sane_offset(d, ptr.type)
+        reg_bounds_sync(d)
+
+
+def var_off_str(r: Reg) -> str:
+    return tnum_str(r.var_off)
+
+
+__all__ = ["AluMixin", "VerifyError"]

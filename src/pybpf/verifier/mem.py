@@ -1,0 +1,728 @@
+"""Memory accesses: ``check_mem_access`` and everything it dispatches to.
+
+Stack (slot types, spills and fills), ctx (the program type's ``is_valid_access``), map
+values (bounds against ``value_size``, read-only/write-only maps), packets (range proven
+by ``data_end`` comparisons), sockets and helper memory arguments — with the kernel's
+messages and in the kernel's order of checks.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING, Any
+
+from pybpf.isa.insn import Insn
+from pybpf.verifier.log import tnum_str
+from pybpf.verifier.regs import (
+    MEM_RDONLY,
+    PTR_MAYBE_NULL,
+    S64_MIN,
+    Reg,
+    RegType,
+    base_type,
+    coerce_reg_to_size,
+    coerce_reg_to_size_sx,
+    mark_known,
+    mark_unknown,
+    reg_type_str,
+)
+from pybpf.verifier.state import (
+    STACK_INVALID,
+    STACK_MISC,
+    STACK_SPILL,
+    STACK_ZERO,
+    FuncState,
+    StackSlot,
+)
+from pybpf.verifier.tnum import U64
+
+if TYPE_CHECKING:
+    from pybpf.verifier.core import Verifier
+
+BPF_READ = 1
+BPF_WRITE = 2
+MAX_BPF_STACK = 512
+BPF_MAX_VAR_OFF = 1 << 29
+BPF_MAX_VAR_SIZ = 1 << 29
+MAX_PACKET_OFF = 0xFFFF
+BPF_F_RDONLY_PROG = 1 << 7
+BPF_F_WRONLY_PROG = 1 << 8
+SIZE_BYTES = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}
+
+_ALIGN_DESC = {
+    RegType.PTR_TO_FLOW_KEYS: "flow keys ", RegType.PTR_TO_MAP_KEY: "key ",
+    RegType.PTR_TO_MAP_VALUE: "value ", RegType.PTR_TO_CTX: "context ",
+    RegType.PTR_TO_STACK: "stack ", RegType.PTR_TO_SOCKET: "sock ",
+    RegType.PTR_TO_SOCK_COMMON: "sock_common ", RegType.PTR_TO_TCP_SOCK: "tcp_sock ",
+    RegType.PTR_TO_XDP_SOCK: "xdp_sock ",
+}
+
+_SPILLABLE = {RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_STACK, RegType.PTR_TO_CTX,
+              RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META, RegType.PTR_TO_PACKET_END,
+              RegType.PTR_TO_FLOW_KEYS, RegType.CONST_PTR_TO_MAP, RegType.PTR_TO_SOCKET,
+              RegType.PTR_TO_SOCK_COMMON, RegType.PTR_TO_TCP_SOCK, RegType.PTR_TO_XDP_SOCK,
+              RegType.PTR_TO_BTF_ID, RegType.PTR_TO_BUF, RegType.PTR_TO_TP_BUFFER,
+              RegType.PTR_TO_MEM, RegType.PTR_TO_FUNC, RegType.PTR_TO_MAP_KEY,
+              RegType.PTR_TO_ARENA, RegType.CONST_PTR_TO_DYNPTR}
+
+_SK_TYPES = (RegType.PTR_TO_SOCKET, RegType.PTR_TO_SOCK_COMMON, RegType.PTR_TO_TCP_SOCK,
+             RegType.PTR_TO_XDP_SOCK)
+
+
+def _s(v: int) -> int:
+    v &= U64
+    return v - (1 << 64) if v >> 63 else v
+
+
+class MemMixin:
+    # -- alignment ------------------------------------------------------------------------
+    def check_ptr_alignment(self: Verifier, reg: Reg, off: int, size: int, strict_once: bool) -> None:
+        strict = self.strict_alignment or strict_once
+        t = reg.type
+        if t in (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META):
+            if not strict or size == 1:
+                return
+            from pybpf.verifier import tnum as tn
+            v = tn.add(reg.var_off, tn.const(2 + reg.off + off))
+            if not v.is_aligned(size):
+                self.fail(errno.EACCES, f"misaligned packet access off 2+{tnum_str(reg.var_off)}+"
+                                        f"{reg.off}+{off} size {size}\n")
+            return
+        if t == RegType.PTR_TO_ARENA:
+            return
+        desc = _ALIGN_DESC.get(RegType(base_type(t)) if base_type(t) in iter(RegType) else t, "")  # type: ignore[call-overload]
+        if t == RegType.PTR_TO_STACK:
+            strict = True
+        if not strict or size == 1:
+            return
+        from pybpf.verifier import tnum as tn
+        v = tn.add(reg.var_off, tn.const(reg.off + off))
+        if not v.is_aligned(size):
+            self.fail(errno.EACCES, f"misaligned {desc}access off {tnum_str(reg.var_off)}+{reg.off}+{off} "
+                                    f"size {size}\n")
+
+    # -- generic region checks ------------------------------------------------------------
+    def _check_mem_access_range(self: Verifier, regno: int, off: int, size: int, mem_size: int,
+                                zero_ok: bool) -> bool:
+        size_ok = size > 0 or (size == 0 and zero_ok)
+        if size_ok and off >= 0 and size <= mem_size and off <= mem_size - size:
+            return True
+        reg = self.regs[regno]
+        b = reg.base
+        if b == RegType.PTR_TO_MAP_KEY:
+            self.verbose(f"invalid access to map key, key_size={mem_size} off={off} size={size}\n")
+        elif b == RegType.PTR_TO_MAP_VALUE:
+            self.verbose(f"invalid access to map value, value_size={mem_size} off={off} size={size}\n")
+        elif b in (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META, RegType.PTR_TO_PACKET_END):
+            self.verbose(f"invalid access to packet, off={off} size={size}, "
+                         f"R{regno}(id={reg.id},off={off},r={mem_size})\n")
+        else:
+            self.verbose(f"invalid access to memory, mem_size={mem_size} off={off} size={size}\n")
+        return False
+
+    def check_mem_region_access(self: Verifier, regno: int, off: int, size: int, mem_size: int,
+                                zero_ok: bool) -> None:
+        reg = self.regs[regno]
+        if reg.smin < 0 and (reg.smin == S64_MIN or not (-(1 << 31) <= off + reg.smin < (1 << 31))
+                             or reg.smin + off < 0):
+            self.fail(errno.EACCES, f"R{regno} min value is negative, either use unsigned index or do a "
+                                    "if (index >=0) check.\n")
+        if not self._check_mem_access_range(regno, reg.smin + off, size, mem_size, zero_ok):
+            self.fail(errno.EACCES, f"R{regno} min value is outside of the allowed memory range\n")
+        if reg.umax >= BPF_MAX_VAR_OFF:
+            self.fail(errno.EACCES, f"R{regno} unbounded memory access, make sure to bounds check any "
+                                    "such access\n")
+        if not self._check_mem_access_range(regno, reg.umax + off, size, mem_size, zero_ok):
+            self.fail(errno.EACCES, f"R{regno} max value is outside of the allowed memory range\n")
+
+    # -- maps -----------------------------------------------------------------------------
+    def check_map_access_type(self: Verifier, regno: int, off: int, size: int, t: int) -> None:
+        m = self.regs[regno].map_ptr
+        flags = getattr(m, "map_flags", 0)
+        if t == BPF_WRITE and flags & BPF_F_RDONLY_PROG:
+            self.fail(errno.EACCES, f"write into map forbidden, value_size={m.value_size} off={off} "
+                                    f"size={size}\n")
+        if t == BPF_READ and flags & BPF_F_WRONLY_PROG:
+            self.fail(errno.EACCES, f"read from map forbidden, value_size={m.value_size} off={off} "
+                                    f"size={size}\n")
+
+    def check_map_access(self: Verifier, regno: int, off: int, size: int, zero_ok: bool,
+                         helper: bool) -> None:
+        reg = self.regs[regno]
+        m = reg.map_ptr
+        self.check_mem_region_access(regno, off, size, m.value_size, zero_ok)
+        rec = self.map_record(m)
+        if rec is None:
+            return
+        lo = reg.smin + off
+        hi = reg.umax + off + size
+        for kind, foff, fsize in rec:
+            if hi <= foff or lo >= foff + fsize:
+                continue
+            if kind == "spin_lock":
+                self.fail(errno.EACCES, "bpf_spin_lock cannot be accessed directly by load/store\n")
+            if kind == "timer":
+                self.fail(errno.EACCES, "bpf_timer cannot be accessed directly by load/store\n")
+            if kind.startswith("kptr"):
+                if helper:
+                    self.fail(errno.EACCES, "kptr cannot be accessed indirectly by helper\n")
+                if reg.var_off.mask != 0:
+                    self.fail(errno.EACCES, "kptr access cannot have variable offset\n")
+                if off + reg.var_off.value != foff:
+                    self.fail(errno.EACCES, f"kptr access misaligned expected={foff} off={off + reg.var_off.value}\n")
+                if size != 8:
+                    self.fail(errno.EACCES, "kptr access size must be BPF_DW\n")
+
+    def map_record(self, m: Any) -> list[tuple[str, int, int]] | None:
+        return getattr(m, "btf_record", None)
+
+    # -- packet ---------------------------------------------------------------------------
+    def check_packet_access(self: Verifier, regno: int, off: int, size: int, zero_ok: bool) -> None:
+        reg = self.regs[regno]
+        if reg.smin < 0:
+            self.fail(errno.EACCES, f"R{regno} min value is negative, either use unsigned index or do a "
+                                    "if (index >=0) check.\n")
+        ok = reg.range >= 0 and self._check_mem_access_range(regno, off, size, reg.range, zero_ok)
+        if not ok:
+            self.fail(errno.EACCES, f"R{regno} offset is outside of the packet\n")
+
+    def may_access_direct_pkt_data(self: Verifier, t: int, meta: Any = None) -> bool:
+        return self.ops_may_access_pkt(t, meta)
+
+    # -- ctx ------------------------------------------------------------------------------
+    def check_ptr_off_reg(self: Verifier, reg: Reg, regno: int, fixed_off_ok: bool = False) -> None:
+        name = reg_type_str(reg.type)
+        if reg.off < 0:
+            self.fail(errno.EACCES, f"negative offset {name} ptr R{regno} off={reg.off} disallowed\n")
+        if not fixed_off_ok and reg.off:
+            self.fail(errno.EACCES, f"dereference of modified {name} ptr R{regno} off={reg.off} disallowed\n")
+        if reg.var_off.mask != 0 or reg.var_off.value:
+            self.fail(errno.EACCES, f"variable {name} access var_off={tnum_str(reg.var_off)} disallowed\n")
+
+    def check_ctx_access(self: Verifier, off: int, size: int, t: int, ldsx: bool) -> dict[str, Any]:
+        info: dict[str, Any] = {"reg_type": RegType.SCALAR_VALUE, "ctx_field_size": 0, "is_ldsx": ldsx}
+        ops = self.prog_ops
+        ok = False
+        if ops is not None:
+            ok = ops.is_valid_access(off, size, t == BPF_WRITE, self.prog_info, info)
+        if ok:
+            self.aux[self.insn_idx]["ctx_field_size"] = info.get("ctx_field_size", 0)
+            return info
+        self.fail(errno.EACCES, f"invalid bpf_context access off={off} size={size}\n")
+        raise AssertionError
+
+    # -- stack ----------------------------------------------------------------------------
+    def frame_of(self: Verifier, reg: Reg) -> FuncState:
+        return self.state.frames[reg.frameno]
+
+    def check_stack_access_within_bounds(self: Verifier, regno: int, off: int, size: int, t: int,
+                                         helper: bool = False) -> None:
+        reg = self.regs[regno]
+        extra = " indirect access to" if helper else (" read from" if t == BPF_READ else " write to")
+        if reg.var_off.mask == 0:
+            min_off = _s(reg.var_off.value) + off
+            max_off = min_off + size
+        else:
+            if reg.smax >= BPF_MAX_VAR_OFF or reg.smin <= -BPF_MAX_VAR_OFF:
+                self.fail(errno.EACCES, f"invalid unbounded variable-offset{extra} stack R{regno}\n")
+            min_off = reg.smin + off
+            max_off = reg.smax + off + size
+        bad = min_off < -MAX_BPF_STACK or min_off > -1 or max_off > 0 or size < 0
+        if bad:
+            if reg.var_off.mask == 0:
+                self.fail(errno.EACCES, f"invalid{extra} stack R{regno} off={off} size={size}\n")
+            self.fail(errno.EACCES, f"invalid variable-offset{extra} stack R{regno} "
+                                    f"var_off={tnum_str(reg.var_off)} off={off} size={size}\n")
+        self.frame_of(reg).grow_stack(-min_off)
+        self.note_stack_depth(reg.frameno, -min_off)
+
+    def check_stack_write(self: Verifier, regno: int, off: int, size: int, value_regno: int,
+                          ins: Insn) -> None:
+        reg = self.regs[regno]
+        f = self.frame_of(reg)
+        if reg.var_off.mask == 0:
+            self._stack_write_fixed(f, off + _s(reg.var_off.value), size, value_regno, ins)
+        else:
+            self._stack_write_var(f, reg, off, size, value_regno, ins)
+
+    def _stack_write_fixed(self: Verifier, f: FuncState, off: int, size: int, value_regno: int,
+                           ins: Insn) -> None:
+        slot = -off - 1
+        spi = slot // 8
+        st = f.stack[spi]
+        vreg = self.regs[value_regno] if value_regno >= 0 else None
+        is_st_mem = (ins.code & 7) == 2
+        if vreg is not None and off % 8 == 0 and vreg.type == RegType.SCALAR_VALUE and self.bpf_capable:
+            fits = (vreg.var_off.value | vreg.var_off.mask).bit_length() <= 8 * size
+            if fits:
+                self.assign_scalar_id_before_mov(vreg)
+            self._save_register_state(st, vreg, size)
+            if not fits and st.spilled is not None:
+                st.spilled.id = 0
+        elif vreg is None and off % 8 == 0 and is_st_mem and self.bpf_capable:
+            tmp = Reg()
+            mark_unknown(tmp)
+            mark_known(tmp, ins.imm & U64)
+            self._save_register_state(st, tmp, size)
+        elif vreg is not None and vreg.type != RegType.SCALAR_VALUE and vreg.type != RegType.NOT_INIT \
+                and base_type(vreg.type) in _SPILLABLE:
+            if size != 8:
+                self.fail(errno.EACCES, "invalid size of register spill\n")
+            if f is not self.state.cur and vreg.type == RegType.PTR_TO_STACK:
+                self.fail(errno.EINVAL, "cannot spill pointers to stack into stack frame of the caller\n")
+            self._save_register_state(st, vreg, size)
+        else:
+            typ = STACK_MISC
+            if st.is_spill() or any(t == STACK_SPILL for t in st.types):
+                st.types = [STACK_MISC if t == STACK_SPILL else t for t in st.types]
+            st.spilled = None
+            if (vreg is not None and vreg.is_const() and vreg.var_off.value == 0) or \
+                    (vreg is None and is_st_mem and ins.imm == 0):
+                typ = STACK_ZERO
+            for i in range(size):
+                st.types[(slot - i) % 8] = typ
+
+    def _save_register_state(self, st: StackSlot, reg: Reg, size: int) -> None:
+        st.spilled = reg.copy()
+        for i in range(8, 8 - size, -1):
+            st.types[i - 1] = STACK_SPILL
+        for i in range(8 - size, 0, -1):
+            if st.types[i - 1] not in (STACK_ZERO, STACK_INVALID):
+                st.types[i - 1] = STACK_MISC
+
+    def _stack_write_var(self: Verifier, f: FuncState, reg: Reg, off: int, size: int,
+                         value_regno: int, ins: Insn) -> None:
+        min_off = reg.smin + off
+        max_off = reg.smax + off + size
+        vreg = self.regs[value_regno] if value_regno >= 0 else None
+        zero = (vreg is not None and vreg.is_const() and vreg.var_off.value == 0) or \
+            (vreg is None and (ins.code & 7) == 2 and ins.imm == 0)
+        for i in range(min_off, max_off):
+            slot = -i - 1
+            spi = slot // 8
+            st = f.stack[spi]
+            b = slot % 8
+            if st.is_spill():
+                st.types = [STACK_MISC if t == STACK_SPILL else t for t in st.types]
+                st.spilled = None
+            if not zero or st.types[b] != STACK_ZERO:
+                if st.types[b] == STACK_INVALID and not self.allow_uninit_stack:
+                    self.fail(errno.EACCES, f"uninit stack in range of var-offset write prohibited for "
+                                            f"!root; insn {self.insn_idx}, off: {i}\n")
+                st.types[b] = STACK_MISC
+
+    def check_stack_read(self: Verifier, regno: int, off: int, size: int, dst_regno: int) -> None:
+        reg = self.regs[regno]
+        f = self.frame_of(reg)
+        if reg.var_off.mask == 0:
+            self._stack_read_fixed(f, off + _s(reg.var_off.value), size, dst_regno)
+        else:
+            self._stack_read_var(f, reg, off, size, dst_regno)
+
+    def _stack_read_fixed(self: Verifier, f: FuncState, off: int, size: int, dst_regno: int) -> None:
+        slot = -off - 1
+        spi = slot // 8
+        st = f.stack[spi]
+        regs = self.regs
+        if st.is_spill() and st.spilled is not None:
+            sreg = st.spilled
+            spill_size = 1
+            i = 7
+            while i > 0 and st.types[i - 1] == STACK_SPILL:
+                spill_size += 1
+                i -= 1
+            if size != 8 or spill_size != 8:
+                if sreg.type != RegType.SCALAR_VALUE:
+                    self.fail(errno.EACCES, "invalid size of register fill\n")
+                if dst_regno < 0:
+                    return
+                if size <= spill_size and off % 8 == 0:
+                    d = regs[dst_regno]
+                    d.assign(sreg)
+                    if (sreg.var_off.value | sreg.var_off.mask).bit_length() > size * 8:
+                        d.id = 0
+                else:
+                    spill_cnt = zero_cnt = 0
+                    for i in range(size):
+                        t = st.types[(slot - i) % 8]
+                        if t == STACK_SPILL:
+                            spill_cnt += 1
+                        elif t == STACK_ZERO:
+                            zero_cnt += 1
+                        elif t == STACK_MISC:
+                            pass
+                        elif t == STACK_INVALID and self.allow_uninit_stack:
+                            pass
+                        else:
+                            self.fail(errno.EACCES, f"invalid read from stack off {off}+{i} size {size}\n")
+                    d = regs[dst_regno]
+                    if (spill_cnt == size and sreg.is_const() and sreg.var_off.value == 0) or zero_cnt == size:
+                        mark_unknown(d)
+                        mark_known(d, 0)
+                    else:
+                        mark_unknown(d)
+            elif dst_regno >= 0:
+                regs[dst_regno].assign(sreg)
+            elif sreg.is_pointer() and not self.allow_ptr_leaks:
+                self.fail(errno.EACCES, f"leaking pointer from stack off {off}\n")
+            return
+        zero = 0
+        for i in range(size):
+            t = st.types[(slot - i) % 8]
+            if t == STACK_MISC:
+                continue
+            if t == STACK_ZERO:
+                zero += 1
+                continue
+            if t == STACK_INVALID and self.allow_uninit_stack:
+                continue
+            self.fail(errno.EACCES, f"invalid read from stack off {off}+{i} size {size}\n")
+        if dst_regno >= 0:
+            d = regs[dst_regno]
+            mark_unknown(d)
+            if zero == size:
+                mark_known(d, 0)
+
+    def _stack_read_var(self: Verifier, f: FuncState, reg: Reg, off: int, size: int,
+                        dst_regno: int) -> None:
+        min_off = reg.smin + off
+        max_off = reg.smax + off
+        zeros = True
+        for i in range(min_off, max_off + size):
+            slot = -i - 1
+            spi = slot // 8
+            st = f.stack[spi]
+            t = st.types[slot % 8]
+            if t == STACK_MISC:
+                zeros = False
+                continue
+            if t == STACK_ZERO:
+                continue
+            if st.is_spill() and st.spilled is not None and st.spilled.type == RegType.SCALAR_VALUE:
+                if not (st.spilled.is_const() and st.spilled.var_off.value == 0):
+                    zeros = False
+                continue
+            if t == STACK_INVALID and self.allow_uninit_stack:
+                zeros = False
+                continue
+            self.fail(errno.EACCES, f"invalid variable-offset read from stack R{self._cur_ptr_regno} "
+                                    f"var_off={tnum_str(reg.var_off)} off={off} size={size}\n")
+        if dst_regno >= 0:
+            d = self.regs[dst_regno]
+            mark_unknown(d)
+            if zeros:
+                mark_known(d, 0)
+
+    # -- the dispatcher -------------------------------------------------------------------
+    def check_mem_access(self: Verifier, regno: int, off: int, size: int, t: int, value_regno: int,
+                         strict_once: bool = False, ldsx: bool = False, ins: Insn | None = None) -> None:
+        regs = self.regs
+        reg = regs[regno]
+        self._cur_ptr_regno = regno
+        self.check_ptr_alignment(reg, off, size, strict_once)
+        off += reg.off
+        b = reg.base
+        if ins is None:
+            ins = self.insns[self.insn_idx]
+        if reg.type == RegType.PTR_TO_MAP_KEY:
+            if t == BPF_WRITE:
+                self.fail(errno.EACCES, f"write to change key R{regno} not allowed\n")
+            self.check_mem_region_access(regno, off, size, reg.map_ptr.key_size, False)
+            if value_regno >= 0:
+                mark_unknown(regs[value_regno])
+        elif reg.type == RegType.PTR_TO_MAP_VALUE:
+            self.check_map_access_type(regno, off, size, t)
+            self.check_map_access(regno, off, size, False, False)
+            self.check_kptr_store(reg, off, size, t, value_regno, ins)
+            if t == BPF_READ and value_regno >= 0:
+                self._map_value_read(reg, off, size, value_regno)
+        elif b == RegType.PTR_TO_MEM:
+            rdonly = bool(reg.type & MEM_RDONLY)
+            if t == BPF_WRITE and rdonly:
+                self.fail(errno.EACCES, f"R{regno} cannot write into {reg_type_str(reg.type)}\n")
+            if reg.type & PTR_MAYBE_NULL:
+                self.fail(errno.EACCES, f"R{regno} invalid mem access '{reg_type_str(reg.type)}'\n")
+            self.check_mem_region_access(regno, off, size, reg.mem_size, False)
+            if t == BPF_READ and value_regno >= 0:
+                mark_unknown(regs[value_regno])
+        elif reg.type == RegType.PTR_TO_CTX:
+            self.check_ptr_off_reg(reg, regno)
+            info = self.check_ctx_access(off, size, t, ldsx)
+            if t == BPF_READ and value_regno >= 0:
+                d = regs[value_regno]
+                rt = info.get("reg_type", RegType.SCALAR_VALUE)
+                if rt == RegType.SCALAR_VALUE:
+                    mark_unknown(d)
+                    if "range" in info:
+                        lo, hi = info["range"]
+                        d.umin, d.umax, d.smin, d.smax = lo, hi, lo, hi
+                        from pybpf.verifier.regs import reg_bounds_sync
+                        reg_bounds_sync(d)
+                else:
+                    mark_unknown(d)
+                    mark_known(d, 0)
+                    d.type = rt
+                    d.btf_name = info.get("btf_name", "")
+                    if rt & PTR_MAYBE_NULL:
+                        self.id_gen += 1
+                        d.id = self.id_gen
+        elif reg.type == RegType.PTR_TO_STACK:
+            self.check_stack_access_within_bounds(regno, off, size, t)
+            self._stack_rw(regno, off, size, value_regno, t, ins)
+        elif reg.type in (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META):
+            if t == BPF_WRITE and not self.may_access_direct_pkt_data(t):
+                self.fail(errno.EACCES, "cannot write into packet\n")
+            self.check_packet_access(regno, off, size, False)
+            if t == BPF_READ and value_regno >= 0:
+                mark_unknown(regs[value_regno])
+        elif reg.type == RegType.PTR_TO_FLOW_KEYS:
+            if t == BPF_WRITE and value_regno >= 0 and regs[value_regno].is_pointer() and not self.allow_ptr_leaks:
+                self.fail(errno.EACCES, f"R{value_regno} leaks addr into flow keys\n")
+            self.check_mem_region_access(regno, off, size, 56, False)
+            if t == BPF_READ and value_regno >= 0:
+                mark_unknown(regs[value_regno])
+        elif reg.type in _SK_TYPES:
+            if t == BPF_WRITE:
+                self.fail(errno.EACCES, f"R{regno} cannot write into {reg_type_str(reg.type)}\n")
+            self.check_sock_access(regno, off, size, t)
+            if value_regno >= 0:
+                mark_unknown(regs[value_regno])
+        elif reg.type == RegType.PTR_TO_TP_BUFFER:
+            self.check_ptr_off_reg(reg, regno, True)
+            if off < 0:
+                self.fail(errno.EACCES, f"R{regno} invalid tracepoint buffer access: off={off}, size={size}\n")
+            if reg.var_off.mask != 0:
+                self.fail(errno.EACCES, f"R{regno} invalid variable buffer offset: off={off}, "
+                                        f"var_off={tnum_str(reg.var_off)}\n")
+            if t == BPF_READ and value_regno >= 0:
+                mark_unknown(regs[value_regno])
+        elif reg.type == RegType.CONST_PTR_TO_MAP:
+            self.check_ptr_to_map_access(regno, off, size, t, value_regno)
+        else:
+            self.fail(errno.EACCES, f"R{regno} invalid mem access '{reg_type_str(reg.type)}'\n")
+        if size < 8 and value_regno >= 0 and t == BPF_READ and regs[value_regno].type == RegType.SCALAR_VALUE:
+            if ldsx:
+                coerce_reg_to_size_sx(regs[value_regno], size)
+            else:
+                coerce_reg_to_size(regs[value_regno], size)
+
+    def _stack_rw(self: Verifier, regno: int, off: int, size: int, value_regno: int, t: int,
+                  ins: Insn) -> None:
+        reg = self.regs[regno]
+        f = self.frame_of(reg)
+        if reg.var_off.mask == 0:
+            aoff = off + _s(reg.var_off.value)
+            if t == BPF_READ:
+                self._stack_read_fixed(f, aoff, size, value_regno)
+            else:
+                self._stack_write_fixed(f, aoff, size, value_regno, ins)
+        else:
+            if t == BPF_READ:
+                self._stack_read_var(f, reg, off, size, value_regno)
+            else:
+                self._stack_write_var(f, reg, off, size, value_regno, ins)
+
+    def _map_value_read(self: Verifier, reg: Reg, off: int, size: int, value_regno: int) -> None:
+        d = self.regs[value_regno]
+        m = reg.map_ptr
+        if reg.var_off.mask == 0 and getattr(m, "map_flags", 0) & BPF_F_RDONLY_PROG and \
+                getattr(m, "frozen", False) and hasattr(m, "read_const"):
+            try:
+                val = m.read_const(off + reg.var_off.value, size)
+            except Exception:  # noqa: BLE001 - fall back to unknown
+                mark_unknown(d)
+                return
+            mark_unknown(d)
+            mark_known(d, val)
+            return
+        kptr = self._kptr_field(m, off + (reg.var_off.value if reg.var_off.mask == 0 else 0))
+        if kptr is not None:
+            self.load_kptr(d, kptr)
+            return
+        mark_unknown(d)
+
+    def _kptr_field(self, m: Any, off: int) -> tuple[str, int, int] | None:
+        rec = self.map_record(m)
+        if not rec:
+            return None
+        for f in rec:
+            if f[0].startswith("kptr") and f[1] == off:
+                return f
+        return None
+
+    def load_kptr(self: Verifier, d: Reg, field: tuple[str, int, int]) -> None:
+        mark_unknown(d)
+
+    def check_kptr_store(self: Verifier, reg: Reg, off: int, size: int, t: int, value_regno: int,
+                         ins: Insn) -> None:
+        return
+
+    def check_ptr_to_map_access(self: Verifier, regno: int, off: int, size: int, t: int,
+                                value_regno: int) -> None:
+        reg = self.regs[regno]
+        m = reg.map_ptr
+        if m is None or getattr(m, "map_type", 0) != 2:
+            self.fail(errno.EACCES, "only read from bpf_array is supported\n")
+        if off < 0:
+            self.fail(errno.EACCES, f"R{regno} is bpf_array invalid negative access: off={off}\n")
+        if t != BPF_READ:
+            self.fail(errno.EACCES, "only read from bpf_array is supported\n")
+        if value_regno >= 0:
+            mark_unknown(self.regs[value_regno])
+
+    def check_sock_access(self: Verifier, regno: int, off: int, size: int, t: int) -> None:
+        reg = self.regs[regno]
+        if reg.smin < 0:
+            self.fail(errno.EACCES, f"R{regno} min value is negative, either use unsigned index or do a "
+                                    "if (index >=0) check.\n")
+        from pybpf.verifier import sock_access
+        if not sock_access.is_valid(reg.type, off, size, t == BPF_WRITE):
+            self.fail(errno.EACCES, f"R{regno} invalid {reg_type_str(reg.type)} access off={off} size={size}\n")
+
+    # -- helper memory arguments ----------------------------------------------------------
+    def check_helper_mem_access(self: Verifier, regno: int, size: int, t: int, zero_ok: bool,
+                                meta: Any) -> None:
+        reg = self.regs[regno]
+        b = reg.base
+        if b in (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META):
+            self.check_packet_access(regno, reg.off, size, zero_ok)
+            return
+        if b == RegType.PTR_TO_MAP_KEY:
+            if t == BPF_WRITE:
+                self.fail(errno.EACCES, f"R{regno} cannot write into {reg_type_str(reg.type)}\n")
+            self.check_mem_region_access(regno, reg.off, size, reg.map_ptr.key_size, False)
+            return
+        if b == RegType.PTR_TO_MAP_VALUE:
+            self.check_map_access_type(regno, reg.off, size, t)
+            self.check_map_access(regno, reg.off, size, zero_ok, True)
+            return
+        if b == RegType.PTR_TO_MEM:
+            if reg.type & MEM_RDONLY and t == BPF_WRITE:
+                self.fail(errno.EACCES, f"R{regno} cannot write into {reg_type_str(reg.type)}\n")
+            self.check_mem_region_access(regno, reg.off, size, reg.mem_size, zero_ok)
+            return
+        if b == RegType.PTR_TO_STACK:
+            self.check_stack_range_initialized(regno, reg.off, size, zero_ok, t, meta)
+            return
+        if b == RegType.PTR_TO_BUF:
+            return
+        if b == RegType.PTR_TO_BTF_ID:
+            return
+        if zero_ok and size == 0 and reg.is_const() and reg.var_off.value == 0:
+            return
+        self.fail(errno.EACCES, f"R{regno} type={reg_type_str(reg.type)} expected=fp\n")
+
+    def check_stack_range_initialized(self: Verifier, regno: int, off: int, size: int, zero_ok: bool,
+                                      t: int, meta: Any) -> None:
+        reg = self.regs[regno]
+        f = self.frame_of(reg)
+        if size == 0 and not zero_ok:
+            self.fail(errno.EACCES, "invalid zero-sized read\n")
+        clobber = t == BPF_WRITE
+        self.check_stack_access_within_bounds(regno, off, size, t, helper=True)
+        if reg.var_off.mask == 0:
+            min_off = max_off = _s(reg.var_off.value) + off
+        else:
+            if meta is not None and meta.get("raw_mode"):
+                meta = None
+            min_off = reg.smin + off
+            max_off = reg.smax + off
+        if meta is not None and meta.get("raw_mode"):
+            meta["access_size"] = size
+            meta["regno"] = regno
+            return
+        for i in range(min_off, max_off + size):
+            slot = -i - 1
+            spi = slot // 8
+            st = f.stack[spi]
+            b = slot % 8
+            ty = st.types[b]
+            if ty == STACK_MISC:
+                continue
+            if ty == STACK_ZERO or (ty == STACK_INVALID and self.allow_uninit_stack):
+                if clobber:
+                    st.types[b] = STACK_MISC
+                continue
+            if st.is_spill() and st.spilled is not None and \
+                    (st.spilled.type == RegType.SCALAR_VALUE or self.allow_ptr_leaks):
+                if clobber:
+                    mark_unknown(st.spilled)
+                    st.types = [STACK_MISC if x == STACK_SPILL else x for x in st.types]
+                    st.spilled = None
+                continue
+            if reg.var_off.mask == 0:
+                self.fail(errno.EACCES, f"invalid indirect read from stack R{regno} off {min_off}+"
+                                        f"{i - min_off} size {size}\n")
+            self.fail(errno.EACCES, f"invalid indirect read from stack R{regno} var_off "
+                                    f"{tnum_str(reg.var_off)}+{i - min_off} size {size}\n")
+
+    # -- load / store / atomic instructions -----------------------------------------------
+    def check_load(self: Verifier, ins: Insn) -> None:
+        self.check_reg_arg(ins.src, src=True)
+        self.check_reg_arg(ins.dst, src=False, mark=False)
+        src_type = self.regs[ins.src].type
+        ldsx = (ins.code & 0xE0) == 0x80
+        self.check_mem_access(ins.src, ins.off, SIZE_BYTES[ins.code & 0x18], BPF_READ, ins.dst,
+                              ldsx=ldsx, ins=ins)
+        self.save_aux_ptr_type(src_type)
+
+    def check_store(self: Verifier, ins: Insn) -> None:
+        self.check_reg_arg(ins.src, src=True)
+        self.check_reg_arg(ins.dst, src=True)
+        dst_type = self.regs[ins.dst].type
+        self.check_mem_access(ins.dst, ins.off, SIZE_BYTES[ins.code & 0x18], BPF_WRITE, ins.src, ins=ins)
+        self.save_aux_ptr_type(dst_type)
+
+    def check_st(self: Verifier, ins: Insn) -> None:
+        self.check_reg_arg(ins.dst, src=True)
+        dst_type = self.regs[ins.dst].type
+        self.check_mem_access(ins.dst, ins.off, SIZE_BYTES[ins.code & 0x18], BPF_WRITE, -1, ins=ins)
+        self.save_aux_ptr_type(dst_type)
+
+    def check_atomic(self: Verifier, ins: Insn) -> None:
+        imm = ins.imm
+        if imm in (0x01, 0xF1, 0x100):  # load-acquire / store-release forms
+            self.check_atomic_ldst(ins)
+            return
+        if imm not in (0x00, 0x01, 0x50, 0x51, 0x40, 0x41, 0xA0, 0xA1, 0xE1, 0xF1):
+            self.fail(errno.EINVAL, f"BPF_ATOMIC uses invalid atomic opcode {imm & 0xFF:02x}\n")
+        size = ins.code & 0x18
+        if size not in (0x00, 0x18):
+            self.fail(errno.EINVAL, "invalid atomic operand size\n")
+        self.check_reg_arg(ins.src, src=True)
+        self.check_reg_arg(ins.dst, src=True)
+        if imm == 0xF1:
+            self.check_reg_arg(0, src=True)
+        d = self.regs[ins.dst]
+        if d.type == RegType.PTR_TO_CTX or d.is_pkt_pointer() or d.type == RegType.PTR_TO_FLOW_KEYS \
+                or d.type in _SK_TYPES:
+            self.fail(errno.EACCES, f"BPF_ATOMIC stores into R{ins.dst} {reg_type_str(d.type)} is not allowed\n")
+        load_reg = -1
+        if imm & 0x01:
+            load_reg = 0 if imm == 0xF1 else ins.src
+            self.check_reg_arg(load_reg, src=False)
+        nbytes = SIZE_BYTES[size]
+        dst_type = d.type
+        self.check_mem_access(ins.dst, ins.off, nbytes, BPF_READ, -1, strict_once=True, ins=ins)
+        if load_reg >= 0:
+            self.check_mem_access(ins.dst, ins.off, nbytes, BPF_READ, load_reg, strict_once=True, ins=ins)
+        self.check_mem_access(ins.dst, ins.off, nbytes, BPF_WRITE, -1, strict_once=True, ins=ins)
+        self.save_aux_ptr_type(dst_type)
+
+    def check_atomic_ldst(self: Verifier, ins: Insn) -> None:
+        self.fail(errno.EINVAL, f"BPF_ATOMIC uses invalid atomic opcode {ins.imm & 0xFF:02x}\n")
+
+    def save_aux_ptr_type(self: Verifier, t: int) -> None:
+        aux = self.aux[self.insn_idx]
+        prev = aux.get("ptr_type")
+        if prev is None:
+            aux["ptr_type"] = t
+            return
+        if prev != t and (not _mismatch_ok(t) or not _mismatch_ok(prev)):
+            self.fail(errno.EINVAL, "same insn cannot be used with different pointers\n")
+
+
+def _mismatch_ok(t: int) -> bool:
+    return base_type(t) not in (RegType.PTR_TO_CTX, RegType.PTR_TO_SOCKET, RegType.PTR_TO_SOCK_COMMON,
+                                RegType.PTR_TO_TCP_SOCK, RegType.PTR_TO_XDP_SOCK, RegType.PTR_TO_BTF_ID,
+                                RegType.PTR_TO_ARENA)
