@@ -13,7 +13,7 @@ $(BIN)/activate:
 	$(BIN)/pip install -q --upgrade pip
 
 venv: $(BIN)/activate
-	$(BIN)/pip install -q -e '.[test,jit,elf]'
+	$(BIN)/pip install -q -e '.[test,jit]'
 
 demo: venv
 	$(BIN)/pybpf demo

@@ -1,0 +1,499 @@
+"""The path walk (``do_check``) and the verifier environment (``struct bpf_verifier_env``).
+
+:class:`Verifier` explores every path from instruction 0 depth-first, one instruction at a
+time, keeping the abstract state of registers and stack. Conditional jumps whose outcome is
+unknown push the other branch for later; at prune points the current state is compared with
+states already proven safe there (``is_state_visited``). The per-class checks live in the
+mixins (:mod:`.alu`, :mod:`.mem`, :mod:`.jmp`, :mod:`.calls`).
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+from pybpf.isa.insn import Insn
+from pybpf.verifier.alu import AluMixin
+from pybpf.verifier.calls import CallsMixin
+from pybpf.verifier.cfg import (
+    CfgInfo,
+    VerifyError,
+    add_subprogs,
+    check_cfg,
+    check_subprogs,
+)
+from pybpf.verifier.jmp import JmpMixin
+from pybpf.verifier.log import VLog, format_state, vlog_alignment
+from pybpf.verifier.mem import MemMixin
+from pybpf.verifier.prune import PruneMixin
+from pybpf.verifier.regs import (
+    PTR_MAYBE_NULL,
+    RegType,
+    mark_known,
+    mark_not_init,
+    mark_unknown,
+)
+from pybpf.verifier.state import FuncState, VState
+
+BPF_COMPLEXITY_LIMIT_INSNS = 1_000_000
+BPF_COMPLEXITY_LIMIT_JMP_SEQ = 8192
+BPF_F_STRICT_ALIGNMENT = 1 << 0
+BPF_F_ANY_ALIGNMENT = 1 << 1
+MAX_BPF_STACK = 512
+
+
+class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
+    def __init__(self, inp: Any) -> None:
+        from pybpf.progs.ops import find_prog_type
+
+        self.inp = inp
+        self.insns: list[Insn] = list(inp.insns)
+        self.prog_type = inp.prog_type
+        self.prog_ops = find_prog_type(inp.prog_type)
+        self.prog_info = _ProgInfo(inp)
+        self.log = VLog(inp.log_level)
+        self.errors: list[str] = []
+        self.allow_ptr_leaks = bool(inp.perfmon_capable)
+        self.allow_uninit_stack = bool(inp.perfmon_capable)
+        self.bpf_capable = bool(inp.bpf_capable)
+        self.strict_alignment = bool(inp.prog_flags & BPF_F_STRICT_ALIGNMENT)
+        if inp.prog_flags & BPF_F_ANY_ALIGNMENT:
+            self.strict_alignment = False
+        self.aux: list[dict[str, Any]] = [{} for _ in self.insns]
+        self.id_gen = 0
+        self.insn_idx = 0
+        self.prev_insn_idx = -1
+        self.insn_processed = 0
+        self.jmps_processed = 0
+        self.prev_jmps_processed = 0
+        self.prev_insn_processed = 0
+        self.stack: list[tuple[VState, int, int]] = []
+        self.state: VState = VState([FuncState(0, 0, -1)])
+        self.cfg = CfgInfo([])
+        self.used_maps: list[Any] = []
+        self.map_by_insn: dict[int, Any] = {}
+        self.nr_cpus = _nr_cpus()
+        self.max_stack: dict[int, int] = {}
+        self.scratched = 0
+        self.prev_log_len = 0
+        self.prev_insn_print_len = 0
+        self.init_prune()
+
+    # -- logging --------------------------------------------------------------------------
+    def verbose(self, text: str) -> None:
+        self.errors.append(text)
+        self.log(text)
+
+    def fail(self, err: int, msg: str) -> None:
+        self.verbose(msg)
+        raise VerifyError(err, msg)
+
+    def error(self, msg: str) -> None:  # cfg.py's logger interface
+        self.verbose(msg)
+
+    @property
+    def regs(self):  # type: ignore[no-untyped-def]
+        return self.state.frames[-1].regs
+
+    def print_insn_state(self) -> None:
+        if not self.log.enabled or self.log.level & 2:
+            return
+        f = self.state.cur
+        text = format_state(f, [r.id for r in self.state.refs])
+        parts = self.log.parts
+        if parts and parts[-1].endswith("\n") and self.prev_log_len == len(parts):
+            parts[-1] = parts[-1][:-1]
+            pad = vlog_alignment(self.prev_insn_print_len)
+            self.log(" " * pad + ";" + text + "\n")
+        else:
+            self.log(f"{self.insn_idx}:" + text + "\n")
+
+    # -- registers ------------------------------------------------------------------------
+    def check_reg_arg(self, regno: int, src: bool, mark: bool = True) -> None:
+        if regno >= 11:
+            self.fail(errno.EINVAL, f"R{regno} is invalid\n")
+        reg = self.regs[regno]
+        if src:
+            if reg.type == RegType.NOT_INIT:
+                self.fail(errno.EACCES, f"R{regno} !read_ok\n")
+            return
+        if regno == 10:
+            self.fail(errno.EACCES, "frame pointer is read only\n")
+        if mark:
+            mark_unknown(reg)
+
+    # -- branch stack ---------------------------------------------------------------------
+    def push_stack(self, insn_idx: int, prev_idx: int) -> VState:
+        st = self.state.copy()
+        st.parent = self.state.parent  # type: ignore[attr-defined]
+        if st.parent is not None:  # type: ignore[attr-defined]
+            st.parent.branches += 1  # type: ignore[attr-defined]
+        st.branches = 1
+        self.stack.append((st, insn_idx, prev_idx))
+        if len(self.stack) > BPF_COMPLEXITY_LIMIT_JMP_SEQ:
+            self.fail(errno.E2BIG, f"The sequence of {len(self.stack)} jumps is too complex.\n")
+        return st
+
+    def pop_stack(self) -> bool:
+        if not self.stack:
+            return False
+        st, idx, prev = self.stack.pop()
+        self.state = st
+        self.insn_idx = idx
+        self.prev_insn_idx = prev
+        return True
+
+    # -- stack depth ----------------------------------------------------------------------
+    def note_stack_depth(self, frameno: int, depth: int) -> None:
+        sub = self.state.frames[frameno].subprogno
+        d = self.max_stack.get(sub, 0)
+        if depth > d:
+            self.max_stack[sub] = depth
+
+    # -- main -----------------------------------------------------------------------------
+    def run(self) -> None:
+        inp = self.inp
+        subs = add_subprogs(self.insns, self, inp.bpf_capable)
+        self.cfg = CfgInfo(subs)
+        check_subprogs(self.insns, subs, self)
+        self.resolve_pseudo_ldimm64()
+        check_cfg(self.insns, self.cfg, self, inp.bpf_capable,
+                  lambda i: i.code == 0x85 and i.src == 0 and i.imm in (164, 181))
+        self.do_check()
+        self.check_max_stack_depth()
+
+    def resolve_pseudo_ldimm64(self) -> None:
+        insns = self.insns
+        n = len(insns)
+        i = 0
+        while i < n:
+            ins = insns[i]
+            cls = ins.code & 7
+            if cls == 1 and (((ins.code & 0xE0) not in (0x60, 0x80)) or ins.imm != 0):
+                self.fail(errno.EINVAL, "BPF_LDX uses reserved fields\n")
+            if ins.code == 0x18:
+                if i == n - 1 or insns[i + 1].code != 0 or insns[i + 1].dst != 0 or insns[i + 1].src != 0 \
+                        or insns[i + 1].off != 0:
+                    self.fail(errno.EINVAL, "invalid bpf_ld_imm64 insn\n")
+                src = ins.src
+                if src == 0 or src in (3, 4):
+                    i += 2
+                    continue
+                if src in (2, 6):
+                    pass
+                elif src in (1, 5):
+                    if insns[i + 1].imm != 0:
+                        self.fail(errno.EINVAL, "unrecognized bpf_ld_imm64 insn\n")
+                else:
+                    self.fail(errno.EINVAL, "unrecognized bpf_ld_imm64 insn\n")
+                if src in (5, 6):
+                    fa = self.inp.fd_array
+                    if fa is None:
+                        self.fail(errno.EPROTO, "fd_idx without fd_array is invalid\n")
+                    fd = fa[ins.imm] if 0 <= ins.imm < len(fa) else -1
+                else:
+                    fd = ins.imm
+                m = self.inp.map_by_fd(fd)
+                if m is None:
+                    self.fail(errno.EBADF, f"fd {fd} is not pointing to valid bpf_map\n")
+                if m not in self.used_maps:
+                    self.used_maps.append(m)
+                self.check_map_prog_compatibility(m)
+                self.map_by_insn[i] = m
+                if src in (2, 6):
+                    off = insns[i + 1].imm & 0xFFFFFFFF
+                    if off >= (1 << 29):
+                        self.fail(errno.EINVAL, f"direct value offset of {off} is not allowed\n")
+                    dva = getattr(m, "direct_value_addr", None)
+                    if dva is None:
+                        self.fail(errno.EINVAL, "no direct value access support for this map type\n")
+                    if getattr(m, "max_entries", 1) != 1 or off >= m.value_size:
+                        self.fail(errno.EINVAL, f"invalid access to map value pointer, value_size="
+                                                f"{m.value_size} off={off}\n")
+                    self.aux[i]["map_off"] = off
+                i += 2
+                continue
+            if not _in_insntable(ins.code):
+                self.fail(errno.EINVAL, f"unknown opcode {ins.code:02x}\n")
+            i += 1
+
+    def check_map_prog_compatibility(self, m: Any) -> None:
+        rec = getattr(m, "btf_record", None) or []
+        kinds = {f[0] for f in rec}
+        if self.prog_type in (2, 5, 7, 17, 24):
+            if "spin_lock" in kinds:
+                self.fail(errno.EINVAL, "tracing progs cannot use bpf_spin_lock yet\n")
+            if "timer" in kinds:
+                self.fail(errno.EINVAL, "tracing progs cannot use bpf_timer yet\n")
+        mt = getattr(m, "map_type", 0)
+        if mt in (19, 21):
+            key = ("cgroup_storage", mt)
+            prev = self.aux_global.get(key) if hasattr(self, "aux_global") else None
+            if not hasattr(self, "aux_global"):
+                self.aux_global: dict[Any, Any] = {}
+            if prev is not None and prev is not m:
+                self.fail(errno.EBUSY, "only one cgroup storage of each type is allowed\n")
+            self.aux_global[key] = m
+
+    def do_check(self) -> None:
+        insns = self.insns
+        n = len(insns)
+        st = self.state
+        r1 = st.cur.regs[1]
+        mark_unknown(r1)
+        mark_known(r1, 0)
+        r1.type = RegType.PTR_TO_CTX
+        st.parent = None  # type: ignore[attr-defined]
+        st.branches = 1
+        do_print_state = False
+        log = self.log
+        while True:
+            if self.insn_idx >= n:
+                self.fail(errno.EFAULT, f"invalid insn idx {self.insn_idx} insn_cnt {n}\n")
+            ins = insns[self.insn_idx]
+            cls = ins.code & 7
+            self.insn_processed += 1
+            if self.insn_processed > BPF_COMPLEXITY_LIMIT_INSNS:
+                self.fail(errno.E2BIG, f"BPF program is too large. Processed {self.insn_processed} insn\n")
+            pruned = False
+            if self.insn_idx in self.cfg.prune_points:
+                pruned = self.is_state_visited(self.insn_idx)
+            if pruned:
+                if log.enabled:
+                    if do_print_state:
+                        log(f"\nfrom {self.prev_insn_idx} to {self.insn_idx}: safe\n")
+                    else:
+                        log(f"{self.insn_idx}: safe\n")
+                if not self._process_exit():
+                    return
+                do_print_state = True
+                continue
+            if log.enabled:
+                if do_print_state:
+                    log(f"\nfrom {self.prev_insn_idx} to {self.insn_idx}:"
+                        + format_state(self.state.cur, [r.id for r in self.state.refs]) + "\n")
+                    do_print_state = False
+                line = f"{self.insn_idx}: " + self.format_insn(self.insn_idx)
+                log(line + "\n")
+                self.prev_log_len = len(log.parts)
+                self.prev_insn_print_len = len(line)
+            self.prev_insn_idx = self.insn_idx
+            if cls in (4, 7):
+                self.check_alu_op(ins)
+                self.print_insn_state()
+            elif cls == 1:
+                self.check_load(ins)
+                self.print_insn_state()
+            elif cls == 3:
+                if (ins.code & 0xE0) == 0xC0:
+                    self.check_atomic(ins)
+                    self.print_insn_state()
+                    self.insn_idx += 1
+                    continue
+                if (ins.code & 0xE0) != 0x60 or ins.imm != 0:
+                    self.fail(errno.EINVAL, "BPF_STX uses reserved fields\n")
+                self.check_store(ins)
+                self.print_insn_state()
+            elif cls == 2:
+                if (ins.code & 0xE0) != 0x60 or ins.src != 0:
+                    self.fail(errno.EINVAL, "BPF_ST uses reserved fields\n")
+                self.check_st(ins)
+                self.print_insn_state()
+            elif cls in (5, 6):
+                op = ins.code & 0xF0
+                self.jmps_processed += 1
+                if op == 0x80:
+                    if (ins.code & 0x08) or (ins.src != 2 and ins.off != 0) or ins.src not in (0, 1, 2) \
+                            or ins.dst != 0 or cls == 6:
+                        self.fail(errno.EINVAL, "BPF_CALL uses reserved fields\n")
+                    if self.state.active_lock is not None and (ins.src == 0 and ins.imm != 94 or ins.src == 2):
+                        self.fail(errno.EINVAL, "function calls are not allowed while holding a lock\n")
+                    if ins.src == 1:
+                        self.check_func_call(ins)
+                        if log.enabled and False:
+                            pass
+                    elif ins.src == 2:
+                        self.check_kfunc_call(ins)
+                    else:
+                        self.check_helper_call(ins)
+                        self.print_insn_state()
+                elif op == 0x00:
+                    if (ins.code & 0x08) or ins.src != 0 or ins.dst != 0 or (cls == 5 and ins.imm != 0) or \
+                            (cls == 6 and ins.off != 0):
+                        self.fail(errno.EINVAL, "BPF_JA uses reserved fields\n")
+                    self.insn_idx += (ins.off if cls == 5 else ins.imm) + 1
+                    continue
+                elif op == 0x90:
+                    if (ins.code & 0x08) or ins.imm != 0 or ins.src != 0 or ins.dst != 0 or cls == 6:
+                        self.fail(errno.EINVAL, "BPF_EXIT uses reserved fields\n")
+                    st = self.state
+                    if st.active_lock is not None and not st.curframe:
+                        self.fail(errno.EINVAL, "BPF_EXIT instruction in main prog cannot be used inside "
+                                                "bpf_spin_lock-ed region\n")
+                    if not st.curframe:
+                        self.check_resource_leak(False, False, "BPF_EXIT instruction in main prog")
+                    if st.curframe:
+                        self.prepare_func_exit()
+                        do_print_state = True
+                        continue
+                    self.check_return_code()
+                    if not self._process_exit():
+                        return
+                    do_print_state = True
+                    continue
+                else:
+                    self.check_cond_jmp_op(ins)
+            elif cls == 0:
+                mode = ins.code & 0xE0
+                if mode in (0x20, 0x40):
+                    self.check_ld_abs(ins)
+                    self.print_insn_state()
+                elif mode == 0x00 and (ins.code & 0x18) == 0x18:
+                    self.check_ld_imm(ins)
+                    self.print_insn_state()
+                    self.insn_idx += 1
+                else:
+                    self.fail(errno.EINVAL, "invalid BPF_LD mode\n")
+            else:
+                self.fail(errno.EINVAL, f"unknown insn class {cls}\n")
+            self.insn_idx += 1
+
+    def _process_exit(self) -> bool:
+        self.update_branch_counts(self.state)
+        return self.pop_stack()
+
+    def format_insn(self, idx: int) -> str:
+        from pybpf.helpers.protos import func_id_name
+        from pybpf.isa.disasm import format_insn_kernel
+
+        def helper_name(fid: int) -> str | None:
+            return f"{func_id_name(fid)}" if func_id_name(fid) != "unknown" else None
+
+        def call_target(ins: Insn) -> str | None:
+            if ins.src == 1:
+                return f"pc{ins.imm:+d}"
+            if ins.src == 2:
+                return f"kernel-function#{ins.imm}"
+            return None
+
+        try:
+            return format_insn_kernel(self.insns, idx, helper_name=helper_name, call_target=call_target)
+        except Exception:  # noqa: BLE001 - never let log formatting kill verification
+            i = self.insns[idx]
+            return f"({i.code:02x}) ?"
+
+    # -- ld_imm64, ld_abs, kfunc ----------------------------------------------------------
+    def check_ld_imm(self, ins: Insn) -> None:
+        if ins.off != 0:
+            self.fail(errno.EINVAL, "BPF_LD_IMM64 uses reserved fields\n")
+        self.check_reg_arg(ins.dst, src=False)
+        d = self.regs[ins.dst]
+        nxt = self.insns[self.insn_idx + 1]
+        if ins.src == 0:
+            mark_known(d, (ins.imm & 0xFFFFFFFF) | ((nxt.imm & 0xFFFFFFFF) << 32))
+            return
+        mark_unknown(d)
+        mark_known(d, 0)
+        if ins.src == 4:
+            d.type = RegType.PTR_TO_FUNC
+            d.subprogno = self.cfg.subprog_of(self.insn_idx + ins.imm + 1)
+            return
+        if ins.src == 3:
+            d.type = RegType.PTR_TO_BTF_ID
+            return
+        m = self.map_by_insn[self.insn_idx]
+        d.map_ptr = m
+        if ins.src in (2, 6):
+            d.type = RegType.PTR_TO_MAP_VALUE
+            d.off = self.aux[self.insn_idx].get("map_off", 0)
+            if self.has_spin_lock(m):
+                self.id_gen += 1
+                d.id = self.id_gen
+        else:
+            d.type = RegType.CONST_PTR_TO_MAP
+
+    def check_ld_abs(self, ins: Insn) -> None:
+        ops = self.prog_ops
+        if ops is None or not getattr(ops, "may_access_skb", _may_access_skb(self.prog_type)):
+            self.fail(errno.EINVAL, "BPF_LD_[ABS|IND] instructions not allowed for this program type\n")
+        if ins.dst != 0 or ins.off != 0 or (ins.code & 0x18) == 0x18 or \
+                ((ins.code & 0xE0) == 0x20 and ins.src != 0):
+            self.fail(errno.EINVAL, "BPF_LD_[ABS|IND] uses reserved fields\n")
+        self.check_reg_arg(6, src=True)
+        self.check_resource_leak(False, True, "BPF_LD_[ABS|IND]")
+        if self.regs[6].type != RegType.PTR_TO_CTX:
+            self.fail(errno.EINVAL, "at least one arg reg is expected ctx\n")
+        if (ins.code & 0xE0) == 0x40:
+            self.check_reg_arg(ins.src, src=True)
+        for r in (0, 1, 2, 3, 4, 5):
+            mark_not_init(self.regs[r])
+        mark_unknown(self.regs[0])
+
+    def check_kfunc_call(self, ins: Insn) -> None:
+        if not ins.imm:
+            return
+        self.fail(errno.EACCES, "calling kernel function is not allowed\n")
+
+    def check_max_stack_depth(self) -> None:
+        """Combined stack of the deepest call chain must fit in 512 bytes."""
+        subs = self.cfg.subprogs
+        insns = self.insns
+
+        def depth_of(s: int) -> int:
+            d = self.max_stack.get(s, 0)
+            return (d + 15) // 16 * 16
+
+        def walk(s: int, frame: int, total: int) -> None:
+            total += depth_of(s)
+            if total > MAX_BPF_STACK:
+                self.fail(errno.EACCES, f"combined stack size of {frame + 1} calls is {total}. Too large\n")
+            start = subs[s].start
+            end = subs[s + 1].start if s + 1 < len(subs) else len(insns)
+            for i in range(start, end):
+                ins = insns[i]
+                if (ins.code == 0x85 and ins.src == 1) or (ins.code == 0x18 and ins.src == 4):
+                    t = self.cfg.subprog_of(i + ins.imm + 1)
+                    if ins.code == 0x18:
+                        continue
+                    if frame + 1 >= 8:
+                        self.fail(errno.E2BIG, f"the call stack of {frame + 1} frames is too deep !\n")
+                    walk(t, frame + 1, total)
+
+        walk(0, 0, 0)
+
+
+def _may_access_skb(prog_type: int) -> bool:
+    return prog_type in (1, 3, 4)
+
+
+_INSNTABLE: set[int] | None = None
+
+
+def _in_insntable(code: int) -> bool:
+    global _INSNTABLE
+    if _INSNTABLE is None:
+        from pybpf.isa.opcodes import OPCODES
+        _INSNTABLE = {getattr(s, "code", -1) for s in (OPCODES.values() if isinstance(OPCODES, dict) else OPCODES)}
+    return code in _INSNTABLE
+
+
+def _nr_cpus() -> int:
+    try:
+        from pybpf.maps.core import num_possible_cpus
+        return num_possible_cpus()
+    except ImportError:  # pragma: no cover
+        return 1
+
+
+class _ProgInfo:
+    """What a program type's callbacks may look at (``struct bpf_prog`` fields)."""
+
+    def __init__(self, inp: Any) -> None:
+        self.prog_type = inp.prog_type
+        self.expected_attach_type = inp.expected_attach_type
+        self.attach_btf_id = inp.attach_btf_id
+        self.bpf_capable = inp.bpf_capable
+        self.gpl_compatible = inp.gpl_compatible
+
+
+__all__ = ["PTR_MAYBE_NULL", "Verifier", "VerifyError"]
