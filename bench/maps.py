@@ -17,9 +17,10 @@ from collections.abc import Callable
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
-import pybpf.uapi as U  # noqa: E402
-from pybpf.maps.api import Map  # noqa: E402
-from pybpf.testing import kernel as K  # noqa: E402
+import pybpf.uapi as U
+from pybpf.maps.api import Map
+from pybpf.maps.elem_cmds import map_batch
+from pybpf.testing import kernel as K
 
 N = 1024
 REPS = 100_000
@@ -125,13 +126,13 @@ def bench_type(name: str, map_type: int) -> list[tuple[str, float, float]]:
     reps = 200
     kbl = timeit(lambda n: [km.batch(U.BPF_MAP_LOOKUP_BATCH, kb, vb, N) for _ in range(n)],
                  reps) / N
-    pbl = timeit(lambda n: [pm.items_lookup_batch() and list(pm.items_lookup_batch())
-                            for _ in range(n)], reps) / N
+    pbl = timeit(lambda n: [map_batch(pm.bmap, "lookup", count=N) for _ in range(n)],
+                 reps) / N
     kbu = timeit(lambda n: [km.batch(U.BPF_MAP_UPDATE_BATCH, kb, vb, N) for _ in range(n)],
                  reps) / N
     keys_b, vals_b = b"".join(KEYS), VAL * N
-    pbu = timeit(lambda n: [pm.items_update_batch(keys_b, vals_b) for _ in range(n)],
-                 reps) / N
+    pbu = timeit(lambda n: [map_batch(pm.bmap, "update", keys=keys_b, values=vals_b, count=N)
+                            for _ in range(n)], reps) / N
     rows.append((f"{name} batch lookup (per elem)", pbl, kbl))
     rows.append((f"{name} batch update (per elem)", pbu, kbu))
     os.close(km.fd)

@@ -70,11 +70,7 @@ def test_ringbuf_output_reaches_consumer() -> None:
     rb = Map.create(U.BPF_MAP_TYPE_RINGBUF, 0, 0, 4096)
     got: list[bytes] = []
     consumer = rb.open_ring_buffer(got.append)
-    insns = [Insn(0x7A, 10, 0, -8, 0x1234)] + ld_map(1, rb.bmap.addr) + [
-        Insn(0xBF, 2, 10, 0, 0), Insn(0x07, 2, 0, 0, -8),
-        Insn(0xB7, 3, 0, 0, 8), Insn(0xB7, 4, 0, 0, 0),
-        Insn(0x85, 0, 0, 0, U.BPF_FUNC_ringbuf_output),
-        Insn(0x95, 0, 0, 0, 0)]
+    insns = [Insn(122, 10, 0, -8, 4660), *ld_map(1, rb.bmap.addr), Insn(191, 2, 10, 0, 0), Insn(7, 2, 0, 0, -8), Insn(183, 3, 0, 0, 8), Insn(183, 4, 0, 0, 0), Insn(133, 0, 0, 0, U.BPF_FUNC_ringbuf_output), Insn(149, 0, 0, 0, 0)]
     prog = CompiledProgram(insns, helpers=HELPERS)
     assert prog.run() == 0
     assert consumer.poll(1000) == 1
@@ -84,10 +80,6 @@ def test_ringbuf_output_reaches_consumer() -> None:
 def test_queue_push_pop_from_program() -> None:
     q = Map.create(U.BPF_MAP_TYPE_QUEUE, 0, 4, 2)
     q.push(5)
-    insns = ld_map(1, q.bmap.addr) + [
-        Insn(0xBF, 2, 10, 0, 0), Insn(0x07, 2, 0, 0, -4),
-        Insn(0x85, 0, 0, 0, U.BPF_FUNC_map_pop_elem),
-        Insn(0x61, 0, 10, -4, 0),
-        Insn(0x95, 0, 0, 0, 0)]
+    insns = [*ld_map(1, q.bmap.addr), Insn(191, 2, 10, 0, 0), Insn(7, 2, 0, 0, -4), Insn(133, 0, 0, 0, U.BPF_FUNC_map_pop_elem), Insn(97, 0, 10, -4, 0), Insn(149, 0, 0, 0, 0)]
     prog = CompiledProgram(insns, helpers=HELPERS)
     assert prog.run() == 5

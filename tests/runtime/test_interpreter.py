@@ -275,3 +275,26 @@ def test_threads_run_the_same_program_with_exact_atomics() -> None:
         assert REGISTRY.load(counter.start, 8) == 4000
     finally:
         REGISTRY.remove(counter)
+
+
+def test_helpers_can_call_back_into_a_subprogram() -> None:
+    # main: r1 = 5; call helper 99 (which calls the subprogram at 4 with r1, r2); exit
+    # sub (pc 4): r0 = r1 * r2; exit
+    calls: list[int] = []
+
+    def for_each(ctx: object, r1: int, *rest: int) -> int:
+        from pybpf.runtime.context import RunContext
+
+        assert isinstance(ctx, RunContext)
+        total = 0
+        for i in range(3):
+            r0 = ctx.call_subprog(4, r1, i)
+            calls.append(r0)
+            total += r0
+        return total
+
+    prog = CompiledProgram([mov64(1, 5), Insn(0x85, 0, 0, 0, 99), EXIT, EXIT,
+                            alu(0xBF, 0, 1), alu(0x2F, 0, 2), mov64(6, 1), EXIT],
+                           helpers={99: for_each})
+    assert prog.run() == 15
+    assert calls == [0, 5, 10]

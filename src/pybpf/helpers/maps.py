@@ -15,8 +15,13 @@ from typing import Any
 from pybpf.helpers.proto import ArgFlag, ArgType, FuncProto, RetType
 from pybpf.maps.core import BpfMap, map_from_addr
 from pybpf.runtime.context import RunContext
-from pybpf.uapi import BPF_F_CTXLEN_MASK, BPF_F_INDEX_MASK, BPF_RB_FORCE_WAKEUP, \
-    BPF_RB_NO_WAKEUP, BpfFuncId
+from pybpf.uapi import (
+    BPF_F_CTXLEN_MASK,
+    BPF_F_INDEX_MASK,
+    BPF_RB_FORCE_WAKEUP,
+    BPF_RB_NO_WAKEUP,
+    BpfFuncId,
+)
 
 M64 = (1 << 64) - 1
 MAYBE_NULL = ArgFlag.PTR_MAYBE_NULL
@@ -72,7 +77,7 @@ def map_peek_elem(ctx: RunContext, r1: int, r2: int, *_: int) -> int:
 
 def map_lookup_percpu_elem(ctx: RunContext, r1: int, r2: int, r3: int, *_: int) -> int:
     bmap = _map(r1)
-    return bmap.ops.map_lookup_percpu_elem(bmap, r2, r3 & 0xFFFFFFFF)  # type: ignore[attr-defined, no-any-return]
+    return bmap.ops.map_lookup_percpu_elem(bmap, r2, r3 & 0xFFFFFFFF)  # type: ignore[attr-defined]
 
 
 def _ringbuf(addr: int) -> Any:

@@ -41,8 +41,18 @@ M64 = (1 << 64) - 1
 class RunState:
     """One invocation of ``JitProgram.run``: what the bridge needs to serve it."""
 
-    __slots__ = ("cpu", "ctx", "exc", "jctx", "kernel", "prog", "program", "tail",
-                 "tail_args", "on_return")
+    __slots__ = (
+        "cpu",
+        "ctx",
+        "exc",
+        "jctx",
+        "kernel",
+        "on_return",
+        "prog",
+        "program",
+        "tail",
+        "tail_args",
+    )
 
     def __init__(self, program: JitProgram, jctx: JitCtx, ctx: RunContext | None, cpu: int,
                  prog: Any, kernel: Any) -> None:
@@ -82,7 +92,7 @@ def _dispatch(state: RunState, kind: int, ident: int, r1: int, r2: int, r3: int,
               r5: int, pc: int) -> int:
     program = state.program
     ctx = state.context()
-    if kind == BRIDGE_HELPER or kind == BRIDGE_CALLX:
+    if kind in (BRIDGE_HELPER, BRIDGE_CALLX):
         fn = program.helpers.get(ident)
         if fn is None:
             raise BpfFault(pc, 0, 0, f"unknown helper {ident}")
@@ -116,7 +126,7 @@ def _bridge(jctx_addr: int, kind: int, ident: int, r1: int, r2: int, r3: int, r4
         state.tail_args = (r1, r2, r3, r4, r5)
         state.jctx.status = Status.TAIL_CALL
         r0 = 0
-    except BaseException as exc:  # noqa: BLE001 - handed back to run(), which re-raises
+    except BaseException as exc:
         state.exc = exc
         state.jctx.status = Status.PY_EXCEPTION
         r0 = 0

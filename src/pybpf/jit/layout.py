@@ -19,6 +19,7 @@ from elftools.elf.sections import SymbolTableSection
 
 if TYPE_CHECKING:
     from pybpf.jit.program import CompiledCode
+    from pybpf.jit.translate import Translation
 
 
 @dataclass
@@ -43,50 +44,85 @@ class Layout:
         return {pc: addr - main for pc, addr in self.insn_addrs.items()}
 
 
-def read_layout(code: CompiledCode) -> Layout:
-    tr = code.translation
-    elf = ELFFile(io.BytesIO(code.object_file))
-    symbols: dict[str, tuple[int, int, int]] = {}  # name → (section index, value, size)
+def _symbols(elf: ELFFile) -> dict[str, tuple[int, int, int]]:
+    """Function symbols: name → (section index, value, size)."""
+    out: dict[str, tuple[int, int, int]] = {}
     for section in elf.iter_sections():
         if isinstance(section, SymbolTableSection):
             for sym in section.iter_symbols():
                 if sym["st_info"]["type"] == "STT_FUNC" and isinstance(sym["st_shndx"], int):
-                    symbols[sym.name] = (sym["st_shndx"], sym["st_value"], sym["st_size"])
-    entry_sym = symbols.get(tr.entry)
-    if entry_sym is None:
-        return Layout([])
-    shndx, entry_value, entry_size = entry_sym
-    base = code.addresses[tr.entry] - entry_value
-    functions = [NativeFunction(tr.entry, 0, base + entry_value, entry_size)]
+                    out[sym.name] = (sym["st_shndx"], sym["st_value"], sym["st_size"])
+    return out
+
+
+def _functions(tr: Translation, symbols: dict[str, tuple[int, int, int]], base: int,
+               shndx: int) -> list[NativeFunction]:
+    entry = symbols[tr.entry]
+    functions = [NativeFunction(tr.entry, 0, base + entry[1], entry[2])]
     for name, pc in tr.functions:
         sym = symbols.get(name)
         if sym is None or pc == 0 or sym[0] != shndx:
             continue  # inlined into its callers: no code of its own
         functions.append(NativeFunction(name, pc, base + sym[1], sym[2]))
-    layout = Layout(functions)
-    if elf.has_dwarf_info():
-        ranges = [(f.address, f.address + f.size) for f in functions]
-        best: dict[int, int] = {}
-        dwarf = elf.get_dwarf_info()
-        for cu in dwarf.iter_CUs():
-            lineprog = dwarf.line_program_for_CU(cu)
-            if lineprog is None:
-                continue
-            for entry in lineprog.get_entries():
-                state = entry.state
-                if state is None or state.end_sequence or state.line < 1:
-                    continue
-                addr = base + state.address
-                if not any(lo <= addr < hi for lo, hi in ranges):
-                    continue
-                pc = state.line - 1
-                if pc not in best or addr < best[pc]:
-                    best[pc] = addr
-        layout.insn_addrs = _fill(best, len(tr.pcs) if hasattr(tr, "pcs") else 0, functions)
+    return functions
+
+
+def read_layout(code: CompiledCode) -> Layout:
+    tr = code.translation
+    elf = ELFFile(io.BytesIO(code.object_file))
+    symbols = _symbols(elf)
+    if tr.entry not in symbols:
+        return Layout([])
+    shndx, entry_value, _size = symbols[tr.entry]
+    base = code.addresses[tr.entry] - entry_value
+    layout = Layout(_functions(tr, symbols, base, shndx))
+    if code.line_twin is None:
+        line_elf, line_functions = elf, layout.functions
+    else:
+        twin, obj = code.line_twin()
+        line_elf = ELFFile(io.BytesIO(obj))
+        twin_syms = _symbols(line_elf)
+        if twin.entry not in twin_syms:
+            return layout
+        line_functions = _functions(twin, twin_syms, 0, twin_syms[twin.entry][0])
+    layout.insn_addrs = _line_addresses(line_elf, line_functions, layout.functions,
+                                        0 if code.line_twin is not None else base)
     return layout
 
 
-def _fill(best: dict[int, int], _n: int, functions: list[NativeFunction]) -> dict[int, int]:
+def _line_addresses(elf: ELFFile, line_functions: list[NativeFunction],
+                    functions: list[NativeFunction], base: int) -> dict[int, int]:
+    """pc → native address in ``functions``, from the line table of ``elf``.
+
+    ``line_functions`` are the same functions (same order, same entry pcs) as laid out in
+    the object that carries the line table, relative to ``base``.
+    """
+    if not elf.has_dwarf_info():
+        return {}
+    by_pc = {f.entry_pc: f for f in functions}
+    ranges = [(f.address, f.address + f.size, by_pc.get(f.entry_pc)) for f in line_functions]
+    best: dict[int, int] = {}
+    dwarf = elf.get_dwarf_info()
+    for cu in dwarf.iter_CUs():
+        lineprog = dwarf.line_program_for_CU(cu)
+        if lineprog is None:
+            continue
+        for entry in lineprog.get_entries():
+            state = entry.state
+            if state is None or state.end_sequence or state.line < 1:
+                continue
+            addr = base + state.address
+            for lo, hi, target in ranges:
+                if lo <= addr < hi and target is not None:
+                    native = target.address + (addr - lo)
+                    pc = state.line - 1
+                    if pc not in best or native < best[pc]:
+                        best[pc] = native
+                    break
+    return _fill(best, functions)
+
+
+def _fill(best: dict[int, int], functions: list[NativeFunction]) -> dict[int, int]:
     """Give every instruction up to the last one seen an address (the previous one's)."""
     if not best:
         return {}

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import ctypes
 import os
-import time
 import threading
+import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +56,7 @@ class CompiledCode:
     entry: Any  # ENTRY_TYPE
     loop: Any  # LOOP_TYPE
     compile_ns: int = 0
+    line_twin: Callable[[], tuple[Translation, bytes]] | None = field(default=None, repr=False)
     _layout: Any = field(default=None, repr=False)
 
     def layout(self) -> Any:
@@ -76,8 +77,18 @@ def build_code(insns: Sequence[Insn], *, name: str, sanitize: bool, budgeted: bo
                     debug_info=debug_info, aux_reg=aux_reg).translate()
     native = compile_ir(tr.ir, [tr.entry, tr.loop])
     addresses = dict(native.addresses)
+
+    def line_twin() -> tuple[Translation, bytes]:
+        # The same code with line info, compiled on demand: LLVM's code generation does
+        # not depend on debug info, so its offsets hold for the code that runs.
+        twin = Translator(insns, name=name, sanitize=sanitize, budgeted=budgeted,
+                          natives={fid: row.gen for fid, row in natives.items()},
+                          debug_info=True, aux_reg=aux_reg).translate()
+        return twin, compile_ir(twin.ir, [twin.entry]).object_file
+
     return CompiledCode(tr, addresses, native.object_file, ENTRY_TYPE(addresses[tr.entry]),
-                        LOOP_TYPE(addresses[tr.loop]), time.perf_counter_ns() - t0)
+                        LOOP_TYPE(addresses[tr.loop]), time.perf_counter_ns() - t0,
+                        None if debug_info else line_twin)
 
 
 # --- per-thread native state -------------------------------------------------------------
@@ -213,7 +224,7 @@ class JitProgram:
         _bridge.register_run(tc.addr, state)
         try:
             program = self
-            args = (r1 & M64, r2 & M64, r3 & M64, r4 & M64, r5 & M64)
+            args: tuple[int, ...] = (r1 & M64, r2 & M64, r3 & M64, r4 & M64, r5 & M64)
             tail_calls = 0
             while True:
                 if program._table is not None:
@@ -295,6 +306,7 @@ class JitProgram:
             jctx.cpu = cpu
             jctx.loops = BPF_MAX_LOOPS
             jctx.steps = -1
+            jctx.loop_target = self.code.addresses[self.code.translation.entry]
             retval = ctypes.c_uint64(0)
             ns = self.code.loop(tc.addr, r1 & M64, max(repeat, 1), ctypes.addressof(retval))
             if jctx.status == Status.FAULT:
@@ -382,12 +394,14 @@ def compile_program(insns: Sequence[Insn], *, helpers: Mapping[int, HelperFn] | 
                     kfuncs: Mapping[int, HelperFn] | None = None, ld_abs: LdAbsFn | None = None,
                     mem: MemoryRegistry = REGISTRY, name: str = "prog", sanitize: bool = False,
                     harden: bool = False, native_helpers: bool = True,
-                    debug_info: bool = True, _budgeted: bool = False) -> JitProgram:
+                    debug_info: bool = False, _budgeted: bool = False) -> JitProgram:
     """JIT-compile a (verified, post-fixup) program.
 
     ``harden`` applies constant blinding first (``bpf_jit_harden``); ``sanitize`` checks
     every memory access against ``mem``; ``native_helpers`` lets standard helper
-    implementations run as native code (:mod:`pybpf.jit.natives`).
+    implementations run as native code (:mod:`pybpf.jit.natives`); ``debug_info`` emits
+    line info with the code (otherwise it is derived on demand, when jited line info or
+    an annotated disassembly is first asked for).
     """
     insns = list(insns)
     natives = natives_for(helpers or {}) if native_helpers else {}

@@ -47,7 +47,8 @@ class JitCtx(ctypes.Structure):
         ("nregions", ctypes.c_uint64),
         ("prandom", ctypes.c_uint64),
         ("run_id", ctypes.c_uint64),
-        ("reserved", ctypes.c_uint64 * 3),
+        ("loop_target", ctypes.c_uint64),  # the program the native test_run loop calls
+        ("reserved", ctypes.c_uint64 * 2),
         ("frames", ctypes.c_uint64 * MAX_CALL_FRAMES),  # frame pointers (one past the top)
     ]
 

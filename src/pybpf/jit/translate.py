@@ -205,7 +205,7 @@ class Emitter:
         return self.b.append_basic_block(name)
 
 
-class _FnPtrType(ir.PointerType):  # type: ignore[misc]
+class _FnPtrType(ir.PointerType):
     """An opaque ``ptr`` that remembers the function type it points to.
 
     llvmlite derives a callee's signature from its pointer type's pointee; LLVM 15+ IR
@@ -248,7 +248,7 @@ class Translator:
 
     def __init__(self, insns: Sequence[Insn], *, name: str = "prog", sanitize: bool = False,
                  budgeted: bool = False, natives: Mapping[int, NativeGen] | None = None,
-                 stack_mode: str | None = None, debug_info: bool = True,
+                 stack_mode: str | None = None, debug_info: bool = False,
                  aux_reg: bool = False) -> None:
         self.insns = list(insns)
         # r11 is BPF_REG_AX, which only constant blinding may use.
@@ -319,10 +319,14 @@ class Translator:
         """Frame bytes ``[lo, hi)`` (relative to r10) that must be zeroed on entry.
 
         The interpreter zeroes every frame. When r10 is only ever a memory base with a
-        constant offset, only the bytes those accesses reach can be observed.
+        constant offset, only the bytes those accesses reach can be observed. Otherwise,
+        in sanitize mode, the whole frame; without it (code the verifier vouched for) the
+        frame down to the lowest constant offset of any pointer derived from r10.
         """
         if self.fp_escapes or not self.fp_fixed:
-            return (-MAX_BPF_STACK, 0)
+            if self.sanitize:
+                return (-MAX_BPF_STACK, 0)
+            return (max(self._lowest_fp_offset(), -MAX_BPF_STACK), 0)
         lo, hi = 0, -MAX_BPF_STACK
         for ins, spec in zip(self.insns, self.specs, strict=True):
             if spec is None or spec.kind not in (Kind.LDX, Kind.LDXSX, Kind.ST, Kind.STX,
@@ -337,6 +341,29 @@ class Translator:
         lo = max(lo, -MAX_BPF_STACK)
         hi = min(hi, 0)
         return (lo, hi) if lo < hi else (0, 0)
+
+    def _lowest_fp_offset(self) -> int:
+        """A lower bound of the stack offsets reached through registers copied from r10."""
+        derived = {10}
+        changed = True
+        while changed:
+            changed = False
+            for ins, spec in zip(self.insns, self.specs, strict=True):
+                if spec is not None and spec.kind is Kind.MOV and spec.is64 and spec.src_reg \
+                        and ins.src in derived and ins.dst not in derived:
+                    derived.add(ins.dst)
+                    changed = True
+        add_lo = 0
+        off_lo = 0
+        for ins, spec in zip(self.insns, self.specs, strict=True):
+            if spec is None:
+                continue
+            if spec.kind is Kind.ALU and spec.is64 and not spec.src_reg and \
+                    spec.op in (AluOp.ADD, AluOp.SUB) and ins.dst in derived:
+                add_lo += min(ins.imm if spec.op == AluOp.ADD else -ins.imm, 0)
+            elif (spec.kind in (Kind.LDX, Kind.LDXSX) and ins.src in derived) or (spec.kind in (Kind.ST, Kind.STX, Kind.ATOMIC) and ins.dst in derived):
+                off_lo = min(off_lo, ins.off)
+        return add_lo + off_lo
 
     # -- module-level pieces ------------------------------------------------------------
     def reason(self, text: str) -> int:
@@ -461,8 +488,7 @@ class Translator:
             self._emit_function(self._func_queue.pop())
         entry = self._emit_entry(main)
         loop = self._emit_loop(entry)
-        functions = [(main.name, 0)] + sorted(
-            ((f.name, pc) for pc, f in self.funcs.items() if pc != 0), key=lambda t: t[1])
+        functions = [(main.name, 0), *sorted(((f.name, pc) for pc, f in self.funcs.items() if pc != 0), key=lambda t: t[1])]
         return Translation(str(self.module), entry.name, loop.name, functions, self.reasons,
                            self.stack_mode, self.uses_bridge, self._may_loop())
 
@@ -505,18 +531,17 @@ class Translator:
     def _emit_loop(self, entry: ir.Function) -> ir.Function:
         """``BPF_PROG_TEST_RUN``'s repeat loop in native code, timed with CLOCK_MONOTONIC.
 
-        The program is called through a pointer read with a volatile load, so LLVM can
-        neither inline it nor hoist a pure program out of the loop: every iteration runs
-        the program, as the kernel's loop does.
+        The program is called through the pointer in the run context's ``loop_target``
+        (set by ``JitProgram.test_run``), so LLVM can neither inline it nor hoist a pure
+        program out of the loop: every iteration runs the program, as the kernel's does.
         """
+        del entry
         fn = ir.Function(self.module, LOOP_FN, name=f"{self.prefix}_loop")
         fn.attributes.add("nounwind")  # no .eh_frame: nothing unwinds BPF code
         jctx, r1, repeat, retval = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         ts = b.alloca(ir.ArrayType(I64, 2))
         ts.type = PTR
-        holder = b.alloca(PTR)
-        b.store(entry, holder)
         clock_ty = ir.FunctionType(I32, [I32, PTR])
         clock = _typed_callee(b.inttoptr(ir.Constant(I64, CLOCK_GETTIME), PTR), clock_ty)
 
@@ -537,8 +562,8 @@ class Translator:
         i.add_incoming(ir.Constant(I64, 0), pre)
         b.cbranch(b.icmp_unsigned("<", i, repeat), body, out)
         b.position_at_end(body)
-        target = b.load(holder, typ=PTR)
-        target.set_metadata("volatile", self.module.add_metadata([]))  # type: ignore[attr-defined]
+        target = b.inttoptr(b.load(b.gep(jctx, [ir.Constant(I64, FIELD["loop_target"])],
+                                         source_etype=I64), typ=I64), PTR)
         r0 = b.call(_typed_callee(target, ENTRY_FN), [jctx, r1, *[ir.Constant(I64, 0)] * 4])
         b.store(r0, retval)
         status = b.load(b.gep(jctx, [ir.Constant(I64, FIELD["status"])], source_etype=I64),
@@ -620,8 +645,12 @@ class Translator:
             return None
         loc = st.locs.get(pc)
         if loc is None:
-            loc = st.locs[pc] = self.module.add_debug_info(
-                "DILocation", {"line": pc + 1, "column": 0, "scope": st.sp})
+            # Module.add_debug_info sorts and de-duplicates; these are unique by
+            # construction, so build the node directly (it is most of the IR-building time).
+            m = self.module
+            loc = st.locs[pc] = ir.values.DIValue(
+                m, False, "DILocation", (("column", 0), ("line", pc + 1), ("scope", st.sp)),
+                name=str(len(m.metadata)))
         return loc
 
     def _emit_block(self, st: _FuncState, start: int) -> None:

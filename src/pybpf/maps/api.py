@@ -23,8 +23,12 @@ from pybpf.errors import BpfError
 from pybpf.maps import elem_cmds
 from pybpf.maps.codec import Codec, make_codec
 from pybpf.maps.core import BpfMap, MapAttr
-from pybpf.maps.histogram import LINEAR_INDEX_MAX, LOG2_INDEX_MAX, print_linear_hist, \
-    print_log2_hist
+from pybpf.maps.histogram import (
+    LINEAR_INDEX_MAX,
+    LOG2_INDEX_MAX,
+    print_linear_hist,
+    print_log2_hist,
+)
 from pybpf.maps.ops import find_map_ops
 
 
@@ -32,21 +36,20 @@ class PerCpuValues(list[Any]):
     """One value per possible CPU, with BCC's reductions."""
 
     def sum(self) -> Any:
-        return sum(self)  # type: ignore[arg-type]
+        return sum(self)
 
     def max(self) -> Any:
         return max(self)
 
     def average(self) -> float:
-        return sum(self) / len(self)  # type: ignore[arg-type, no-any-return]
+        return sum(self) / len(self)
 
 
 def create_map(map_type: int, key_size: int, value_size: int, max_entries: int,
                flags: int = 0, *, map_extra: int = 0, name: bytes = b"",
                inner_map: BpfMap | None = None, **attrs: Any) -> BpfMap:
     """MAP_CREATE on the map side: type lookup, ``map_alloc_check``, ``map_alloc``."""
-    from pybpf.uapi import BPF_F_RDONLY, BPF_F_WRONLY, BPF_MAP_TYPE_ARENA, \
-        BPF_MAP_TYPE_BLOOM_FILTER
+    from pybpf.uapi import BPF_F_RDONLY, BPF_F_WRONLY, BPF_MAP_TYPE_ARENA, BPF_MAP_TYPE_BLOOM_FILTER
 
     if map_type not in (BPF_MAP_TYPE_BLOOM_FILTER, BPF_MAP_TYPE_ARENA) and map_extra:
         raise BpfError(errno.EINVAL)
@@ -317,7 +320,7 @@ class Map(MutableMapping[Any, Any]):
 
     def mmap(self) -> memoryview:
         """The values of a ``BPF_F_MMAPABLE`` array as a writable memoryview."""
-        return self.bmap.mmap()  # type: ignore[attr-defined, no-any-return]
+        return self.bmap.mmap()  # type: ignore[attr-defined]
 
     def as_numpy(self, dtype: Any = np.uint8) -> np.ndarray:
         """A writable numpy view on a ``BPF_F_MMAPABLE`` array's values (no copy)."""
@@ -331,13 +334,13 @@ class Map(MutableMapping[Any, Any]):
         return self[key].max()
 
     def average(self, key: Any) -> float:
-        return self[key].average()  # type: ignore[no-any-return]
+        return self[key].average()
 
     # -- queue / stack / bloom ------------------------------------------------------------
     def push(self, value: Any, flags: int = 0) -> None:
         elem_cmds.map_update_elem(self.bmap, b"", self._encode_value(value), flags)
 
-    def pop(self, *default: Any) -> Any:  # type: ignore[override]
+    def pop(self, *default: Any) -> Any:
         try:
             return self._vdec(elem_cmds.map_lookup_and_delete_elem(self.bmap, None))
         except BpfError as exc:

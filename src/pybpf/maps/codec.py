@@ -24,10 +24,9 @@ class Codec(Protocol):
 def _raw(obj: Any, size: int) -> bytes | None:
     if isinstance(obj, bytes):
         data = obj
-    elif isinstance(obj, (bytearray, memoryview)):
+    elif isinstance(obj, (bytearray, memoryview, ctypes.Structure, ctypes.Union, ctypes.Array,
+                          ctypes._SimpleCData)):
         data = bytes(obj)
-    elif isinstance(obj, (ctypes.Structure, ctypes.Union, ctypes.Array, ctypes._SimpleCData)):
-        data = bytes(obj)  # type: ignore[call-overload]
     else:
         return None
     if len(data) != size:
@@ -116,5 +115,5 @@ def make_codec(spec: Any, size: int) -> Codec:
                                                     ctypes.Union, ctypes.Array)):
         return CtypesCodec(spec)
     if hasattr(spec, "encode") and hasattr(spec, "decode"):
-        return spec  # type: ignore[no-any-return]
+        return spec
     raise TypeError(f"no codec for {spec!r}")

@@ -108,18 +108,18 @@ def map_batch(bmap: BpfMap, cmd: str, *, in_batch: bytes | None = None, keys: by
     try:
         _check_perms(bmap, has_read, has_write, can_read, can_write)
         if cmd == "lookup":
-            return ops.sys_lookup_batch(bmap, in_batch, count, elem_flags, flags)  # type: ignore[attr-defined, no-any-return]
+            return ops.sys_lookup_batch(bmap, in_batch, count, elem_flags, flags)  # type: ignore[attr-defined]
         if cmd == "lookup_and_delete":
-            return ops.sys_lookup_and_delete_batch(bmap, in_batch, count, elem_flags, flags)  # type: ignore[attr-defined, no-any-return]
+            return ops.sys_lookup_and_delete_batch(bmap, in_batch, count, elem_flags, flags)  # type: ignore[attr-defined]
         if cmd == "update":
-            return ops.sys_update_batch(bmap, keys, values, count, elem_flags, flags)  # type: ignore[attr-defined, no-any-return]
-        return ops.sys_delete_batch(bmap, keys, count, elem_flags, flags)  # type: ignore[attr-defined, no-any-return]
+            return ops.sys_update_batch(bmap, keys, values, count, elem_flags, flags)  # type: ignore[attr-defined]
+        return ops.sys_delete_batch(bmap, keys, count, elem_flags, flags)  # type: ignore[attr-defined]
     finally:
         if has_write:
             bmap.writecnt -= 1
 
 
-class _write_active:  # noqa: N801 - reads like the kernel's bpf_map_write_active_inc/dec
+class _write_active:
     def __init__(self, bmap: BpfMap) -> None:
         self.bmap = bmap
 

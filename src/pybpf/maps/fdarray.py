@@ -29,7 +29,7 @@ _U64 = struct.Struct("<Q")
 
 class FdArrayMap(BpfMap):
     def __init__(self, ops: BaseMapOps, attr: MapAttr) -> None:
-        super().__init__(ops, attr)  # type: ignore[arg-type]
+        super().__init__(ops, attr)
         self.slots = alloc_region(self, 8 * self.max_entries, "object slots")
         self.objects: list[Any] = [None] * self.max_entries
         self.write_header(elem_size=8, data=self.slots.start)

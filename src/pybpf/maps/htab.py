@@ -67,8 +67,12 @@ import numpy as np
 
 from pybpf.errors import BpfError
 from pybpf.maps.base import BaseMapOps, ForEachCallback
-from pybpf.maps.batch import BatchResult, check_elem_flags, generic_delete_batch, \
-    generic_update_batch
+from pybpf.maps.batch import (
+    BatchResult,
+    check_elem_flags,
+    generic_delete_batch,
+    generic_update_batch,
+)
 from pybpf.maps.common import (
     BPF_F_ACCESS_MASK,
     ENOTSUPP,
@@ -134,7 +138,7 @@ class HashTab(BpfMap):
     """A hash map's native table plus the Python-side index cache."""
 
     def __init__(self, ops: HtabOps, attr: MapAttr) -> None:
-        super().__init__(ops, attr)  # type: ignore[arg-type]
+        super().__init__(ops, attr)
         self.percpu = ops.percpu
         self.lru = ops.lru
         if self.lru and attr.map_flags & BPF_F_NO_COMMON_LRU:
@@ -158,6 +162,8 @@ class HashTab(BpfMap):
         self.elems = alloc_region(self, self.elem_size * self.n_elems, "elements")
         self.pcpu = alloc_region(self, self.n_elems * self.nr_cpus * self.vstride,
                                  "per-cpu values") if self.percpu else None
+        self.ctl_i = self.ctl.mv.cast("I")
+        self.ctl_q = self.ctl.mv.cast("Q")
         self.b32 = self.buckets.mv.cast("I")
         self.e32 = self.elems.mv.cast("I")
         self.emv = self.elems.mv
@@ -187,7 +193,9 @@ class HashTab(BpfMap):
 
     def sync(self) -> None:
         """Reload state if native code changed the table behind Python's back."""
-        (n_buckets, _h, _es, _ks, _vo, _ne, count, free_head, gen, *_rest
+        if self.ctl_q[4] == self.gen:
+            return
+        (_nb, _h, _es, _ks, _vo, _ne, count, free_head, gen, *_rest
          ) = _CTL.unpack_from(self.ctl.mv, 0)
         if gen == self.gen:
             return
@@ -198,13 +206,13 @@ class HashTab(BpfMap):
             self.index[self.key_of(idx)] = idx
 
     def bump(self) -> None:
+        """Publish count, free list and clock, then advance ``gen``."""
         self.gen += 1
-        _CTL.pack_into(self.ctl.mv, 0, self.n_buckets, self.hashrnd, self.elem_size,
-                       self.key_size, self.value_off, self.n_elems, self.count,
-                       self.free_head, self.gen, self.buckets.start, self.elems.start,
-                       self.pcpu.start if self.pcpu else 0, self.nr_cpus, self.vstride,
-                       self.clock, (1 if self.percpu else 0) | (2 if self.lru else 0),
-                       self.max_entries)
+        ci = self.ctl_i
+        ci[6] = self.count
+        ci[7] = self.free_head
+        ci[18] = self.clock
+        self.ctl_q[4] = self.gen
 
     # -- element access ---------------------------------------------------------------
     def key_of(self, idx: int) -> bytes:

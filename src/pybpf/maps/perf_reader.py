@@ -9,6 +9,7 @@ select/poll; :meth:`poll` does that and then consumes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import struct
@@ -83,18 +84,14 @@ class PerfBuffer:
         timeout = None if timeout_ms < 0 else timeout_ms / 1000
         ready, _, _ = select.select([self.efd], [], [], timeout)
         if ready:
-            try:
+            with contextlib.suppress(BlockingIOError):
                 os.eventfd_read(self.efd)
-            except BlockingIOError:
-                pass
         return self.consume()
 
     def close(self) -> None:
         for cpu, ev in enumerate(self.events):
-            try:
-                self.bmap.ops.sys_delete(self.bmap, cpu.to_bytes(4, "little"))  # type: ignore[attr-defined]
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):
+                self.bmap.ops.sys_delete(self.bmap, cpu.to_bytes(4, "little"))
             ev.close()
         self.events = []
         os.close(self.efd)

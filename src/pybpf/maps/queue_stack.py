@@ -34,7 +34,7 @@ _CTL = struct.Struct("<III")
 
 class QueueStackMap(BpfMap):
     def __init__(self, ops: BaseMapOps, attr: MapAttr) -> None:
-        super().__init__(ops, attr)  # type: ignore[arg-type]
+        super().__init__(ops, attr)
         self.size = self.max_entries + 1
         self.slots = alloc_region(self, self.size * self.value_size, "slots")
         self.ctl = alloc_region(self, 16, "queue control")

@@ -9,6 +9,7 @@ A callback returning a non-zero int stops consumption (libbpf's convention).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import struct
@@ -74,8 +75,6 @@ class RingBufConsumer:
         if not self.rb.producer_pos - self.rb.consumer_pos:
             timeout = None if timeout_ms < 0 else timeout_ms / 1000
             select.select([self.rb.wakeup_fd], [], [], timeout)
-        try:
+        with contextlib.suppress(BlockingIOError):
             os.eventfd_read(self.rb.wakeup_fd)
-        except BlockingIOError:
-            pass
         return self.consume()

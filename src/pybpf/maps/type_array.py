@@ -48,7 +48,7 @@ class ArrayMap(BpfMap):
     values: Region
 
     def __init__(self, ops: BaseMapOps, attr: MapAttr) -> None:
-        super().__init__(ops, attr)  # type: ignore[arg-type]
+        super().__init__(ops, attr)
         stride = self.value_stride
         size = self.max_entries * stride * self.copies()
         if attr.map_flags & BPF_F_MMAPABLE:
@@ -72,6 +72,7 @@ class ArrayMap(BpfMap):
 
 class ArrayOps(BaseMapOps):
     map_type = BPF_MAP_TYPE_ARRAY
+    percpu_values = False
 
     def map_alloc_check(self, attr: MapAttr) -> None:
         array_map_alloc_check(attr)
@@ -152,7 +153,21 @@ class ArrayOps(BaseMapOps):
 
     def sys_update_batch(self, bmap: BpfMap, keys: bytes, values: bytes, count: int,
                          elem_flags: int, flags: int) -> BatchResult:
-        return generic_update_batch(self, bmap, keys, values, count, elem_flags, flags)
+        """``generic_map_update_batch``; without a spin lock, one vectorised scatter."""
+        assert isinstance(bmap, ArrayMap)
+        vs = self.sys_value_size(bmap)
+        block = vs
+        if (elem_flags or bmap.spin_lock_off >= 0 or not count
+                or len(keys) < 4 * count or len(values) < vs * count):
+            return generic_update_batch(self, bmap, keys, values, count, elem_flags, flags)
+        idx = np.frombuffer(keys, "<u4", count)
+        if int(idx.max()) >= bmap.max_entries:
+            return generic_update_batch(self, bmap, keys, values, count, elem_flags, flags)
+        stride = bmap.value_stride * bmap.copies()
+        table = np.frombuffer(bmap.vmv, np.uint8).reshape(bmap.max_entries, stride)
+        with bmap.lock:
+            table[idx, :block] = np.frombuffer(values, np.uint8, vs * count).reshape(count, vs)
+        return BatchResult(count)
 
     # -- program side -----------------------------------------------------------------
     def map_lookup_elem(self, bmap: BpfMap, key_addr: int, cpu: int = 0) -> int:

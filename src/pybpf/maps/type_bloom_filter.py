@@ -37,7 +37,7 @@ SIZEOF_BPF_BLOOM_FILTER = 312
 
 class BloomFilterMap(BpfMap):
     def __init__(self, ops: BaseMapOps, attr: MapAttr) -> None:
-        super().__init__(ops, attr)  # type: ignore[arg-type]
+        super().__init__(ops, attr)
         self.nr_hash_funcs = attr.map_extra or 5
         nr_bits = attr.max_entries * self.nr_hash_funcs
         if nr_bits > U32_MAX or (nr_bits // 5) * 7 > U32_MAX or (nr_bits // 5) * 7 > 1 << 31:

@@ -72,7 +72,7 @@ def longest_prefix_match(node: Node, prefixlen: int, data: bytes) -> int:
 
 class LpmTrieMap(BpfMap):
     def __init__(self, ops: BaseMapOps, attr: MapAttr) -> None:
-        super().__init__(ops, attr)  # type: ignore[arg-type]
+        super().__init__(ops, attr)
         self.data_size = self.key_size - 4
         self.max_prefixlen = self.data_size * 8
         self.root: Node | None = None

@@ -18,6 +18,7 @@ the event is on another CPU, ENOSPC (and a lost-record count) when the ring is f
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import struct
@@ -92,10 +93,8 @@ class PerfEvent:
             self._write(head, rec)
             _Q.pack_into(self.mv, DATA_HEAD_OFF, head + len(rec))
         if self.wakeup_fd >= 0:
-            try:
+            with contextlib.suppress(OSError):
                 os.eventfd_write(self.wakeup_fd, 1)
-            except OSError:
-                pass
         return 0
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ which a consumer can wait on with select/poll (see :mod:`pybpf.maps.ringbuf_cons
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import mmap
@@ -98,7 +99,7 @@ class _DoubleMapping:
 
 class RingBufMap(BpfMap):
     def __init__(self, ops: BaseMapOps, attr: MapAttr) -> None:
-        super().__init__(ops, attr)  # type: ignore[arg-type]
+        super().__init__(ops, attr)
         size = self.max_entries
         self.mask = size - 1
         self.mapping = _DoubleMapping(size)
@@ -170,10 +171,8 @@ class RingBufMap(BpfMap):
             self.wakeup()
 
     def wakeup(self) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError, OSError):
             os.eventfd_write(self.wakeup_fd, 1)
-        except (BlockingIOError, OSError):
-            pass
 
     def query(self, flags: int) -> int:
         if flags == BPF_RB_AVAIL_DATA:

@@ -22,8 +22,13 @@ from pybpf.maps.core import BpfMap, MapAttr
 from pybpf.maps.jhash import jhash2
 from pybpf.maps.ops import register_map_ops
 from pybpf.maps.storage import alloc_region
-from pybpf.uapi import BPF_F_NUMA_NODE, BPF_F_RDONLY, BPF_F_STACK_BUILD_ID, BPF_F_WRONLY, \
-    BPF_MAP_TYPE_STACK_TRACE
+from pybpf.uapi import (
+    BPF_F_NUMA_NODE,
+    BPF_F_RDONLY,
+    BPF_F_STACK_BUILD_ID,
+    BPF_F_WRONLY,
+    BPF_MAP_TYPE_STACK_TRACE,
+)
 
 STACK_CREATE_FLAG_MASK = BPF_F_NUMA_NODE | BPF_F_RDONLY | BPF_F_WRONLY | BPF_F_STACK_BUILD_ID
 SYSCTL_PERF_EVENT_MAX_STACK = 127
@@ -34,14 +39,14 @@ SIZEOF_STACK_MAP_BUCKET = 16
 
 def perf_event_max_stack() -> int:
     try:
-        return int(open("/proc/sys/kernel/perf_event_max_stack").read())  # noqa: SIM115
+        return int(open("/proc/sys/kernel/perf_event_max_stack").read())
     except (OSError, ValueError):
         return SYSCTL_PERF_EVENT_MAX_STACK
 
 
 class StackTraceMap(BpfMap):
     def __init__(self, ops: BaseMapOps, attr: MapAttr) -> None:
-        super().__init__(ops, attr)  # type: ignore[arg-type]
+        super().__init__(ops, attr)
         self.n_buckets = roundup_pow_of_two(self.max_entries)
         self.slot_size = 8 + self.value_size
         self.slab = alloc_region(self, self.n_buckets * self.slot_size, "stack buckets")

@@ -61,7 +61,8 @@ def thread_stack(mem: MemoryRegistry = REGISTRY) -> StackFrames:
 class RunContext:
     """What a running program and its helpers share."""
 
-    __slots__ = ("cpu", "data", "depth", "kernel", "loops", "mem", "prog", "stack", "steps")
+    __slots__ = ("cpu", "data", "depth", "kernel", "loops", "mem", "prog", "runner", "stack",
+                 "steps")
 
     def __init__(self, *, mem: MemoryRegistry = REGISTRY, cpu: int = 0, prog: Any = None,
                  kernel: Any = None, steps: int = -1) -> None:
@@ -74,3 +75,15 @@ class RunContext:
         self.loops = BPF_MAX_LOOPS
         self.steps = steps  # instruction budget; negative = unlimited
         self.data: dict[str, Any] = {}
+        self.runner: Any = None  # the compiled program running now (interpreter or JIT)
+
+    def call_subprog(self, target: int, r1: int = 0, r2: int = 0, r3: int = 0, r4: int = 0,
+                     r5: int = 0) -> int:
+        """Run the current program's subprogram at instruction ``target`` and return r0.
+
+        Helpers that take a callback (``for_each_map_elem``, ``loop``, timers, …) call
+        this, like the kernel calling a ``PTR_TO_FUNC`` from a helper.
+        """
+        if self.runner is None:
+            raise RuntimeError("no program is running in this context")
+        return int(self.runner.call_subprog(self, target, r1, r2, r3, r4, r5))

@@ -182,6 +182,7 @@ class CompiledProgram:
         ctx.depth = 0
         R[10] = ctx.stack.enter(0)
         blocks = self._blocks
+        ctx.runner = self
         tail_calls = 0
         pc = 0
         while True:
@@ -197,6 +198,7 @@ class CompiledProgram:
                     return R[0]
                 target = tc.target if not self.budgeted else tc.target.with_budget()
                 blocks = target._blocks
+                ctx.runner = target
                 ctx.depth = 0
                 pc = 0
 
@@ -560,6 +562,26 @@ class CompiledProgram:
         if self.ld_abs is None:
             raise BpfFault(pc, 0, size, "LD_ABS/LD_IND needs a socket buffer context")
         return self.ld_abs(ctx, skb, off & M64, size)
+
+    def call_subprog(self, ctx: RunContext, target: int, r1: int = 0, r2: int = 0, r3: int = 0,
+                     r4: int = 0, r5: int = 0) -> int:
+        """Call the subprogram at ``target`` from a helper: fresh registers, next frame."""
+        depth = ctx.depth + 1
+        if depth >= MAX_CALL_FRAMES:
+            raise BpfFault(target, 0, 0, f"call depth exceeds {MAX_CALL_FRAMES} frames")
+        if not 0 <= target < len(self.insns):
+            raise BpfFault(target, 0, 0, f"callback target {target} out of range")
+        R = [0, r1 & M64, r2 & M64, r3 & M64, r4 & M64, r5 & M64, 0, 0, 0, 0, 0]
+        ctx.depth = depth
+        R[10] = ctx.stack.enter(depth)
+        blocks = self._blocks
+        try:
+            p = target
+            while p >= 0:
+                p = blocks[p](R, ctx)
+        finally:
+            ctx.depth = depth - 1
+        return R[0]
 
     def _subcall(self, ctx: RunContext, R: list[int], target: int, pc: int) -> None:
         depth = ctx.depth + 1

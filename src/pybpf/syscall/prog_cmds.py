@@ -155,11 +155,14 @@ def select_runtime(prog: BpfProg, insns: list[Any]) -> None:
     if kernel.sysctl["bpf_jit_enable"]:
         compile_program = _jit_compiler()
         if compile_program is not None:
+            harden = kernel.sysctl["bpf_jit_harden"]
+            # bpf_jit_blinding_enabled(): 2 blinds everything, 1 only unprivileged programs
+            blind = harden == 2 or (harden == 1 and not prog.aux.get("bpf_capable", True))
             try:
                 jitted = compile_program(insns, helpers=helpers, ld_abs=ld_abs, name=name,
-                                         prog=prog, kernel=kernel)
-            except (NotImplementedError, ValueError, RuntimeError, BpfError):
-                jitted = None  # not CONFIG_BPF_JIT_ALWAYS_ON: fall back to the interpreter
+                                         harden=blind)
+            except Exception:  # noqa: BLE001 - a JIT failure falls back, as without
+                jitted = None  # CONFIG_BPF_JIT_ALWAYS_ON: the interpreter runs it
             if jitted is not None:
                 prog.bpf_func = jitted
                 prog.jited = True
@@ -268,6 +271,7 @@ def _load_rest(call: Call, prog: BpfProg) -> int:
     prog.license = license.decode("latin-1")
     prog.gpl_compatible = license_is_gpl_compatible(license)
     prog.pages = bpf_prog_pages(a.insn_cnt)
+    prog.aux["bpf_capable"] = call.cred.bpf_capable()
     if a.signature:
         if a.signature_size != SHA256_DIGEST_SIZE:
             raise BpfError(errno.EINVAL, "signature_size")

@@ -54,47 +54,54 @@ class VerifierResult:
 
 
 def bpf_check(inp: VerifierInput) -> VerifierResult:
-    """Verify a program. Placeholder until the verifier lands: structural checks only.
+    """Verify a program as Linux 6.18's ``bpf_check`` does.
 
-    It resolves ``BPF_PSEUDO_MAP_FD`` / ``BPF_PSEUDO_MAP_VALUE`` to map addresses and
-    rejects what the instruction-level validator rejects; it proves nothing about safety.
+    Returns the verdict (``errno`` 0 = accepted), the log text for ``inp.log_level``, the
+    rewritten instructions (map fds resolved to map addresses) and the maps used.
+    ``extra["error_line"]`` is the last message the verifier printed when it rejected.
     """
-    from pybpf.isa.opcodes import Pseudo
+    import time
 
-    insns = list(inp.insns)
-    used: list[Any] = []
-    i = 0
-    while i < len(insns):
-        ins = insns[i]
-        if ins.code == 0x18:
-            if i + 1 >= len(insns):
-                return VerifierResult(errno.EINVAL, "invalid bpf_ld_imm64 insn\n")
-            if ins.src in (Pseudo.MAP_FD, Pseudo.MAP_VALUE):
-                bmap = inp.map_by_fd(ins.imm)
-                if bmap is None:
-                    return VerifierResult(errno.EBADF, f"fd {ins.imm} is not pointing to valid bpf_map\n")
-                if bmap not in used:
-                    used.append(bmap)
-                addr = bmap.addr
-                if ins.src == Pseudo.MAP_VALUE:
-                    value_addr = getattr(bmap, "direct_value_addr", None)
-                    if value_addr is None:
-                        return VerifierResult(errno.EINVAL, "map direct value access not supported\n")
-                    addr = value_addr(insns[i + 1].imm)
-                lo = addr & 0xFFFFFFFF
-                hi = addr >> 32
-                insns[i] = ins._replace(src=0, imm=lo - (1 << 32) if lo >> 31 else lo)
-                insns[i + 1] = insns[i + 1]._replace(imm=hi - (1 << 32) if hi >> 31 else hi)
-            i += 2
-            continue
-        i += 1
+    from pybpf.verifier.cfg import VerifyError
+    from pybpf.verifier.core import Verifier
+    from pybpf.verifier.fixups import apply_fixups
+    from pybpf.verifier.log import BPF_LOG_STATS
+
+    t0 = time.perf_counter_ns()
+    v = Verifier(inp)
+    err = 0
     try:
-        from pybpf.isa.validate import check_program_structure
-    except ImportError:
-        check_program_structure = None
-    if check_program_structure is not None:
-        problem = check_program_structure(list(inp.insns))
-        if problem is not None:
-            err, msg = problem
-            return VerifierResult(err, msg if msg.endswith("\n") else msg + "\n")
-    return VerifierResult(0, "", insns, used, verified_insns=len(insns))
+        if not inp.insns:
+            raise VerifyError(errno.EINVAL)
+        v.run()
+    except VerifyError as e:
+        err = e.errno
+    except RecursionError:
+        v.verbose("verifier internal error: recursion too deep\n")
+        err = errno.EFAULT
+    elapsed_us = (time.perf_counter_ns() - t0) // 1000
+    log = v.log
+    if log.enabled or inp.log_level & BPF_LOG_STATS:
+        stats = (f"processed {v.insn_processed} insns (limit 1000000) max_states_per_insn "
+                 f"{v.max_states_per_insn} total_states {v.total_states} peak_states {v.peak_states} "
+                 f"mark_read 0\n")
+        if inp.log_level & BPF_LOG_STATS:
+            log.parts.append(f"verification time {elapsed_us} usec\n")
+            log.parts.append("stack depth " + "+".join(
+                str(v.max_stack.get(i, 0)) for i in range(len(v.cfg.subprogs) or 1)) + "\n")
+        log.parts.append(stats)
+    error_line = ""
+    if err:
+        lines = [ln for ln in "".join(v.errors).split("\n") if ln.strip()]
+        error_line = lines[-1] if lines else ""
+        return VerifierResult(err, log.text(), list(inp.insns), v.used_maps,
+                              verified_insns=v.insn_processed,
+                              extra={"error_line": error_line, "insn_processed": v.insn_processed,
+                                     "time_us": elapsed_us})
+    insns = apply_fixups(v)
+    depth = max(v.max_stack.values(), default=0)
+    return VerifierResult(0, log.text(), insns, v.used_maps, stack_depth=(depth + 7) // 8 * 8,
+                          verified_insns=v.insn_processed,
+                          subprog_starts=[s.start for s in v.cfg.subprogs],
+                          extra={"insn_processed": v.insn_processed, "time_us": elapsed_us,
+                                 "max_stack": dict(v.max_stack)})

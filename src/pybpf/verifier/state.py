@@ -109,6 +109,7 @@ class VState:
     insn_idx: int = 0
     may_goto_depth: int = 0
     loop_entry: int = -1
+    parent: VState | None = None
 
     @property
     def cur(self) -> FuncState:
@@ -121,7 +122,7 @@ class VState:
     def copy(self) -> VState:
         return VState([f.copy() for f in self.frames], [RefState(r.id, r.insn_idx, r.kind) for r in self.refs],
                       self.active_lock, self.active_rcu, 0, self.insn_idx, self.may_goto_depth,
-                      self.loop_entry)
+                      self.loop_entry, self.parent)
 
     def all_regs(self):  # type: ignore[no-untyped-def]
         """Every register of every frame, including spilled ones (``bpf_for_each_reg_in_vstate``)."""

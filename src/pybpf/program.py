@@ -1,0 +1,201 @@
+"""``Program``: a loaded BPF program as a Python object, a thin layer over ``bpf()``.
+
+Every method is one or two system calls on the program's :class:`~pybpf.kernel.Kernel`
+(``BPF_PROG_LOAD``, ``BPF_OBJ_GET_INFO_BY_FD``, ``BPF_PROG_TEST_RUN``, ``BPF_OBJ_PIN``…);
+failures raise :class:`~pybpf.errors.BpfError` with the kernel's errno and, for a load, the
+verifier log.
+
+>>> prog = Program.load(kernel, BPF_PROG_TYPE_SOCKET_FILTER, insns, license="GPL")
+>>> prog.test_run(data_in=bytes(64)).retval
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pybpf.errors import BpfError
+from pybpf.isa.insn import Insn, encode
+from pybpf.kernel import Kernel, Task, default_kernel
+from pybpf.uapi import BpfCmd, bpf_attr
+
+DEFAULT_LOG_SIZE = 1 << 20
+
+
+@dataclass
+class TestRun:
+    """Result of :meth:`Program.test_run` (libbpf's ``bpf_test_run_opts`` outputs)."""
+
+    __test__ = False
+
+    retval: int
+    data_out: bytes
+    ctx_out: bytes
+    duration: int
+    data_size_out: int = 0
+    ctx_size_out: int = 0
+
+
+def _addr(buf: Any) -> int:
+    return ctypes.addressof(buf) if buf is not None else 0
+
+
+class Program:
+    """A program fd in a task of a kernel instance."""
+
+    def __init__(self, task: Task, fd: int, log: str = "") -> None:
+        self.task = task
+        self.fd = fd
+        self.log = log
+
+    @property
+    def kernel(self) -> Kernel:
+        return self.task.kernel
+
+    # -- construction ------------------------------------------------------------------
+    @classmethod
+    def load(cls, kernel: Kernel | None, prog_type: int, insns: Sequence[Insn] | bytes, *,
+             license: str = "GPL", log_level: int = 0, log_size: int | None = None,
+             name: str = "", expected_attach_type: int = 0, prog_flags: int = 0,
+             task: Task | None = None, **fields: Any) -> Program:
+        """``BPF_PROG_LOAD``. With ``log_level`` > 0 a log buffer of ``log_size`` bytes (1 MiB
+        by default) is passed; on failure the log is retried at level 1 for the error."""
+        kernel = kernel or default_kernel()
+        task = task or kernel.root
+        raw = insns if isinstance(insns, (bytes, bytearray)) else encode(insns)
+        code = ctypes.create_string_buffer(bytes(raw), max(len(raw), 1))
+        lic = ctypes.create_string_buffer(license.encode())
+
+        def attempt(level: int) -> tuple[int, str]:
+            size = (log_size if log_size is not None else DEFAULT_LOG_SIZE) if level else 0
+            logbuf = ctypes.create_string_buffer(size) if size else None
+            attr = bpf_attr()
+            attr.prog_type, attr.insn_cnt = prog_type, len(raw) // 8
+            attr.insns, attr.license = ctypes.addressof(code), ctypes.addressof(lic)
+            attr.log_level, attr.log_size, attr.log_buf = level, size, _addr(logbuf)
+            attr.prog_name = name.encode()
+            attr.expected_attach_type, attr.prog_flags = expected_attach_type, prog_flags
+            for key, value in fields.items():
+                setattr(attr, key, value)
+            ret = task.bpf(BpfCmd.BPF_PROG_LOAD, attr)
+            text = logbuf.value.decode("utf-8", "replace") if logbuf is not None else ""
+            return ret, text
+
+        ret, log = attempt(log_level)
+        if ret < 0 and not log_level and -ret not in (errno.EPERM, errno.E2BIG, errno.EFAULT):
+            _ret2, log = attempt(1)
+        if ret < 0:
+            raise BpfError(-ret, "BPF_PROG_LOAD failed", log)
+        return cls(task, ret, log)
+
+    @classmethod
+    def from_fd(cls, task: Task, fd: int) -> Program:
+        return cls(task, fd)
+
+    @classmethod
+    def from_id(cls, kernel: Kernel, prog_id: int, task: Task | None = None) -> Program:
+        task = task or kernel.root
+        attr = bpf_attr()
+        attr.prog_id = prog_id
+        ret = task.bpf(BpfCmd.BPF_PROG_GET_FD_BY_ID, attr)
+        if ret < 0:
+            raise BpfError(-ret, f"no program with id {prog_id}")
+        return cls(task, ret)
+
+    @classmethod
+    def pinned(cls, kernel: Kernel, path: str, task: Task | None = None) -> Program:
+        from pybpf.syscall.info import obj_get
+
+        task = task or kernel.root
+        return cls(task, obj_get(task, path))
+
+    # -- queries -----------------------------------------------------------------------
+    def info(self) -> Any:
+        """``bpf_prog_info`` (ctypes struct from :mod:`pybpf.uapi`)."""
+        from pybpf.syscall.info import get_info
+
+        return get_info(self.task, self.fd)
+
+    @property
+    def id(self) -> int:
+        return int(self.info().id)
+
+    @property
+    def tag(self) -> str:
+        return bytes(self.info().tag).hex()
+
+    @property
+    def name(self) -> str:
+        return bytes(self.info().name).decode()
+
+    @property
+    def obj(self) -> Any:
+        """The kernel-side :class:`pybpf.core.prog.BpfProg` (for tools and tests)."""
+        file = self.task.fds.get(self.fd)
+        if file is None:
+            raise BpfError(errno.EBADF, f"fd {self.fd} is not open")
+        return file.obj
+
+    # -- actions -----------------------------------------------------------------------
+    def test_run(self, data_in: bytes = b"", *, data_size_out: int | None = None,
+                 ctx_in: bytes | None = None, ctx_size_out: int | None = None,
+                 repeat: int = 1, flags: int = 0, cpu: int = 0,
+                 batch_size: int = 0) -> TestRun:
+        """``BPF_PROG_TEST_RUN`` with libbpf's option names."""
+        if data_size_out is None:
+            data_size_out = len(data_in) + 512 if data_in else 0
+        if ctx_size_out is None:
+            ctx_size_out = max(len(ctx_in or b""), 256) if ctx_in is not None else 0
+        din = ctypes.create_string_buffer(data_in, len(data_in)) if data_in else None
+        dout = ctypes.create_string_buffer(data_size_out) if data_size_out else None
+        cin = ctypes.create_string_buffer(ctx_in, len(ctx_in)) if ctx_in else None
+        cout = ctypes.create_string_buffer(ctx_size_out) if ctx_size_out else None
+        attr = bpf_attr()
+        t = attr.test
+        t.prog_fd, t.repeat, t.flags, t.cpu, t.batch_size = self.fd, repeat, flags, cpu, \
+            batch_size
+        t.data_in, t.data_size_in = _addr(din), len(data_in)
+        t.data_out, t.data_size_out = _addr(dout), data_size_out
+        t.ctx_in, t.ctx_size_in = _addr(cin), len(ctx_in or b"")
+        t.ctx_out, t.ctx_size_out = _addr(cout), ctx_size_out
+        ret = self.task.bpf(BpfCmd.BPF_PROG_TEST_RUN, attr)
+        if ret < 0:
+            raise BpfError(-ret, "BPF_PROG_TEST_RUN failed")
+        data = dout.raw[:min(t.data_size_out, data_size_out)] if dout is not None else b""
+        ctx = cout.raw[:min(t.ctx_size_out, ctx_size_out)] if cout is not None else b""
+        return TestRun(t.retval, data, ctx, t.duration, t.data_size_out, t.ctx_size_out)
+
+    def pin(self, path: str) -> None:
+        from pybpf.syscall.info import obj_pin
+
+        obj_pin(self.task, self.fd, path)
+
+    def bind_map(self, map_fd: int) -> None:
+        attr = bpf_attr()
+        attr.prog_bind_map.prog_fd, attr.prog_bind_map.map_fd = self.fd, map_fd
+        ret = self.task.bpf(BpfCmd.BPF_PROG_BIND_MAP, attr)
+        if ret < 0:
+            raise BpfError(-ret, "BPF_PROG_BIND_MAP failed")
+
+    def attach_raw_tracepoint(self, name: str) -> Any:
+        """``BPF_RAW_TRACEPOINT_OPEN``: a :class:`pybpf.link.Link`."""
+        from pybpf.link import Link
+
+        return Link.raw_tracepoint(self, name)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            self.task.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> Program:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Program(fd={self.fd})"

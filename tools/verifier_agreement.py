@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Run the shared verifier corpus through pybpf and print agreement with the 6.18 labels.
+
+    .venv/bin/python tools/verifier_agreement.py [--list] [--only N,...] [--corpus PATH]
+
+Prints ``verdict A/B, message C/D, retval E/F`` plus timing, and with ``--list`` every
+disagreement (index, description, kernel's error line, ours).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from pybpf.verifier import corpus  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", default=None)
+    ap.add_argument("--list", action="store_true", help="print every disagreement")
+    ap.add_argument("--only", default="", help="comma-separated case indices")
+    args = ap.parse_args(argv)
+    cases = corpus.load(args.corpus)
+    if args.only:
+        want = {int(x) for x in args.only.split(",")}
+        cases = [c for c in cases if c["index"] in want]
+    outs = []
+    t0 = time.perf_counter()
+    processed = 0
+    for c in cases:
+        try:
+            o = corpus.run_case(c)
+        except Exception as e:  # noqa: BLE001 - report, keep going
+            print(f"CRASH {c['index']} {c['descr']}: {type(e).__name__}: {e}")
+            import traceback
+            traceback.print_exc()
+            continue
+        outs.append(o)
+        if o.result is not None:
+            processed += o.result.extra.get("insn_processed", 0)
+    dt = time.perf_counter() - t0
+    labelled = [o for o in outs if o.labelled]
+    rejected = [o for o in labelled if not o.kernel_accepted]
+    v_ok = sum(o.verdict_ok for o in labelled)
+    m_ok = sum(bool(o.message_ok) for o in rejected)
+    stub = [o for o in labelled if o.stub_maps]
+    print(f"verdict {v_ok}/{len(labelled)}, message {m_ok}/{len(rejected)} (rejected cases), "
+          f"cases with stand-in maps {len(stub)} (verdict {sum(o.verdict_ok for o in stub)}/{len(stub)})")
+    print(f"time {dt:.2f}s for {len(outs)} cases, {processed} insns processed, "
+          f"{processed / dt if dt else 0:.0f} insns/s")
+    if args.list:
+        for o in labelled:
+            if not o.verdict_ok or o.message_ok is False:
+                tag = "VERDICT" if not o.verdict_ok else "MESSAGE"
+                print(f"{tag} {o.index} [{o.descr}] kernel={'acc' if o.kernel_accepted else 'rej'}:"
+                      f" {o.kernel_error!r} ours={'acc' if o.accepted else 'rej'}: {o.our_error!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
