@@ -69,3 +69,11 @@ def test_find_requires_the_whole_range(mem: MemoryRegistry) -> None:
     assert mem.find(r.start, 8) is r
     assert mem.find(r.start + 1, 8) is None
     assert mem.find(r.start - 1, 1) is None or mem.find(r.start - 1, 1) is not r
+
+
+def test_version_changes_on_every_add_and_remove(mem: MemoryRegistry) -> None:
+    v0 = mem.version
+    r = mem.alloc(8, "a")
+    assert mem.version == v0 + 1
+    mem.remove(r)
+    assert mem.version == v0 + 2

@@ -86,6 +86,7 @@ class MemoryRegistry:
         self._starts: tuple[int, ...] = ()
         self._regions: tuple[Region, ...] = ()
         self._caches: weakref.WeakSet[_LastHit] = weakref.WeakSet()
+        self.version = 0  # bumped on every add/remove: native mirrors of the table re-sync
 
     # -- registration -------------------------------------------------------------------
     def add(self, region: Region) -> Region:
@@ -100,6 +101,7 @@ class MemoryRegistry:
             starts.insert(i, region.start)
             regions.insert(i, region)
             self._starts, self._regions = tuple(starts), tuple(regions)
+            self.version += 1
         return region
 
     def remove(self, region: Region) -> None:
@@ -107,6 +109,7 @@ class MemoryRegistry:
             regions = [r for r in self._regions if r is not region]
             self._regions = tuple(regions)
             self._starts = tuple(r.start for r in regions)
+            self.version += 1
             for cache in list(self._caches):
                 cache.forget(region)
 
