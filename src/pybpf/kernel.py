@@ -237,13 +237,24 @@ class SecurityHooks:
 
 
 def _default_helpers() -> HelperTable:
-    """Every helper prototype the ``pybpf.helpers`` modules publish as ``PROTOS``."""
+    """Every helper prototype pybpf knows, with its implementation.
+
+    :func:`pybpf.helpers.registry.all_protos` merges the map helpers and the rest; any
+    other ``pybpf.helpers`` module may also publish ``PROTOS`` (a list of FuncProto).
+    """
     import importlib
     import pkgutil
 
     import pybpf.helpers as pkg
 
     table = HelperTable()
+    try:
+        from pybpf.helpers.registry import all_protos
+    except ImportError:
+        pass
+    else:
+        for proto in all_protos().values():
+            table.register(proto)
     for info in pkgutil.iter_modules(pkg.__path__):
         if info.name.startswith("_") or info.name == "proto":
             continue

@@ -134,7 +134,7 @@ def info(fd: str, cls: type[Any], size: int | None = None, **fields: Any) -> Any
             setattr(obj, k, v(w) if callable(v) else v)
         w.keep.append(raw)
         a = attr()
-        a.info.bpf_fd = w.fd[fd] if fd in w.fd else BAD_FD
+        a.info.bpf_fd = w.fd.get(fd, BAD_FD)
         a.info.info_len = n
         a.info.info = ctypes.addressof((ctypes.c_char * len(raw)).from_buffer(raw))
         return a, None

@@ -97,7 +97,7 @@ _UNDERSCORE, _DOT = 0x5F, 0x2E
 class _Type:
     """One ``struct btf_type`` record as the kernel sees it (no interpretation yet)."""
 
-    __slots__ = ("id", "off", "name_off", "info", "st", "kind", "vlen", "kflag")
+    __slots__ = ("id", "info", "kflag", "kind", "name_off", "off", "st", "vlen")
 
     def __init__(self, tid: int, off: int, name_off: int, info: int, st: int) -> None:
         self.id = tid
@@ -323,11 +323,8 @@ class _Verifier:
         vals = struct.unpack("<HBBIIIII", raw)
         self.hdr = dict(zip(self.hdr, vals, strict=True))
         h = self.hdr
-        for key in ("magic", "version", "flags", "hdr_len", "type_off", "type_len",
-                    "str_off", "str_len"):
-            v = h[key]
-            self.log(f"{key}: {v:#x}\n" if key in ("magic", "flags") and v else
-                     f"{key}: 0x0\n" if key in ("magic", "flags") else f"{key}: {v}\n")
+        for key, v in h.items():
+            self.log(f"{key}: {v:#x}\n" if key in ("magic", "flags") else f"{key}: {v}\n")
         self.log(f"btf_total_size: {size}\n")
         if h["magic"] != BTF_MAGIC:
             self.log("Invalid magic")
@@ -788,7 +785,7 @@ class _Verifier:
     def res_modifier(self, v: _Vertex) -> int:
         nid = v.t.st
         nt = self.by_id(nid)
-        if nt is None or nt.kind in _SOURCE_ONLY and nt is not _VOID:
+        if nt is None or (nt.kind in _SOURCE_ONLY and nt is not _VOID):
             return self.fail_v(v, "Invalid type_id")
         if not self.is_sink(nt) and not self.is_resolved(nid):
             return self.push(nt, nid)
@@ -807,7 +804,7 @@ class _Verifier:
     def res_ptr(self, v: _Vertex) -> int:
         nid = v.t.st
         nt = self.by_id(nid)
-        if nt is None or nt.kind in _SOURCE_ONLY and nt is not _VOID:
+        if nt is None or (nt.kind in _SOURCE_ONLY and nt is not _VOID):
             return self.fail_v(v, "Invalid type_id")
         if not self.is_sink(nt) and not self.is_resolved(nid):
             return self.push(nt, nid)
@@ -829,7 +826,7 @@ class _Verifier:
     def res_var(self, v: _Vertex) -> int:
         nid = v.t.st
         nt = self.by_id(nid)
-        if nt is None or nt.kind in _SOURCE_ONLY and nt is not _VOID:
+        if nt is None or (nt.kind in _SOURCE_ONLY and nt is not _VOID):
             return self.fail_v(v, "Invalid type_id")
         if not self.is_sink(nt) and not self.is_resolved(nid):
             return self.push(nt, nid)
@@ -1091,7 +1088,7 @@ class _Verifier:
         for i in range(nargs):
             name_off, aid = self.pair(t, i)
             at = self.by_id(aid)
-            if at is None or at.kind in _SOURCE_ONLY and at is not _VOID:
+            if at is None or (at.kind in _SOURCE_ONLY and at is not _VOID):
                 raise self.fail_type(t, f"Invalid arg#{i + 1}")
             if name_off and (not self.name_offset_valid(name_off)
                              or not self.valid_identifier(name_off)):

@@ -13,6 +13,7 @@ rich ``MutableMapping`` ``Map`` class of the maps layer is built on it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import struct
@@ -126,10 +127,8 @@ class KMap:
             free(self.bmap)
         release = getattr(self.bmap, "release_header", None)
         if callable(release):
-            try:
+            with contextlib.suppress(KeyError, ValueError):
                 release()
-            except (KeyError, ValueError):
-                pass
         k._untrack_map(self)
 
     def __repr__(self) -> str:

@@ -74,6 +74,36 @@ class MapAttr:
 
 _BY_ADDR: weakref.WeakValueDictionary[int, BpfMap] = weakref.WeakValueDictionary()
 
+_cpu = threading.local()
+
+
+def sys_cpu() -> int:
+    """The CPU ``bpf()`` commands of this thread run on (default 0).
+
+    The kernel serves a syscall on whatever CPU the calling task runs on, and that is
+    observable: LRU maps pop free elements from that CPU's local list, hash maps swap in
+    that CPU's spare element. pybpf makes it an explicit, per-thread setting
+    (:func:`on_cpu`) so runs are deterministic; differential tests pin the live process
+    to CPU 0 to match the default.
+    """
+    return getattr(_cpu, "cpu", 0)
+
+
+class on_cpu:
+    """``with on_cpu(1): ...`` — syscall-side map operations of this thread run on CPU 1."""
+
+    def __init__(self, cpu: int) -> None:
+        self.cpu = cpu
+        self.saved = 0
+
+    def __enter__(self) -> on_cpu:
+        self.saved = sys_cpu()
+        _cpu.cpu = self.cpu
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _cpu.cpu = self.saved
+
 
 class BpfMap:
     """Common state of every map. Type modules subclass it for their storage."""

@@ -8,31 +8,39 @@ calling Python; Python keeps a key → element index *cache* that it revalidates
 
 Native layout (all little-endian; ``header.data`` = elements, ``header.aux`` = control)::
 
-    control (96 bytes)
+    control (128 bytes)
       0  u32 n_buckets      power of two >= max_entries
       4  u32 hashrnd        seed of htab_map_hash (0 with BPF_F_ZERO_SEED)
       8  u32 elem_size      bytes per element (multiple of 8)
       12 u32 key_size
       16 u32 value_off      offset of the value inside an element (16 + round_up(key_size, 8))
-      20 u32 n_elems        elements in the slab
+      20 u32 n_elems        elements in the slab (max_entries, + nr_cpus spares for HASH
+                            and HASH_OF_MAPS)
       24 u32 count          elements in the table
-      28 u32 free_head      first free element (index + 1; 0 = none)
-      32 u64 gen            bumped by every insert/delete; native writers MUST bump it
+      28 u32 free_top       entries on the free stack (not used by LRU types)
+      32 u64 gen            bumped by every change of chains, count or free stack;
+                            native writers MUST bump it
       40 u64 buckets        address of u32[n_buckets]
       48 u64 elems          address of the element slab
       56 u64 pcpu           per-CPU values (PERCPU types) or 0
       64 u32 nr_cpus        possible CPUs
       68 u32 vstride        round_up(value_size, 8)
-      72 u32 clock_hand     LRU: next element the eviction clock looks at
-      76 u32 flags          bit0 percpu, bit1 lru
-      80 u32 max_entries
+      72 u32 max_entries
+      76 u32 flags          bit0 percpu, bit1 lru, bit2 per-CPU LRU lists (NO_COMMON_LRU),
+                            bit3 updates of existing keys are in place
+      80 u64 free_stack     address of u32[n_elems]: free element indices; the next
+                            element to use is free_stack[free_top - 1]
+      88 u64 extra          address of u32[nr_cpus]: each CPU's spare element (HASH and
+                            HASH_OF_MAPS), else 0
+      96 u64 lru            address of the LRU lists (LRU types, :mod:`pybpf.maps.bpf_lru`)
+                            else 0
 
     bucket[i]  u32: index + 1 of the first element of the chain, 0 = empty
     element    elem_size bytes at elems + index * elem_size
-      0  u32 next    index + 1 of the next element in the chain (or in the free list)
+      0  u32 next    index + 1 of the next element in the chain
       4  u32 hash    htab_map_hash(key)
       8  u32 state   0 free, 1 in the table
-      12 u32 ref     LRU reference bit (set by program lookups)
+      12 u32 ref     LRU reference bit (set by program lookups of LRU maps)
       16 key         round_up(key_size, 8) bytes
       value_off      value (round_up(value_size, 8) bytes), absent for PERCPU types
     per-CPU value  pcpu + (index * nr_cpus + cpu) * vstride
@@ -41,16 +49,22 @@ Operations (what native code must do, and what this module does):
 
 - hash = ``htab_map_hash(key, hashrnd)`` (:mod:`pybpf.maps.jhash`), bucket =
   ``hash & (n_buckets - 1)``; a chain is searched head first comparing hash then key.
-- insert: pop ``free_head``, fill key/hash/value, ``state = 1``, link at the *head* of
-  its bucket (the kernel's ``hlist_nulls_add_head_rcu``), ``count += 1``, ``gen += 1``.
-- update of an existing key (HASH, LRU_HASH): the element moves to the head of its chain
-  and takes the new value (the kernel links a fresh element at the head and frees the
-  old one); PERCPU types update in place. Iteration order therefore equals Linux's for
-  zero-seeded maps.
-- delete: unlink, ``state = 0``, push on the free list, ``count -= 1``, ``gen += 1``.
-- LRU: when no element is free, the eviction *clock* walks elements from ``clock_hand``:
-  referenced ones lose their bit, the first unreferenced one is evicted. (Linux uses
-  per-CPU active/inactive lists and evicts in batches; which keys go first differs.)
+- insert of a new key: pop the free stack (HASH, PERCPU_HASH: E2BIG when empty) or the
+  LRU (:meth:`pybpf.maps.bpf_lru.BpfLru.pop_free`, which may evict), fill header, key and
+  value, then link at the *head* of its bucket (``hlist_nulls_add_head_rcu``),
+  ``count += 1``, ``gen += 1``.
+- update of an existing key, HASH: the new value goes into the updating CPU's *spare*
+  element, which is linked at the head of the chain; the old element is unlinked and
+  becomes that CPU's spare (``alloc_htab_elem`` with ``extra_elems``). A reader holding the
+  old value's address never sees a half-written value. With ``BPF_F_LOCK`` the value is
+  copied in place instead (the lock word is kept).
+  LRU_HASH: a fresh element is popped from the LRU (evicting if need be), linked at the
+  head with its ref bit set; the old one returns to the LRU.
+  PERCPU_HASH, LRU_PERCPU_HASH, HASH_OF_MAPS: in place, the chain is unchanged
+  (``htab_map_update_elem_in_place``); LRU_PERCPU_HASH sets the ref bit.
+  Iteration order therefore equals Linux's for zero-seeded maps.
+- delete: unlink, ``state = 0``, push on the free stack (or return to the LRU),
+  ``count -= 1``, ``gen += 1``.
 
 Value addresses stay valid while the element lives; freed elements are reused, as the
 kernel's preallocated elements are.
@@ -67,12 +81,8 @@ import numpy as np
 
 from pybpf.errors import BpfError
 from pybpf.maps.base import BaseMapOps, ForEachCallback
-from pybpf.maps.batch import (
-    BatchResult,
-    check_elem_flags,
-    generic_delete_batch,
-    generic_update_batch,
-)
+from pybpf.maps.batch import BatchResult, check_elem_flags
+from pybpf.maps.bpf_lru import BpfLru, lru_words
 from pybpf.maps.common import (
     BPF_F_ACCESS_MASK,
     ENOTSUPP,
@@ -84,9 +94,10 @@ from pybpf.maps.common import (
     store_value,
     value_with_lock_zeroed,
 )
-from pybpf.maps.core import BpfMap, MapAttr
+from pybpf.maps.core import BpfMap, MapAttr, sys_cpu
 from pybpf.maps.jhash import htab_map_hash
 from pybpf.maps.storage import alloc_region
+from pybpf.runtime.memory import Region
 from pybpf.uapi import (
     BPF_EXIST,
     BPF_F_LOCK,
@@ -106,8 +117,9 @@ SIZEOF_HTAB_ELEM = 48
 SIZEOF_BPF_HTAB = 832
 SIZEOF_BUCKET = 16
 ELEM_HDR = 16
-CTL_SIZE = 96
-_CTL = struct.Struct("<IIIIIIIIQQQQIIIII")
+CTL_SIZE = 128
+_CTL = struct.Struct("<IIIIIIIIQQQQIIIIQQQ")
+_ELEM_HDR = struct.Struct("<IIII")
 FREE, USED = 0, 1
 
 
@@ -141,7 +153,9 @@ class HashTab(BpfMap):
         super().__init__(ops, attr)
         self.percpu = ops.percpu
         self.lru = ops.lru
-        if self.lru and attr.map_flags & BPF_F_NO_COMMON_LRU:
+        self.in_place = ops.in_place
+        self.percpu_lru = self.lru and bool(attr.map_flags & BPF_F_NO_COMMON_LRU)
+        if self.percpu_lru:
             # every CPU's LRU list gets the same number of elements (htab_map_alloc)
             cpus = self.nr_cpus
             rounded = -(-attr.max_entries // cpus) * cpus
@@ -150,13 +164,15 @@ class HashTab(BpfMap):
         if self.max_entries > 1 << 31:
             raise BpfError(errno.E2BIG)
         self.n_buckets = roundup_pow_of_two(self.max_entries)
+        self.mask = self.n_buckets - 1
         self.hashrnd = 0 if attr.map_flags & BPF_F_ZERO_SEED else \
             int.from_bytes(os.urandom(4), "little")
         self.key_stride = round_up(self.key_size, 8)
         self.vstride = round_up(self.value_size, 8)
         self.value_off = ELEM_HDR + self.key_stride
         self.elem_size = self.value_off + (0 if self.percpu else self.vstride)
-        self.n_elems = self.max_entries
+        self.has_extra = not self.percpu and not self.lru
+        self.n_elems = self.max_entries + (self.nr_cpus if self.has_extra else 0)
         self.ctl = alloc_region(self, CTL_SIZE, "htab control")
         self.buckets = alloc_region(self, 4 * self.n_buckets, "buckets")
         self.elems = alloc_region(self, self.elem_size * self.n_elems, "elements")
@@ -172,46 +188,63 @@ class HashTab(BpfMap):
         self.hash_cache: dict[bytes, int] = {}
         self.gen = 0
         self.count = 0
-        self.clock = 0
-        # free list: all elements, lowest index first
-        e32, ew = self.e32, self.ew
-        for i in range(self.n_elems - 1):
-            e32[i * ew] = i + 2
-        self.free_head = 1 if self.n_elems else 0
+        self.free_top = 0
+        self.free_stack: Region | None = None
+        self.extra: Region | None = None
+        self.lru_area: Region | None = None
+        self.lru_lists: BpfLru | None = None
+        if self.lru:
+            words = lru_words(self.n_elems, self.nr_cpus, self.percpu_lru)
+            self.lru_area = alloc_region(self, 4 * words, "lru lists")
+            self.lru_lists = BpfLru(self.lru_area, self.n_elems, self.nr_cpus,
+                                    self.percpu_lru, self.evict, self.e32, self.ew)
+        else:
+            self.free_stack = alloc_region(self, 4 * self.n_elems, "free stack")
+            fs = self.free_stack.mv.cast("I")
+            # element 0 is used first, as the first engineer's layout did
+            for i in range(self.max_entries):
+                fs[i] = self.max_entries - 1 - i
+            self.free_top = self.max_entries
+        self.fs32 = self.free_stack.mv.cast("I") if self.free_stack else None
+        if self.has_extra:
+            self.extra = alloc_region(self, 4 * self.nr_cpus, "spare elements")
+            self.x32 = self.extra.mv.cast("I")
+            for cpu in range(self.nr_cpus):
+                self.x32[cpu] = self.max_entries + cpu
         self.publish()
         self.write_header(elem_size=self.elem_size, data=self.elems.start, aux=self.ctl.start)
 
     # -- control block ----------------------------------------------------------------
     def publish(self) -> None:
         """Write the Python-side counters into the native control block."""
-        flags = (1 if self.percpu else 0) | (2 if self.lru else 0)
+        flags = (1 if self.percpu else 0) | (2 if self.lru else 0) | \
+            (4 if self.percpu_lru else 0) | (8 if self.in_place else 0)
         _CTL.pack_into(self.ctl.mv, 0, self.n_buckets, self.hashrnd, self.elem_size,
                        self.key_size, self.value_off, self.n_elems, self.count,
-                       self.free_head, self.gen, self.buckets.start, self.elems.start,
+                       self.free_top, self.gen, self.buckets.start, self.elems.start,
                        self.pcpu.start if self.pcpu else 0, self.nr_cpus, self.vstride,
-                       self.clock, flags, self.max_entries)
+                       self.max_entries, flags,
+                       self.free_stack.start if self.free_stack else 0,
+                       self.extra.start if self.extra else 0,
+                       self.lru_area.start if self.lru_area else 0)
 
     def sync(self) -> None:
         """Reload state if native code changed the table behind Python's back."""
-        if self.ctl_q[4] == self.gen:
-            return
-        (_nb, _h, _es, _ks, _vo, _ne, count, free_head, gen, *_rest
-         ) = _CTL.unpack_from(self.ctl.mv, 0)
+        ci = self.ctl_i
+        gen = self.ctl_q[4]
         if gen == self.gen:
             return
-        self.count, self.free_head, self.gen = count, free_head, gen
-        self.clock = _rest[-3]
+        self.count, self.free_top, self.gen = ci[6], ci[7], gen
         self.index = {}
         for idx in self.iter_indices():
             self.index[self.key_of(idx)] = idx
 
     def bump(self) -> None:
-        """Publish count, free list and clock, then advance ``gen``."""
+        """Publish count and free stack, then advance ``gen``."""
         self.gen += 1
         ci = self.ctl_i
         ci[6] = self.count
-        ci[7] = self.free_head
-        ci[18] = self.clock
+        ci[7] = self.free_top
         self.ctl_q[4] = self.gen
 
     # -- element access ---------------------------------------------------------------
@@ -255,10 +288,14 @@ class HashTab(BpfMap):
             nxt = e32[(nxt - 1) * ew]
         return out
 
+    def words(self) -> np.ndarray:
+        """The element slab as a ``(n_elems, elem_size // 4)`` u32 array (a view)."""
+        return np.frombuffer(self.elems.mv, "<u4").reshape(self.n_elems, self.ew)
+
     # -- table surgery (callers hold self.lock) ----------------------------------------
     def unlink(self, idx: int) -> None:
         e32, ew = self.e32, self.ew
-        bucket = e32[idx * ew + 1] & (self.n_buckets - 1)
+        bucket = e32[idx * ew + 1] & self.mask
         cur = self.b32[bucket]
         if cur == idx + 1:
             self.b32[bucket] = e32[idx * ew]
@@ -271,51 +308,47 @@ class HashTab(BpfMap):
             cur = nxt
 
     def link_head(self, idx: int, h: int) -> None:
-        bucket = h & (self.n_buckets - 1)
+        bucket = h & self.mask
         self.e32[idx * self.ew] = self.b32[bucket]
         self.b32[bucket] = idx + 1
 
-    def alloc_elem(self, cpu: int) -> int:
-        """Pop a free element (LRU: evict one when none is free); -1 when full."""
-        if not self.free_head:
-            if not self.lru:
-                return -1
-            self.evict_one()
-        idx = self.free_head - 1
-        self.free_head = self.e32[idx * self.ew]
-        return idx
+    def pop_free(self, cpu: int) -> int:
+        """A free element: the free stack's top, or the LRU's (which may evict); -1 if none."""
+        if self.lru_lists is not None:
+            return self.lru_lists.pop_free(cpu)
+        if not self.free_top:
+            return -1
+        self.free_top -= 1
+        return self.fs32[self.free_top]  # type: ignore[index]
 
-    def free_elem(self, idx: int) -> None:
+    def push_free(self, idx: int) -> None:
+        """Element ``idx`` left the table: back to the free stack or the LRU."""
         base = idx * self.ew
         self.e32[base + 2] = FREE
+        if self.lru_lists is not None:
+            self.lru_lists.push_free(idx)
+            return
         self.e32[base + 3] = 0
-        self.e32[base] = self.free_head
-        self.free_head = idx + 1
+        self.fs32[self.free_top] = idx  # type: ignore[index]
+        self.free_top += 1
 
-    def evict_one(self) -> None:
-        e32, ew, n = self.e32, self.ew, self.n_elems
-        hand = self.clock
-        for _ in range(2 * n + 1):
-            base = hand * ew
-            if e32[base + 2] == USED:
-                if e32[base + 3]:
-                    e32[base + 3] = 0
-                else:
-                    self.remove(hand)
-                    self.clock = (hand + 1) % n
-                    return
-            hand = (hand + 1) % n
-        self.clock = hand
+    def evict(self, idx: int) -> bool:
+        """``htab_lru_map_delete_node``: drop ``idx`` from the table if it is there."""
+        if self.e32[idx * self.ew + 2] != USED:
+            return False
+        self.unlink(idx)
+        self.index.pop(self.key_of(idx), None)
+        self.e32[idx * self.ew + 2] = FREE
+        self.count -= 1
+        return True
 
     def insert(self, key: bytes, h: int, idx: int) -> None:
-        base = idx * self.ew
-        e32 = self.e32
-        e32[base + 1] = h
-        e32[base + 2] = USED
-        e32[base + 3] = 0
+        """Fill ``idx``'s header and key and link it at the head of its bucket."""
+        bucket = h & self.mask
+        _ELEM_HDR.pack_into(self.emv, idx * self.elem_size, self.b32[bucket], h, USED, 0)
         off = idx * self.elem_size + ELEM_HDR
         self.emv[off:off + self.key_size] = key
-        self.link_head(idx, h)
+        self.b32[bucket] = idx + 1
         self.index[key] = idx
         self.count += 1
 
@@ -323,8 +356,8 @@ class HashTab(BpfMap):
         key = self.key_of(idx)
         self.unlink(idx)
         self.index.pop(key, None)
-        self.free_elem(idx)
         self.count -= 1
+        self.push_free(idx)
 
     def write_value(self, idx: int, value: bytes, cpu: int, all_cpus: bool,
                     zero_others: bool) -> None:
@@ -350,8 +383,55 @@ class HashTab(BpfMap):
         block = self.nr_cpus * self.vstride
         return self.pcpu.mv[idx * block:(idx + 1) * block].tobytes()
 
+    def values_of(self, idx: np.ndarray) -> bytes:
+        """The syscall values of elements ``idx``, concatenated (vectorised read)."""
+        if type(self).read_value is not HashTab.read_value:
+            return b"".join(self.read_value(int(i)) for i in idx)
+        if self.pcpu is not None:
+            block = self.nr_cpus * self.vstride
+            pcpu = np.frombuffer(self.pcpu.mv, np.uint8).reshape(self.n_elems, block)
+            return pcpu[idx].tobytes()
+        slab = np.frombuffer(self.emv, np.uint8).reshape(self.n_elems, self.elem_size)
+        vals = slab[idx, self.value_off:self.value_off + self.value_size]
+        if self.spin_lock_off >= 0:
+            vals[:, self.spin_lock_off:self.spin_lock_off + 4] = 0
+        return vals.tobytes()
+
+    def keys_of(self, idx: np.ndarray) -> bytes:
+        slab = np.frombuffer(self.emv, np.uint8).reshape(self.n_elems, self.elem_size)
+        return slab[idx, ELEM_HDR:ELEM_HDR + self.key_size].tobytes()
+
+    def buckets_in_order(self, first: int, end: int) -> np.ndarray:
+        """Element indices of buckets ``first..end-1`` in iteration order (vectorised walk)."""
+        heads = np.frombuffer(self.buckets.mv, "<u4")[first:end]
+        nz = np.flatnonzero(heads)
+        if not nz.size:
+            return np.zeros(0, np.int64)
+        words = self.words()
+        cur = heads[nz].astype(np.int64) - 1
+        bucket = nz
+        parts_b = []
+        parts_d = []
+        parts_i = []
+        depth = 0
+        while cur.size:
+            parts_b.append(bucket)
+            parts_d.append(np.full(cur.size, depth))
+            parts_i.append(cur)
+            nxt = words[cur, 0].astype(np.int64)
+            live = nxt != 0
+            cur = nxt[live] - 1
+            bucket = bucket[live]
+            depth += 1
+        if depth == 1:
+            return parts_i[0]
+        b = np.concatenate(parts_b)
+        order = np.lexsort((np.concatenate(parts_d), b))
+        return np.concatenate(parts_i)[order]
+
     def clear(self) -> None:
         with self.lock:
+            self.sync()
             for idx in list(self.iter_indices()):
                 self.remove(idx)
             self.bump()
@@ -362,6 +442,7 @@ class HtabOps(BaseMapOps):
 
     percpu = False
     lru = False
+    in_place = False  # existing keys are updated in place (percpu and fd hash maps)
 
     def map_alloc_check(self, attr: MapAttr) -> None:
         htab_map_alloc_check(attr)
@@ -387,32 +468,39 @@ class HtabOps(BaseMapOps):
         return {"header": bmap.addr, "control": bmap.ctl.start, "buckets": bmap.buckets.start,
                 "elems": bmap.elems.start, "pcpu": bmap.pcpu.start if bmap.pcpu else 0,
                 "elem_size": bmap.elem_size, "value_off": bmap.value_off,
-                "n_buckets": bmap.n_buckets, "hashrnd": bmap.hashrnd}
+                "n_buckets": bmap.n_buckets, "hashrnd": bmap.hashrnd,
+                "free_stack": bmap.free_stack.start if bmap.free_stack else 0,
+                "extra": bmap.extra.start if bmap.extra else 0,
+                "lru": bmap.lru_area.start if bmap.lru_area else 0}
 
     # -- syscall side -----------------------------------------------------------------
     def sys_lookup(self, bmap: BpfMap, key: bytes, flags: int, value: bytes | None = None
                    ) -> bytes:
         assert isinstance(bmap, HashTab)
         with bmap.lock:
-            bmap.sync()
+            if bmap.ctl_q[4] != bmap.gen:
+                bmap.sync()
             idx = bmap.index.get(key)
             if idx is None:
                 raise BpfError(errno.ENOENT)
             return bmap.read_value(idx)
 
     def sys_update(self, bmap: BpfMap, key: bytes, value: bytes, flags: int) -> None:
-        err = self.update(bmap, key, value, flags, 0, True)  # type: ignore[arg-type]
+        err = self.update(bmap, key, value, flags, sys_cpu(), True)  # type: ignore[arg-type]
         if err:
             raise BpfError(err)
 
     def sys_delete(self, bmap: BpfMap, key: bytes) -> None:
         assert isinstance(bmap, HashTab)
         with bmap.lock:
-            bmap.sync()
-            idx = bmap.index.get(key)
+            if bmap.ctl_q[4] != bmap.gen:
+                bmap.sync()
+            idx = bmap.index.pop(key, None)
             if idx is None:
                 raise BpfError(errno.ENOENT)
-            bmap.remove(idx)
+            bmap.unlink(idx)
+            bmap.count -= 1
+            bmap.push_free(idx)
             bmap.bump()
 
     def sys_get_next_key(self, bmap: BpfMap, key: bytes | None) -> bytes:
@@ -426,7 +514,7 @@ class HtabOps(BaseMapOps):
                     nxt = bmap.e32[idx * bmap.ew]
                     if nxt:
                         return bmap.key_of(nxt - 1)
-                    start = (bmap.e32[idx * bmap.ew + 1] & (bmap.n_buckets - 1)) + 1
+                    start = (bmap.e32[idx * bmap.ew + 1] & bmap.mask) + 1
             if start < bmap.n_buckets:
                 rest = np.frombuffer(bmap.buckets.mv, dtype="<u4")[start:]
                 nz = np.flatnonzero(rest)
@@ -452,58 +540,140 @@ class HtabOps(BaseMapOps):
                from_sys: bool) -> int:
         """``htab_*_map_update_elem``: 0 or an errno. ``from_sys``: all-CPU values."""
         lru, percpu = bmap.lru, bmap.percpu
-        if (flags & ~BPF_F_LOCK) > BPF_EXIST or ((lru or percpu) and flags > BPF_EXIST):
+        if flags and ((flags & ~BPF_F_LOCK) > BPF_EXIST
+                      or ((lru or percpu) and flags > BPF_EXIST)
+                      or (flags & BPF_F_LOCK and bmap.spin_lock_off < 0)):
             return errno.EINVAL
-        if flags & BPF_F_LOCK and bmap.spin_lock_off < 0:
-            return errno.EINVAL
-        mode = flags & ~BPF_F_LOCK
         with bmap.lock:
-            bmap.sync()
-            old = bmap.index.get(key, -1)
-            if lru and (not percpu or mode != BPF_EXIST):
-                # LRU takes a fresh element first (and may evict) whatever happens next
-                new = bmap.alloc_elem(cpu)
-                if new < 0:
-                    return errno.ENOMEM
-                old = bmap.index.get(key, -1)  # eviction may have removed it
-                err = self.check_flags(old, mode)
-                if err or (percpu and old >= 0):
-                    bmap.free_elem(new)
-                    if err:
-                        bmap.bump()
-                        return err
-                else:
-                    bmap.write_value(new, value, cpu, from_sys, True)
-                    bmap.insert(key, bmap.hash_of(key), new)
-                    if old >= 0:
-                        bmap.e32[new * bmap.ew + 3] = 1  # the replacement is referenced
-                        bmap.remove(old)
-                    bmap.bump()
-                    return 0
-            err = self.check_flags(old, mode)
-            if err:
-                return err
-            if old >= 0:
+            if bmap.ctl_q[4] != bmap.gen:
+                bmap.sync()
+            if lru:
                 if percpu:
-                    if lru:
-                        bmap.e32[old * bmap.ew + 3] = 1
-                    bmap.write_value(old, value, cpu, from_sys, False)
-                    return 0
-                bmap.write_value(old, value, cpu, from_sys, False)
-                if not flags & BPF_F_LOCK:
-                    h = bmap.e32[old * bmap.ew + 1]
-                    if bmap.b32[h & (bmap.n_buckets - 1)] != old + 1:
-                        bmap.unlink(old)
-                        bmap.link_head(old, h)
-                        bmap.bump()
-                return 0
-            new = bmap.alloc_elem(cpu)
-            if new < 0:
-                return errno.E2BIG
-            bmap.write_value(new, value, cpu, from_sys, True)
-            bmap.insert(key, bmap.hash_of(key), new)
+                    err = self._lru_percpu_update(bmap, key, value, flags, cpu, from_sys)
+                else:
+                    err = self._lru_update(bmap, key, value, flags, cpu)
+            elif bmap.in_place:
+                err = self._in_place_update(bmap, key, value, flags, cpu, from_sys)
+            else:
+                err = self._htab_update(bmap, key, value, flags, cpu)
             bmap.bump()
+            return err
+
+    @staticmethod
+    def _htab_update(bmap: HashTab, key: bytes, value: bytes, flags: int, cpu: int) -> int:
+        """``htab_map_update_elem`` (HASH): a spare or free element takes the new value."""
+        old = bmap.index.get(key, -1)
+        if flags:
+            mode = flags & ~BPF_F_LOCK
+            if old >= 0 and mode == BPF_NOEXIST:
+                return errno.EEXIST
+            if old < 0 and mode == BPF_EXIST:
+                return errno.ENOENT
+            if old >= 0 and flags & BPF_F_LOCK:
+                bmap.write_value(old, value, cpu, True, False)
+                return 0
+        e32, ew = bmap.e32, bmap.ew
+        if old >= 0:
+            x32 = bmap.x32
+            cpu %= bmap.nr_cpus
+            new = x32[cpu]
+            x32[cpu] = old
+            h = e32[old * ew + 1]
+        else:
+            if not bmap.free_top:
+                return errno.E2BIG
+            bmap.free_top -= 1
+            new = bmap.fs32[bmap.free_top]  # type: ignore[index]
+            h = bmap.hash_of(key)
+            bmap.count += 1
+        es = bmap.elem_size
+        emv = bmap.emv
+        off = new * es
+        b32 = bmap.b32
+        bucket = h & bmap.mask
+        head = b32[bucket]
+        _ELEM_HDR.pack_into(emv, off, head, h, USED, 0)
+        emv[off + ELEM_HDR:off + ELEM_HDR + bmap.key_size] = key
+        if bmap.spin_lock_off < 0:
+            voff = off + bmap.value_off
+            emv[voff:voff + bmap.value_size] = value[:bmap.value_size]
+        else:
+            store_value(emv, off + bmap.value_off, value, bmap.value_size,
+                        bmap.spin_lock_off)
+        b32[bucket] = new + 1
+        bmap.index[key] = new
+        if old >= 0:
+            # unlink the old element: it follows the new head somewhere in the chain
+            prev = new
+            cur = head
+            target = old + 1
+            while cur != target:
+                prev = cur - 1
+                cur = e32[prev * ew]
+            e32[prev * ew] = e32[old * ew]
+            e32[old * ew + 2] = FREE
+        return 0
+
+    @staticmethod
+    def _in_place_update(bmap: HashTab, key: bytes, value: bytes, flags: int, cpu: int,
+                         from_sys: bool) -> int:
+        """``htab_map_update_elem_in_place`` (PERCPU_HASH, HASH_OF_MAPS)."""
+        old = bmap.index.get(key, -1)
+        err = HtabOps.check_flags(old, flags & ~BPF_F_LOCK)
+        if err:
+            return err
+        if old >= 0:
+            bmap.write_value(old, value, cpu, from_sys, False)
             return 0
+        new = bmap.pop_free(cpu)
+        if new < 0:
+            return errno.E2BIG
+        bmap.write_value(new, value, cpu, from_sys, True)
+        bmap.insert(key, bmap.hash_of(key), new)
+        return 0
+
+    @staticmethod
+    def _lru_update(bmap: HashTab, key: bytes, value: bytes, flags: int, cpu: int) -> int:
+        """``htab_lru_map_update_elem``: pop (maybe evicting) first, then decide."""
+        new = bmap.pop_free(cpu)
+        if new < 0:
+            return errno.ENOMEM
+        old = bmap.index.get(key, -1)  # the eviction may have removed it
+        err = HtabOps.check_flags(old, flags)
+        if err:
+            bmap.push_free(new)
+            return err
+        bmap.write_value(new, value, cpu, True, False)
+        bmap.insert(key, bmap.hash_of(key), new)
+        if old >= 0:
+            bmap.e32[new * bmap.ew + 3] = 1  # the replacement is referenced
+            bmap.unlink(old)
+            bmap.count -= 1
+            bmap.push_free(old)
+        return 0
+
+    @staticmethod
+    def _lru_percpu_update(bmap: HashTab, key: bytes, value: bytes, flags: int, cpu: int,
+                           from_sys: bool) -> int:
+        """``__htab_lru_percpu_map_update_elem``: in place for existing keys."""
+        new = -1
+        if flags != BPF_EXIST:
+            new = bmap.pop_free(cpu)
+            if new < 0:
+                return errno.ENOMEM
+        old = bmap.index.get(key, -1)
+        err = HtabOps.check_flags(old, flags)
+        if not err:
+            if old >= 0:
+                bmap.e32[old * bmap.ew + 3] = 1
+                bmap.write_value(old, value, cpu, from_sys, False)
+            else:
+                bmap.write_value(new, value, cpu, from_sys, True)
+                bmap.insert(key, bmap.hash_of(key), new)
+                new = -1
+        if new >= 0:
+            bmap.push_free(new)
+        return err
 
     @staticmethod
     def check_flags(old: int, mode: int) -> int:
@@ -524,18 +694,77 @@ class HtabOps(BaseMapOps):
 
     def sys_update_batch(self, bmap: BpfMap, keys: bytes, values: bytes, count: int,
                          elem_flags: int, flags: int) -> BatchResult:
-        return generic_update_batch(self, bmap, keys, values, count, elem_flags, flags)
+        """``generic_map_update_batch``: element by element under one lock, first error stops."""
+        assert isinstance(bmap, HashTab)
+        check_elem_flags(bmap, elem_flags)
+        if not count:
+            return BatchResult(count_written=False)
+        ks, vs = bmap.key_size, self.sys_value_size(bmap)
+        have = min(len(keys) // ks if ks else 0, len(values) // vs if vs else 0)
+        n = min(count, have)
+        cpu = sys_cpu()
+        done = 0
+        err = 0
+        with bmap.lock:
+            if bmap.ctl_q[4] != bmap.gen:
+                bmap.sync()
+            if bmap.lru or bmap.in_place or type(self).update is not HtabOps.update:
+                for i in range(n):
+                    err = self.update(bmap, keys[i * ks:(i + 1) * ks],
+                                      values[i * vs:(i + 1) * vs], elem_flags, cpu, True)
+                    if err:
+                        break
+                    done += 1
+            else:
+                upd = self._htab_update
+                for i in range(n):
+                    err = upd(bmap, keys[i * ks:(i + 1) * ks], values[i * vs:(i + 1) * vs],
+                              elem_flags, cpu)
+                    if err:
+                        break
+                    done += 1
+                bmap.bump()
+        if not err and n < count:
+            err = errno.EFAULT
+        return BatchResult(done, err=err)
 
     def sys_delete_batch(self, bmap: BpfMap, keys: bytes, count: int, elem_flags: int,
                          flags: int) -> BatchResult:
-        return generic_delete_batch(self, bmap, keys, count, elem_flags, flags)
-
-    def batch_value(self, bmap: HashTab, idx: int) -> bytes:
-        return bmap.read_value(idx)
+        """``generic_map_delete_batch`` under one lock; the first missing key stops it."""
+        assert isinstance(bmap, HashTab)
+        check_elem_flags(bmap, elem_flags)
+        if not count:
+            return BatchResult(count_written=False)
+        ks = bmap.key_size
+        n = min(count, len(keys) // ks)
+        done = 0
+        err = 0
+        with bmap.lock:
+            if bmap.ctl_q[4] != bmap.gen:
+                bmap.sync()
+            index = bmap.index
+            for i in range(n):
+                idx = index.pop(keys[i * ks:(i + 1) * ks], None)
+                if idx is None:
+                    err = errno.ENOENT
+                    break
+                bmap.unlink(idx)
+                bmap.count -= 1
+                bmap.push_free(idx)
+                done += 1
+            bmap.bump()
+        if not err and n < count:
+            err = errno.EFAULT
+        return BatchResult(done, err=err)
 
     def batch(self, bmap: BpfMap, in_batch: bytes | None, count: int, elem_flags: int,
               flags: int, delete: bool) -> BatchResult:
-        """``__htab_map_lookup_and_delete_batch``: whole buckets; the token is a bucket index."""
+        """``__htab_map_lookup_and_delete_batch``: whole buckets; the token is a bucket index.
+
+        Buckets are taken while they fit in ``count``; a first non-empty bucket larger
+        than ``count`` is ENOSPC; running off the last bucket is ENOENT. ``out_batch`` is
+        the first bucket not copied.
+        """
         assert isinstance(bmap, HashTab)
         check_elem_flags(bmap, elem_flags)
         if flags:
@@ -543,51 +772,40 @@ class HtabOps(BaseMapOps):
         if not count:
             return BatchResult(count_written=False)
         batch = int.from_bytes(in_batch[:4], "little") if in_batch else 0
-        if batch >= bmap.n_buckets:
+        nb = bmap.n_buckets
+        if batch >= nb:
             return BatchResult(0, err=errno.ENOENT)
-        keys: list[bytes] = []
-        values: list[bytes] = []
-        err = 0
         with bmap.lock:
             bmap.sync()
-            buckets = np.frombuffer(bmap.buckets.mv, dtype="<u4")
-            nonempty = np.flatnonzero(buckets[batch:]) + batch
-            pos = 0
-            total = 0
-            while True:
-                if pos < len(nonempty):
-                    batch = int(nonempty[pos])
-                else:
-                    batch = bmap.n_buckets
-                    err = errno.ENOENT
-                    break
-                members = bmap.chain(batch)
-                if len(members) > count - total:
-                    if total == 0:
-                        err = errno.ENOSPC
-                    break
-                for idx in members:
-                    keys.append(bmap.key_of(idx))
-                    values.append(self.batch_value(bmap, idx))
-                    if delete:
-                        bmap.remove(idx)
-                total += len(members)
-                pos += 1
-                batch += 1
-                if batch >= bmap.n_buckets:
-                    err = errno.ENOENT
-                    break
-            if delete:
+            words = bmap.words()
+            used = np.flatnonzero(words[:, 2] == USED)
+            sizes = np.bincount(words[used, 1] & bmap.mask, minlength=nb)[batch:]
+            filled = np.cumsum(sizes)
+            over = np.flatnonzero(filled > count)
+            if over.size:
+                end = batch + int(over[0])
+                total = int(filled[over[0] - 1]) if over[0] else 0
+                err = 0 if total else errno.ENOSPC
+            else:
+                end = nb
+                total = int(filled[-1])
+                err = errno.ENOENT
+            idx = bmap.buckets_in_order(batch, end)
+            keys = bmap.keys_of(idx)
+            values = bmap.values_of(idx)
+            if delete and idx.size:
+                for i in idx.tolist():
+                    bmap.remove(i)
                 bmap.bump()
-        return BatchResult(total, b"".join(keys), b"".join(values),
-                           batch.to_bytes(4, "little"), err)
+        return BatchResult(total, keys, values, end.to_bytes(4, "little"), err)
 
     # -- program side -------------------------------------------------------------------
     def map_lookup_elem(self, bmap: BpfMap, key_addr: int, cpu: int = 0) -> int:
         assert isinstance(bmap, HashTab)
         key = bmap.mem.read(key_addr, bmap.key_size)
         with bmap.lock:
-            bmap.sync()
+            if bmap.ctl_q[4] != bmap.gen:
+                bmap.sync()
             idx = bmap.index.get(key)
             if idx is None:
                 return 0

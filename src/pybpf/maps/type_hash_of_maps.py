@@ -36,6 +36,7 @@ class HashOfMapsTab(HashTab):
 class HashOfMapsOps(HtabOps):
     map_type = BPF_MAP_TYPE_HASH_OF_MAPS
     fd_values = True
+    in_place = True  # htab_map_update_elem_in_place: the chain order is kept
 
     def map_alloc_check(self, attr: MapAttr) -> None:
         if attr.value_size != 4:

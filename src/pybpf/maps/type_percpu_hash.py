@@ -14,6 +14,7 @@ class PercpuHashOps(HtabOps):
     percpu = True
     lru = False
     percpu_values = True
+    in_place = True  # htab_map_update_elem_in_place
 
 
 register_map_ops(PercpuHashOps())

@@ -44,6 +44,11 @@ BPF_ATTR_SIZE = ctypes.sizeof(bpf_attr)
 PAGE_SIZE = 4096
 
 
+def off_of(view: type[ctypes.Structure], field: str) -> int:
+    """``offsetof(view, field)``."""
+    return int(getattr(view, field).offset)
+
+
 def end_of(view: type[ctypes.Structure], field: str) -> int:
     """``offsetofend(view, field)``."""
     desc = getattr(view, field)
@@ -96,21 +101,21 @@ LAST_FIELD_END: dict[int, int] = {
 }
 
 # Offsets of output fields inside the union, for copy_to_user back into the caller's attr.
-OFF_LOG_TRUE_SIZE = bpf_attr_prog_load.log_true_size.offset
+OFF_LOG_TRUE_SIZE = off_of(bpf_attr_prog_load, "log_true_size")
 END_LOG_TRUE_SIZE = end_of(bpf_attr_prog_load, "log_true_size")
-OFF_BTF_LOG_TRUE_SIZE = bpf_attr_btf_load.btf_log_true_size.offset
+OFF_BTF_LOG_TRUE_SIZE = off_of(bpf_attr_btf_load, "btf_log_true_size")
 END_BTF_LOG_TRUE_SIZE = end_of(bpf_attr_btf_load, "btf_log_true_size")
-OFF_NEXT_ID = bpf_attr_get_id.next_id.offset
-OFF_INFO_LEN = bpf_attr_info.info_len.offset
-OFF_BATCH_COUNT = bpf_attr_map_batch.count.offset
-OFF_TEST_RETVAL = bpf_attr_test.retval.offset
-OFF_TEST_DATA_SIZE_OUT = bpf_attr_test.data_size_out.offset
-OFF_TEST_DURATION = bpf_attr_test.duration.offset
-OFF_TEST_CTX_SIZE_OUT = bpf_attr_test.ctx_size_out.offset
-OFF_QUERY_ATTACH_FLAGS = bpf_attr_query.attach_flags.offset
-OFF_QUERY_PROG_CNT = bpf_attr_query._anon1.offset
-OFF_QUERY_REVISION = bpf_attr_query.revision.offset
-OFF_TFQ_BUF_LEN = bpf_attr_task_fd_query.buf_len.offset
+OFF_NEXT_ID = off_of(bpf_attr_get_id, "next_id")
+OFF_INFO_LEN = off_of(bpf_attr_info, "info_len")
+OFF_BATCH_COUNT = off_of(bpf_attr_map_batch, "count")
+OFF_TEST_RETVAL = off_of(bpf_attr_test, "retval")
+OFF_TEST_DATA_SIZE_OUT = off_of(bpf_attr_test, "data_size_out")
+OFF_TEST_DURATION = off_of(bpf_attr_test, "duration")
+OFF_TEST_CTX_SIZE_OUT = off_of(bpf_attr_test, "ctx_size_out")
+OFF_QUERY_ATTACH_FLAGS = off_of(bpf_attr_query, "attach_flags")
+OFF_QUERY_PROG_CNT = off_of(bpf_attr_query, "_anon1")
+OFF_QUERY_REVISION = off_of(bpf_attr_query, "revision")
+OFF_TFQ_BUF_LEN = off_of(bpf_attr_task_fd_query, "buf_len")
 
 
 def check_attr(cmd: int, kattr: bytes | bytearray) -> bool:

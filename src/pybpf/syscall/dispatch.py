@@ -93,8 +93,13 @@ def command(*cmds: int) -> Callable[[Handler], Handler]:
     return deco
 
 
+_LOADED = False
+
+
 def _load_commands() -> None:
-    # Each module registers its handlers with @command on import.
+    """Import every command module; each registers its handlers with ``@command``."""
+    global _LOADED
+    _LOADED = True
     from pybpf.syscall import (  # noqa: F401
         btf_cmds,
         info,
@@ -117,7 +122,7 @@ def bpf_check_uarg_tail_zero(ubuf: UserBuffer, expected: int, actual: int) -> No
 
 def sys_bpf(task: Task, cmd: int, attr: Any, size: int | None = None) -> int:
     """``bpf(cmd, attr, size)`` for ``task``: an fd, 0, or ``-errno``."""
-    if not COMMANDS:
+    if not _LOADED:
         _load_commands()
     try:
         ubuf = UserBuffer(attr)

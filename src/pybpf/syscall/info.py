@@ -29,7 +29,14 @@ from pybpf.syscall.attr import OFF_INFO_LEN, PAGE_SIZE
 from pybpf.syscall.dispatch import Call, command
 from pybpf.syscall.fdtable import KIND_BTF, KIND_LINK, KIND_MAP, KIND_PROG
 from pybpf.syscall.uaccess import copy_from_user, copy_to_user, put_user_u32, put_user_u64
-from pybpf.uapi import BpfCmd, bpf_btf_info, bpf_link_info, bpf_map_info, bpf_prog_info
+from pybpf.uapi import (
+    BPF_MAP_TYPE_ARRAY,
+    BpfCmd,
+    bpf_btf_info,
+    bpf_link_info,
+    bpf_map_info,
+    bpf_prog_info,
+)
 
 if TYPE_CHECKING:
     from pybpf.kernel import Task
@@ -233,6 +240,8 @@ def map_get_info(call: Call, kmap: KMap, uinfo: int, info_len: int) -> int:
     info.btf_vmlinux_value_type_id = bmap.btf_vmlinux_value_type_id
     if info.hash:
         get_hash = getattr(bmap.ops, "map_get_hash", None)
+        if not callable(get_hash) and kmap.map_type == BPF_MAP_TYPE_ARRAY:
+            get_hash = _array_map_get_hash
         if not callable(get_hash):
             raise BpfError(errno.EINVAL, "map has no hash")
         if info.hash_size != SHA256_DIGEST_SIZE:
@@ -242,6 +251,20 @@ def map_get_info(call: Call, kmap: KMap, uinfo: int, info_len: int) -> int:
         raise BpfError(errno.EINVAL, "hash_size without hash")
     _write_info(call, uinfo, info, n)
     return 0
+
+
+def _array_map_get_hash(bmap: Any) -> bytes:
+    """``array_map_get_hash``: SHA-256 of the (frozen) array's values, element stride 8."""
+    import hashlib
+
+    if not bmap.frozen:
+        raise BpfError(errno.EPERM, "only frozen maps have a hash")
+    stride = (bmap.value_size + 7) & ~7
+    data = bytearray()
+    for i in range(bmap.max_entries):
+        value = bmap.ops.sys_lookup(bmap, i.to_bytes(4, "little"), 0)
+        data += value[:bmap.value_size].ljust(stride, b"\0")
+    return hashlib.sha256(bytes(data)).digest()
 
 
 # ------------------------------------------------------------------------------ BTF

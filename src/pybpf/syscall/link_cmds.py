@@ -20,7 +20,7 @@ from pybpf.core.map import KMap
 from pybpf.core.prog import BpfProg
 from pybpf.errors import BpfError
 from pybpf.kernel import Cap
-from pybpf.syscall.attr import OFF_TFQ_BUF_LEN
+from pybpf.syscall.attr import OFF_TFQ_BUF_LEN, off_of
 from pybpf.syscall.dispatch import ENOTSUPP, Call, command
 from pybpf.syscall.fdtable import KIND_STATS, File
 from pybpf.syscall.objects import (
@@ -294,9 +294,9 @@ def _link_create_for(call: Call, prog: BpfProg, lc: Any) -> int:
     if t in (P.BPF_PROG_TYPE_SK_MSG, P.BPF_PROG_TYPE_SK_SKB):
         raise _sockmap_from_fd(call, lc.target_fd)
     if t == P.BPF_PROG_TYPE_XDP:
-        if lc.flags & ~0xF:  # XDP_FLAGS_MASK
+        if lc.flags & ~0xE:  # XDP_FLAGS_MODES
             raise BpfError(errno.EINVAL, "unknown XDP flags")
-        raise _no_netdev(lc.target_ifindex)
+        raise BpfError(errno.EINVAL, f"no network device {lc.target_ifindex}")
     if t == P.BPF_PROG_TYPE_SCHED_CLS:
         raise _no_netdev(lc.target_ifindex)
     if t == P.BPF_PROG_TYPE_NETFILTER:
@@ -511,10 +511,10 @@ def bpf_task_fd_query(call: Call) -> int:
     base = call.attr.task_fd_query
     from pybpf.uapi import bpf_attr_task_fd_query as v
 
-    call.put_u32(v.prog_id.offset, link.prog.id if link.prog is not None else 0)
-    call.put_u32(v.fd_type.offset, 1)  # BPF_FD_TYPE_RAW_TRACEPOINT
-    call.put_u64(v.probe_offset.offset, 0)
-    call.put_u64(v.probe_addr.offset, 0)
+    call.put_u32(off_of(v, "prog_id"), link.prog.id if link.prog is not None else 0)
+    call.put_u32(off_of(v, "fd_type"), 1)  # BPF_FD_TYPE_RAW_TRACEPOINT
+    call.put_u64(off_of(v, "probe_offset"), 0)
+    call.put_u64(off_of(v, "probe_addr"), 0)
     del base
     return -err if err else 0
 

@@ -59,15 +59,21 @@ class VerifierLog:
     def needed(self) -> bool:
         return bool(self.level)
 
-    def finalize(self, text: str | bytes) -> tuple[int, int]:
+    def finalize(self, text: str | bytes, len_max: int | None = None) -> tuple[int, int]:
         """Write ``text`` as the kernel leaves it in the buffer: ``(errno or 0, true_size)``.
 
-        ``true_size`` is 0 when no log was requested (level 0).
+        ``len_max`` is the largest size the log ever had (with its NUL): the verifier
+        rewinds the log when it abandons a path (``bpf_vlog_reset``), so the final text
+        can be shorter than what the caller's buffer needed to hold at some point; that
+        maximum is ``log_true_size`` and decides ``ENOSPC``. ``true_size`` is 0 when no
+        log was requested (level 0).
         """
         if not self.level:
             return 0, 0
         data = text.encode("utf-8", "replace") if isinstance(text, str) else bytes(text)
         true_size = len(data) + 1 if data else 0
+        if len_max is not None:
+            true_size = max(true_size, int(len_max))
         if true_size > UINT_MAX:
             true_size = UINT_MAX
         if not self.ubuf:

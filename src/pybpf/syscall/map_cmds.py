@@ -74,6 +74,12 @@ def token_get(call: Call, fd: int) -> None:
     raise BpfError(errno.EINVAL, f"fd {fd} is not a BPF token")
 
 
+def _ops(bmap: BpfMap) -> Any:
+    """The map's ops as the concrete type modules implement them (wider than the Protocol:
+    ``sys_lookup`` takes the value for bloom filters, keyless maps take ``None`` keys)."""
+    return bmap.ops
+
+
 def value_size_of(bmap: BpfMap) -> int:
     fn = getattr(bmap.ops, "sys_value_size", None)
     return int(fn(bmap)) if callable(fn) else int(bmap.value_size)
@@ -108,7 +114,7 @@ def map_create(call: Call) -> int:
                     btf_vmlinux_value_type_id=a.btf_vmlinux_value_type_id,
                     kernel=call.kernel)
     # Inner maps of map-in-map types are resolved by their map_alloc_check from this.
-    mattr.inner_map = _inner_map(call, a)  # type: ignore[assignment]
+    mattr.inner_map = _inner_map(call, a)
     ops.map_alloc_check(mattr)
     if token_flag:
         token_get(call, a.map_token_fd)
@@ -243,9 +249,9 @@ def map_lookup_elem(call: Call) -> int:
     vsize = value_size_of(bmap)
     if getattr(bmap.ops, "lookup_reads_value", False):
         value_in = copy_from_user(a.value, vsize)
-        bmap.ops.sys_lookup(bmap, key, a.flags, value_in)
+        _ops(bmap).sys_lookup(bmap, key, a.flags, value_in)
         return 0
-    value = bmap.ops.sys_lookup(bmap, key, a.flags)
+    value = _ops(bmap).sys_lookup(bmap, key, a.flags)
     copy_to_user(a.value, value[:vsize])
     return 0
 
@@ -262,7 +268,7 @@ def map_update_elem(call: Call) -> int:
         _spin_lock_check(bmap, a.flags)
         key = copy_key(a.key, bmap.key_size)
         value = copy_from_user(a.value, value_size_of(bmap))
-        bmap.ops.sys_update(bmap, key, value, a.flags)
+        _ops(bmap).sys_update(bmap, key, value, a.flags)
     return 0
 
 
@@ -276,7 +282,7 @@ def map_delete_elem(call: Call) -> int:
         if not can_write(kmap, file):
             raise BpfError(errno.EPERM, "map fd is not writable")
         key = copy_key(a.key, bmap.key_size)
-        bmap.ops.sys_delete(bmap, key)
+        _ops(bmap).sys_delete(bmap, key)
     return 0
 
 
@@ -289,7 +295,7 @@ def map_get_next_key(call: Call) -> int:
         raise BpfError(errno.EPERM, "map fd is not readable")
     bmap = kmap.bmap
     key = copy_key(a.key, bmap.key_size) if a.key else None
-    nxt = bmap.ops.sys_get_next_key(bmap, key)
+    nxt = _ops(bmap).sys_get_next_key(bmap, key)
     copy_to_user(a.next_key, nxt[:bmap.key_size])
     return 0
 

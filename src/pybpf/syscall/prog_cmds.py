@@ -161,7 +161,7 @@ def select_runtime(prog: BpfProg, insns: list[Any]) -> None:
             try:
                 jitted = compile_program(insns, helpers=helpers, ld_abs=ld_abs, name=name,
                                          harden=blind)
-            except Exception:  # noqa: BLE001 - a JIT failure falls back, as without
+            except Exception:
                 jitted = None  # CONFIG_BPF_JIT_ALWAYS_ON: the interpreter runs it
             if jitted is not None:
                 prog.bpf_func = jitted
@@ -273,9 +273,8 @@ def _load_rest(call: Call, prog: BpfProg) -> int:
     prog.pages = bpf_prog_pages(a.insn_cnt)
     prog.aux["bpf_capable"] = call.cred.bpf_capable()
     if a.signature:
-        if a.signature_size != SHA256_DIGEST_SIZE:
-            raise BpfError(errno.EINVAL, "signature_size")
-        raise BpfError(errno.EINVAL, "signed programs: no keyrings in pybpf")
+        # The reference kernel is built without program signature verification.
+        raise BpfError(errno.EOPNOTSUPP, "signed programs are not supported")
     if a.prog_ifindex:
         _dev_bound_init(a)
     if prog.type not in KNOWN_PROG_TYPES:
@@ -396,7 +395,8 @@ def _bpf_check(call: Call, prog: BpfProg) -> None:
         attach_btf_id=prog.attach_btf_id, attach_prog=prog.dst_prog, prog_btf=prog_btf,
         func_info=func_info, line_info=line_info, kernel=kernel, prog=prog)
     res = bpf_check(inp)
-    err, true_size = log.finalize(res.log if log.level else "")
+    err, true_size = log.finalize(res.log if log.level else "",
+                                  res.extra.get("log_len_max") if log.level else None)
     if err == 0:
         err = res.errno
     if call.size >= END_LOG_TRUE_SIZE:
@@ -444,7 +444,10 @@ def bpf_prog_test_run(call: Call) -> int:
             ctx_size_in=ctx_size_in, ctx_size_out=t.ctx_size_out, has_ctx_out=bool(t.ctx_out),
             repeat=t.repeat, flags=t.flags, cpu=t.cpu, batch_size=t.batch_size,
             task=call.task, kernel=call.kernel)
-        res = test_run(prog, call.kernel, opts)
+        try:
+            res = test_run(prog, call.kernel, opts)
+        except NotImplementedError:
+            raise BpfError(ENOTSUPP, "test_run not supported for this program type") from None
         return _test_finish(call, t, res)
     finally:
         prog.put()

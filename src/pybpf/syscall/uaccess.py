@@ -76,7 +76,7 @@ _MAX_ADDR = (1 << 64) - 1
 
 
 def _valid_range(addr: int, size: int) -> bool:
-    return 0 < addr and addr + size - 1 <= _MAX_ADDR
+    return addr > 0 and addr + size - 1 <= _MAX_ADDR
 
 
 def copy_from_user(addr: int, size: int) -> bytes:
