@@ -92,6 +92,7 @@ def _dispatch(state: RunState, kind: int, ident: int, r1: int, r2: int, r3: int,
               r5: int, pc: int) -> int:
     program = state.program
     ctx = state.context()
+    ctx.depth = int(state.jctx.depth)  # a callback the helper runs takes the next frame
     if kind in (BRIDGE_HELPER, BRIDGE_CALLX):
         fn = program.helpers.get(ident)
         if fn is None:

@@ -48,7 +48,8 @@ class JitCtx(ctypes.Structure):
         ("prandom", ctypes.c_uint64),
         ("run_id", ctypes.c_uint64),
         ("loop_target", ctypes.c_uint64),  # the program the native test_run loop calls
-        ("reserved", ctypes.c_uint64 * 2),
+        ("depth", ctypes.c_uint64),  # call depth of the native code that called the bridge
+        ("reserved", ctypes.c_uint64),
         ("frames", ctypes.c_uint64 * MAX_CALL_FRAMES),  # frame pointers (one past the top)
     ]
 

@@ -109,10 +109,17 @@ class Translation:
     stack_mode: str  # "frames" (registered per-thread frames) or "alloca" (native stack)
     uses_bridge: bool
     may_loop: bool  # has a backward jump, a bpf-to-bpf call or may_goto (budget matters)
+    notes: dict[str, Any] = field(default_factory=dict)  # what native generators recorded
+    callbacks: dict[int, str] = field(default_factory=dict)  # callback pc → entry symbol
 
 
 NativeGen = Callable[["Emitter", list[ir.Value]], ir.Value]
-"""A native helper: emits IR computing r0 from r1–r5 (see :mod:`pybpf.jit.natives`)."""
+"""A native helper: emits IR computing r0 from r1–r5 (see :mod:`pybpf.jit.natives`).
+
+A generator may carry an ``applies(translator, consts) -> bool`` attribute: then it is
+used only at call sites where that returns True (``consts`` are the registers r1–r5
+known to hold an ``ld_imm64`` constant there, see :mod:`pybpf.jit.consts`); other call
+sites go through the Python bridge."""
 
 
 def jump_target(pc: int, ins: Insn, spec: OpSpec) -> int:
@@ -178,6 +185,14 @@ class Emitter:
         self.jctx = jctx
         self.pc = pc
         self._func = func
+        self.consts: dict[int, int] = tr.call_consts.get(pc, {})
+        """Registers r1–r5 known to hold an ``ld_imm64`` constant at this call."""
+
+    def const(self, reg: int, value: ir.Value | None = None) -> int | None:
+        """The known value of ``reg`` at this call (an IR constant or the dataflow's)."""
+        if isinstance(value, ir.Constant) and isinstance(value.constant, int):
+            return int(value.constant) & M64
+        return self.consts.get(reg)
 
     @property
     def module(self) -> ir.Module:
@@ -262,16 +277,18 @@ class Translator:
         self.specs = decode_specs(self.insns)
         self.second = second_slots(self.specs)
         self.leaders = self._leaders()
-        self.uses_bridge = self._needs_bridge()
-        if stack_mode is None:
-            stack_mode = "frames" if (sanitize or self.uses_bridge) else "alloca"
-        self.stack_mode = stack_mode
         self.fp_escapes = _reads_fp_outside_memory_base(self.insns, self.specs)
         self.fp_fixed = not any(
             s is not None and not s.is_jump and s.kind not in (
                 Kind.ST, Kind.STX, Kind.EXIT, Kind.CALL, Kind.JMP) and ins.dst == 10
             and s.kind is not Kind.ATOMIC
             for ins, s in zip(self.insns, self.specs, strict=True))
+        self.notes: dict[str, Any] = {}
+        self.call_consts = self._call_consts()
+        self.uses_bridge = self._needs_bridge()
+        if stack_mode is None:
+            stack_mode = "frames" if (sanitize or self.uses_bridge) else "alloca"
+        self.stack_mode = stack_mode
         self.zero_bytes = self._stack_zero_bytes()
         self.prefix = f"bpf{next(_SYMBOL_SEQ)}_{_safe(name)}"
         self.module = ir.Module(name=self.prefix)
@@ -304,14 +321,32 @@ class Translator:
                     lead.add(pc + ins.imm + 1)
         return {pc for pc in lead if 0 <= pc < self.n and pc not in self.second}
 
+    def _call_consts(self) -> dict[int, dict[int, int]]:
+        from pybpf.jit.consts import call_site_consts
+
+        sites = [pc for pc, (ins, spec) in enumerate(zip(self.insns, self.specs, strict=True))
+                 if spec is not None and spec.kind is Kind.CALL and ins.src == CallKind.HELPER
+                 and hasattr(self.natives.get(ins.imm), "applies")]
+        return call_site_consts(self.insns, self.specs, sites)
+
+    def native_at(self, pc: int, func_id: int) -> NativeGen | None:
+        """The native generator for the helper call at ``pc``, if one applies there."""
+        gen = self.natives.get(func_id)
+        if gen is None:
+            return None
+        applies = getattr(gen, "applies", None)
+        if applies is not None and not applies(self, self.call_consts.get(pc, {})):
+            return None
+        return gen
+
     def _needs_bridge(self) -> bool:
-        for ins, spec in zip(self.insns, self.specs, strict=True):
+        for pc, (ins, spec) in enumerate(zip(self.insns, self.specs, strict=True)):
             if spec is None:
                 continue
             if spec.kind in (Kind.CALLX, Kind.LD_ABS, Kind.LD_IND):
                 return True
             if spec.kind is Kind.CALL and ins.src != CallKind.PSEUDO_CALL and (
-                    ins.src != CallKind.HELPER or ins.imm not in self.natives):
+                    ins.src != CallKind.HELPER or self.native_at(pc, ins.imm) is None):
                 return True
         return False
 
@@ -490,7 +525,7 @@ class Translator:
         loop = self._emit_loop(entry)
         functions = [(main.name, 0), *sorted(((f.name, pc) for pc, f in self.funcs.items() if pc != 0), key=lambda t: t[1])]
         return Translation(str(self.module), entry.name, loop.name, functions, self.reasons,
-                           self.stack_mode, self.uses_bridge, self._may_loop())
+                           self.stack_mode, self.uses_bridge, self._may_loop(), self.notes)
 
     def _may_loop(self) -> bool:
         """Whether a run can execute more instructions than the program has."""
@@ -1010,6 +1045,9 @@ class Translator:
     # -- calls ----------------------------------------------------------------------------
     def _bridge(self, b: ir.IRBuilder, st: _FuncState, pc: int, kind: int, ident: ir.Value,
                 args: list[ir.Value]) -> ir.Value:
+        # The bridge needs the call depth: a helper that calls back into the program
+        # (bpf_loop, for_each_map_elem) runs the callback in the next frame.
+        b.store(st.depth, b.gep(st.jctx, [ir.Constant(I64, FIELD["depth"])], source_etype=I64))
         fptr = b.inttoptr(b.load(b.gep(st.jctx, [ir.Constant(I64, FIELD["bridge"])],
                                        source_etype=I64), typ=I64), PTR)
         return b.call(_typed_callee(fptr, BRIDGE_FN),
@@ -1045,7 +1083,7 @@ class Translator:
         if ins.src != CallKind.HELPER:
             self._fault_here(b, st, pc, "invalid call")
             return True
-        gen = self.natives.get(ins.imm)
+        gen = self.native_at(pc, ins.imm)
         if gen is not None:
             em = Emitter(self, b, st.jctx, pc, st)
             r0 = gen(em, args)
