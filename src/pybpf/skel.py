@@ -19,14 +19,20 @@ program sees userspace writes and vice versa. Load failures raise
 :class:`~pybpf.errors.BpfError`, whose ``str()`` frames the verifier log as libbpf does.
 
 Where the syscalls go: a pybpf :class:`~pybpf.kernel.Kernel` (the default instance unless
-``kernel=`` is given), or ``kernel="live"`` for the machine's own ``bpf()``. CO-RE
-relocations resolve against ``/sys/kernel/btf/vmlinux`` when present (the same BTF the
-pybpf instance registers as its kernel BTF), else they are left unresolved (poisoned
-where they must be), as libbpf would without a target.
+``kernel=`` is given), or ``kernel="live"`` for the machine's own ``bpf()``.
+
+What CO-RE relocations resolve against (``target_btf=``, libbpf's ``btf_custom_path``): a
+:class:`~pybpf.btf.raw.Btf` or a path (raw BTF or an ELF object's ``.BTF``), or by
+default the target's own kernel BTF — ``/sys/kernel/btf/vmlinux`` for the live kernel;
+for a pybpf instance the kernel BTF it registers (its ``vmlinux_btf``), falling back to
+pybpf's own (:func:`pybpf.btf.kernel_btf.kernel_btf`: context structs, uapi enums, pybpf's
+kernel objects) on machines without one. ``target_btf=False`` resolves against nothing
+(relocations poisoned where they must be), as libbpf would without a target.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
@@ -41,7 +47,9 @@ from pybpf.loader.load import LiveSyscalls, LoadedObject, load_object
 from pybpf.loader.model import LibbpfMapType, MapSpec, ProgramSpec
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
-_TARGETS: dict[str, CandidateIndex] = {}
+_TARGETS: dict[object, CandidateIndex] = {}
+#: What ``target_btf=`` accepts: a parsed BTF, a path, False (no target), None (default).
+TargetBtf = Btf | str | os.PathLike[str] | bool | None
 
 
 def _vmlinux_target() -> CandidateIndex | None:
@@ -50,6 +58,53 @@ def _vmlinux_target() -> CandidateIndex | None:
             return None
         _TARGETS[VMLINUX] = CandidateIndex(Btf.from_file(VMLINUX))
     return _TARGETS[VMLINUX]
+
+
+def _index(btf: Btf) -> CandidateIndex:
+    """One candidate index per BTF object (building it walks every type)."""
+    key = id(btf)
+    cached = _TARGETS.get(key)
+    if cached is None or cached.btf is not btf:
+        cached = _TARGETS[key] = CandidateIndex(btf)
+    return cached
+
+
+def _instance_target(kernel: Any) -> CandidateIndex:
+    """A pybpf instance's kernel BTF: the one it registered, else pybpf's own."""
+    from pybpf.btf.kernel_btf import kernel_btf
+
+    registered = getattr(kernel, "vmlinux_btf", None)
+    if registered is not None:
+        path = getattr(registered, "_path", None)
+        if path == VMLINUX:
+            target = _vmlinux_target()
+            if target is not None:
+                return target
+        try:
+            return _index(registered.parsed())
+        except (AttributeError, ValueError, OSError):
+            pass
+    return _index(kernel_btf())
+
+
+def resolve_target(target_btf: TargetBtf, kernel: Any) -> CandidateIndex | None:
+    """The CO-RE target for ``target_btf=`` when loading into ``kernel``."""
+    if target_btf is False:
+        return None
+    if isinstance(target_btf, Btf):
+        return _index(target_btf)
+    if isinstance(target_btf, str | os.PathLike):
+        path = os.fspath(target_btf)
+        if path not in _TARGETS:
+            try:
+                _TARGETS[path] = CandidateIndex(Btf.from_file(path))
+            except (OSError, ValueError) as exc:
+                raise LoaderError(errno.EINVAL,
+                                  f"failed to parse target BTF '{path}': {exc}") from None
+        return _TARGETS[path]
+    if kernel == "live":
+        return _vmlinux_target()
+    return _instance_target(kernel)
 
 
 class Program:
@@ -202,9 +257,11 @@ class GlobalData:
 class BpfObject:
     """An opened (and maybe loaded) object file, like a libbpf skeleton."""
 
-    def __init__(self, spec: BpfObjectSpec, kernel: Any = None) -> None:
+    def __init__(self, spec: BpfObjectSpec, kernel: Any = None,
+                 target_btf: TargetBtf = None) -> None:
         self.spec = spec
         self._kernel = kernel
+        self._target_btf = target_btf
         self._loaded: LoadedObject | None = None
         self.progs = _Namespace({p.name: Program(self, p) for p in spec.entry_programs},
                                 "program")
@@ -266,10 +323,11 @@ class BpfObject:
     def load(self, *, log_level: int = 0) -> BpfObject:
         """Create BTF, maps and programs (``bpf_object__load``)."""
         self._check_not_loaded("load the object twice")
-        target = _vmlinux_target()
+        sys = self._syscalls()
+        target = resolve_target(self._target_btf, self._kernel)
         facts = KernelFacts.host(target.btf if target else None,
                                  kallsyms=self._kernel == "live")
-        self._loaded = load_object(self.spec, self._syscalls(), target=target, facts=facts,
+        self._loaded = load_object(self.spec, sys, target=target, facts=facts,
                                    log_level=log_level)
         return self
 
@@ -314,15 +372,19 @@ class BpfObject:
 
 
 def open(path: str | os.PathLike[str] | bytes, *, kernel: Any = None,
-         name: str | None = None) -> BpfObject:
-    """Open an object file (``bpf_object__open``); raises :class:`LoaderError`."""
-    return BpfObject(open_object(path, name=name), kernel)
+         name: str | None = None, target_btf: TargetBtf = None) -> BpfObject:
+    """Open an object file (``bpf_object__open``); raises :class:`LoaderError`.
+
+    ``target_btf`` chooses what CO-RE relocations resolve against (module docstring).
+    """
+    return BpfObject(open_object(path, name=name), kernel, target_btf)
 
 
 def load(path: str | os.PathLike[str] | bytes, *, kernel: Any = None,
-         log_level: int = 0) -> BpfObject:
+         log_level: int = 0, target_btf: TargetBtf = None) -> BpfObject:
     """Open and load an object file; use as a context manager to close it."""
-    return open(path, kernel=kernel).load(log_level=log_level)
+    return open(path, kernel=kernel, target_btf=target_btf).load(log_level=log_level)
 
 
-__all__ = ["BpfObject", "Codec", "GlobalData", "LoaderError", "Map", "Program", "load", "open"]
+__all__ = ["BpfObject", "Codec", "GlobalData", "LoaderError", "Map", "Program", "load", "open",
+           "resolve_target"]

@@ -78,7 +78,7 @@ MD_POINTERS: dict[tuple[str, str], str] = {
     ("bpf_sockopt", "sk"): "bpf_sock",
     ("bpf_sockopt", "optval"): "",
     ("bpf_sockopt", "optval_end"): "",
-    ("bpf_sk_lookup", "sk"): "bpf_sock",
+    ("bpf_sk_lookup_anon0", "sk"): "bpf_sock",
 }
 
 #: Uapi enums carried into the BTF: C name -> IntEnum class name in :mod:`pybpf.uapi`.
@@ -90,7 +90,7 @@ ENUMS = {"bpf_map_type": "BpfMapType", "bpf_prog_type": "BpfProgType",
 # --------------------------------------------------------------------------- objects
 
 
-class bpf_map(ctypes.Structure):  # noqa: N801 - kernel name
+class bpf_map(ctypes.Structure):
     """pybpf's ``struct bpf_map``: the native map header of :mod:`pybpf.maps.core`."""
 
     _fields_ = [("map_type", ctypes.c_uint32), ("key_size", ctypes.c_uint32),
@@ -101,7 +101,7 @@ class bpf_map(ctypes.Structure):  # noqa: N801 - kernel name
                 ("type_specific", ctypes.c_uint8 * 80)]
 
 
-class bpf_prog_aux(ctypes.Structure):  # noqa: N801
+class bpf_prog_aux(ctypes.Structure):
     """pybpf's ``struct bpf_prog_aux``: the fields iterators and bpftool read."""
 
     _fields_ = [("id", ctypes.c_uint32), ("func_cnt", ctypes.c_uint32),
@@ -110,7 +110,7 @@ class bpf_prog_aux(ctypes.Structure):  # noqa: N801
                 ("attach_func_name", ctypes.c_uint64)]
 
 
-class bpf_prog(ctypes.Structure):  # noqa: N801
+class bpf_prog(ctypes.Structure):
     """pybpf's ``struct bpf_prog``: type, length, tag and a pointer to its aux."""
 
     _fields_ = [("pages", ctypes.c_uint16), ("jited", ctypes.c_uint8),
@@ -120,7 +120,7 @@ class bpf_prog(ctypes.Structure):  # noqa: N801
                 ("aux", ctypes.c_uint64), ("bpf_func", ctypes.c_uint64)]
 
 
-class bpf_link(ctypes.Structure):  # noqa: N801
+class bpf_link(ctypes.Structure):
     """pybpf's ``struct bpf_link``: id, type and the attached program."""
 
     _fields_ = [("refcnt", ctypes.c_uint64), ("id", ctypes.c_uint32),
@@ -247,7 +247,9 @@ class _Builder:
 
     def ctype(self, tp: type) -> int:
         if issubclass(tp, ctypes.Array):
-            return self.array(self.ctype(tp._type_), tp._length_)
+            elem: type = tp._type_  # type: ignore[assignment]
+            length: int = tp._length_  # type: ignore[assignment]
+            return self.array(self.ctype(elem), length)
         if issubclass(tp, ctypes.Structure | ctypes.Union):
             return self.composite(tp)
         return self.scalar(tp._type_)  # type: ignore[attr-defined]
@@ -256,7 +258,8 @@ class _Builder:
                   pointers: dict[tuple[str, str], str] | None = None,
                   enums: dict[tuple[str, str], str] | None = None) -> int:
         cname = name if name is not None else self.ctypes_names.get(tp, "")
-        anonymous = "_anon" in cname
+        # the generator names nested anonymous types after their parent and says so
+        anonymous = "(anonymous)" in (tp.__doc__ or "") or not cname
         if not anonymous and cname in self.structs:
             return self.structs[cname]
         pointers = MD_POINTERS if pointers is None else pointers

@@ -3,8 +3,9 @@
 ``r1`` is the map pointer (a map's header address, :func:`pybpf.maps.core.map_from_addr`);
 keys and values are addresses in the run's memory. Each prototype carries the kernel's
 return/argument types and ``gpl_only`` (``kernel/bpf/helpers.c``, ``ringbuf.c``,
-``bpf_trace.c``). ``bpf_for_each_map_elem`` calls a bpf-to-bpf subprogram: see
-:func:`call_subprog` for the convention used until the interpreter offers a hook.
+``bpf_trace.c``). ``bpf_for_each_map_elem`` calls its bpf-to-bpf callback through
+:meth:`pybpf.runtime.context.RunContext.call_subprog` (implemented by the running
+interpreter or JIT); the callback's index is what a ``BPF_PSEUDO_FUNC`` ld_imm64 holds.
 """
 
 from __future__ import annotations
@@ -133,39 +134,13 @@ def ringbuf_query(ctx: RunContext, r1: int, r2: int, *_: int) -> int:
     return int(_ringbuf(r1).query(r2)) & M64
 
 
-def call_subprog(ctx: RunContext, callback: int, r1: int = 0, r2: int = 0, r3: int = 0,
-                 r4: int = 0, r5: int = 0) -> int:
-    """Run the bpf-to-bpf subprogram ``callback`` (an instruction index) and return its r0.
-
-    Convention until the interpreter provides a hook: the running
-    :class:`~pybpf.runtime.interpreter.CompiledProgram` is found as ``ctx.data["compiled"]``
-    (or ``ctx.prog`` when that is one), and ``callback`` is the subprogram's first
-    instruction index — what a ``BPF_PSEUDO_FUNC`` ld_imm64 holds after the loader
-    resolves it.
-    """
-    from pybpf.runtime.interpreter import CompiledProgram
-
-    prog = ctx.data.get("compiled")
-    if prog is None and isinstance(ctx.prog, CompiledProgram):
-        prog = ctx.prog
-    if prog is None:
-        from pybpf.errors import BpfFault
-
-        raise BpfFault(-1, 0, 0, "callback needs ctx.data['compiled']")
-    R = [0, r1, r2, r3, r4, r5, 0, 0, 0, 0, 0]
-    saved_depth = ctx.depth
-    prog._subcall(ctx, R, callback, -1)
-    ctx.depth = saved_depth
-    return R[0] & M64
-
-
 def for_each_map_elem(ctx: RunContext, r1: int, r2: int, r3: int, r4: int, *_: int) -> int:
     if r4:
         return _neg(-errno.EINVAL)
     bmap = _map(r1)
 
     def callback(key_addr: int, value_addr: int) -> int:
-        return call_subprog(ctx, r2, r1, key_addr, value_addr, r3, 0)
+        return ctx.call_subprog(r2, r1, key_addr, value_addr, r3, 0) & M64
 
     return _neg(bmap.ops.map_for_each_callback(bmap, callback, ctx.cpu))  # type: ignore[attr-defined]
 

@@ -73,19 +73,34 @@ class RunState:
         if ctx is None:
             ctx = self.ctx = RunContext(mem=self.program.mem, cpu=self.cpu, prog=self.prog,
                                         kernel=self.kernel)
+            ctx.runner = self.program
         return ctx
 
 
 _RUNS: dict[int, RunState] = {}
 _RUNS_LOCK = threading.Lock()
+_ACTIVE = threading.local()  # .stack: this thread's runs, innermost last
 
 
 def register_run(addr: int, state: RunState) -> None:
     _RUNS[addr] = state  # one writer per address: the thread owning that context
+    stack: list[RunState] | None = getattr(_ACTIVE, "stack", None)
+    if stack is None:
+        stack = _ACTIVE.stack = []
+    stack.append(state)
 
 
 def unregister_run(addr: int) -> None:
-    _RUNS.pop(addr, None)
+    state = _RUNS.pop(addr, None)
+    stack: list[RunState] | None = getattr(_ACTIVE, "stack", None)
+    if stack and state is not None and stack[-1] is state:
+        stack.pop()
+
+
+def current_run() -> RunState | None:
+    """The innermost run of JIT code on this thread (whose helper is calling Python)."""
+    stack: list[RunState] | None = getattr(_ACTIVE, "stack", None)
+    return stack[-1] if stack else None
 
 
 def _dispatch(state: RunState, kind: int, ident: int, r1: int, r2: int, r3: int, r4: int,

@@ -2,8 +2,8 @@
 
 The kernel JITs every load afresh; pybpf keys native code by everything that determines
 it — the program's bytes after fixups (which include map addresses, so the program tag
-alone would not do), sanitize and budget modes, which helpers run natively, and whether
-line info is emitted — so loading the same object twice costs one dictionary lookup.
+alone would not do), the layouts of the maps native code was specialised on, sanitize and
+budget modes, which helpers run natively, and whether line info is emitted — so loading the same object twice costs one dictionary lookup.
 Blinded programs are never cached: their point is a fresh random key per load.
 """
 
@@ -23,6 +23,7 @@ class CacheKey(NamedTuple):
     budgeted: bool
     natives: tuple[tuple[int, str], ...]
     debug_info: bool
+    maps: tuple[object, ...] = ()  # specialisations of native map code (mapgen.map_fingerprint)
 
 
 class CompileCache:

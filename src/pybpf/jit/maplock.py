@@ -74,7 +74,6 @@ class NativeMapLock:
         self.inner = inner
         self.mutex = new_recursive_mutex()
         self.addr = ctypes.addressof(self.mutex)
-        self._sync = getattr(bmap, "sync", None)
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         if not self.inner.acquire(blocking, timeout):
@@ -84,12 +83,6 @@ class NativeMapLock:
         elif _pthread_trylock(self.addr):
             self.inner.release()
             return False
-        if self._sync is not None:
-            try:
-                self._sync()  # native writers may have changed the table
-            except BaseException:
-                self.release()
-                raise
         return True
 
     def release(self) -> None:
@@ -121,6 +114,9 @@ def htab_lock_addr(bmap: Any) -> int:
         with lock:  # no Python writer is inside while the lock is swapped
             wrapped = NativeMapLock(bmap, lock)
             bmap.lock = wrapped
+            rebuild = getattr(bmap, "make_fast_paths", None)
+            if rebuild is not None:
+                rebuild()  # its closures captured the old lock
         return wrapped.addr
 
 

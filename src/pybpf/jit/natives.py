@@ -129,3 +129,13 @@ def _prandom_u32(em: Emitter, args: list[ir.Value]) -> ir.Value:
     x = b.xor(x, b.lshr(x, ir.Constant(I64, 27)))
     b.store(x, ptr)
     return b.lshr(b.mul(x, ir.Constant(I64, 0x2545F4914F6CDD1D)), ir.Constant(I64, 32))
+
+
+# --- maps (array / hash lookups, hash updates and deletes, ring buffer) ---------------------
+def _register_maps() -> None:
+    from pybpf.jit import mapgen
+
+    mapgen.register()
+
+
+_register_maps()

@@ -31,6 +31,7 @@ from pybpf.jit import cache as _cache
 from pybpf.jit.engine import compile_ir
 from pybpf.jit.natives import natives_for
 from pybpf.jit.state import (
+    CALLBACK_TYPE,
     ENTRY_TYPE,
     LOOP_TYPE,
     REASON_READ_ONLY,
@@ -55,6 +56,7 @@ class CompiledCode:
     object_file: bytes
     entry: Any  # ENTRY_TYPE
     loop: Any  # LOOP_TYPE
+    callback: Any = None  # CALLBACK_TYPE, when the program has callback subprograms
     compile_ns: int = 0
     line_twin: Callable[[], tuple[Translation, bytes]] | None = field(default=None, repr=False)
     _layout: Any = field(default=None, repr=False)
@@ -75,7 +77,7 @@ def build_code(insns: Sequence[Insn], *, name: str, sanitize: bool, budgeted: bo
     tr = Translator(insns, name=name, sanitize=sanitize, budgeted=budgeted,
                     natives={fid: row.gen for fid, row in natives.items()},
                     debug_info=debug_info, aux_reg=aux_reg).translate()
-    native = compile_ir(tr.ir, [tr.entry, tr.loop])
+    native = compile_ir(tr.ir, [tr.entry, tr.loop] + ([tr.callback] if tr.callback else []))
     addresses = dict(native.addresses)
 
     def line_twin() -> tuple[Translation, bytes]:
@@ -86,8 +88,9 @@ def build_code(insns: Sequence[Insn], *, name: str, sanitize: bool, budgeted: bo
                           debug_info=True, aux_reg=aux_reg).translate()
         return twin, compile_ir(twin.ir, [twin.entry]).object_file
 
+    callback = CALLBACK_TYPE(addresses[tr.callback]) if tr.callback else None
     return CompiledCode(tr, addresses, native.object_file, ENTRY_TYPE(addresses[tr.entry]),
-                        LOOP_TYPE(addresses[tr.loop]), time.perf_counter_ns() - t0,
+                        LOOP_TYPE(addresses[tr.loop]), callback, time.perf_counter_ns() - t0,
                         None if debug_info else line_twin)
 
 
@@ -221,6 +224,7 @@ class JitProgram:
         state = _bridge.RunState(self, jctx, ctx, jctx.cpu, prog, kernel)
         if ctx is not None:
             ctx.steps = jctx.steps
+            ctx.runner = self
         _bridge.register_run(tc.addr, state)
         try:
             program = self
@@ -255,6 +259,7 @@ class JitProgram:
                     jctx.status = 0
                     if state.ctx is not None:
                         state.ctx.depth = 0
+                        state.ctx.runner = program
                     continue
                 raise BpfFault(int(jctx.fault_pc), 0, 0, f"bad JIT status {status}")
         finally:
@@ -263,6 +268,50 @@ class JitProgram:
                 ctx.steps = jctx.steps
             _bridge.unregister_run(tc.addr)
             tc.busy = False
+
+    def call_subprog(self, ctx: RunContext, target: int, r1: int = 0, r2: int = 0,
+                     r3: int = 0, r4: int = 0, r5: int = 0) -> int:
+        """Run subprogram ``target`` from a helper (``ctx.call_subprog``): fresh registers,
+        the next frame — the interpreter's ``call_subprog`` on native code."""
+        depth = ctx.depth + 1
+        if depth >= MAX_CALL_FRAMES:
+            raise BpfFault(target, 0, 0, f"call depth exceeds {MAX_CALL_FRAMES} frames")
+        if not 0 <= target < len(self.xlated):
+            raise BpfFault(target, 0, 0, f"callback target {target} out of range")
+        state = _bridge.current_run()
+        native_pc = self._native_pc(target)
+        if (state is None or state.program is not self or self.code.callback is None
+                or native_pc not in self.code.translation.callback_targets):
+            return self._interpreted().call_subprog(ctx, target, r1, r2, r3, r4, r5)
+        jctx = state.jctx
+        saved_depth = ctx.depth
+        ctx.depth = depth
+        try:
+            r0 = self.code.callback(ctypes.addressof(jctx), depth, native_pc, r1 & M64,
+                                    r2 & M64, r3 & M64, r4 & M64, r5 & M64)
+            status = jctx.status
+            if status != Status.OK:
+                jctx.status = 0
+                if status == Status.PY_EXCEPTION and state.exc is not None:
+                    exc, state.exc = state.exc, None
+                    raise exc
+                if status == Status.FAULT:
+                    raise self._fault(jctx)
+                raise BpfFault(target, 0, 0, "tail call from a callback")
+            return int(r0)
+        finally:
+            ctx.depth = saved_depth
+
+    def _interpreted(self) -> Any:
+        """The interpreter's form of this program (for callbacks the JIT has no entry for)."""
+        twin = getattr(self, "_interp_twin", None)
+        if twin is None:
+            from pybpf.runtime.interpreter import CompiledProgram
+
+            twin = self._interp_twin = CompiledProgram(
+                self.xlated, helpers=self.helpers, kfuncs=self.kfuncs, ld_abs=self.ld_abs,
+                mem=self.mem, name=self.name)
+        return twin
 
     def _fault(self, jctx: JitCtx) -> BpfFault:
         reasons = self.code.translation.reasons
@@ -390,6 +439,14 @@ def as_jit(target: Any, *, budgeted: bool = False) -> JitProgram:
     return twin.with_budget() if budgeted else twin
 
 
+def _map_fingerprint(insns: Sequence[Insn], natives: Mapping[int, Any]) -> tuple[Any, ...]:
+    if not any(hasattr(row.gen, "applies") for row in natives.values()):
+        return ()
+    from pybpf.jit.mapgen import map_fingerprint
+
+    return map_fingerprint(insns)
+
+
 def compile_program(insns: Sequence[Insn], *, helpers: Mapping[int, HelperFn] | None = None,
                     kfuncs: Mapping[int, HelperFn] | None = None, ld_abs: LdAbsFn | None = None,
                     mem: MemoryRegistry = REGISTRY, name: str = "prog", sanitize: bool = False,
@@ -416,7 +473,7 @@ def compile_program(insns: Sequence[Insn], *, helpers: Mapping[int, HelperFn] | 
     else:
         key = _cache.CacheKey(encode(insns), sanitize, _budgeted,
                               tuple(sorted((fid, row.name) for fid, row in natives.items())),
-                              debug_info)
+                              debug_info, _map_fingerprint(insns, natives))
         cached = _cache.CACHE.get(key)
         if cached is None:
             cached = build_code(insns, name=name, sanitize=sanitize, budgeted=_budgeted,

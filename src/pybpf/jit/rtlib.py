@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import llvmlite.ir as ir
 
 from pybpf.jit.engine import compile_ir, triple
-from pybpf.jit.translate import I1, I32, I64, PTR, _libc_address, _typed_callee
+from pybpf.jit.translate import I32, I64, PTR, _libc_address, _typed_callee
 
 PAGE_SIZE = 4096
 BUSY = 1 << 31
@@ -192,7 +192,6 @@ def runtime_library() -> RuntimeLibrary:
             module.triple = triple()
             reserve = _reserve(module)
             commit = _commit(module)
-            del I1
             native = compile_ir(str(module), [reserve.name, commit.name])
             _LIB = RuntimeLibrary(native.addresses[reserve.name], native.addresses[commit.name])
         return _LIB

@@ -74,6 +74,11 @@ ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64,
                               ctypes.c_uint64)
 """``u64 prog(jit_ctx *, r1, r2, r3, r4, r5)``: a program's native entry point."""
 
+CALLBACK_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64,
+                                 ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64,
+                                 ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64)
+"""``u64 callback(jit_ctx *, depth, target pc, r1..r5)``: run a callback subprogram."""
+
 LOOP_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64,
                              ctypes.c_uint64, ctypes.c_void_p)
 """``u64 loop(jit_ctx *, r1, repeat, u64 *retval)``: run the program ``repeat`` times in

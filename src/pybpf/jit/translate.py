@@ -73,6 +73,7 @@ SUB_FN = ir.FunctionType(RESULT, [PTR, I64] + [I64] * 10)  # jctx, depth, r0..r9
 ENTRY_FN = ir.FunctionType(I64, [PTR] + [I64] * 5)
 BRIDGE_FN = ir.FunctionType(I64, [PTR] + [I64] * 8)
 LOOP_FN = ir.FunctionType(I64, [PTR, I64, I64, PTR])
+CALLBACK_FN = ir.FunctionType(I64, [PTR, I64, I64] + [I64] * 5)  # jctx, depth, target, r1..r5
 CHECK_FN = ir.FunctionType(I64, [PTR, I64, I64, I1])
 FAULT_FN = ir.FunctionType(ir.VoidType(), [PTR, I64, I64, I64, I64])
 
@@ -110,7 +111,8 @@ class Translation:
     uses_bridge: bool
     may_loop: bool  # has a backward jump, a bpf-to-bpf call or may_goto (budget matters)
     notes: dict[str, Any] = field(default_factory=dict)  # what native generators recorded
-    callbacks: dict[int, str] = field(default_factory=dict)  # callback pc → entry symbol
+    callback: str = ""  # u64 callback(jit_ctx *, depth, target pc, r1..r5); "" if none
+    callback_targets: tuple[int, ...] = ()
 
 
 NativeGen = Callable[["Emitter", list[ir.Value]], ir.Value]
@@ -519,13 +521,56 @@ class Translator:
         if self.debug_info:
             self._debug_setup()
         main = self._function_for(0)
+        targets = self._callback_targets()
+        for pc in targets:
+            self._function_for(pc)
         while self._func_queue:
             self._emit_function(self._func_queue.pop())
         entry = self._emit_entry(main)
         loop = self._emit_loop(entry)
+        callback = self._emit_callback(targets) if targets else None
         functions = [(main.name, 0), *sorted(((f.name, pc) for pc, f in self.funcs.items() if pc != 0), key=lambda t: t[1])]
         return Translation(str(self.module), entry.name, loop.name, functions, self.reasons,
-                           self.stack_mode, self.uses_bridge, self._may_loop(), self.notes)
+                           self.stack_mode, self.uses_bridge, self._may_loop(), self.notes,
+                           callback.name if callback is not None else "", tuple(targets))
+
+    def _callback_targets(self) -> list[int]:
+        """Subprograms a helper may call back (``bpf_loop``, ``for_each_map_elem``, timers):
+        the instruction a ``BPF_PSEUDO_FUNC`` ld_imm64 names — its value after the loader
+        resolved it (an instruction index), or its relative form."""
+        if not self.uses_bridge:
+            return []
+        out: set[int] = set()
+        for pc, (ins, spec) in enumerate(zip(self.insns, self.specs, strict=True)):
+            if spec is None or spec.kind is not Kind.LD_IMM64 or ins.src != 4 \
+                    or pc + 1 >= self.n:
+                continue
+            for target in (imm64(ins, self.insns[pc + 1]), pc + ins.imm + 1):
+                if 0 <= target < self.n and target not in self.second \
+                        and self.specs[target] is not None:
+                    out.add(target)
+        return sorted(out)
+
+    def _emit_callback(self, targets: Sequence[int]) -> ir.Function:
+        """``u64 callback(jctx, depth, target, r1..r5)``: run subprogram ``target`` with
+        fresh registers in frame ``depth`` (what ``call_subprog`` needs)."""
+        fn = ir.Function(self.module, CALLBACK_FN, name=f"{self.prefix}_callback")
+        fn.attributes.add("nounwind")
+        jctx, depth, target, *args = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        miss = fn.append_basic_block("unknown")
+        switch = b.switch(target, miss)
+        zero = ir.Constant(I64, 0)
+        for pc in targets:
+            blk = fn.append_basic_block(f"cb{pc}")
+            switch.add_case(ir.Constant(I64, pc), blk)
+            bb = ir.IRBuilder(blk)
+            res = bb.call(self.funcs[pc], [jctx, depth, zero, *args, zero, zero, zero, zero])
+            bb.ret(bb.extract_value(res, 0))
+        bm = ir.IRBuilder(miss)
+        self.emit_fault(bm, jctx, 0, target, zero, self.reason("callback target out of range"))
+        bm.ret(zero)
+        return fn
 
     def _may_loop(self) -> bool:
         """Whether a run can execute more instructions than the program has."""

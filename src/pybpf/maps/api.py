@@ -77,11 +77,16 @@ class Map(MutableMapping[Any, Any]):
                                              else vsize)
         self.vsize = vsize
         self.can_read, self.can_write = elem_cmds.default_perms(bmap)
+        self._readable = self.can_read
+        self._ks = bmap.key_size
         self._lookup = self.ops.sys_lookup
         self._update = self.ops.sys_update
         self._kenc = self.key_codec.encode
         self._vdec = self.value_codec.decode
         self._venc = self.value_codec.encode
+        # plain values and a writable fd: __setitem__ may take the map's fast path
+        self._plain = not self.percpu and not getattr(self.ops, "fd_values", False) \
+            and self.can_write
 
     @classmethod
     def create(cls, map_type: int, key_size: int, value_size: int, max_entries: int,
@@ -115,7 +120,13 @@ class Map(MutableMapping[Any, Any]):
 
     # -- MutableMapping -----------------------------------------------------------------
     def __getitem__(self, key: Any) -> Any:
-        kb = self._kenc(key)
+        kb = key if type(key) is bytes and len(key) == self._ks else self._kenc(key)
+        fast = self.bmap.fast_lookup
+        if fast is not None and self._readable:
+            data = fast(kb)
+            if data is None:
+                raise KeyError(key)
+            return self._vdec(data)
         if not self.can_read:
             raise BpfError(errno.EPERM)
         try:
@@ -129,6 +140,19 @@ class Map(MutableMapping[Any, Any]):
         return self._vdec(data)
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        if self._plain:
+            bmap = self.bmap
+            fast = bmap.fast_update
+            if fast is not None and not bmap.frozen:
+                err = fast(key if type(key) is bytes and len(key) == self._ks
+                           else self._kenc(key), self._venc(value))
+                if err:
+                    raise BpfError(err)
+                return
+            if bmap.frozen:
+                raise BpfError(errno.EPERM)
+            self._update(bmap, self._kenc(key), self._venc(value), 0)
+            return
         self.update_elem(key, value, 0)
 
     def update_elem(self, key: Any, value: Any, flags: int = 0) -> None:
@@ -146,6 +170,13 @@ class Map(MutableMapping[Any, Any]):
         self._update(self.bmap, self._kenc(key), self._encode_value(value), 0)
 
     def __delitem__(self, key: Any) -> None:
+        bmap = self.bmap
+        fast = bmap.fast_delete
+        if fast is not None and self._plain and not bmap.frozen:
+            # raw key bytes need no codec (every codec passes them through unchanged)
+            if fast(key if type(key) is bytes and len(key) == self._ks else self._kenc(key)):
+                raise KeyError(key)
+            return
         self._check_write()
         try:
             self.ops.sys_delete(self.bmap, self._kenc(key))

@@ -39,6 +39,8 @@ class BytesCodec:
         self.size = size
 
     def encode(self, obj: Any) -> bytes:
+        if type(obj) is bytes and len(obj) == self.size:
+            return obj
         data = _raw(obj, self.size)
         if data is None:
             raise TypeError(f"cannot use {type(obj).__name__} as {self.size} bytes")
@@ -71,12 +73,15 @@ class AutoCodec(IntCodec):
     def __init__(self, size: int) -> None:
         super().__init__(size)
         self.as_int = size in (1, 2, 4, 8)
+        self.mask = (1 << (8 * size)) - 1
 
     def encode(self, obj: Any) -> bytes:
+        if type(obj) is bytes and len(obj) == self.size:
+            return obj
         if isinstance(obj, int):
             if not self.size:
                 raise TypeError("this map has no keys")
-            return (obj & ((1 << (8 * self.size)) - 1)).to_bytes(self.size, "little")
+            return (obj & self.mask).to_bytes(self.size, "little")
         data = _raw(obj, self.size)
         if data is None:
             raise TypeError(f"cannot use {type(obj).__name__} as {self.size} bytes")

@@ -77,6 +77,9 @@ _BY_ADDR: weakref.WeakValueDictionary[int, BpfMap] = weakref.WeakValueDictionary
 _cpu = threading.local()
 
 
+_overrides = 0  # threads inside an on_cpu() block; 0 lets fast paths skip the lookup
+
+
 def sys_cpu() -> int:
     """The CPU ``bpf()`` commands of this thread run on (default 0).
 
@@ -97,12 +100,21 @@ class on_cpu:
         self.saved = 0
 
     def __enter__(self) -> on_cpu:
+        global _overrides
         self.saved = sys_cpu()
         _cpu.cpu = self.cpu
+        _overrides += 1
         return self
 
     def __exit__(self, *exc: object) -> None:
+        global _overrides
         _cpu.cpu = self.saved
+        _overrides -= 1
+
+
+def sys_cpu_fast() -> int:
+    """:func:`sys_cpu`, skipping the thread-local lookup while nobody uses :class:`on_cpu`."""
+    return getattr(_cpu, "cpu", 0) if _overrides else 0
 
 
 class BpfMap:
@@ -130,15 +142,34 @@ class BpfMap:
         self.lock = threading.RLock()  # serialises updates from Python and programs
         # Fields the kernel keeps in struct bpf_map beyond the attributes:
         self.writecnt = 0  # bpf_map_write_active(): syscall writers in flight (FREEZE → EBUSY)
-        self.spin_lock_off = -1  # offset of a struct bpf_spin_lock in the value (BTF), or -1
+        self._spin_lock_off = -1  # offset of a struct bpf_spin_lock in the value (BTF), or -1
         self.has_record = False  # value has special BTF fields (spin lock, timer, kptr…)
         self.inner_map_meta: BpfMap | None = attr.inner_map  # map-in-map template
         self.fd_resolver: Any = None  # fd -> object, for fd-valued maps (see maps.fdmaps)
         self.owner_prog_type: int | None = None  # prog_array: first program type stored
+        # Hot-path closures a map type may provide (bytes in, bytes/errno out), used by
+        # the Python API and the syscall side: fast_lookup(key) -> bytes | None,
+        # fast_update(key, value) -> errno (BPF_ANY), fast_delete(key) -> errno.
+        self.fast_lookup: Any = None
+        self.fast_update: Any = None
+        self.fast_delete: Any = None
         self.header: Region = self.mem.alloc(MAP_HEADER_SIZE, f"map header {attr.map_name!r}",
                                              writable=False, owner=self)
         self.write_header()
         _BY_ADDR[self.header.start] = self
+
+    @property
+    def spin_lock_off(self) -> int:
+        """Offset of the ``struct bpf_spin_lock`` in values (from BTF), or -1."""
+        return self._spin_lock_off
+
+    @spin_lock_off.setter
+    def spin_lock_off(self, off: int) -> None:
+        self._spin_lock_off = off
+        self.make_fast_paths()  # fast paths assume values without a lock word
+
+    def make_fast_paths(self) -> None:
+        """(Re)build ``fast_lookup``/``fast_update``/``fast_delete`` (types that have them)."""
 
     @property
     def addr(self) -> int:

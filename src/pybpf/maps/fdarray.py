@@ -34,6 +34,14 @@ class FdArrayMap(BpfMap):
         self.objects: list[Any] = [None] * self.max_entries
         self.write_header(elem_size=8, data=self.slots.start)
 
+    def tail_call_target(self, index: int) -> Any:
+        """The runnable program behind slot ``index`` for ``bpf_tail_call``, or ``None``.
+
+        Slots hold kernel program objects; what runs is their runtime (``bpf_func``).
+        """
+        obj = self.objects[index] if 0 <= index < self.max_entries else None
+        return getattr(obj, "bpf_func", None) if obj is not None else None
+
     def set_slot(self, index: int, obj: Any) -> Any:
         old = self.objects[index]
         self.objects[index] = obj

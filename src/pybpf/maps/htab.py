@@ -80,6 +80,7 @@ from typing import Any
 import numpy as np
 
 from pybpf.errors import BpfError
+from pybpf.maps import core
 from pybpf.maps.base import BaseMapOps, ForEachCallback
 from pybpf.maps.batch import BatchResult, check_elem_flags
 from pybpf.maps.bpf_lru import BpfLru, lru_words
@@ -94,7 +95,7 @@ from pybpf.maps.common import (
     store_value,
     value_with_lock_zeroed,
 )
-from pybpf.maps.core import BpfMap, MapAttr, sys_cpu
+from pybpf.maps.core import BpfMap, MapAttr, sys_cpu, sys_cpu_fast
 from pybpf.maps.jhash import htab_map_hash
 from pybpf.maps.storage import alloc_region
 from pybpf.runtime.memory import Region
@@ -114,7 +115,8 @@ from pybpf.uapi import (
 HTAB_CREATE_FLAG_MASK = (BPF_F_NO_PREALLOC | BPF_F_NO_COMMON_LRU | BPF_F_NUMA_NODE
                          | BPF_F_ACCESS_MASK | BPF_F_ZERO_SEED)
 SIZEOF_HTAB_ELEM = 48
-SIZEOF_BPF_HTAB = 832
+SIZEOF_BPF_HTAB = 896  # sizeof(struct bpf_htab) in 6.18 (fdinfo memlock)
+SIZEOF_LLIST_NODE = 8
 SIZEOF_BUCKET = 16
 ELEM_HDR = 16
 CTL_SIZE = 128
@@ -213,6 +215,7 @@ class HashTab(BpfMap):
                 self.x32[cpu] = self.max_entries + cpu
         self.publish()
         self.write_header(elem_size=self.elem_size, data=self.elems.start, aux=self.ctl.start)
+        self.make_fast_paths()
 
     # -- control block ----------------------------------------------------------------
     def publish(self) -> None:
@@ -235,9 +238,10 @@ class HashTab(BpfMap):
         if gen == self.gen:
             return
         self.count, self.free_top, self.gen = ci[6], ci[7], gen
-        self.index = {}
+        index = self.index  # refilled in place: fast paths hold a reference to it
+        index.clear()
         for idx in self.iter_indices():
-            self.index[self.key_of(idx)] = idx
+            index[self.key_of(idx)] = idx
 
     def bump(self) -> None:
         """Publish count and free stack, then advance ``gen``."""
@@ -429,6 +433,296 @@ class HashTab(BpfMap):
         order = np.lexsort((np.concatenate(parts_d), b))
         return np.concatenate(parts_i)[order]
 
+    # -- vectorised batch surgery (plain HASH; callers hold self.lock) -----------------
+    @staticmethod
+    def distinct(values: np.ndarray, bound: int) -> np.ndarray:
+        """Sorted distinct ``values`` (all in ``range(bound)``)."""
+        if bound <= 8 * values.size + 4096:
+            return np.flatnonzero(np.bincount(values, minlength=bound))
+        return np.unique(values)
+
+    def member(self, values: np.ndarray, of: np.ndarray) -> np.ndarray:
+        """``np.isin(values, of)`` for element indices."""
+        if self.n_elems <= 8 * (values.size + of.size) + 4096:
+            flag = np.zeros(self.n_elems, bool)
+            flag[of] = True
+            return flag[values]
+        return np.isin(values, of)
+
+    def chain_members(self, buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(bucket, depth, element) of every element chained in ``buckets``."""
+        heads = np.frombuffer(self.buckets.mv, "<u4")[buckets]
+        live = heads != 0
+        cur = heads[live].astype(np.int64) - 1
+        bucket = buckets[live]
+        words = self.words()
+        bs, ds, es = [], [], []
+        depth = 0
+        while cur.size:
+            bs.append(bucket)
+            ds.append(np.full(cur.size, depth, np.int64))
+            es.append(cur)
+            nxt = words[cur, 0].astype(np.int64)
+            keep = nxt != 0
+            cur = nxt[keep] - 1
+            bucket = bucket[keep]
+            depth += 1
+        if not bs:
+            empty = np.zeros(0, np.int64)
+            return empty, empty, empty
+        return np.concatenate(bs), np.concatenate(ds), np.concatenate(es)
+
+    def relink(self, touched: np.ndarray, bucket: np.ndarray, elem: np.ndarray,
+               order: np.ndarray) -> None:
+        """Rebuild the chains of ``touched`` buckets: ``elem[order]`` head to tail."""
+        heads = np.frombuffer(self.buckets.mv, "<u4")
+        heads[touched] = 0
+        if not order.size:
+            return
+        s_i = elem[order]
+        s_b = bucket[order]
+        same = s_b[1:] == s_b[:-1]
+        nxt = np.zeros(s_i.size, np.uint32)
+        nxt[:-1] = np.where(same, s_i[1:] + 1, 0)
+        self.words()[s_i, 0] = nxt
+        first = np.ones(s_i.size, bool)
+        first[1:] = ~same
+        heads[s_b[first]] = s_i[first] + 1
+
+    def update_many(self, keys: bytes, values: bytes, n: int) -> tuple[int, int]:
+        """BPF_ANY updates of ``n`` elements in order -> (done, errno), vectorised.
+
+        The result equals ``n`` single updates on the syscall CPU: existing keys go
+        through that CPU's spare element (the old element of key ``i`` holds key
+        ``i + 1``'s value, the last one becomes the spare), new keys pop the free stack,
+        and every touched chain starts with the batch's keys, last one first.
+        """
+        ks, vs = self.key_size, self.value_size
+        klist = np.frombuffer(keys, f"V{ks}", n).tolist()
+        if len(set(klist)) != n:  # repeated keys: do them one by one
+            fast = self.fast_update
+            for i in range(n):
+                err = fast(keys[i * ks:(i + 1) * ks], values[i * vs:(i + 1) * vs])
+                if err:
+                    return i, err
+            return n, 0
+        get = self.index.get
+        olds = np.array([get(k, -1) for k in klist], np.int64)
+        is_new = olds < 0
+        n_new = int(np.count_nonzero(is_new))
+        err = 0
+        if n_new > self.free_top:
+            n = int(np.flatnonzero(is_new)[self.free_top])
+            err = errno.E2BIG
+            klist, olds, is_new = klist[:n], olds[:n], is_new[:n]
+            n_new = self.free_top
+        if not n:
+            return 0, err
+        words = self.words()
+        hashes = np.empty(n, np.uint32)
+        rep = np.flatnonzero(~is_new)
+        old_rep = olds[rep]
+        hashes[rep] = words[old_rep, 1]
+        newidx = np.empty(n, np.int64)
+        if n_new:
+            hash_of = self.hash_of
+            fresh = np.flatnonzero(is_new)
+            hashes[fresh] = [hash_of(klist[i]) for i in fresh.tolist()]
+            top = self.free_top
+            stack = np.frombuffer(self.free_stack.mv, "<u4")  # type: ignore[union-attr]
+            newidx[fresh] = stack[top - n_new:top][::-1]
+            self.free_top = top - n_new
+        if rep.size:
+            cpu = sys_cpu() % self.nr_cpus
+            newidx[rep[0]] = self.x32[cpu]
+            newidx[rep[1:]] = old_rep[:-1]
+            self.x32[cpu] = int(old_rep[-1])
+        bucket = (hashes & self.mask).astype(np.int64)
+        touched = self.distinct(bucket, self.n_buckets)
+        mb, md, mi = self.chain_members(touched)
+        if rep.size:
+            keep = ~self.member(mi, old_rep)
+            mb, md, mi = mb[keep], md[keep], mi[keep]
+            words[old_rep, 2] = FREE
+        slab = np.frombuffer(self.emv, np.uint8).reshape(self.n_elems, self.elem_size)
+        slab[newidx, ELEM_HDR:ELEM_HDR + ks] = np.frombuffer(keys, np.uint8, n * ks
+                                                             ).reshape(n, ks)
+        slab[newidx, self.value_off:self.value_off + vs] = np.frombuffer(
+            values, np.uint8, n * vs).reshape(n, vs)
+        words[newidx, 1] = hashes
+        words[newidx, 2] = USED
+        words[newidx, 3] = 0
+        all_b = np.concatenate((bucket, mb))
+        group = np.concatenate((np.zeros(n, np.int64), np.ones(mb.size, np.int64)))
+        rank = np.concatenate((-np.arange(n), md))
+        all_i = np.concatenate((newidx, mi))
+        self.relink(touched, all_b, all_i, np.lexsort((rank, group, all_b)))
+        self.index.update(zip(klist, newidx.tolist(), strict=True))
+        self.count += n_new
+        self.bump()
+        return n, err
+
+    def delete_many(self, keys: bytes, n: int) -> tuple[int, int]:
+        """Deletes of ``n`` keys in order -> (done, errno); a missing key stops them."""
+        ks = self.key_size
+        klist = np.frombuffer(keys, f"V{ks}", n).tolist()
+        err = 0
+        if len(set(klist)) != n:
+            fast = self.fast_delete
+            for i in range(n):
+                err = fast(klist[i])
+                if err:
+                    return i, err
+            return n, 0
+        get = self.index.get
+        olds = np.array([get(k, -1) for k in klist], np.int64)
+        missing = np.flatnonzero(olds < 0)
+        if missing.size:
+            n = int(missing[0])
+            err = errno.ENOENT
+            olds = olds[:n]
+        if not n:
+            return 0, err
+        words = self.words()
+        touched = self.distinct((words[olds, 1] & self.mask).astype(np.int64), self.n_buckets)
+        mb, md, mi = self.chain_members(touched)
+        keep = ~self.member(mi, olds)
+        mb, md, mi = mb[keep], md[keep], mi[keep]
+        self.relink(touched, mb, mi, np.lexsort((md, mb)))
+        words[olds, 2] = FREE
+        words[olds, 3] = 0
+        top = self.free_top
+        np.frombuffer(self.free_stack.mv, "<u4")[top:top + n] = olds  # type: ignore[union-attr]
+        self.free_top = top + n
+        pop = self.index.pop
+        for k in klist[:n]:
+            pop(k)
+        self.count -= n
+        self.bump()
+        return n, err
+
+    # -- fast paths (plain HASH without spin lock; see make_fast_paths) -----------------
+    def make_fast_paths(self) -> None:
+        """Closures for the hot syscall-side operations of a plain HASH map.
+
+        ``fast_lookup(key) -> bytes | None``, ``fast_update(key, value) -> errno`` (BPF_ANY)
+        and ``fast_delete(key) -> errno`` do exactly what :class:`HtabOps` does, with every
+        table attribute bound once; ``None`` for map flavours that need the general path.
+        """
+        self.fast_lookup = self.fast_update = self.fast_delete = None
+        if self.spin_lock_off >= 0 or self.lru or self.in_place or self.percpu or type(self).read_value is not \
+                HashTab.read_value:
+            return
+        lock, index, ctl_q = self.lock, self.index, self.ctl_q
+        e32, b32, emv, ew, es, mask = self.e32, self.b32, self.emv, self.ew, self.elem_size, \
+            self.mask
+        voff, vs = self.value_off, self.value_size
+        x32, fs32, nr_cpus, hash_of = self.x32, self.fs32, self.nr_cpus, self.hash_of
+        gap = self.value_off - ELEM_HDR - self.key_size
+        pack_elem = struct.Struct(f"<IIII{self.key_size}s{gap}x{vs}s").pack_into
+        get = index.get
+        acquire, release = lock.acquire, lock.release
+        bmap = self
+
+        def fast_lookup(key: bytes) -> bytes | None:
+            acquire()
+            try:
+                if ctl_q[4] != bmap.gen:
+                    bmap.sync()
+                idx = get(key)
+                if idx is None:
+                    return None
+                off = idx * es + voff
+                return emv[off:off + vs].tobytes()
+
+            finally:
+                release()
+
+        def fast_update(key: bytes, value: bytes) -> int:
+            acquire()
+            try:
+                if ctl_q[4] != bmap.gen:
+                    bmap.sync()
+                old = get(key, -1)
+                if old >= 0:
+                    cpu = sys_cpu_fast() % nr_cpus if core._overrides else 0
+                    new = x32[cpu]
+                    x32[cpu] = old
+                    base = old * ew
+                    h = e32[base + 1]
+                    bucket = h & mask
+                    head = b32[bucket]
+                    if head == old + 1:
+                        # the old element heads its chain: the spare takes its place
+                        pack_elem(emv, new * es, e32[base], h, USED, 0, key, value)
+                        b32[bucket] = new + 1
+                    else:
+                        pack_elem(emv, new * es, head, h, USED, 0, key, value)
+                        b32[bucket] = new + 1
+                        prev = head - 1
+                        cur = e32[prev * ew]
+                        while cur != old + 1:
+                            prev = cur - 1
+                            cur = e32[prev * ew]
+                        e32[prev * ew] = e32[base]
+                    e32[base + 2] = FREE
+                    index[key] = new
+                else:
+                    top = bmap.free_top
+                    if not top:
+                        return errno.E2BIG
+                    top -= 1
+                    bmap.free_top = top
+                    new = fs32[top]  # type: ignore[index]
+                    h = hash_of(key)
+                    bucket = h & mask
+                    pack_elem(emv, new * es, b32[bucket], h, USED, 0, key, value)
+                    b32[bucket] = new + 1
+                    index[key] = new
+                    bmap.count = count = bmap.count + 1
+                    ctl_q[3] = count | top << 32  # count and free_top in one store
+                gen = bmap.gen + 1
+                bmap.gen = gen
+                ctl_q[4] = gen
+            finally:
+                release()
+            return 0
+
+        def fast_delete(key: bytes) -> int:
+            acquire()
+            try:
+                if ctl_q[4] != bmap.gen:
+                    bmap.sync()
+                idx = index.pop(key, -1)
+                if idx < 0:
+                    return errno.ENOENT
+                base = idx * ew
+                bucket = e32[base + 1] & mask
+                cur = b32[bucket]
+                if cur == idx + 1:
+                    b32[bucket] = e32[base]
+                else:
+                    while True:
+                        prev = (cur - 1) * ew
+                        cur = e32[prev]
+                        if cur == idx + 1:
+                            e32[prev] = e32[base]
+                            break
+                e32[base + 2] = FREE
+                top = bmap.free_top
+                fs32[top] = idx  # type: ignore[index]
+                bmap.free_top = top = top + 1
+                bmap.count = count = bmap.count - 1
+                ctl_q[3] = count | top << 32  # count and free_top in one store
+                bmap.gen = gen = bmap.gen + 1
+                ctl_q[4] = gen
+            finally:
+                release()
+            return 0
+
+        self.fast_lookup, self.fast_update, self.fast_delete = \
+            fast_lookup, fast_update, fast_delete
+
     def clear(self) -> None:
         with self.lock:
             self.sync()
@@ -454,13 +748,24 @@ class HtabOps(BaseMapOps):
         return 4
 
     def mem_usage(self, bmap: BpfMap) -> int:
+        """``htab_map_mem_usage`` (what fdinfo ``memlock`` shows): preallocated maps count
+        every element (and HASH's per-CPU spares), others the elements in use."""
         assert isinstance(bmap, HashTab)
+        cpus = bmap.nr_cpus
         elem = SIZEOF_HTAB_ELEM + bmap.key_stride + (8 if bmap.percpu else bmap.vstride)
-        usage = SIZEOF_BPF_HTAB + SIZEOF_BUCKET * bmap.n_buckets + 8 * bmap.nr_cpus * 8
-        n = bmap.max_entries + (0 if (bmap.percpu or bmap.lru) else bmap.nr_cpus)
-        usage += elem * n
+        usage = SIZEOF_BPF_HTAB + SIZEOF_BUCKET * bmap.n_buckets
+        if not bmap.map_flags & BPF_F_NO_PREALLOC:
+            n = bmap.max_entries + (cpus if bmap.has_extra else 0)
+            usage += elem * n
+            if bmap.percpu:
+                usage += bmap.vstride * cpus * n
+            elif not bmap.lru:
+                usage += 8 * cpus  # the per-CPU extra_elems pointers
+            return usage
+        n = bmap.count
+        usage += (elem + SIZEOF_LLIST_NODE) * n
         if bmap.percpu:
-            usage += bmap.vstride * bmap.nr_cpus * bmap.max_entries
+            usage += (SIZEOF_LLIST_NODE + 8) * n + bmap.vstride * cpus * n
         return usage
 
     def native_layout(self, bmap: BpfMap) -> dict[str, int]:
@@ -477,6 +782,12 @@ class HtabOps(BaseMapOps):
     def sys_lookup(self, bmap: BpfMap, key: bytes, flags: int, value: bytes | None = None
                    ) -> bytes:
         assert isinstance(bmap, HashTab)
+        fast = bmap.fast_lookup
+        if fast is not None and len(key) == bmap.key_size and bmap.spin_lock_off < 0:
+            data = fast(key)
+            if data is None:
+                raise BpfError(errno.ENOENT)
+            return data
         with bmap.lock:
             if bmap.ctl_q[4] != bmap.gen:
                 bmap.sync()
@@ -486,12 +797,22 @@ class HtabOps(BaseMapOps):
             return bmap.read_value(idx)
 
     def sys_update(self, bmap: BpfMap, key: bytes, value: bytes, flags: int) -> None:
-        err = self.update(bmap, key, value, flags, sys_cpu(), True)  # type: ignore[arg-type]
+        fast = bmap.fast_update
+        if fast is not None and not flags and len(key) == bmap.key_size \
+                and len(value) == bmap.value_size and bmap.spin_lock_off < 0:
+            err = fast(key, value)
+        else:
+            err = self.update(bmap, key, value, flags, sys_cpu(), True)  # type: ignore[arg-type]
         if err:
             raise BpfError(err)
 
     def sys_delete(self, bmap: BpfMap, key: bytes) -> None:
         assert isinstance(bmap, HashTab)
+        fast = bmap.fast_delete
+        if fast is not None:
+            if fast(key):
+                raise BpfError(errno.ENOENT)
+            return
         with bmap.lock:
             if bmap.ctl_q[4] != bmap.gen:
                 bmap.sync()
@@ -694,7 +1015,11 @@ class HtabOps(BaseMapOps):
 
     def sys_update_batch(self, bmap: BpfMap, keys: bytes, values: bytes, count: int,
                          elem_flags: int, flags: int) -> BatchResult:
-        """``generic_map_update_batch``: element by element under one lock, first error stops."""
+        """``generic_map_update_batch``: element by element, the first error stops it.
+
+        Plain HASH maps take a vectorised path (:meth:`HashTab.update_many`) that leaves
+        exactly the table the element-by-element updates would leave.
+        """
         assert isinstance(bmap, HashTab)
         check_elem_flags(bmap, elem_flags)
         if not count:
@@ -708,22 +1033,15 @@ class HtabOps(BaseMapOps):
         with bmap.lock:
             if bmap.ctl_q[4] != bmap.gen:
                 bmap.sync()
-            if bmap.lru or bmap.in_place or type(self).update is not HtabOps.update:
+            if bmap.fast_update is not None and not elem_flags and bmap.spin_lock_off < 0:
+                done, err = bmap.update_many(keys, values, n)
+            else:
                 for i in range(n):
                     err = self.update(bmap, keys[i * ks:(i + 1) * ks],
                                       values[i * vs:(i + 1) * vs], elem_flags, cpu, True)
                     if err:
                         break
                     done += 1
-            else:
-                upd = self._htab_update
-                for i in range(n):
-                    err = upd(bmap, keys[i * ks:(i + 1) * ks], values[i * vs:(i + 1) * vs],
-                              elem_flags, cpu)
-                    if err:
-                        break
-                    done += 1
-                bmap.bump()
         if not err and n < count:
             err = errno.EFAULT
         return BatchResult(done, err=err)
@@ -742,17 +1060,20 @@ class HtabOps(BaseMapOps):
         with bmap.lock:
             if bmap.ctl_q[4] != bmap.gen:
                 bmap.sync()
-            index = bmap.index
-            for i in range(n):
-                idx = index.pop(keys[i * ks:(i + 1) * ks], None)
-                if idx is None:
-                    err = errno.ENOENT
-                    break
-                bmap.unlink(idx)
-                bmap.count -= 1
-                bmap.push_free(idx)
-                done += 1
-            bmap.bump()
+            if bmap.fast_delete is not None:
+                done, err = bmap.delete_many(keys, n)
+            else:
+                index = bmap.index
+                for i in range(n):
+                    idx = index.pop(keys[i * ks:(i + 1) * ks], None)
+                    if idx is None:
+                        err = errno.ENOENT
+                        break
+                    bmap.unlink(idx)
+                    bmap.count -= 1
+                    bmap.push_free(idx)
+                    done += 1
+                bmap.bump()
         if not err and n < count:
             err = errno.EFAULT
         return BatchResult(done, err=err)

@@ -59,9 +59,47 @@ class ArrayMap(BpfMap):
         self.base = self.values.start
         self.key_scratch = alloc_region(self, 8, "key scratch")
         self.write_header(elem_size=stride, data=self.base)
+        if self.copies() == 1:
+            self.make_fast_paths()
+
+    def make_fast_paths(self) -> None:
+        """Closures for syscall-side lookup/update (see ``BpfMap.fast_update``)."""
+        vmv, stride, vs, me = self.vmv, self.value_stride, self.value_size, self.max_entries
+        from_bytes = int.from_bytes
+        bmap = self
+
+        def fast_lookup(key: bytes) -> bytes | None:
+            index = from_bytes(key, "little")
+            if index >= me or bmap._spin_lock_off >= 0:
+                return None if index >= me else value_with_lock_zeroed(
+                    vmv[index * stride:index * stride + vs].tobytes(), bmap._spin_lock_off)
+            off = index * stride
+            return vmv[off:off + vs].tobytes()
+
+        def fast_update(key: bytes, value: bytes) -> int:
+            index = from_bytes(key, "little")
+            if index >= me:
+                return errno.E2BIG
+            off = index * stride
+            if bmap._spin_lock_off < 0 and len(value) == vs:
+                vmv[off:off + vs] = value
+            else:
+                store_value(vmv, off, value, vs, bmap._spin_lock_off)
+            return 0
+
+        self.fast_lookup, self.fast_update = fast_lookup, fast_update
 
     def copies(self) -> int:
         return 1
+
+    def direct_value_addr(self, off: int) -> int:
+        """Address of byte ``off`` of value 0 (``array_map_direct_value_addr``).
+
+        What ``BPF_PSEUDO_MAP_VALUE`` ld_imm64s (global data in ``.data``/``.rodata``/
+        ``.bss``) resolve to; the verifier has already checked ``max_entries == 1`` and
+        ``off < value_size``.
+        """
+        return self.base + off
 
     def mmap(self) -> memoryview:
         """The values as a writable memoryview (``BPF_F_MMAPABLE`` arrays only)."""
@@ -103,17 +141,24 @@ class ArrayOps(BaseMapOps):
         return value_with_lock_zeroed(data, bmap.spin_lock_off)
 
     def sys_update(self, bmap: BpfMap, key: bytes, value: bytes, flags: int) -> None:
-        assert isinstance(bmap, ArrayMap)
-        if (flags & ~BPF_F_LOCK) > BPF_EXIST:
-            raise BpfError(errno.EINVAL)
+        # array_map_update_elem: a plain copy into the element (no lock, as in Linux:
+        # the element never moves, so concurrent readers may see a mix of old and new)
+        if flags:
+            if (flags & ~BPF_F_LOCK) > BPF_EXIST:
+                raise BpfError(errno.EINVAL)
+            if flags & BPF_NOEXIST:
+                index = int.from_bytes(key[:4], "little")
+                raise BpfError(errno.E2BIG if index >= bmap.max_entries else errno.EEXIST)
         index = int.from_bytes(key[:4], "little")
         if index >= bmap.max_entries:
             raise BpfError(errno.E2BIG)
-        if flags & BPF_NOEXIST:
-            raise BpfError(errno.EEXIST)
         off = index * bmap.value_stride
-        with bmap.lock:
-            store_value(bmap.vmv, off, value, bmap.value_size, bmap.spin_lock_off)
+        if bmap.spin_lock_off < 0 and len(value) == bmap.value_size:
+            bmap.vmv[off:off + bmap.value_size] = value  # type: ignore[attr-defined]
+        else:
+            with bmap.lock:
+                store_value(bmap.vmv, off, value, bmap.value_size,  # type: ignore[attr-defined]
+                            bmap.spin_lock_off)
 
     def sys_delete(self, bmap: BpfMap, key: bytes) -> None:
         raise BpfError(errno.EINVAL)

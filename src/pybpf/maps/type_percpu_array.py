@@ -23,6 +23,8 @@ from pybpf.uapi import BPF_EXIST, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_NOEXIST
 
 
 class PercpuArrayMap(ArrayMap):
+    direct_value_addr = None  # type: ignore[assignment]  # per-CPU values have no one address
+
     def __init__(self, ops: ArrayOps, attr: MapAttr) -> None:
         super().__init__(ops, attr)
         self.header.mv[48:52] = self.nr_cpus.to_bytes(4, "little")

@@ -20,9 +20,10 @@ class ProgArrayOps(FdArrayOps):
     map_type = BPF_MAP_TYPE_PROG_ARRAY
     fd_kind = "prog"
     has_sys_lookup = True
+    has_meta_equal = False  # cannot be a map-in-map template (ENOTSUPP)
 
     def check_object(self, bmap: FdArrayMap, obj: Any) -> Any:
-        prog_type = getattr(obj, "prog_type", None)
+        prog_type = getattr(obj, "prog_type", getattr(obj, "type", None))
         if prog_type is not None:
             if bmap.owner_prog_type is None:
                 bmap.owner_prog_type = prog_type

@@ -24,6 +24,7 @@ from pybpf.syscall.objects import (
     btf_get_by_fd,
     can_read,
     can_write,
+    fd_resolver,
     fdget,
     map_get,
     map_new_fd,
@@ -268,6 +269,7 @@ def map_update_elem(call: Call) -> int:
         _spin_lock_check(bmap, a.flags)
         key = copy_key(a.key, bmap.key_size)
         value = copy_from_user(a.value, value_size_of(bmap))
+        bmap.fd_resolver = fd_resolver(call.task)
         _ops(bmap).sys_update(bmap, key, value, a.flags)
     return 0
 
@@ -392,6 +394,7 @@ def map_do_batch(call: Call) -> int:
                 in_batch = copy_from_user(b.in_batch, int(tok(bmap)) if callable(tok) else ks)
             res = fn(bmap, in_batch, count, b.elem_flags, b.flags)
         elif cmd == BpfCmd.BPF_MAP_UPDATE_BATCH:
+            bmap.fd_resolver = fd_resolver(call.task)
             fn = getattr(ops, "sys_update_batch", None)
             if not callable(fn):
                 raise BpfError(ENOTSUPP)

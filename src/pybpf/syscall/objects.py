@@ -9,7 +9,8 @@ file drops it (maps also drop their *user* reference, see :mod:`pybpf.core.map`)
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from pybpf.core.btf import BtfObject
 from pybpf.core.link import BpfLink
@@ -88,6 +89,23 @@ def map_new_fd(task: Task, kmap: KMap, f_flags: int) -> int:
     file = File(KIND_MAP, kmap, fmode, release=lambda f: kmap.put_with_uref(),
                 name="bpf-map", cred=task.cred)
     return task.fds.install(file)
+
+
+def fd_resolver(task: Task) -> Callable[[int, str], Any]:
+    """``resolve(fd, kind)`` over ``task``'s fd table, for maps whose values are fds.
+
+    Map-in-map values resolve to the inner map (``__bpf_map_get``), prog-array values to
+    the program with a new reference the map keeps (``bpf_prog_get``), as the kernel's
+    ``map_fd_get_ptr`` callbacks do.
+    """
+    def resolve(fd: int, kind: str) -> Any:
+        if kind == "map":
+            kmap, _file = map_get(task, fd)
+            return kmap.bmap
+        if kind == "prog":
+            return prog_get(task, fd)
+        raise BpfError(errno.EOPNOTSUPP, f"{kind} fds are not modelled")
+    return resolve
 
 
 # -- programs ------------------------------------------------------------------------------

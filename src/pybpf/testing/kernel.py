@@ -417,6 +417,124 @@ def map_freeze(fd: int) -> None:
     _check(0, map_freeze_raw(fd), "BPF_MAP_FREEZE")
 
 
+# --------------------------------------------------------------------------- map batches
+#
+# The four BPF_MAP_*_BATCH commands. Buffers are sized by the caller (``count`` elements
+# of ``key_size`` / ``value_size`` bytes) and filled with a marker byte, so a test sees
+# exactly what the kernel wrote; ``count`` comes back as the kernel left it (it writes
+# it even on errors such as ENOENT at the end of a walk).
+
+
+#: Byte the batch helpers pre-fill output buffers with (what was not written stays so).
+BATCH_FILL = 0xA5
+
+
+@dataclass
+class BatchOut:
+    """Outcome of a batch command: errno, ``count`` as written back, and the buffers."""
+
+    errno: int
+    count: int
+    keys: bytes = b""
+    values: bytes = b""
+    out_batch: bytes = b""
+
+
+def _batch_attr(fd: int, count: int, elem_flags: int, flags: int) -> Any:
+    from pybpf.uapi import bpf_attr_map_batch
+
+    attr = bpf_attr_map_batch()
+    attr.map_fd, attr.count, attr.elem_flags, attr.flags = fd, count, elem_flags, flags
+    return attr
+
+
+def _lookup_batch(cmd: int, fd: int, in_batch: bytes | None, count: int, key_size: int,
+                  value_size: int, batch_size: int, elem_flags: int, flags: int) -> BatchOut:
+    fill = bytes([BATCH_FILL])
+    keys = ctypes.create_string_buffer(fill * max(count * key_size, 1))
+    values = ctypes.create_string_buffer(fill * max(count * value_size, 1))
+    inb = ctypes.create_string_buffer(in_batch, len(in_batch)) if in_batch is not None else None
+    outb = ctypes.create_string_buffer(fill * max(batch_size, 1))
+    attr = _batch_attr(fd, count, elem_flags, flags)
+    attr.in_batch, attr.out_batch = _addr(inb), ctypes.addressof(outb)
+    attr.keys, attr.values = ctypes.addressof(keys), ctypes.addressof(values)
+    _ret, err = sys_bpf(cmd, attr)
+    return BatchOut(err, attr.count, keys.raw[:count * key_size],
+                    values.raw[:count * value_size], outb.raw[:batch_size])
+
+
+def map_lookup_batch_raw(fd: int, in_batch: bytes | None, count: int, key_size: int,
+                         value_size: int, batch_size: int = 4, elem_flags: int = 0,
+                         flags: int = 0) -> BatchOut:
+    """BPF_MAP_LOOKUP_BATCH; ``batch_size`` is the bytes of ``out_batch`` returned
+    (4 for hash maps' bucket tokens, ``key_size`` for the generic walk)."""
+    return _lookup_batch(BpfCmd.BPF_MAP_LOOKUP_BATCH, fd, in_batch, count, key_size,
+                         value_size, batch_size, elem_flags, flags)
+
+
+def map_lookup_and_delete_batch_raw(fd: int, in_batch: bytes | None, count: int,
+                                    key_size: int, value_size: int, batch_size: int = 4,
+                                    elem_flags: int = 0, flags: int = 0) -> BatchOut:
+    """BPF_MAP_LOOKUP_AND_DELETE_BATCH, as :func:`map_lookup_batch_raw`."""
+    return _lookup_batch(BpfCmd.BPF_MAP_LOOKUP_AND_DELETE_BATCH, fd, in_batch, count,
+                         key_size, value_size, batch_size, elem_flags, flags)
+
+
+def map_update_batch_raw(fd: int, keys: bytes, values: bytes, count: int,
+                         elem_flags: int = 0, flags: int = 0) -> BatchOut:
+    """BPF_MAP_UPDATE_BATCH of ``count`` elements from the given buffers."""
+    kbuf = ctypes.create_string_buffer(keys, max(len(keys), 1))
+    vbuf = ctypes.create_string_buffer(values, max(len(values), 1))
+    attr = _batch_attr(fd, count, elem_flags, flags)
+    attr.keys, attr.values = ctypes.addressof(kbuf), ctypes.addressof(vbuf)
+    _ret, err = sys_bpf(BpfCmd.BPF_MAP_UPDATE_BATCH, attr)
+    return BatchOut(err, attr.count)
+
+
+def map_delete_batch_raw(fd: int, keys: bytes, count: int, elem_flags: int = 0,
+                         flags: int = 0) -> BatchOut:
+    """BPF_MAP_DELETE_BATCH of ``count`` keys."""
+    kbuf = ctypes.create_string_buffer(keys, max(len(keys), 1))
+    attr = _batch_attr(fd, count, elem_flags, flags)
+    attr.keys = ctypes.addressof(kbuf)
+    _ret, err = sys_bpf(BpfCmd.BPF_MAP_DELETE_BATCH, attr)
+    return BatchOut(err, attr.count)
+
+
+def _batch_check(out: BatchOut, what: str) -> BatchOut:
+    if out.errno and out.errno != _errno.ENOENT:
+        _check(0, out.errno, what)
+    return out
+
+
+def map_lookup_batch(fd: int, in_batch: bytes | None, count: int, key_size: int,
+                     value_size: int, batch_size: int = 4) -> BatchOut:
+    """As :func:`map_lookup_batch_raw`; raises OSError for errors other than ENOENT."""
+    return _batch_check(map_lookup_batch_raw(fd, in_batch, count, key_size, value_size,
+                                             batch_size), "BPF_MAP_LOOKUP_BATCH")
+
+
+def map_lookup_and_delete_batch(fd: int, in_batch: bytes | None, count: int, key_size: int,
+                                value_size: int, batch_size: int = 4) -> BatchOut:
+    return _batch_check(map_lookup_and_delete_batch_raw(fd, in_batch, count, key_size,
+                                                        value_size, batch_size),
+                        "BPF_MAP_LOOKUP_AND_DELETE_BATCH")
+
+
+def map_update_batch(fd: int, keys: bytes, values: bytes, count: int,
+                     elem_flags: int = 0) -> int:
+    """BPF_MAP_UPDATE_BATCH; returns the count; raises OSError on any error."""
+    out = map_update_batch_raw(fd, keys, values, count, elem_flags)
+    _check(0, out.errno, "BPF_MAP_UPDATE_BATCH")
+    return out.count
+
+
+def map_delete_batch(fd: int, keys: bytes, count: int, elem_flags: int = 0) -> int:
+    out = map_delete_batch_raw(fd, keys, count, elem_flags)
+    _check(0, out.errno, "BPF_MAP_DELETE_BATCH")
+    return out.count
+
+
 # --------------------------------------------------------------------------- info
 
 

@@ -187,7 +187,14 @@ class MemMixin:
             self.fail(errno.EACCES, f"R{regno} offset is outside of the packet\n")
 
     def may_access_direct_pkt_data(self: Verifier, t: int, meta: Any = None) -> bool:
-        return self.ops_may_access_pkt(t, meta)
+        ops = self.prog_ops
+        if ops is None or not getattr(ops, "pkt_read", False):
+            return False
+        if t == BPF_WRITE and not getattr(ops, "pkt_write", False):
+            return False
+        if meta is not None:
+            return bool(meta.get("pkt_access"))
+        return True
 
     # -- ctx ------------------------------------------------------------------------------
     def check_ptr_off_reg(self: Verifier, reg: Reg, regno: int, fixed_off_ok: bool = False) -> None:
