@@ -83,3 +83,38 @@ def test_queue_push_pop_from_program() -> None:
     insns = [*ld_map(1, q.bmap.addr), Insn(191, 2, 10, 0, 0), Insn(7, 2, 0, 0, -4), Insn(133, 0, 0, 0, U.BPF_FUNC_map_pop_elem), Insn(97, 0, 10, -4, 0), Insn(149, 0, 0, 0, 0)]
     prog = CompiledProgram(insns, helpers=HELPERS)
     assert prog.run() == 5
+
+
+def for_each_prog(bmap_addr: int, stop: int) -> CompiledProgram:
+    """Sum every value into a stack slot with bpf_for_each_map_elem; r0 = sum * 16 + count.
+
+    The callback is at instruction 13; r2 holds its index, as after the loader resolves
+    a BPF_PSEUDO_FUNC ld_imm64. It returns ``stop`` (1 ends the walk early).
+    """
+    insns = [Insn(0x7A, 10, 0, -8, 0),                     # *(u64 *)(r10 - 8) = 0
+             *ld_map(1, bmap_addr),
+             Insn(0xB7, 2, 0, 0, 13),                      # r2 = callback
+             Insn(0xBF, 3, 10, 0, 0), Insn(0x07, 3, 0, 0, -8),
+             Insn(0xB7, 4, 0, 0, 0),
+             Insn(0x85, 0, 0, 0, U.BPF_FUNC_for_each_map_elem),
+             Insn(0xBF, 6, 0, 0, 0),                       # r6 = elements visited
+             Insn(0x79, 0, 10, -8, 0),                     # r0 = sum
+             Insn(0x27, 0, 0, 0, 16), Insn(0x0F, 0, 6, 0, 0),
+             Insn(0x95, 0, 0, 0, 0),
+             # callback(map, key, value, ctx)
+             Insn(0x79, 0, 3, 0, 0),                       # r0 = *(u64 *)value
+             Insn(0x79, 1, 4, 0, 0), Insn(0x0F, 1, 0, 0, 0),
+             Insn(0x7B, 4, 1, 0, 0),                       # *(u64 *)ctx += r0
+             Insn(0xB7, 0, 0, 0, stop),
+             Insn(0x95, 0, 0, 0, 0)]
+    return CompiledProgram(insns, helpers=HELPERS)
+
+
+def test_for_each_map_elem_calls_back_through_the_interpreter() -> None:
+    for map_type in (U.BPF_MAP_TYPE_HASH, U.BPF_MAP_TYPE_ARRAY):
+        m = Map.create(map_type, 4, 8, 3)
+        for k, v in ((0, 1), (1, 2), (2, 3)):
+            m[k] = v
+        assert for_each_prog(m.bmap.addr, 0).run() == 6 * 16 + 3
+        first = next(iter(m))
+        assert for_each_prog(m.bmap.addr, 1).run() == m[first] * 16 + 1

@@ -257,7 +257,7 @@ def test_concurrent_native_and_python_hash_updates_lose_nothing() -> None:
         def run() -> None:
             try:
                 fn()
-            except BaseException as exc:  # noqa: BLE001 - reported below
+            except BaseException as exc:
                 errors.append(exc)
         return run
 

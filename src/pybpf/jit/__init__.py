@@ -7,12 +7,12 @@ jited info (:mod:`pybpf.jit.runtime`). Without llvmlite only ``select_runtime`` 
 available, and it picks the interpreter.
 """
 
+import contextlib
+
 from pybpf.jit.runtime import JitedInfo, RuntimeSelection, select_runtime
 
-try:
+with contextlib.suppress(ImportError):  # llvmlite missing: select_runtime interprets
     from pybpf.jit.program import CompiledCode, JitProgram, compile_program
-except ImportError:  # llvmlite missing: select_runtime falls back to the interpreter
-    pass
 
 __all__ = ["CompiledCode", "JitProgram", "JitedInfo", "RuntimeSelection", "compile_program",
            "select_runtime"]

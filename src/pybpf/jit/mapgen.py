@@ -38,7 +38,7 @@ from typing import Any
 import llvmlite.ir as ir
 
 from pybpf.isa.insn import Insn, imm64
-from pybpf.jit.translate import I8, I16, I32, I64, INT, PTR, Emitter, Translator, _typed_callee
+from pybpf.jit.translate import I8, I16, I32, I64, PTR, Emitter, Translator, _typed_callee
 
 M64 = (1 << 64) - 1
 MAX_INLINE_KEY = 128
@@ -533,7 +533,6 @@ class _Htab:
         b.cbranch(b.icmp_unsigned("==", flags, _c(BPF_EXIST)), noent, new)
         b.position_at_end(noent)
         self._ret_unlocked(b, -errno.ENOENT)
-        baddr_fn = self.bucket_addr
         if s.percpu:
             b.position_at_end(have)
             _memcpy(self.tr, b, self.value_addr(b, b.sub(old, _c(1)), cpu), value,
@@ -603,7 +602,6 @@ class _Htab:
         b.position_at_end(done)
         self._bump_gen(b)
         self._ret_unlocked(b, 0)
-        del baddr_fn
         self._update = fn
         return fn
 

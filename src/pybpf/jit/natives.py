@@ -132,10 +132,11 @@ def _prandom_u32(em: Emitter, args: list[ir.Value]) -> ir.Value:
 
 
 # --- maps (array / hash lookups, hash updates and deletes, ring buffer) ---------------------
-def _register_maps() -> None:
-    from pybpf.jit import mapgen
+def _register_maps_and_packets() -> None:
+    from pybpf.jit import mapgen, pktgen
 
     mapgen.register()
+    pktgen.register()
 
 
-_register_maps()
+_register_maps_and_packets()

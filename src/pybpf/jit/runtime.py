@@ -111,7 +111,7 @@ def select_runtime(insns: Sequence[Insn], *, jit_enable: int = 1, harden: int = 
                                           ld_abs=ld_abs, mem=mem, name=name,
                                           sanitize=sanitize, harden=blind)
             info = jited_info(jit, linfo_insn_offs)
-        except Exception as exc:  # noqa: BLE001 - any JIT failure means: interpret
+        except Exception as exc:
             if jit_always_on:
                 from pybpf.errors import BpfError
 

@@ -9,7 +9,9 @@ key and value size must be 0. Layout (native, as user space mmaps it in Linux)::
           is still contiguous (the kernel maps the data pages twice too)
 
 A record is an 8-byte header ``u32 len | BUSY (1 << 31) | DISCARD (1 << 30)``, ``u32
-pg_off``, then ``len`` bytes, padded to 8. ``reserve`` fails (NULL) when the record does
+pg_off``, then ``len`` bytes, padded to 8. ``pg_off`` is Linux's: the record's page
+counted from the start of ``struct bpf_ringbuf``, whose data pages come after
+``RINGBUF_NR_META_PAGES`` (3) pages, i.e. ``3 + offset_in_data // PAGE_SIZE``. ``reserve`` fails (NULL) when the record does
 not fit in what the consumer has freed or behind the oldest uncommitted record;
 ``submit``/``discard`` clear BUSY (discard sets DISCARD) and wake the consumer when the
 record is the one it waits on (or with ``BPF_RB_FORCE_WAKEUP``; never with
@@ -152,7 +154,10 @@ class RingBufMap(BpfMap):
             if new_prod_pos - cons_pos > self.mask or new_prod_pos - pend_pos > self.mask:
                 return 0
             off = prod_pos & self.mask
-            _HDR.pack_into(dmv, off, size | BPF_RINGBUF_BUSY_BIT, (2 * PAGE_SIZE + off) >> 12)
+            # pg_off: the record's page counted from the start of struct bpf_ringbuf, whose
+            # data follows RINGBUF_NR_META_PAGES pages (header, consumer, producer)
+            _HDR.pack_into(dmv, off, size | BPF_RINGBUF_BUSY_BIT,
+                           (RINGBUF_NR_META_PAGES * PAGE_SIZE + off) // PAGE_SIZE)
             _U64.pack_into(self.meta.mv, PAGE_SIZE, new_prod_pos)
             return self.data.start + off + BPF_RINGBUF_HDR_SZ
 
