@@ -80,6 +80,7 @@ class MapOps(Protocol):
     #   native_layout(bmap)    — the storage layout, for the JIT (dict of addresses/sizes)
 
 
+_BUILTINS_LOADED = False  # every type_*.py imported once, whatever registered first
 _REGISTRY: dict[int, MapOps] = {}
 
 
@@ -91,19 +92,21 @@ def register_map_ops(ops: MapOps) -> MapOps:
 
 def find_map_ops(map_type: int) -> MapOps | None:
     """The operations of a map type, or ``None`` (MAP_CREATE then fails with EINVAL)."""
-    if not _REGISTRY:
-        _load_builtin_types()
+    _load_builtin_types()
     return _REGISTRY.get(int(map_type))
 
 
 def registered_map_types() -> list[int]:
-    if not _REGISTRY:
-        _load_builtin_types()
+    _load_builtin_types()
     return sorted(_REGISTRY)
 
 
 def _load_builtin_types() -> None:
     """Import every map-type module of this package so each registers itself."""
+    global _BUILTINS_LOADED
+    if _BUILTINS_LOADED:
+        return
+    _BUILTINS_LOADED = True
     import importlib
     import pkgutil
 

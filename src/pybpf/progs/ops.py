@@ -43,6 +43,7 @@ class ProgTypeOps(Protocol):
         """
 
 
+_BUILTINS_LOADED = False  # every type_*.py imported once, whatever registered first
 _REGISTRY: dict[int, ProgTypeOps] = {}
 
 
@@ -52,12 +53,15 @@ def register_prog_type(ops: ProgTypeOps) -> ProgTypeOps:
 
 
 def find_prog_type(prog_type: int) -> ProgTypeOps | None:
-    if not _REGISTRY:
-        _load_builtin_types()
+    _load_builtin_types()
     return _REGISTRY.get(int(prog_type))
 
 
 def _load_builtin_types() -> None:
+    global _BUILTINS_LOADED
+    if _BUILTINS_LOADED:
+        return
+    _BUILTINS_LOADED = True
     import importlib
     import pkgutil
 

@@ -180,20 +180,26 @@ def prog_get_info(call: Call, file: Any, prog: BpfProg, uinfo: int, info_len: in
     if info.xlated_prog_len and ulen:
         dump = encode(insn_prepare_dump(prog))
         copy_to_user(info.xlated_prog_insns, dump[:min(info.xlated_prog_len, ulen)])
+    jinfo = prog.aux.get("jited_info")  # pybpf.jit.runtime.JitedInfo, when JIT-compiled
     ulen = info.jited_prog_len
     info.jited_prog_len = prog.jited_len
     if info.jited_prog_len and ulen:
-        image = getattr(prog.bpf_func, "image", b"") or b""
+        image = (jinfo.jited_prog_insns if jinfo is not None else
+                 getattr(prog.bpf_func, "image", b"")) or b""
         copy_to_user(info.jited_prog_insns, bytes(image)[:min(prog.jited_len, ulen)])
     nfuncs = prog.func_cnt or 1
+    ksyms = list(jinfo.jited_ksyms) if jinfo is not None else [0] * nfuncs
+    func_lens = (list(jinfo.jited_func_lens) if jinfo is not None else
+                 [prog.jited_len] + [0] * (nfuncs - 1))
     ulen = info.nr_jited_ksyms
-    info.nr_jited_ksyms = nfuncs
-    for i in range(min(nfuncs, ulen)):
-        put_user_u64(info.jited_ksyms + 8 * i, id(prog.bpf_func) if prog.jited else 0)
+    info.nr_jited_ksyms = len(ksyms) if prog.jited else nfuncs
+    for i in range(min(info.nr_jited_ksyms, ulen)):
+        put_user_u64(info.jited_ksyms + 8 * i, ksyms[i] if prog.jited and i < len(ksyms) else 0)
     ulen = info.nr_jited_func_lens
-    info.nr_jited_func_lens = nfuncs
-    for i in range(min(nfuncs, ulen)):
-        put_user_u32(info.jited_func_lens + 4 * i, prog.jited_len if i == 0 else 0)
+    info.nr_jited_func_lens = len(func_lens) if prog.jited else nfuncs
+    for i in range(min(info.nr_jited_func_lens, ulen)):
+        put_user_u32(info.jited_func_lens + 4 * i,
+                     func_lens[i] if prog.jited and i < len(func_lens) else 0)
     info.attach_btf_id = prog.attach_btf_id
     if prog.attach_btf is not None:
         info.attach_btf_obj_id = prog.attach_btf.id

@@ -21,8 +21,6 @@ order decides which errno a bad attribute gets when several are bad:
 from __future__ import annotations
 
 import errno
-import importlib
-from collections.abc import Callable
 from typing import Any
 
 from pybpf.core.map import KMap
@@ -146,42 +144,34 @@ def bpf_prog_load_check_attach(prog_type: int, expected: int, attach_btf: Any,
 
 
 def select_runtime(prog: BpfProg, insns: list[Any]) -> None:
-    """``bpf_prog_select_runtime``: the JIT when enabled and present, else the interpreter."""
+    """``bpf_prog_select_runtime``: the JIT when enabled and present, else the interpreter.
+
+    The choice, constant blinding (``bpf_jit_harden``) and the jited info
+    (``bpf_prog_fill_jited_linfo``) are :func:`pybpf.jit.select_runtime`'s; without the
+    JIT package the interpreter runs the program.
+    """
     kernel = prog.kernel
     ops = find_prog_type(prog.type)
     ld_abs = getattr(ops, "ld_abs", None) if ops is not None else None
     helpers = kernel.helpers.impls()
     name = prog.name_str or "prog"
-    if kernel.sysctl["bpf_jit_enable"]:
-        compile_program = _jit_compiler()
-        if compile_program is not None:
-            harden = kernel.sysctl["bpf_jit_harden"]
-            # bpf_jit_blinding_enabled(): 2 blinds everything, 1 only unprivileged programs
-            blind = harden == 2 or (harden == 1 and not prog.aux.get("bpf_capable", True))
-            try:
-                jitted = compile_program(insns, helpers=helpers, ld_abs=ld_abs, name=name,
-                                         harden=blind)
-            except Exception:
-                jitted = None  # CONFIG_BPF_JIT_ALWAYS_ON: the interpreter runs it
-            if jitted is not None:
-                prog.bpf_func = jitted
-                prog.jited = True
-                prog.jited_len = int(getattr(jitted, "jited_len", 0) or 0)
-                return
-    from pybpf.runtime.interpreter import CompiledProgram
+    from pybpf.jit import select_runtime as jit_select_runtime  # falls back to the interpreter
 
-    prog.bpf_func = CompiledProgram(insns, helpers=helpers, ld_abs=ld_abs, name=name)
-    prog.jited = False
-    prog.jited_len = 0
+    sel = jit_select_runtime(
+        insns, jit_enable=kernel.sysctl["bpf_jit_enable"], harden=kernel.sysctl["bpf_jit_harden"],
+        privileged=bool(prog.aux.get("bpf_capable", True)), helpers=helpers, ld_abs=ld_abs,
+        name=name, linfo_insn_offs=_linfo_insn_offs(prog))
+    prog.bpf_func, prog.jited = sel.runner, sel.jited
+    prog.jited_len = sel.info.jited_prog_len if sel.info is not None else 0
+    prog.aux["jited_info"] = sel.info
+    if sel.info is not None:
+        prog.jited_linfo = list(sel.info.jited_line_info)
 
 
-def _jit_compiler() -> Callable[..., Any] | None:
-    try:
-        module = importlib.import_module("pybpf.jit")
-    except ImportError:
-        return None
-    fn = getattr(module, "compile_program", None)
-    return fn if callable(fn) else None
+def _linfo_insn_offs(prog: BpfProg) -> list[int]:
+    """``insn_off`` of each ``bpf_line_info`` record (12 bytes: file, line, col, insn_off)."""
+    raw = prog.line_info or b""
+    return [int.from_bytes(raw[i:i + 4], "little") for i in range(0, len(raw) - 11, 12)]
 
 
 # ------------------------------------------------------------------------------- PROG_LOAD
