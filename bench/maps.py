@@ -31,8 +31,8 @@ from pybpf.maps.elem_cmds import map_batch
 from pybpf.testing import kernel as K
 
 N = 1024
-ROUNDS = 7
-OPS = 20_000
+ROUNDS = 15
+OPS = 8_000
 KEYS = [i.to_bytes(4, "little") for i in range(N)]
 VAL = b"\x01" * 8
 KEYS_B = b"".join(KEYS)

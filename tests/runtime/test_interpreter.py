@@ -298,3 +298,14 @@ def test_helpers_can_call_back_into_a_subprogram() -> None:
                            helpers={99: for_each})
     assert prog.run() == 15
     assert calls == [0, 5, 10]
+
+
+def test_a_run_on_an_impossible_cpu_is_refused() -> None:
+    from pybpf.runtime.cpus import num_possible_cpus
+
+    prog = CompiledProgram([mov64(0, 1), EXIT])
+    assert prog.run(cpu=num_possible_cpus() - 1) == 1
+    with pytest.raises(ValueError, match="not a possible CPU"):
+        prog.run(cpu=num_possible_cpus())
+    with pytest.raises(ValueError):
+        prog.run(cpu=-1)

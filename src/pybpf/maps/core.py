@@ -18,13 +18,13 @@ Header (``MAP_HEADER_SIZE`` bytes, little-endian)::
 
 from __future__ import annotations
 
-import os
 import struct
 import threading
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pybpf.runtime.cpus import num_possible_cpus
 from pybpf.runtime.memory import REGISTRY, MemoryRegistry, Region
 
 if TYPE_CHECKING:
@@ -33,19 +33,6 @@ if TYPE_CHECKING:
 MAP_HEADER_SIZE = 128
 _HEADER = struct.Struct("<IIIIIIQQII")
 BPF_OBJ_NAME_LEN = 16
-
-
-def num_possible_cpus() -> int:
-    """Possible CPUs of this host, as ``/sys/devices/system/cpu/possible`` says."""
-    try:
-        text = open("/sys/devices/system/cpu/possible").read().strip()  # noqa: SIM115
-        count = 0
-        for part in text.split(","):
-            lo, _, hi = part.partition("-")
-            count += (int(hi) if hi else int(lo)) - int(lo) + 1
-        return max(count, 1)
-    except (OSError, ValueError):
-        return os.cpu_count() or 1
 
 
 @dataclass

@@ -189,8 +189,7 @@ class HashTab(BpfMap):
         self.index: dict[bytes, int] = {}
         self.hash_cache: dict[bytes, int] = {}
         self.gen = 0
-        self.count = 0
-        self.free_top = 0
+        # count and free_top live only in the control block (properties below)
         self.free_stack: Region | None = None
         self.extra: Region | None = None
         self.lru_area: Region | None = None
@@ -218,6 +217,24 @@ class HashTab(BpfMap):
         self.make_fast_paths()
 
     # -- control block ----------------------------------------------------------------
+    @property
+    def count(self) -> int:
+        """Elements in the table (control word 24)."""
+        return self.ctl_i[6]
+
+    @count.setter
+    def count(self, n: int) -> None:
+        self.ctl_i[6] = n
+
+    @property
+    def free_top(self) -> int:
+        """Entries on the free stack (control word 28)."""
+        return self.ctl_i[7]
+
+    @free_top.setter
+    def free_top(self, n: int) -> None:
+        self.ctl_i[7] = n
+
     def publish(self) -> None:
         """Write the Python-side counters into the native control block."""
         flags = (1 if self.percpu else 0) | (2 if self.lru else 0) | \
@@ -233,22 +250,18 @@ class HashTab(BpfMap):
 
     def sync(self) -> None:
         """Reload state if native code changed the table behind Python's back."""
-        ci = self.ctl_i
         gen = self.ctl_q[4]
         if gen == self.gen:
             return
-        self.count, self.free_top, self.gen = ci[6], ci[7], gen
+        self.gen = gen
         index = self.index  # refilled in place: fast paths hold a reference to it
         index.clear()
         for idx in self.iter_indices():
             index[self.key_of(idx)] = idx
 
     def bump(self) -> None:
-        """Publish count and free stack, then advance ``gen``."""
+        """Advance ``gen`` (count and free_top are written through as they change)."""
         self.gen += 1
-        ci = self.ctl_i
-        ci[6] = self.count
-        ci[7] = self.free_top
         self.ctl_q[4] = self.gen
 
     # -- element access ---------------------------------------------------------------
@@ -668,19 +681,17 @@ class HashTab(BpfMap):
                     e32[base + 2] = FREE
                     index[key] = new
                 else:
-                    top = bmap.free_top
+                    ct = ctl_q[3]  # count | free_top << 32
+                    top = ct >> 32
                     if not top:
                         return errno.E2BIG
-                    top -= 1
-                    bmap.free_top = top
-                    new = fs32[top]  # type: ignore[index]
+                    new = fs32[top - 1]  # type: ignore[index]
                     h = hash_of(key)
                     bucket = h & mask
                     pack_elem(emv, new * es, b32[bucket], h, USED, 0, key, value)
                     b32[bucket] = new + 1
                     index[key] = new
-                    bmap.count = count = bmap.count + 1
-                    ctl_q[3] = count | top << 32  # count and free_top in one store
+                    ctl_q[3] = ct + 1 - (1 << 32)  # count + 1, free_top - 1
                 gen = bmap.gen + 1
                 bmap.gen = gen
                 ctl_q[4] = gen
@@ -709,11 +720,9 @@ class HashTab(BpfMap):
                             e32[prev] = e32[base]
                             break
                 e32[base + 2] = FREE
-                top = bmap.free_top
-                fs32[top] = idx  # type: ignore[index]
-                bmap.free_top = top = top + 1
-                bmap.count = count = bmap.count - 1
-                ctl_q[3] = count | top << 32  # count and free_top in one store
+                ct = ctl_q[3]  # count | free_top << 32
+                fs32[ct >> 32] = idx  # type: ignore[index]
+                ctl_q[3] = ct - 1 + (1 << 32)  # count - 1, free_top + 1
                 bmap.gen = gen = bmap.gen + 1
                 ctl_q[4] = gen
             finally:

@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 from pybpf.isa.opcodes import MAX_BPF_STACK, MAX_CALL_FRAMES
+from pybpf.runtime.cpus import check_cpu
 from pybpf.runtime.memory import REGISTRY, MemoryRegistry, Region
 
 BPF_MAX_LOOPS = 8 * 1024 * 1024
@@ -67,7 +68,7 @@ class RunContext:
     def __init__(self, *, mem: MemoryRegistry = REGISTRY, cpu: int = 0, prog: Any = None,
                  kernel: Any = None, steps: int = -1) -> None:
         self.mem = mem
-        self.cpu = cpu
+        self.cpu = check_cpu(cpu)
         self.prog = prog
         self.kernel = kernel
         self.stack = thread_stack(mem)
