@@ -364,7 +364,9 @@ def test_ringbuf_records_match_the_interpreter() -> None:
             if rnd.randrange(40) == 0:
                 consumer.consume()
         consumer.consume()
-        results.append((rets, got, rb.producer_pos, rb.consumer_pos))
+        # the raw ring too: record headers (length, busy/discard bits, pg_off) must agree
+        raw = bytes(rb.data.mv[:rb.max_entries])
+        results.append((rets, got, rb.producer_pos, rb.consumer_pos, raw))
     assert results[1] == results[0]
     assert len(results[0][1]) > 100
 

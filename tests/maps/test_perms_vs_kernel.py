@@ -209,3 +209,63 @@ def test_mem_usage_matches_fdinfo_memlock(kernel: ModuleType, geo: tuple[int, ..
     finally:
         os.close(fd)
         bmap.ops.map_free(bmap)
+
+
+# -- PROG_ARRAY -----------------------------------------------------------------------------
+
+
+class FakeProg:
+    """What the syscall layer hands the map for a program fd: a type and an id."""
+
+    def __init__(self, prog_type: int, prog_id: int) -> None:
+        self.prog_type = prog_type
+        self.id = prog_id
+        self.addr = 0x1000 + prog_id
+
+
+def test_prog_array_rules_match_kernel(kernel: ModuleType) -> None:
+    ret0 = bytes([0xB7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0])
+    fds: list[int] = []
+    progs: dict[int, FakeProg] = {}
+    try:
+        for prog_type in (T.BPF_PROG_TYPE_SOCKET_FILTER, T.BPF_PROG_TYPE_SOCKET_FILTER,
+                          T.BPF_PROG_TYPE_XDP):
+            res = kernel.prog_load(prog_type, ret0)
+            assert res.ok, res.log
+            fds.append(res.fd)
+            progs[res.fd] = FakeProg(prog_type, len(progs) + 1)
+        sf1, sf2, xdp = fds
+        pa_fd = kernel.map_create(T.BPF_MAP_TYPE_PROG_ARRAY, 4, 4, 4)
+        fds.append(pa_fd)
+        pa = create_map(T.BPF_MAP_TYPE_PROG_ARRAY, 4, 4, 4)
+
+        def resolve_prog(fd: int, kind: str) -> FakeProg:
+            if kind != "prog" or fd not in progs:
+                raise BpfError(errno.EBADF if fd > 1000 else errno.EINVAL)
+            return progs[fd]
+
+        pa.fd_resolver = resolve_prog
+        steps: list[tuple[str, int, int, int]] = [
+            ("update", 0, sf1, 0), ("update", 1, xdp, 0), ("update", 1, sf2, 0),
+            ("update", 4, sf1, 0), ("update", 2, sf1, U.BPF_NOEXIST), ("update", 2, sf1, 2),
+            ("update", 3, 5000, 0), ("lookup", 0, 0, 0), ("lookup", 2, 0, 0),
+            ("lookup", 9, 0, 0), ("delete", 2, 0, 0), ("delete", 1, 0, 0),
+            ("delete", 9, 0, 0), ("next", 3, 0, 0), ("next", 9, 0, 0)]
+        for op, idx, fd, flags in steps:
+            key, val = idx.to_bytes(4, "little"), fd.to_bytes(4, "little")
+            if op == "update":
+                want = kernel.map_update_raw(pa_fd, key, val, flags)
+                got = errno_of(elem_cmds.map_update_elem, pa, key, val, flags)
+            elif op == "lookup":
+                want = kernel.map_lookup_raw(pa_fd, key, 4)[0]
+                got = errno_of(elem_cmds.map_lookup_elem, pa, key)
+            elif op == "delete":
+                want = kernel.map_delete_raw(pa_fd, key)
+                got = errno_of(elem_cmds.map_delete_elem, pa, key)
+            else:
+                want = kernel.map_get_next_key_raw(pa_fd, key, 4)[0]
+                got = errno_of(elem_cmds.map_get_next_key, pa, key)
+            assert got == want, (op, idx, fd, flags)
+    finally:
+        for fd in fds:
+            os.close(fd)

@@ -139,7 +139,8 @@ def _reserve(module: ir.Module) -> ir.Function:
     off = b.and_(prod, mask)
     rec_ptr = _at(b, b.add(data, off))
     b.store(b.or_(b.trunc(size, I32), ir.Constant(I32, BUSY)), rec_ptr)
-    pg_off = b.trunc(b.lshr(b.add(off, _c(2 * PAGE_SIZE)), _c(12)), I32)
+    # Linux: the record header page offset counts the 3 meta pages before the data
+    pg_off = b.trunc(b.lshr(b.add(off, _c(3 * PAGE_SIZE)), _c(12)), I32)
     b.store(pg_off, _at(b, b.add(data, b.add(off, _c(4)))))
     b._insert(ir.instructions.StoreAtomicInstr(b.block, new_prod, prod_ptr, "release", 8))
     spin_unlock(b, word)
