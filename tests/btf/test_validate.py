@@ -18,7 +18,6 @@ from btf_corpus import corruptions, every_kind_blob, special_blobs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pybpf.btf import check as check_shim
 from pybpf.btf.raw import elf_section
 from pybpf.btf.validate import ENOTSUPP, btf_check
 from pybpf.btf.writer import to_bytes
@@ -99,8 +98,13 @@ def test_garbage_never_raises(data: bytes) -> None:
     assert (btf is None) == (err != 0)
 
 
-def test_two_value_shim_for_the_syscall_layer() -> None:
-    assert check_shim.btf_check(every_kind_blob())[0] == 0
+def test_btf_load_through_bpf_uses_the_validator() -> None:
+    """BPF_BTF_LOAD on a pybpf instance gives the validator's verdict and log."""
+    from pybpf.syscall.btf_cmds import btf_parse
+
+    assert btf_parse(every_kind_blob()) == (0, btf_check(every_kind_blob(), 1)[1])
+    bad = b"\x9f\xeb\x02" + every_kind_blob()[3:]  # version 2
+    assert btf_parse(bad) == btf_check(bad, 1)[:2]
 
 
 # ---------------------------------------------------------------- against the kernel

@@ -1,22 +1,19 @@
 """BPF_BTF_LOAD and BPF_BTF_GET_FD_BY_ID.
 
-``BTF_LOAD`` is ``bpf_btf_load`` + ``btf_parse`` up to the header checks, with the same
-log-buffer rules as program loading; the type-by-type validation is delegated to
-``pybpf.btf.check.btf_check(data) -> (errno, log_text)`` where the BTF layer provides it,
-and otherwise to the reader in :mod:`pybpf.btf.raw` (an unreadable blob is ``EINVAL``).
+``BTF_LOAD`` is ``bpf_btf_load`` + ``btf_parse``, with the same log-buffer rules as
+program loading; the validation itself (header, strings, every type, in the kernel's
+order and with its log text) is :func:`pybpf.btf.validate.btf_check`.
 """
 
 from __future__ import annotations
 
 import errno
-import importlib
-import struct
 
 from pybpf.core.btf import BtfObject
 from pybpf.errors import BpfError
 from pybpf.kernel import Cap
 from pybpf.syscall.attr import END_BTF_LOG_TRUE_SIZE, OFF_BTF_LOG_TRUE_SIZE
-from pybpf.syscall.dispatch import ENOTSUPP, Call, command
+from pybpf.syscall.dispatch import Call, command
 from pybpf.syscall.log import VerifierLog
 from pybpf.syscall.map_cmds import token_get
 from pybpf.syscall.objects import btf_new_fd
@@ -30,39 +27,16 @@ BTF_VERSION = 1
 BTF_HEADER_SIZE = 24
 
 
-def btf_parse(data: bytes) -> tuple[int, str]:
-    """``(errno, log)`` for a BTF blob: 0 when it is acceptable."""
-    size = len(data)
-    if size < 8:
-        return errno.EINVAL, "hdr_len not found\n"
-    magic, version, flags, hdr_len = struct.unpack_from("<HBBI", data, 0)
-    if size < hdr_len:
-        return errno.EINVAL, "btf_header not found\n"
-    if hdr_len > BTF_HEADER_SIZE and any(data[BTF_HEADER_SIZE:hdr_len]):
-        return errno.E2BIG, "Unsupported btf_header\n"
-    if magic != BTF_MAGIC:
-        return errno.EINVAL, "Invalid magic\n"
-    if version != BTF_VERSION:
-        return ENOTSUPP, "Unsupported version\n"
-    if flags:
-        return ENOTSUPP, "Unsupported flags\n"
-    if size == hdr_len:
-        return errno.EINVAL, "No data\n"
-    try:
-        check = importlib.import_module("pybpf.btf.check")
-    except ImportError:
-        check = None
-    fn = getattr(check, "btf_check", None)
-    if callable(fn):
-        err, log = fn(data)
-        return int(err), str(log)
-    from pybpf.btf.raw import Btf, BtfFormatError
+def btf_parse(data: bytes, log_level: int = 1) -> tuple[int, str]:
+    """``btf_parse``: ``(errno, log)`` for a BTF blob, 0 when it is acceptable.
 
-    try:
-        Btf.from_bytes(data)
-    except BtfFormatError as exc:
-        return errno.EINVAL, f"{exc}\n"
-    return 0, ""
+    The whole blob goes to the BTF layer's validator, which checks the header, strings
+    and every type in the kernel's order and writes the kernel's log text.
+    """
+    from pybpf.btf.validate import btf_check
+
+    err, log, _btf = btf_check(data, log_level)
+    return int(err), str(log)
 
 
 @command(BpfCmd.BPF_BTF_LOAD)
@@ -79,7 +53,7 @@ def bpf_btf_load(call: Call) -> int:
         raise BpfError(errno.E2BIG, "BTF larger than 16 MiB")
     log = VerifierLog.init(a.btf_log_level, a.btf_log_buf, a.btf_log_size)
     data = copy_from_user(a.btf, a.btf_size)
-    err, text = btf_parse(data)
+    err, text = btf_parse(data, a.btf_log_level or 1)
     lerr, true_size = log.finalize(text if log.level else "")
     if call.size >= END_BTF_LOG_TRUE_SIZE:
         call.put_u32(OFF_BTF_LOG_TRUE_SIZE, true_size)
