@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 from pybpf.btf.codec import Codec, StructCodec, codec_for
@@ -143,17 +144,74 @@ class Program:
             raise BpfError(9, f"program '{self.name}' is not loaded")
         return self._owner._loaded.prog_fds[self.name]
 
+    def handle(self) -> Any:
+        """The loaded program as a :class:`pybpf.program.Program` (fd-level object API)."""
+        from pybpf.program import Program as FdProgram
+
+        return FdProgram(self._owner._task(), self.fd)
+
+    def test_run(self, data_in: bytes = b"", **opts: Any) -> Any:
+        """``BPF_PROG_TEST_RUN`` with libbpf's ``bpf_test_run_opts`` names (``data_in``,
+        ``data_size_out``, ``ctx_in``, ``ctx_size_out``, ``repeat``, ``flags``, ``cpu``)."""
+        return self.handle().test_run(data_in, **opts)
+
     def __repr__(self) -> str:
         return f"<Program {self.name} sec={self.section!r} type={self._spec.type}>"
 
 
-class Map:
-    """One map definition (``struct bpf_map``) and, after load, its fd."""
+class Map(MutableMapping[Any, Any]):
+    """One map definition (``struct bpf_map``) and, after load, the live map.
+
+    Once loaded into a pybpf instance it behaves as :class:`pybpf.maps.api.Map` (BCC's
+    names: ``m[k]``, ``items()``, batch operations, ``print_log2_hist`` …) with keys and
+    values typed through the object's BTF.
+    """
 
     def __init__(self, owner: BpfObject, spec: MapSpec, index: int) -> None:
         self._owner = owner
         self._spec = spec
         self._index = index
+        self._api_map: Any = None
+
+    def api(self) -> Any:
+        """The :class:`pybpf.maps.api.Map` over the created map (pybpf instances only)."""
+        if self._api_map is None:
+            from pybpf.maps.api import Map as ApiMap
+            from pybpf.syscall.objects import map_get
+
+            task = self._owner._task()
+            if not hasattr(task, "fds"):
+                raise BpfError(95, f"map '{self.name}': Python map access needs a pybpf "
+                                   "instance (the live kernel's maps: pybpf.testing.kernel)")
+            kmap, _file = map_get(task, self.fd)
+            btf = self._spec_btf()
+            key_codec = _btf_codec(btf, self._spec.btf_key_type_id, self.key_size)
+            value_codec = _btf_codec(btf, self._spec.btf_value_type_id, self.value_size)
+            self._api_map = ApiMap(kmap.bmap, key_codec, value_codec)
+        return self._api_map
+
+    def _spec_btf(self) -> Any:
+        return getattr(self._owner.spec, "btf", None)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.api()[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.api()[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self.api()[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.api())
+
+    def __len__(self) -> int:
+        return len(self.api())
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.api(), name)
 
     name = property(lambda self: self._spec.name)
     type = property(lambda self: self._spec.type)
@@ -186,6 +244,17 @@ class Map:
 
     def __repr__(self) -> str:
         return f"<Map {self.name} type={self.type} max_entries={self.max_entries}>"
+
+
+def _btf_codec(btf: Any, type_id: int, size: int) -> Any:
+    """A BTF-typed codec for a map key/value, or ``None`` (raw bytes/ints) without BTF."""
+    if btf is None or not type_id:
+        return None
+    try:
+        codec = codec_for(btf, type_id)
+    except (KeyError, ValueError, NotImplementedError):
+        return None
+    return codec if getattr(codec, "size", size) == size else None
 
 
 class _Namespace:
@@ -310,6 +379,11 @@ class BpfObject:
     def _check_not_loaded(self, what: str) -> None:
         if self._loaded is not None:
             raise BpfError(16, f"can't {what} after the object is loaded")  # EBUSY
+
+    def _task(self) -> Any:
+        """What the object's fds belong to: the instance's root task, or the live kernel."""
+        sys = self._syscalls()
+        return getattr(sys, "root", sys)
 
     def _syscalls(self) -> Any:
         if self._kernel == "live":

@@ -39,6 +39,13 @@ class Codec:
     def pack(self, value: Any) -> bytes:
         raise NotImplementedError
 
+    # the codec protocol of pybpf.maps (``Map(key_type=..., value_type=...)``)
+    def encode(self, value: Any) -> bytes:
+        return self.pack(value)
+
+    def decode(self, data: bytes | bytearray | memoryview) -> Any:
+        return self.unpack(data)
+
 
 @dataclass
 class IntCodec(Codec):

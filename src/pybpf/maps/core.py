@@ -117,9 +117,12 @@ class BpfMap:
         self.map_extra = attr.map_extra
         self.name = attr.map_name
         self.nr_cpus = attr.nr_cpus
+        self._spin_lock_off = -1  # offset of a struct bpf_spin_lock in the value (BTF), or -1
+        self.has_record = False  # value has special BTF fields (spin lock, timer, kptr…)
+        self._btf_value_type_id = 0
         self.btf = attr.btf
         self.btf_key_type_id = attr.btf_key_type_id
-        self.btf_value_type_id = attr.btf_value_type_id
+        self.btf_value_type_id = attr.btf_value_type_id  # parses the value's btf_record
         self.btf_vmlinux_value_type_id = attr.btf_vmlinux_value_type_id
         self.map_ifindex = attr.map_ifindex
         self.mem = attr.mem
@@ -128,9 +131,8 @@ class BpfMap:
         self.frozen = False
         self.lock = threading.RLock()  # serialises updates from Python and programs
         # Fields the kernel keeps in struct bpf_map beyond the attributes:
-        self.writecnt = 0  # bpf_map_write_active(): syscall writers in flight (FREEZE → EBUSY)
-        self._spin_lock_off = -1  # offset of a struct bpf_spin_lock in the value (BTF), or -1
-        self.has_record = False  # value has special BTF fields (spin lock, timer, kptr…)
+        # bpf_map_write_active(): syscall writers in flight and writable mmaps (FREEZE → EBUSY)
+        self.writecnt = 0
         self.inner_map_meta: BpfMap | None = attr.inner_map  # map-in-map template
         self.fd_resolver: Any = None  # fd -> object, for fd-valued maps (see maps.fdmaps)
         self.owner_prog_type: int | None = None  # prog_array: first program type stored
@@ -144,6 +146,30 @@ class BpfMap:
                                              writable=False, owner=self)
         self.write_header()
         _BY_ADDR[self.header.start] = self
+
+    @property
+    def btf_value_type_id(self) -> int:
+        return self._btf_value_type_id
+
+    @btf_value_type_id.setter
+    def btf_value_type_id(self, tid: int) -> None:
+        """Setting the value type (MAP_CREATE with BTF) parses its special fields.
+
+        This is ``map_check_btf``'s ``btf_parse_fields`` step: the syscall layer assigns
+        ``bmap.btf`` then ``bmap.btf_value_type_id``, ``Map.create(btf=..., btf_value_type_id=
+        ...)`` passes both in the attr; either way the record is found here and errors
+        (E2BIG, EINVAL, EOPNOTSUPP) fail the creation.
+        """
+        from pybpf.maps.btf_record import apply_btf_record
+
+        off = apply_btf_record(self, self.btf, tid)
+        self._btf_value_type_id = tid
+        if off >= 0 or self._spin_lock_off >= 0:
+            self.has_record = off >= 0
+            if hasattr(self, "header"):
+                self.spin_lock_off = off  # rebuilds the fast paths
+            else:
+                self._spin_lock_off = off
 
     @property
     def spin_lock_off(self) -> int:

@@ -419,8 +419,7 @@ def bpf_prog_test_run(call: Call) -> int:
         raise BpfError(errno.EINVAL, "ctx_out and ctx_size_out go together")
     prog = prog_get(call.task, t.prog_fd)
     try:
-        ops = find_prog_type(prog.type)
-        test_run = getattr(ops, "test_run", None) if ops is not None else None
+        test_run = _test_runner(prog.type)
         if not callable(test_run):
             raise BpfError(ENOTSUPP, "test_run not supported for this program type")
         data_in_addr, data_size_in = t.data_in, t.data_size_in
@@ -441,6 +440,20 @@ def bpf_prog_test_run(call: Call) -> int:
         return _test_finish(call, t, res)
     finally:
         prog.put()
+
+
+def _test_runner(prog_type: int) -> Callable[..., TestRunResult] | None:
+    """The ``test_run`` of a program type: :mod:`pybpf.progs.test_run`'s runner for it (the
+    kernel's ``net/bpf/test_run.c``), else the type's own ``ProgTypeOps.test_run``."""
+    try:
+        from pybpf.progs.test_run import TEST_RUNNERS
+    except ImportError:
+        TEST_RUNNERS = {}  # noqa: N806
+    runner = TEST_RUNNERS.get(int(prog_type))
+    if runner is not None:
+        return runner
+    ops = find_prog_type(prog_type)
+    return getattr(ops, "test_run", None) if ops is not None else None
 
 
 def _test_finish(call: Call, t: Any, res: TestRunResult) -> int:

@@ -1,0 +1,96 @@
+"""Special fields of a map value described by BTF (the kernel's ``btf_record``).
+
+When a map is created with ``btf_value_type_id``, the kernel (``map_check_btf`` →
+``btf_parse_fields``) scans the value struct's members for special types. pybpf handles
+the one user space can observe through map commands: ``struct bpf_spin_lock``. Its
+offset becomes ``bmap.spin_lock_off`` and the map gets a record, which changes
+behaviour everywhere:
+
+- ``BPF_F_LOCK`` lookups/updates become legal (EINVAL without a lock);
+- copies to user space have the lock word zeroed, updates never overwrite it;
+- ``BPF_MAP_FREEZE`` and ``mmap`` are refused (``ENOTSUPP``);
+- only some map types may hold a lock (others: ``EOPNOTSUPP``).
+
+Errors (as Linux 6.18): two locks → ``E2BIG``; a ``bpf_spin_lock`` whose size is not 4
+or whose offset is not 4-aligned → ``EINVAL``; a lock in a map type without support →
+``EOPNOTSUPP``.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+from pybpf.errors import BpfError
+from pybpf.uapi import (
+    BPF_MAP_TYPE_ARRAY,
+    BPF_MAP_TYPE_CGRP_STORAGE,
+    BPF_MAP_TYPE_CGROUP_STORAGE,
+    BPF_MAP_TYPE_HASH,
+    BPF_MAP_TYPE_INODE_STORAGE,
+    BPF_MAP_TYPE_SK_STORAGE,
+    BPF_MAP_TYPE_TASK_STORAGE,
+)
+
+BPF_SPIN_LOCK_NAME = "bpf_spin_lock"
+SIZEOF_BPF_SPIN_LOCK = 4
+
+#: Map types whose values may contain a ``struct bpf_spin_lock`` (``map_check_btf``).
+SPIN_LOCK_MAP_TYPES = frozenset({
+    BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_CGROUP_STORAGE,
+    BPF_MAP_TYPE_SK_STORAGE, BPF_MAP_TYPE_INODE_STORAGE, BPF_MAP_TYPE_TASK_STORAGE,
+    BPF_MAP_TYPE_CGRP_STORAGE,
+})
+
+_MODIFIER_KINDS = ("TYPEDEF", "VOLATILE", "CONST", "RESTRICT", "TYPE_TAG")
+
+
+def _parsed(btf: Any) -> Any:
+    """A :class:`pybpf.btf.raw.Btf` from a kernel BTF object or a parsed blob."""
+    parsed = getattr(btf, "parsed", None)
+    return parsed() if callable(parsed) else btf
+
+
+def _skip_modifiers(types: list[Any], tid: int) -> Any:
+    t = types[tid]
+    for _ in range(32):
+        if getattr(t, "kind", None) is None or t.kind.name not in _MODIFIER_KINDS:
+            break
+        t = types[t.type]
+    return t
+
+
+def find_spin_lock(btf: Any, value_type_id: int) -> int:
+    """Offset of the ``struct bpf_spin_lock`` member of the value type, or -1.
+
+    Raises :class:`BpfError` as ``btf_parse_fields`` fails (E2BIG, EINVAL).
+    """
+    types = _parsed(btf).types
+    if not 0 < value_type_id < len(types):
+        return -1
+    value = _skip_modifiers(types, value_type_id)
+    if getattr(value, "kind", None) is None or value.kind.name != "STRUCT":
+        return -1
+    found = -1
+    for member in value.members:
+        mtype = _skip_modifiers(types, member.type)
+        if mtype.kind.name != "STRUCT" or mtype.name != BPF_SPIN_LOCK_NAME:
+            continue
+        if found >= 0:
+            raise BpfError(errno.E2BIG, "more than one bpf_spin_lock in the value")
+        off = member.bit_offset // 8
+        if member.bit_offset % 8 or mtype.size != SIZEOF_BPF_SPIN_LOCK or \
+                off % SIZEOF_BPF_SPIN_LOCK:
+            raise BpfError(errno.EINVAL, "misplaced or mis-sized bpf_spin_lock")
+        found = off
+    return found
+
+
+def apply_btf_record(bmap: Any, btf: Any, value_type_id: int) -> int:
+    """Parse the value's record and check the map type may hold it; the lock offset."""
+    if btf is None or not value_type_id:
+        return -1
+    off = find_spin_lock(btf, value_type_id)
+    if off >= 0 and bmap.map_type not in SPIN_LOCK_MAP_TYPES:
+        raise BpfError(errno.EOPNOTSUPP, "bpf_spin_lock not supported in this map type")
+    return off
