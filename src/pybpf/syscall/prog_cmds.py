@@ -21,6 +21,7 @@ order decides which errno a bad attribute gets when several are bad:
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from typing import Any
 
 from pybpf.core.map import KMap
@@ -448,7 +449,7 @@ def _test_runner(prog_type: int) -> Callable[..., TestRunResult] | None:
     try:
         from pybpf.progs.test_run import TEST_RUNNERS
     except ImportError:
-        TEST_RUNNERS = {}  # noqa: N806
+        TEST_RUNNERS = {}
     runner = TEST_RUNNERS.get(int(prog_type))
     if runner is not None:
         return runner
