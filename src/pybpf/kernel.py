@@ -264,6 +264,9 @@ def _default_helpers() -> HelperTable:
             continue
         for proto in getattr(module, "PROTOS", ()):
             table.register(proto)
+    from pybpf.hooks.helper_fill import fill_missing  # host-hook helpers pybpf.helpers lacks
+
+    fill_missing(table)
     return table
 
 
@@ -372,6 +375,50 @@ class Kernel:
 
         return MapHandle.create(self, map_type, key_size, value_size, max_entries, map_flags,
                                 name=name, **kw)
+
+    # -- host hooks (pybpf.net, pybpf.hooks) ---------------------------------------------
+    @property
+    def netdevs(self) -> Any:
+        """The instance's network devices (:class:`pybpf.net.device.NetDevices`)."""
+        devs = self.__dict__.get("_netdevs")
+        if devs is None:
+            from pybpf.net.device import NetDevices
+
+            with self.lock:
+                devs = self.__dict__.setdefault("_netdevs", NetDevices(self))
+        return devs
+
+    def netdev(self, name: str, *, peer: str | None = None) -> Any:
+        """A virtual network device (created on first use; ``peer``: a veth pair)."""
+        return self.netdevs.create(name, peer=peer)
+
+    @property
+    def host_tracepoints(self) -> Any:
+        """Tracepoints the host declared (:class:`pybpf.hooks.tracepoint.HostTracepoints`)."""
+        tps = self.__dict__.get("_host_tps")
+        if tps is None:
+            from pybpf.hooks.tracepoint import HostTracepoints
+
+            with self.lock:
+                tps = self.__dict__.setdefault("_host_tps", HostTracepoints(self))
+        return tps
+
+    def tracepoint(self, category: str, name: str,
+                   fields: Iterable[tuple[str, str]] | None = None) -> Any:
+        """Declare (or get) the host tracepoint ``category:name``."""
+        return self.host_tracepoints.declare(category, name, fields)
+
+    def kprobe(self, func: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+        """Make a Python function probeable (also a decorator): see :mod:`pybpf.hooks.kprobe`."""
+        from pybpf.hooks.kprobe import kprobe
+
+        return kprobe(self, func, name=name)
+
+    def perf_timer(self, freq: int = 99, *, cpus: Iterable[int] = (0,)) -> Any:
+        """A software cpu-clock perf event (:class:`pybpf.hooks.perf_timer.PerfTimer`)."""
+        from pybpf.hooks.perf_timer import PerfTimer
+
+        return PerfTimer(self, freq, cpus=tuple(cpus))
 
     def __repr__(self) -> str:
         return (f"Kernel(progs={len(self.prog_idr)}, maps={len(self.map_idr)}, "

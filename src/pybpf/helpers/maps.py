@@ -166,6 +166,50 @@ def spin_unlock(ctx: RunContext, r1: int, *_: int) -> int:
     return 0
 
 
+BPF_F_USER_STACK = 1 << 8
+GET_STACKID_FLAGS = 0xFF | BPF_F_USER_STACK | (1 << 9) | (1 << 10)  # skip, user, fast, reuse
+
+
+def host_stack_ips(ctx: RunContext, user: bool) -> list[int]:
+    """The stack ``bpf_get_stackid`` sees, innermost first.
+
+    pybpf runs no kernel, so the hook that runs the program supplies the stack:
+    ``ctx.data["stack_ips"]`` (kernel stack) / ``ctx.data["user_stack_ips"]`` (with
+    ``BPF_F_USER_STACK``), lists of u64 "instruction pointers". Without them the kernel
+    stack defaults to the *Python* call stack of the thread running the program — one id
+    per frame, ``id(code) + f_lasti``, so the same Python call path yields the same trace
+    for the life of the process — and the user stack to empty (then ``EFAULT``, as the
+    kernel returns for a trace with nothing left after the skip).
+    """
+    key = "user_stack_ips" if user else "stack_ips"
+    data = getattr(ctx, "data", None) or {}
+    if key in data:
+        return [int(ip) for ip in data[key]]
+    if user:
+        return []
+    import sys
+
+    frame = sys._getframe(1)
+    ips: list[int] = []
+    while frame is not None and len(ips) < 127:
+        ips.append(id(frame.f_code) + frame.f_lasti)
+        frame = frame.f_back  # type: ignore[assignment]
+    return ips
+
+
+def get_stackid(ctx: RunContext, r1: int, r2: int, r3: int, *_: int) -> int:
+    """``bpf_get_stackid(ctx, map, flags)`` over the host-supplied stack (see above)."""
+    from pybpf.maps.type_stack_trace import StackTraceOps
+
+    if r3 & ~GET_STACKID_FLAGS:
+        return _neg(-errno.EINVAL)
+    bmap = _map(r2)
+    if not isinstance(bmap.ops, StackTraceOps):
+        return _neg(-errno.EINVAL)
+    ips = host_stack_ips(ctx, bool(r3 & BPF_F_USER_STACK))
+    return _neg(bmap.ops.get_stackid(bmap, ips, r3 & ~BPF_F_USER_STACK))
+
+
 def perf_event_output(ctx: RunContext, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     from pybpf.maps.fdarray import FdArrayMap
     from pybpf.maps.type_perf_event_array import PerfEventArrayOps
@@ -222,6 +266,8 @@ MAP_HELPERS: dict[int, FuncProto] = {p.func_id: p for p in (
               (ArgType.ARG_PTR_TO_SPIN_LOCK,)),
     FuncProto(F.BPF_FUNC_spin_unlock, "spin_unlock", spin_unlock, RetType.RET_VOID,
               (ArgType.ARG_PTR_TO_SPIN_LOCK,)),
+    FuncProto(F.BPF_FUNC_get_stackid, "get_stackid", get_stackid, RetType.RET_INTEGER,
+              (ArgType.ARG_PTR_TO_CTX, MAP, ANY), gpl_only=True),
     FuncProto(F.BPF_FUNC_perf_event_output, "perf_event_output", perf_event_output,
               RetType.RET_INTEGER,
               (ArgType.ARG_PTR_TO_CTX, MAP, ANY, ArgType.ARG_PTR_TO_MEM | ArgFlag.MEM_RDONLY,

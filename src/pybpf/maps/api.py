@@ -330,8 +330,8 @@ class Map(MutableMapping[Any, Any]):
 
         b = self.bmap
         if isinstance(b, ArrayMap) and b.spin_lock_off < 0:
-            raw = b.vmv.tobytes()
             n = b.max_entries
+            raw = b.vmv[:n * b.value_stride * b.copies()].tobytes()  # mmapable: page-padded
         else:
             _, values = self._dump()
             raw = b"".join(values)
@@ -349,13 +349,34 @@ class Map(MutableMapping[Any, Any]):
             return np.frombuffer(raw, np.uint8).reshape(n, self.vsize)
         return np.frombuffer(raw, dtype)
 
-    def mmap(self) -> memoryview:
-        """The values of a ``BPF_F_MMAPABLE`` array as a writable memoryview."""
-        return self.bmap.mmap()  # type: ignore[attr-defined]
+    def mmap(self, writable: bool = True, length: int | None = None, offset: int = 0) -> Any:
+        """A shared mapping of a ``BPF_F_MMAPABLE`` array's values (an ``mmap.mmap``).
 
-    def as_numpy(self, dtype: Any = np.uint8) -> np.ndarray:
-        """A writable numpy view on a ``BPF_F_MMAPABLE`` array's values (no copy)."""
-        return np.frombuffer(self.mmap(), dtype=dtype)
+        Linux's rules apply (:mod:`pybpf.maps.mmap_view`): a writable mapping of a frozen
+        map is EPERM, and FREEZE is EBUSY while a writable mapping is open — close it
+        (or use it in a ``with`` block) when done.
+        """
+        from pybpf.maps.mmap_view import map_mmap
+
+        return map_mmap(self.bmap, writable, length, offset, self.can_write, self.can_read)
+
+    def as_numpy(self, dtype: Any = np.uint8, writable: bool = True) -> np.ndarray:
+        """A numpy view (no copy) on a ``BPF_F_MMAPABLE`` array's values.
+
+        One element per value when ``dtype`` has the value's size (values are padded to 8
+        bytes in memory, so other sizes see the raw pages). The view keeps its mapping
+        alive (and, if writable, counted as a writer) until the array is released.
+        """
+        mapping = self.mmap(writable)
+        dt = np.dtype(dtype)
+        b = self.bmap
+        n, stride = b.max_entries, b.value_stride
+        if dt.itemsize == b.value_size and stride != b.value_size:
+            raw = np.frombuffer(mapping, np.uint8, n * stride).reshape(n, stride)
+            return raw[:, :b.value_size].view(dt).reshape(n)
+        if dt.itemsize == b.value_size:
+            return np.frombuffer(mapping, dt, n)
+        return np.frombuffer(mapping, dt)
 
     # -- per-CPU reductions (BCC PerCpuHash/PerCpuArray) ----------------------------------
     def sum(self, key: Any) -> Any:

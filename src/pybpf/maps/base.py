@@ -49,6 +49,9 @@ class BaseMapOps:
     def map_free(self, bmap: BpfMap) -> None:
         for region in getattr(bmap, "regions", ()):
             bmap.mem.remove(region)
+        close_memfd = getattr(bmap, "mmap_fd_close", None)
+        if close_memfd is not None:
+            close_memfd()
         bmap.release_header()
 
     def mem_usage(self, bmap: BpfMap) -> int:

@@ -11,9 +11,10 @@ behaviour everywhere:
 - ``BPF_MAP_FREEZE`` and ``mmap`` are refused (``ENOTSUPP``);
 - only some map types may hold a lock (others: ``EOPNOTSUPP``).
 
-Errors (as Linux 6.18): two locks → ``E2BIG``; a ``bpf_spin_lock`` whose size is not 4
-or whose offset is not 4-aligned → ``EINVAL``; a lock in a map type without support →
-``EOPNOTSUPP``.
+Errors (as Linux 6.18): a lock in a map type without support → ``EOPNOTSUPP``. Linux
+already refuses BTF with two locks in one struct (``E2BIG``) or a misaligned lock
+(``EFAULT``) at ``BPF_BTF_LOAD``; should such BTF reach a map here (a BTF object pybpf
+accepted, or a parsed blob given to ``Map.create``), creation fails with those errnos.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from typing import Any
 from pybpf.errors import BpfError
 from pybpf.uapi import (
     BPF_MAP_TYPE_ARRAY,
-    BPF_MAP_TYPE_CGRP_STORAGE,
     BPF_MAP_TYPE_CGROUP_STORAGE,
+    BPF_MAP_TYPE_CGRP_STORAGE,
     BPF_MAP_TYPE_HASH,
     BPF_MAP_TYPE_INODE_STORAGE,
     BPF_MAP_TYPE_SK_STORAGE,
@@ -81,7 +82,7 @@ def find_spin_lock(btf: Any, value_type_id: int) -> int:
         off = member.bit_offset // 8
         if member.bit_offset % 8 or mtype.size != SIZEOF_BPF_SPIN_LOCK or \
                 off % SIZEOF_BPF_SPIN_LOCK:
-            raise BpfError(errno.EINVAL, "misplaced or mis-sized bpf_spin_lock")
+            raise BpfError(errno.EFAULT, "misplaced or mis-sized bpf_spin_lock")
         found = off
     return found
 

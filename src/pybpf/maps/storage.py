@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import os
+import weakref
 from typing import TYPE_CHECKING
 
 from pybpf.maps.common import PAGE_SIZE, check_mem, round_up
@@ -37,10 +39,20 @@ def alloc_region(bmap: BpfMap, size: int, what: str, *, writable: bool = True) -
 
 
 def alloc_pages(bmap: BpfMap, size: int, what: str) -> Region:
-    """Zeroed, page-aligned, mmap-backed memory (``BPF_F_MMAPABLE`` arrays)."""
+    """Zeroed, page-aligned, mmap-backed memory (``BPF_F_MMAPABLE`` arrays).
+
+    The pages are a memfd mapped shared, so user space can map the very same pages again
+    (:class:`pybpf.maps.mmap_view.MapMmap`) and see program writes, as an ``mmap`` of a
+    kernel map fd does. The memfd is kept as ``bmap.mmap_fd`` and closed by ``map_free``.
+    """
     size = round_up(max(size, 1), PAGE_SIZE)
     check_mem(size)
-    buf = mmap.mmap(-1, size, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+    fd = os.memfd_create(f"pybpf-map-{what}", os.MFD_CLOEXEC)
+    os.ftruncate(fd, size)
+    buf = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
+    bmap.mmap_fd = fd  # type: ignore[attr-defined]
+    bmap.mmap_size = size  # type: ignore[attr-defined]
+    bmap.mmap_fd_close = weakref.finalize(bmap, os.close, fd)  # type: ignore[attr-defined]
     cbuf = (ctypes.c_char * size).from_buffer(buf)
     start = ctypes.addressof(cbuf)
     region = Region(start, size, f"map {bmap.name!r} {what}", memoryview(cbuf).cast("B"),

@@ -6,7 +6,7 @@ Layout (native, fixed for the map's life; the JIT inlines lookups against it)::
     value of key i   =  data + i * elem_size            (i < max_entries, else NULL)
 
 ``BPF_F_MMAPABLE`` arrays put ``values`` in page-aligned mmap memory, exposed to Python as
-a writable memoryview (:meth:`ArrayMap.mmap`). Every element exists from creation:
+a shared mapping (:meth:`ArrayMap.mmap`, :mod:`pybpf.maps.mmap_view`). Every element exists from creation:
 delete is EINVAL, ``BPF_NOEXIST`` is EEXIST, an index past the end is E2BIG on update
 and ENOENT on lookup.
 """
@@ -33,6 +33,7 @@ from pybpf.maps.common import (
     value_with_lock_zeroed,
 )
 from pybpf.maps.core import BpfMap, MapAttr
+from pybpf.maps.mmap_view import MapMmap, map_mmap
 from pybpf.maps.ops import register_map_ops
 from pybpf.maps.storage import alloc_pages, alloc_region
 from pybpf.runtime.memory import Region
@@ -101,11 +102,11 @@ class ArrayMap(BpfMap):
         """
         return self.base + off
 
-    def mmap(self) -> memoryview:
-        """The values as a writable memoryview (``BPF_F_MMAPABLE`` arrays only)."""
-        if not self.map_flags & BPF_F_MMAPABLE:
-            raise BpfError(errno.EINVAL, "map is not BPF_F_MMAPABLE")
-        return self.vmv
+    def mmap(self, writable: bool = True, length: int | None = None, offset: int = 0
+             ) -> MapMmap:
+        """A shared mapping of the values (``BPF_F_MMAPABLE`` arrays only), kernel rules:
+        see :mod:`pybpf.maps.mmap_view`."""
+        return map_mmap(self, writable, length, offset)
 
 
 class ArrayOps(BaseMapOps):

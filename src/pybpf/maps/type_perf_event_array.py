@@ -82,7 +82,7 @@ class PerfEvent:
         with self.lock:
             head, tail = self.head(), self.tail()
             need = len(rec) + (24 if self.lost else 0)
-            if head + need - tail > self.size:
+            if head + need - tail >= self.size:  # CIRC_SPACE: the ring never fills up
                 self.lost += 1
                 return -errno.ENOSPC
             if self.lost:

@@ -5,10 +5,17 @@ values are ``value_size / 8`` u64 ips (``value_size`` a multiple of 8, at most
 ``perf_event_max_stack`` entries; with ``BPF_F_STACK_BUILD_ID`` multiples of 32-byte
 build-id records). User space can look up (zero-padded after the trace), delete
 (E2BIG past the buckets, ENOENT if empty) and iterate (ascending ids); update is EINVAL;
-programs cannot look up (EOPNOTSUPP). ``bpf_get_stackid`` stores through :meth:`store`.
+programs cannot look up (EOPNOTSUPP). ``bpf_get_stackid`` stores through
+:meth:`StackTraceOps.get_stackid`, with the kernel's bucket rules: the id is
+``jhash2(ips) & (n_buckets - 1)``; the same trace in its bucket returns the id; a
+different trace there is ``EEXIST`` unless ``BPF_F_REUSE_STACKID`` (replace it);
+``BPF_F_FAST_STACK_CMP`` trusts a matching hash without comparing the ips.
+
+Where the stack comes from is the host's business (pybpf has no kernel stack):
+see :func:`pybpf.helpers.maps.get_stackid`.
 
 Layout: ``header.data`` -> ``n_buckets`` slots of ``8 + value_size`` bytes
-(``u32 nr, u32 present`` then the ips).
+(``u32 nr`` (0 = empty bucket), ``u32 hash``, then the ips).
 """
 
 from __future__ import annotations
@@ -23,8 +30,11 @@ from pybpf.maps.jhash import jhash2
 from pybpf.maps.ops import register_map_ops
 from pybpf.maps.storage import alloc_region
 from pybpf.uapi import (
+    BPF_F_FAST_STACK_CMP,
     BPF_F_NUMA_NODE,
     BPF_F_RDONLY,
+    BPF_F_REUSE_STACKID,
+    BPF_F_SKIP_FIELD_MASK,
     BPF_F_STACK_BUILD_ID,
     BPF_F_WRONLY,
     BPF_MAP_TYPE_STACK_TRACE,
@@ -54,7 +64,7 @@ class StackTraceMap(BpfMap):
 
     def present(self, sid: int) -> bool:
         off = sid * self.slot_size
-        return bool(int.from_bytes(self.slab.mv[off + 4:off + 8], "little"))
+        return bool(int.from_bytes(self.slab.mv[off:off + 4], "little"))
 
     def elem_size(self) -> int:
         return SIZEOF_BPF_STACK_BUILD_ID if self.map_flags & BPF_F_STACK_BUILD_ID else 8
@@ -87,16 +97,33 @@ class StackTraceOps(BaseMapOps):
         return (SIZEOF_BPF_STACK_MAP + n * 8
                 + (SIZEOF_STACK_MAP_BUCKET + bmap.value_size) * bmap.max_entries)
 
-    def store(self, bmap: BpfMap, ips: bytes) -> int:
-        """Store a trace (``bpf_get_stackid``): its id (hash of the ips), replacing any other."""
+    def get_stackid(self, bmap: BpfMap, ips: list[int], flags: int) -> int:
+        """``__bpf_get_stackid`` over ``ips`` (innermost first): the id or ``-errno``.
+
+        ``flags`` are the helper's: skip count in the low byte, ``BPF_F_FAST_STACK_CMP``,
+        ``BPF_F_REUSE_STACKID`` (``BPF_F_USER_STACK`` is resolved by the caller).
+        """
         assert isinstance(bmap, StackTraceMap)
-        nr = min(len(ips) // bmap.elem_size(), bmap.value_size // bmap.elem_size())
-        trace = ips[:nr * bmap.elem_size()]
-        sid = jhash2(trace + bytes(-len(trace) % 4), 0) & (bmap.n_buckets - 1)
+        skip = flags & BPF_F_SKIP_FIELD_MASK
+        if len(ips) <= skip:
+            return -errno.EFAULT  # skipping more than the usable trace
+        nr = min(len(ips) - skip, bmap.value_size // 8)
+        trace = b"".join((ip & (2**64 - 1)).to_bytes(8, "little") for ip in ips[skip:skip + nr])
+        hash_ = jhash2(trace, 0)
+        sid = hash_ & (bmap.n_buckets - 1)
         off = sid * bmap.slot_size
         mv = bmap.slab.mv
         with bmap.lock:
-            mv[off:off + 8] = nr.to_bytes(4, "little") + b"\1\0\0\0"
+            old_nr = int.from_bytes(mv[off:off + 4], "little")
+            old_hash = int.from_bytes(mv[off + 4:off + 8], "little")
+            hash_matches = bool(old_nr) and old_hash == hash_
+            if hash_matches and flags & BPF_F_FAST_STACK_CMP:
+                return sid
+            if hash_matches and old_nr == nr and mv[off + 8:off + 8 + len(trace)] == trace:
+                return sid
+            if old_nr and not flags & BPF_F_REUSE_STACKID:
+                return -errno.EEXIST
+            mv[off:off + 8] = nr.to_bytes(4, "little") + hash_.to_bytes(4, "little")
             mv[off + 8:off + 8 + bmap.value_size] = trace + bytes(bmap.value_size - len(trace))
         return sid
 

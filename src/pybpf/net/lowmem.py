@@ -11,6 +11,7 @@ are registered :class:`~pybpf.runtime.memory.Region` s like any other program-vi
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import mmap
@@ -36,10 +37,8 @@ class _Mapping:
         self.addr, self.size = addr, size
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # interpreter shutdown
             _libc.munmap(self.addr, self.size)
-        except Exception:  # interpreter shutdown
-            pass
 
 
 def _mmap_low(size: int) -> int:

@@ -294,10 +294,14 @@ def _link_create_for(call: Call, prog: BpfProg, lc: Any) -> int:
     if t in (P.BPF_PROG_TYPE_SK_MSG, P.BPF_PROG_TYPE_SK_SKB):
         raise _sockmap_from_fd(call, lc.target_fd)
     if t == P.BPF_PROG_TYPE_XDP:
-        if lc.flags & ~0xE:  # XDP_FLAGS_MODES
-            raise BpfError(errno.EINVAL, "unknown XDP flags")
-        raise BpfError(errno.EINVAL, f"no network device {lc.target_ifindex}")
+        from pybpf.hooks.netattach import xdp_link_attach  # pybpf's network devices
+
+        return xdp_link_attach(call, prog, lc)
     if t == P.BPF_PROG_TYPE_SCHED_CLS:
+        if lc.attach_type in (A.BPF_TCX_INGRESS, A.BPF_TCX_EGRESS):
+            from pybpf.hooks.netattach import tcx_link_attach
+
+            return tcx_link_attach(call, prog, lc)
         raise _no_netdev(lc.target_ifindex)
     if t == P.BPF_PROG_TYPE_NETFILTER:
         raise BpfError(errno.EOPNOTSUPP, "netfilter hooks not supported yet")
@@ -400,6 +404,10 @@ def bpf_prog_attach(call: Call) -> int:
         if ptype == P.BPF_PROG_TYPE_FLOW_DISSECTOR:
             raise BpfError(errno.EOPNOTSUPP, "flow dissector attachment not supported yet")
         if ptype == P.BPF_PROG_TYPE_SCHED_CLS:
+            if a.attach_type in (A.BPF_TCX_INGRESS, A.BPF_TCX_EGRESS):
+                from pybpf.hooks.netattach import tcx_prog_attach
+
+                return tcx_prog_attach(call, prog, a)  # the hook keeps the reference
             raise _no_netdev(a.target_ifindex)
         raise BpfError(errno.EINVAL, "program type cannot be attached")
     except BpfError:
@@ -433,6 +441,10 @@ def bpf_prog_detach(call: Call) -> int:
         if ptype in _CGROUP_PROG_TYPES or ptype == P.BPF_PROG_TYPE_LSM:
             raise _no_cgroup(call, a.target_fd)
         if ptype == P.BPF_PROG_TYPE_SCHED_CLS:
+            if a.attach_type in (A.BPF_TCX_INGRESS, A.BPF_TCX_EGRESS):
+                from pybpf.hooks.netattach import tcx_prog_detach
+
+                return tcx_prog_detach(call, prog, a)
             raise _no_netdev(a.target_ifindex)
         raise BpfError(errno.EINVAL, "unknown attach type")
     finally:
@@ -459,7 +471,11 @@ def bpf_prog_query(call: Call) -> int:
     if atype in (A.BPF_SK_SKB_STREAM_PARSER, A.BPF_SK_SKB_STREAM_VERDICT,
                  A.BPF_SK_MSG_VERDICT, A.BPF_SK_SKB_VERDICT):
         raise _sockmap_from_fd(call, q.target_fd)
-    if atype in (A.BPF_TCX_INGRESS, A.BPF_TCX_EGRESS, A.BPF_NETKIT_PRIMARY, A.BPF_NETKIT_PEER):
+    if atype in (A.BPF_TCX_INGRESS, A.BPF_TCX_EGRESS):
+        from pybpf.hooks.netattach import tcx_prog_query
+
+        return tcx_prog_query(call, q)
+    if atype in (A.BPF_NETKIT_PRIMARY, A.BPF_NETKIT_PEER):
         raise _no_netdev(q.target_ifindex)
     raise BpfError(errno.EINVAL, "attach type cannot be queried")
 

@@ -156,8 +156,16 @@ def states_equal(o: VState, c: VState, exact: bool) -> bool:
     return True
 
 
-def states_maybe_looping(o: VState, c: VState) -> bool:
+def reg_signature(f: FuncState) -> tuple:  # type: ignore[type-arg]
+    """Cheap summary of a frame's registers (ids left out) to reject non-loops quickly."""
+    return tuple((r.type, r.off, r.var_off, r.smin, r.smax, r.umin, r.umax, r.s32_min, r.s32_max,
+                  r.u32_min, r.u32_max, r.range) for r in f.regs)
+
+
+def states_maybe_looping(o: VState, c: VState, sig: tuple | None = None) -> bool:  # type: ignore[type-arg]
     if len(o.frames) != len(c.frames):
+        return False
+    if sig is not None and getattr(o, "sig", None) is not None and o.sig != sig:  # type: ignore[attr-defined]
         return False
     ids = _IdMap()
     fo, fc = o.frames[-1], c.frames[-1]
@@ -189,20 +197,23 @@ class PruneMixin:
         if force:
             add_new = True
         lst = self.explored.setdefault(idx, [])
+        sig = reg_signature(cur.cur)
+        live = False
         for old in lst:
             if old.branches > 0:
-                if states_maybe_looping(old, cur) and states_equal(old, cur, True):
+                live = True
+                if old.sig == sig and states_maybe_looping(old, cur) and states_equal(old, cur, True):  # type: ignore[attr-defined]
                     self.verbose(f"infinite loop detected at insn {idx}\n")
                     self.verbose("cur state:" + format_state(cur.cur) + "\n")
                     self.verbose("old state:" + format_state(old.frames[cur.curframe]) + "\n")
                     from pybpf.verifier.cfg import VerifyError
                     raise VerifyError(errno.EINVAL, "infinite loop")
-                if not force and self.jmps_processed - self.prev_jmps_processed < 20 and \
-                        self.insn_processed - self.prev_insn_processed < 100:
-                    add_new = False
                 continue
             if states_equal(old, cur, False):
                 return True
+        if live and not force and self.jmps_processed - self.prev_jmps_processed < 20 and \
+                self.insn_processed - self.prev_insn_processed < 100:
+            add_new = False
         if len(lst) > self.max_states_per_insn:
             self.max_states_per_insn = len(lst)
         if not add_new:
@@ -215,6 +226,7 @@ class PruneMixin:
         new.branches = 1
         new.parent = getattr(cur, "parent", None)  # type: ignore[attr-defined]
         new.insn_idx = idx
+        new.sig = sig  # type: ignore[attr-defined]
         cur.parent = new  # type: ignore[attr-defined]
         cur.branches = 1
         lst.append(new)

@@ -1,0 +1,57 @@
+"""Links for the host's event hooks (tracepoints, kprobes, perf timers).
+
+In the kernel these programs attach to a perf event (``BPF_LINK_TYPE_PERF_EVENT``). The host
+hooks give each attachment a real link — an ID in the instance's link IDR and an fd in the
+root task — so ``bpftool link``-style tools and ``LINK_DETACH`` see it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pybpf.core.link import BpfLink
+from pybpf.errors import BpfError
+from pybpf.syscall.objects import link_new_fd
+from pybpf.uapi import BpfAttachType, BpfLinkType
+
+
+class HookLinkOps:
+    """Release unregisters the link from its hook; ``detach`` is ``LINK_DETACH``."""
+
+    def release(self, link: BpfLink) -> None:
+        hook = link.extra.pop("hook", None)
+        if hook is not None:
+            hook.unregister(link)
+
+    def detach(self, link: BpfLink) -> None:
+        link.detach()
+
+    def fill_link_info(self, link: BpfLink, info: Any, task: Any) -> None:
+        return None
+
+
+HOOK_LINK_OPS = HookLinkOps()
+
+
+def hook_link(kernel: Any, hook: Any, prog: Any, want_types: tuple[int, ...]) -> BpfLink:
+    """A perf-event link of ``prog`` on ``hook`` (which gets ``register(link)``)."""
+    from pybpf.net.device import NetDevices
+
+    bprog = NetDevices.resolve_prog(kernel.netdevs, prog)
+    if bprog.type not in want_types:
+        raise BpfError(22, f"program type {bprog.type} cannot attach here "
+                           f"(needs {', '.join(map(str, want_types))})")
+    link = BpfLink(kernel, BpfLinkType.BPF_LINK_TYPE_PERF_EVENT, HOOK_LINK_OPS, bprog.get(),
+                   BpfAttachType.BPF_PERF_EVENT)
+    link.id = kernel.link_idr.alloc_cyclic(link)
+    link.extra["hook"] = hook
+    link.extra["fd"] = link_new_fd(kernel.root, link)
+    hook.register(link)
+    return link
+
+
+def close_link(kernel: Any, link: BpfLink) -> None:
+    """Close the root task's fd of a hook link (detaches and frees it)."""
+    fd = link.extra.get("fd")
+    if fd is not None:
+        kernel.root.close(fd)

@@ -1,0 +1,290 @@
+"""Attaching programs to pybpf's network devices: XDP and tcx, by link or by PROG_ATTACH.
+
+The kernel's counterparts: ``dev_xdp_attach``/``bpf_xdp_link_attach`` (net/core/dev.c),
+``tcx_prog_attach``/``tcx_prog_detach``/``tcx_prog_query``/``tcx_link_attach``
+(kernel/bpf/tcx.c) over :mod:`pybpf.hooks.mprog`. The syscall layer
+(:mod:`pybpf.syscall.link_cmds`) calls these for ``target_ifindex`` targets.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING, Any
+
+from pybpf.core.link import BpfLink
+from pybpf.errors import BpfError
+from pybpf.hooks.mprog import BPF_F_ID, BPF_F_LINK, BPF_F_REPLACE, MprogEntry, Tuple
+from pybpf.net.device import XDP_FLAGS_MODES, NetDevice
+from pybpf.uapi import BpfAttachType, BpfLinkType
+
+if TYPE_CHECKING:
+    from pybpf.core.prog import BpfProg
+    from pybpf.syscall.dispatch import Call
+
+A = BpfAttachType
+XDP_FLAGS_UPDATE_IF_NOEXIST = 1
+PROG_TYPE_XDP, PROG_TYPE_SCHED_CLS = 6, 3
+
+
+def netdevs(kernel: Any) -> Any:
+    return kernel.netdevs
+
+
+def dev_by_index(kernel: Any, ifindex: int) -> NetDevice | None:
+    return netdevs(kernel).by_ifindex(ifindex)
+
+
+# ------------------------------------------------------------------------------ XDP
+def dev_xdp_attach(dev: NetDevice, prog: BpfProg | None, link: BpfLink | None, flags: int,
+                   expected_old: BpfProg | None = None) -> None:
+    """``dev_xdp_attach``: one program per device; links are exclusive."""
+    if flags & ~(XDP_FLAGS_MODES | XDP_FLAGS_UPDATE_IF_NOEXIST):
+        raise BpfError(errno.EINVAL, "invalid XDP flags")
+    mode = flags & XDP_FLAGS_MODES
+    if mode & (mode - 1):
+        raise BpfError(errno.EINVAL, "only one XDP mode flag may be set")
+    slot = dev.xdp
+    if link is not None and (slot.link is not None or slot.prog is not None):
+        raise BpfError(errno.EBUSY, "XDP program already attached")
+    if link is None and slot.link is not None:
+        raise BpfError(errno.EBUSY, "can't replace active BPF XDP link")
+    if prog is not None and slot.prog is not None and flags & XDP_FLAGS_UPDATE_IF_NOEXIST:
+        raise BpfError(errno.EBUSY, "XDP program already attached")
+    if expected_old is not None and slot.prog is not expected_old:
+        raise BpfError(errno.EEXIST, "expected XDP program is not attached")
+    if prog is not None and prog.type != PROG_TYPE_XDP:
+        raise BpfError(errno.EINVAL, "not an XDP program")
+    old = slot.prog if slot.link is None else None
+    slot.prog = prog.get() if prog is not None and link is None else prog
+    slot.link, slot.flags = link, flags
+    if old is not None:
+        old.put()
+
+
+class XdpLinkOps:
+    """``bpf_xdp_link_lops``."""
+
+    def detach(self, link: BpfLink) -> None:
+        link.detach()
+
+    def release(self, link: BpfLink) -> None:
+        dev = link.extra.get("dev")
+        if dev is not None and dev.xdp.link is link:
+            dev.xdp.prog = dev.xdp.link = None
+            dev.xdp.flags = 0
+        link.extra["dev"] = None
+
+    def update_prog(self, link: BpfLink, new: BpfProg, old: BpfProg | None) -> None:
+        if old is not None and old is not link.prog:
+            raise BpfError(errno.EPERM, "old program does not match")
+        if new.type != PROG_TYPE_XDP:
+            raise BpfError(errno.EINVAL, "not an XDP program")
+        dev = link.extra.get("dev")
+        if dev is None:
+            raise BpfError(errno.ENOLINK, "link is detached")
+        prev, link.prog = link.prog, new
+        dev.xdp.prog = new
+        if prev is not None:
+            prev.put()
+
+    def fill_link_info(self, link: BpfLink, info: Any, task: Any) -> None:
+        dev = link.extra.get("dev")
+        info.xdp.ifindex = dev.ifindex if dev is not None else 0
+
+
+XDP_LINK_OPS = XdpLinkOps()
+
+
+def xdp_link_attach(call: Call, prog: BpfProg, lc: Any) -> int:
+    from pybpf.syscall.link_cmds import _settle
+
+    if lc.flags & ~XDP_FLAGS_MODES:
+        raise BpfError(errno.EINVAL, "invalid XDP link flags")
+    dev = dev_by_index(call.kernel, lc.target_ifindex)
+    if dev is None:
+        raise BpfError(errno.EINVAL, f"no network device {lc.target_ifindex}")
+    link = BpfLink(call.kernel, BpfLinkType.BPF_LINK_TYPE_XDP, XDP_LINK_OPS, prog, A.BPF_XDP)
+    link.flags = lc.flags
+    link.extra["dev"] = dev
+    return int(_settle(call, link, lambda: dev_xdp_attach(dev, prog, link, lc.flags)))
+
+
+# ------------------------------------------------------------------------------ tcx
+def tcx_entry(dev: NetDevice, attach_type: int) -> MprogEntry:
+    return dev.tcx_ingress if attach_type == A.BPF_TCX_INGRESS else dev.tcx_egress
+
+
+def _reset_if_empty(dev: NetDevice, attach_type: int) -> None:
+    """The kernel frees an emptied tcx entry; the next one starts at revision 1 again."""
+    if not len(tcx_entry(dev, attach_type)):
+        if attach_type == A.BPF_TCX_INGRESS:
+            dev.tcx_ingress = MprogEntry()
+        else:
+            dev.tcx_egress = MprogEntry()
+
+
+def mprog_relative(call: Call, id_or_fd: int, flags: int, ptype: int) -> Tuple:
+    """``bpf_mprog_tuple_relative``: the program/link named by fd or ID (or nothing)."""
+    from pybpf.syscall.objects import link_get_from_fd, prog_get
+
+    by_id = bool(flags & BPF_F_ID)
+    kernel = call.kernel
+    if flags & BPF_F_LINK:
+        if by_id:
+            link = kernel.link_idr.find(id_or_fd)
+            if link is None:
+                raise BpfError(errno.ENOENT, f"no link {id_or_fd}")
+        elif id_or_fd:
+            link = link_get_from_fd(call.task, id_or_fd)
+            link.put()
+        else:
+            raise BpfError(errno.EINVAL, "BPF_F_LINK without a link")
+        if link.prog is None or (ptype and link.prog.type != ptype):
+            raise BpfError(errno.EINVAL, "relative link of another program type")
+        return Tuple(link.prog, link)
+    if not by_id and not id_or_fd:
+        return Tuple()
+    if by_id:
+        prog = kernel.prog_idr.find(id_or_fd)
+        if prog is None:
+            raise BpfError(errno.ENOENT, f"no program {id_or_fd}")
+    else:
+        prog = prog_get(call.task, id_or_fd)
+        prog.put()
+    if ptype and prog.type != ptype:
+        raise BpfError(errno.EINVAL, "relative program of another type")
+    return Tuple(prog, None)
+
+
+def tcx_prog_attach(call: Call, prog: BpfProg, a: Any) -> int:
+    """PROG_ATTACH with BPF_TCX_INGRESS/EGRESS: the entry takes the caller's reference."""
+    from pybpf.syscall.objects import prog_get
+
+    dev = dev_by_index(call.kernel, a.target_ifindex)
+    if dev is None:
+        raise BpfError(errno.ENODEV, f"no network device {a.target_ifindex}")
+    replace = None
+    if a.attach_flags & BPF_F_REPLACE:
+        replace = prog_get(call.task, a.replace_bpf_fd, prog.type)
+    try:
+        entry = tcx_entry(dev, a.attach_type)
+        rel = mprog_relative(call, a.relative_fd, a.attach_flags & ~BPF_F_REPLACE, prog.type)
+        old = entry.attach(prog, None, replace, a.attach_flags, rel, a.expected_revision)
+        if old is not None:
+            old.put()
+        return 0
+    finally:
+        if replace is not None:
+            replace.put()
+
+
+def tcx_prog_detach(call: Call, prog: BpfProg | None, a: Any) -> int:
+    dev = dev_by_index(call.kernel, a.target_ifindex)
+    if dev is None:
+        raise BpfError(errno.ENODEV, f"no network device {a.target_ifindex}")
+    entry = tcx_entry(dev, a.attach_type)
+    rel = mprog_relative(call, a.relative_fd, a.attach_flags,
+                         prog.type if prog is not None else 0)
+    taken = entry.detach(prog, None, a.attach_flags, rel, a.expected_revision)
+    if taken.prog is not None:
+        taken.prog.put()
+    _reset_if_empty(dev, a.attach_type)
+    return 0
+
+
+def tcx_prog_query(call: Call, q: Any) -> int:
+    """``bpf_mprog_query``: revision, count, prog/link IDs (ENOSPC when truncated)."""
+    from pybpf.syscall.attr import off_of
+    from pybpf.syscall.uaccess import copy_to_user
+    from pybpf.uapi import bpf_attr_query as v
+
+    dev = dev_by_index(call.kernel, q.target_ifindex)
+    if dev is None:
+        raise BpfError(errno.ENODEV, f"no network device {q.target_ifindex}")
+    if q.query_flags or q.attach_flags:
+        raise BpfError(errno.EINVAL, "query_flags/attach_flags must be 0")
+    entry = tcx_entry(dev, q.attach_type)
+    items = list(entry.items)
+    call.put_u32(off_of(v, "attach_flags"), 0)
+    call.put_u64(off_of(v, "revision"), entry.revision)
+    call.put_u32(off_of(v, "count"), len(items))
+    if q.count == 0 or not q.prog_ids or not items:
+        return 0
+    ret = 0
+    if q.count < len(items):
+        items = items[:q.count]
+        ret = -errno.ENOSPC
+
+    def u32s(values: list[int]) -> bytes:
+        return b"".join(x.to_bytes(4, "little") for x in values)
+
+    copy_to_user(q.prog_ids, u32s([it.prog.id for it in items]))
+    if q.prog_attach_flags:
+        copy_to_user(q.prog_attach_flags, u32s([0] * len(items)))
+    if q.link_ids:
+        copy_to_user(q.link_ids, u32s([it.link.id if it.link else 0 for it in items]))
+    if q.link_attach_flags:
+        copy_to_user(q.link_attach_flags, u32s([0] * len(items)))
+    return ret
+
+
+class TcxLinkOps:
+    """``tcx_link_lops``."""
+
+    def detach(self, link: BpfLink) -> None:
+        link.detach()
+
+    def release(self, link: BpfLink) -> None:
+        dev = link.extra.get("dev")
+        if dev is None:
+            return
+        entry = tcx_entry(dev, link.attach_type)
+        if link.prog is not None and entry.exists(link.prog):
+            entry.detach(link.prog, link, 0, Tuple(), 0)
+            _reset_if_empty(dev, link.attach_type)
+        link.extra["dev"] = None
+
+    def update_prog(self, link: BpfLink, new: BpfProg, old: BpfProg | None) -> None:
+        dev = link.extra.get("dev")
+        if dev is None:
+            raise BpfError(errno.ENOLINK, "link is detached")
+        if old is not None and old is not link.prog:
+            raise BpfError(errno.EPERM, "old program does not match")
+        if new is link.prog:
+            new.put()  # nothing changes; drop the extra reference
+            return
+        if link.prog is None or new.type != link.prog.type:
+            raise BpfError(errno.EINVAL, "program type differs")
+        entry = tcx_entry(dev, link.attach_type)
+        entry.attach(new, link, link.prog, BPF_F_REPLACE, Tuple(), 0)
+        prev, link.prog = link.prog, new
+        if prev is not None:
+            prev.put()
+
+    def fill_link_info(self, link: BpfLink, info: Any, task: Any) -> None:
+        dev = link.extra.get("dev")
+        info.tcx.ifindex = dev.ifindex if dev is not None else 0
+        info.tcx.attach_type = link.attach_type
+
+
+TCX_LINK_OPS = TcxLinkOps()
+
+
+def tcx_link_attach(call: Call, prog: BpfProg, lc: Any) -> int:
+    from pybpf.syscall.link_cmds import _settle
+
+    dev = dev_by_index(call.kernel, lc.target_ifindex)
+    if dev is None:
+        raise BpfError(errno.ENODEV, f"no network device {lc.target_ifindex}")
+    link = BpfLink(call.kernel, BpfLinkType.BPF_LINK_TYPE_TCX, TCX_LINK_OPS, prog,
+                   lc.attach_type)
+    link.extra["dev"] = dev
+    entry = tcx_entry(dev, lc.attach_type)
+    rel_fd = lc.tcx.relative_fd
+    flags = lc.flags
+
+    def attach() -> None:
+        rel = mprog_relative(call, rel_fd, flags, prog.type)
+        entry.attach(prog, link, None, flags, rel, lc.tcx.expected_revision)
+
+    return int(_settle(call, link, attach))
