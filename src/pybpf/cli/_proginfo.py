@@ -251,7 +251,7 @@ def xlated_plain(records: list[Record], opcodes: bool) -> list[str]:
 def xlated_json(records: list[Record], opcodes: bool) -> list[Record]:
     out: list[Record] = []
     for rec in records:
-        j = {k: rec[k] for k in ("proto", "src", "file", "line_num", "line_col", "disasm")
+        j: Record = {k: rec[k] for k in ("proto", "src", "file", "line_num", "line_col", "disasm")
              if k in rec}
         if opcodes:
             j["opcodes"] = _opcodes(rec["raw"])

@@ -100,8 +100,10 @@ class _Map:
         vbuf = ctypes.create_string_buffer(value or b"", max(vsize, 1))
         attr = bpf_attr_map_elem()
         attr.map_fd, attr.key = self.fd, ctypes.addressof(kbuf) if key is not None else 0
-        ctypes.c_uint64.from_address(ctypes.addressof(attr) + 16).value = ctypes.addressof(vbuf)
-        attr.flags = flags
+        if cmd != BpfCmd.BPF_MAP_DELETE_ELEM:  # DELETE's attr ends at key (CHECK_ATTR)
+            ctypes.c_uint64.from_address(ctypes.addressof(attr) + 16).value = \
+                ctypes.addressof(vbuf)
+            attr.flags = flags
         ret = int(self.sys.bpf(cmd, attr))
         return ret, vbuf.raw[:vsize]
 
@@ -121,7 +123,7 @@ class _Map:
             raise fail(f"can't get next key: {os.strerror(-ret)}")
         return nxt
 
-    def keys(self) -> list[bytes]:
+    def all_keys(self) -> list[bytes]:
         out: list[bytes] = []
         key: bytes | None = None
         while (key := self.next_key(key)) is not None and len(out) <= self.info.max_entries:
@@ -259,7 +261,7 @@ def map_dump(how: str, what: str, args: tuple[str, ...], live: bool,
     m = _open_map(how, what, live, objs)
     as_json, pretty = json_mode()
     entries = []
-    for key in m.keys():
+    for key in m.all_keys():
         value = m.lookup(key)
         if value is not None:
             entries.append((key, value))

@@ -154,7 +154,7 @@ def _open_and_load(obj_path: str, live: bool, opts: dict[str, Any]) -> Any:
             _check_reuse(sys_, fd, spec)
             reuse[spec.name[:15]] = fd
         wrapped = _ReuseMaps(sys_, reuse)
-        obj._syscalls = lambda: wrapped  # the loader creates maps through this
+        obj._syscalls = lambda: wrapped  # type: ignore[method-assign]  # loader creates maps here
     try:
         return obj.load()
     except BpfError as exc:

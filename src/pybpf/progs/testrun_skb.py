@@ -192,8 +192,8 @@ def _run(prog: Any, kernel: Any, opts: TestRunOpts) -> TestRunResult:
         skb.tail = base + size
         length = skb.tail - skb.head
 
-        # convert___skb_to_skb
-        wire_len = length
+        # convert___skb_to_skb (without a ctx, nothing is set: qdisc_skb_cb.pkt_len is 0)
+        wire_len = length if ctx is not None else 0
         gso_segs = gso_size = hwtstamp = tstamp = mark = priority = skb_iif = 0
         cb = bytes(20)
         if ctx is not None:

@@ -44,7 +44,7 @@ def max_ctx_offset(prog: Any) -> int:
     for insn in insns:
         code = insn.code
         cls = code & 0x07
-        if cls == Cls.LDX and code & 0xE0 == Mode.MEM:
+        if cls == Cls.LDX and code & 0xE0 in (Mode.MEM, Mode.MEMSX):
             if insn.src in ctx_regs:
                 best = max(best, insn.off + _SIZE_BYTES[code & 0x18])
             ctx_regs.discard(insn.dst)
@@ -105,24 +105,22 @@ def test_run_syscall(prog: Any, kernel: Any, opts: TestRunOpts) -> TestRunResult
     size = opts.ctx_size_in
     if size < max_ctx_offset(prog) or size > U16_MAX:
         return TestRunResult(errno=errno.EINVAL)
+    addr = _ctx_in_addr(opts)  # before the lazy reader is replaced by the bytes it read
     ctx = (opts.ctx_in or b"") if size else b""
     retval, after = _run_on_ctx(prog, kernel, ctx, current_cpu())
-    if size:
-        err = _copy_back_to_ctx_in(opts, after)
+    if size and addr:
+        err = _copy_to_user(addr, after)
         if err:
             return TestRunResult(errno=err)
     return TestRunResult(retval=retval, write_duration=False)
 
 
-def _copy_back_to_ctx_in(opts: TestRunOpts, data: bytes) -> int:
-    """Write the program's ctx over the caller's ctx_in buffer; 0 or EFAULT.
+def _ctx_in_addr(opts: TestRunOpts) -> int:
+    """The caller's ctx_in address (0 when the ctx came as Python bytes).
 
-    :class:`TestRunOpts` does not carry the ctx_in address; until it does
-    (``opts.ctx_in_addr``) it is recovered from the syscall layer's lazy reader.
+    :class:`TestRunOpts` does not carry it; until it does (``opts.ctx_in_addr``) it is
+    recovered from the syscall layer's lazy ctx_in reader, which must not have run yet.
     """
-    from pybpf.errors import BpfError
-    from pybpf.syscall.uaccess import copy_to_user
-
     addr = getattr(opts, "ctx_in_addr", None)
     if addr is None:
         reader = getattr(opts, "_ctx_in", None)
@@ -130,10 +128,16 @@ def _copy_back_to_ctx_in(opts: TestRunOpts, data: bytes) -> int:
         cells = getattr(reader, "__closure__", None)
         if code is not None and cells and "ctx_in_addr" in code.co_freevars:
             addr = cells[code.co_freevars.index("ctx_in_addr")].cell_contents
-    if not addr:
-        return 0  # ctx given as bytes (direct Python call): nowhere to write back
+    return int(addr or 0)
+
+
+def _copy_to_user(addr: int, data: bytes) -> int:
+    """``copy_to_user``: 0 or EFAULT."""
+    from pybpf.errors import BpfError
+    from pybpf.syscall.uaccess import copy_to_user
+
     try:
-        copy_to_user(int(addr), data)
+        copy_to_user(addr, data)
     except BpfError as exc:
-        return exc.errno
+        return int(exc.errno or 14)
     return 0

@@ -48,7 +48,7 @@ from pybpf.progs.testrun_common import (
 )
 
 XDP = 6
-BPF_XDP_DEVMAP, BPF_XDP_CPUMAP = 38, 39
+BPF_XDP_DEVMAP, BPF_XDP_CPUMAP = 33, 35  # enum bpf_attach_type
 NAPI_POLL_WEIGHT = 64
 TEST_XDP_MAX_BATCH = 256
 XDP_FRAME_SIZE = 40  # sizeof(struct xdp_frame)

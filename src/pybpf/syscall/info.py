@@ -245,7 +245,7 @@ def _jited_linfo(prog: BpfProg) -> list[int]:
         return list(prog.jited_linfo)
     try:
         return [int(a) for a in mapper(offs)]
-    except Exception:  # noqa: BLE001 - a report, never a crash
+    except Exception:  # a report, never a crash
         return list(prog.jited_linfo)
 
 

@@ -143,7 +143,7 @@ def prepare(case: dict[str, Any]) -> Prepared:
     flags = case["prog_flags"]
     inp = VerifierInput(insns=insns, prog_type=case["prog_type"],
                         expected_attach_type=case.get("expected_attach_type") or 0,
-                        prog_flags=flags, log_level=1, map_by_fd=by_fd.get)
+                        prog_flags=flags, log_level=0, map_by_fd=by_fd.get)
     prep = Prepared(inp, by_fd, stubs)
     if any(fx["kind"] == "kfunc_btf_id" for fx in case["fixups"]):
         prep.skip = "kfunc"

@@ -165,8 +165,6 @@ def reg_signature(f: FuncState) -> tuple:  # type: ignore[type-arg]
 def states_maybe_looping(o: VState, c: VState, sig: tuple | None = None) -> bool:  # type: ignore[type-arg]
     if len(o.frames) != len(c.frames):
         return False
-    if sig is not None and getattr(o, "sig", None) is not None and o.sig != sig:  # type: ignore[attr-defined]
-        return False
     ids = _IdMap()
     fo, fc = o.frames[-1], c.frames[-1]
     return all(regs_exact(fo.regs[i], fc.regs[i], ids) and fo.regs[i].precise == fc.regs[i].precise
@@ -175,7 +173,10 @@ def states_maybe_looping(o: VState, c: VState, sig: tuple | None = None) -> bool
 
 class PruneMixin:
     def init_prune(self: Verifier) -> None:
-        self.explored: dict[int, list[VState]] = {}
+        self.explored: dict[int, list[VState]] = {}  # every checkpoint, per instruction
+        self.done_states: dict[int, list[VState]] = {}  # fully explored: usable for pruning
+        self.live_count: dict[int, int] = {}  # checkpoints still on the DFS path
+        self.by_sig: dict[int, dict[tuple, list[VState]]] = {}  # type: ignore[type-arg]
         self.total_states = 0
         self.peak_states = 0
         self.max_states_per_insn = 0
@@ -185,7 +186,11 @@ class PruneMixin:
             st.branches -= 1
             if st.branches > 0:
                 break
-            st = getattr(st, "parent", None)
+            if getattr(st, "checkpoint", False):
+                idx = st.insn_idx
+                self.live_count[idx] -= 1
+                self.done_states.setdefault(idx, []).append(st)
+            st = st.parent
 
     def is_state_visited(self: Verifier, idx: int) -> bool:
         cur = self.state
@@ -196,22 +201,21 @@ class PruneMixin:
         force = idx in self.cfg.force_checkpoints
         if force:
             add_new = True
-        lst = self.explored.setdefault(idx, [])
         sig = reg_signature(cur.cur)
-        live = False
-        for old in lst:
-            if old.branches > 0:
-                live = True
-                if old.sig == sig and states_maybe_looping(old, cur) and states_equal(old, cur, True):  # type: ignore[attr-defined]
-                    self.verbose(f"infinite loop detected at insn {idx}\n")
-                    self.verbose("cur state:" + format_state(cur.cur) + "\n")
-                    self.verbose("old state:" + format_state(old.frames[cur.curframe]) + "\n")
-                    from pybpf.verifier.cfg import VerifyError
-                    raise VerifyError(errno.EINVAL, "infinite loop")
-                continue
+        sigmap = self.by_sig.setdefault(idx, {})
+        for old in sigmap.get(sig, ()):
+            if old.branches > 0 and states_maybe_looping(old, cur) and states_equal(old, cur, True):
+                self.verbose(f"infinite loop detected at insn {idx}\n")
+                self.verbose("cur state:" + format_state(cur.cur) + "\n")
+                self.verbose("old state:" + format_state(old.frames[cur.curframe]) + "\n")
+                from pybpf.verifier.cfg import VerifyError
+                raise VerifyError(errno.EINVAL, "infinite loop")
+        for old in self.done_states.get(idx, ()):
             if states_equal(old, cur, False):
                 return True
-        if live and not force and self.jmps_processed - self.prev_jmps_processed < 20 and \
+        lst = self.explored.setdefault(idx, [])
+        if self.live_count.get(idx, 0) > 0 and not force and \
+                self.jmps_processed - self.prev_jmps_processed < 20 and \
                 self.insn_processed - self.prev_insn_processed < 100:
             add_new = False
         if len(lst) > self.max_states_per_insn:
@@ -224,12 +228,14 @@ class PruneMixin:
         self.prev_insn_processed = self.insn_processed
         new = cur.copy()
         new.branches = 1
-        new.parent = getattr(cur, "parent", None)  # type: ignore[attr-defined]
+        new.parent = cur.parent
         new.insn_idx = idx
-        new.sig = sig  # type: ignore[attr-defined]
-        cur.parent = new  # type: ignore[attr-defined]
+        new.checkpoint = True  # type: ignore[attr-defined]
+        cur.parent = new
         cur.branches = 1
         lst.append(new)
+        sigmap.setdefault(sig, []).append(new)
+        self.live_count[idx] = self.live_count.get(idx, 0) + 1
         return False
 
 
