@@ -6,15 +6,15 @@
   command that inspects a pybpf object can first load objects into the same instance with
   ``--obj FILE`` (repeatable); ``name NAME`` / ``id N`` then find what they created.
 * Object selectors in bpftool's grammar: ``id N | pinned PATH | name NAME | tag TAG``.
-* The global ``-j/--json`` and ``-p/--pretty`` flags (``pybpf -j prog dump ...``), which
-  live on the root group; every command also accepts them after its own name.
+* The global ``-j/--json`` and ``-p/--pretty`` flags (``pybpf -j prog dump ...``): the root
+  group declares them with :func:`json_options` (stored in ``ctx.meta``); every command
+  also accepts them after its own name. :func:`json_mode` reads them.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -58,30 +58,6 @@ def json_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      callback=_set_meta(_META_PRETTY), help="pretty JSON output")(f)
     return click.option("-j", "--json", is_flag=True, expose_value=False,
                         callback=_set_meta(_META_JSON), help="JSON output")(f)
-
-
-def install_global_json() -> None:
-    """Give the root ``pybpf`` group bpftool's global ``-j``/``-p`` (idempotent).
-
-    The root group is the lead's (``cli/main.py``); until it declares the flags itself,
-    they are added here with ``expose_value=False`` so its callback is untouched.
-    """
-    for mod_name in ("pybpf.cli.main", "__main__"):  # __main__: `python -m pybpf.cli.main`
-        mod = sys.modules.get(mod_name)
-        root = getattr(mod, "cli", None)
-        if isinstance(root, click.Group) and hasattr(mod, "_register"):
-            _add_json_flags(root)
-
-
-def _add_json_flags(root: click.Group) -> None:
-    names = {opt for p in root.params for opt in getattr(p, "opts", ())}
-    if "-j" not in names:
-        root.params.append(click.Option(["-j", "--json"], is_flag=True, expose_value=False,
-                                        callback=_set_meta(_META_JSON), help="JSON output"))
-    if "-p" not in names:
-        root.params.append(click.Option(["-p", "--pretty"], is_flag=True, expose_value=False,
-                                        callback=_set_meta(_META_PRETTY),
-                                        help="pretty JSON output (implies -j)"))
 
 
 def json_mode(ctx: click.Context | None = None) -> tuple[bool, bool]:
@@ -207,5 +183,5 @@ def object_fd(sys_: Any, kind: str, how: str, what: str) -> int:
     raise click.UsageError(f"expected {keys}, got: '{how}'?")
 
 
-__all__ = ["backend", "dumps", "fail", "get_info", "install_global_json", "json_mode",
+__all__ = ["backend", "dumps", "fail", "get_info", "json_mode",
            "json_options", "obj_option", "object_fd", "preload"]

@@ -13,10 +13,12 @@ import sys
 import click
 
 from pybpf import __version__
+from pybpf.cli._target import json_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pybpf")
+@json_options
 def cli() -> None:
     """pybpf — the Linux eBPF subsystem in userspace."""
 

@@ -22,7 +22,6 @@ from pybpf.cli._target import (
     backend,
     fail,
     get_info,
-    install_global_json,
     json_mode,
     json_options,
     obj_option,
@@ -31,8 +30,6 @@ from pybpf.cli._target import (
 )
 from pybpf.cli.btf_cmds import _group
 from pybpf.uapi import BpfCmd, BpfMapType, bpf_attr_map_elem
-
-install_global_json()
 
 _PERCPU = {BpfMapType.BPF_MAP_TYPE_PERCPU_ARRAY, BpfMapType.BPF_MAP_TYPE_PERCPU_HASH,
            BpfMapType.BPF_MAP_TYPE_LRU_PERCPU_HASH, BpfMapType.BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE}

@@ -42,7 +42,6 @@ from pybpf.cli._target import (
     dumps,
     fail,
     get_info,
-    install_global_json,
     json_mode,
     json_options,
     obj_option,
@@ -52,8 +51,6 @@ from pybpf.cli._target import (
 from pybpf.cli.btf_cmds import _group
 from pybpf.errors import BpfError
 from pybpf.uapi import BpfCmd, bpf_attr_obj
-
-install_global_json()
 
 # --------------------------------------------------------------------------- load
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import click
 
+from pybpf.cli._target import json_mode, json_options
 from pybpf.kernel import Kernel, boottime_ns, default_kernel
 from pybpf.uapi import BpfLinkType, BpfMapType, BpfProgType
 
@@ -202,13 +203,10 @@ def render(kind: str, kernel: Kernel, *, ident: int | None = None, pinned: str |
 def _show_command(kind: str) -> click.Command:
     @click.command("show", help=f"Show {kind}s of the instance, like `bpftool {kind} show`.")
     @click.argument("selector", nargs=-1)
-    @click.option("-j", "--json", "as_json", is_flag=True, help="JSON output")
-    @click.option("-p", "--pretty", is_flag=True, help="pretty JSON output")
+    @json_options
     @click.pass_context
-    def show(ctx: click.Context, selector: tuple[str, ...], as_json: bool, pretty: bool) -> None:
-        parent = ctx.find_root().params
-        as_json = as_json or bool(parent.get("as_json"))
-        pretty = pretty or bool(parent.get("pretty"))
+    def show(ctx: click.Context, selector: tuple[str, ...]) -> None:
+        as_json, pretty = json_mode(ctx)
         ident: int | None = None
         pinned: str | None = None
         if selector:

@@ -214,7 +214,7 @@ def prog_get_info(call: Call, file: Any, prog: BpfProg, uinfo: int, info_len: in
         copy_to_user(info.line_info, prog.line_info[:BPF_LINE_INFO_SIZE * min(
             info.nr_line_info, ulen)])
     ulen = info.nr_jited_line_info
-    jited_linfo = _jited_linfo(prog)
+    jited_linfo = prog.jited_linfo  # bpf_prog_fill_jited_linfo, filled at load
     info.nr_jited_line_info = len(jited_linfo)
     for i in range(min(info.nr_jited_line_info, ulen)):
         put_user_u64(info.jited_line_info + 8 * i, jited_linfo[i])
@@ -226,27 +226,6 @@ def prog_get_info(call: Call, file: Any, prog: BpfProg, uinfo: int, info_len: in
             copy_to_user(info.prog_tags + 8 * i, tags[i] if i < len(tags) else prog.tag)
     _write_info(call, uinfo, info, n)
     return 0
-
-
-def _jited_linfo(prog: BpfProg) -> list[int]:
-    """One native address per ``bpf_line_info`` record, as ``bpf_prog_fill_jited_linfo``.
-
-    The records are 16 bytes with ``insn_off`` first; when the JIT's runner can map
-    instruction offsets itself, the addresses are recomputed from those offsets so that
-    ``nr_jited_line_info == nr_line_info`` as in the kernel.
-    """
-    if not prog.jited or not prog.nr_linfo:
-        return list(prog.jited_linfo)
-    raw = bytes(prog.line_info or b"")
-    offs = [int.from_bytes(raw[i:i + 4], "little")
-            for i in range(0, BPF_LINE_INFO_SIZE * prog.nr_linfo, BPF_LINE_INFO_SIZE)]
-    mapper = getattr(prog.bpf_func, "jited_line_info", None)
-    if mapper is None or len(prog.jited_linfo) == len(offs):
-        return list(prog.jited_linfo)
-    try:
-        return [int(a) for a in mapper(offs)]
-    except Exception:  # a report, never a crash
-        return list(prog.jited_linfo)
 
 
 # ------------------------------------------------------------------------------ maps

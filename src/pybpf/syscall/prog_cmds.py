@@ -20,6 +20,7 @@ order decides which errno a bad attribute gets when several are bad:
 
 from __future__ import annotations
 
+import ctypes
 import errno
 from collections.abc import Callable
 from typing import Any
@@ -49,7 +50,7 @@ from pybpf.syscall.log import VerifierLog
 from pybpf.syscall.map_cmds import token_get
 from pybpf.syscall.objects import btf_get_by_fd, map_get, prog_get, prog_new_fd
 from pybpf.syscall.uaccess import UserFault, copy_from_user, copy_to_user, strncpy_from_user
-from pybpf.uapi import BpfAttachType, BpfCmd, BpfProgType
+from pybpf.uapi import BpfAttachType, BpfCmd, BpfProgType, bpf_line_info
 
 P = BpfProgType
 A = BpfAttachType
@@ -170,9 +171,12 @@ def select_runtime(prog: BpfProg, insns: list[Any]) -> None:
 
 
 def _linfo_insn_offs(prog: BpfProg) -> list[int]:
-    """``insn_off`` of each ``bpf_line_info`` record (12 bytes: file, line, col, insn_off)."""
-    raw = prog.line_info or b""
-    return [int.from_bytes(raw[i:i + 4], "little") for i in range(0, len(raw) - 11, 12)]
+    """``insn_off`` of each ``struct bpf_line_info`` record (16 bytes, ``insn_off`` first,
+    then ``file_name_off``, ``line_off``, ``line_col``)."""
+    raw = bytes(prog.line_info or b"")
+    size = ctypes.sizeof(bpf_line_info)
+    return [int.from_bytes(raw[i:i + 4], "little")
+            for i in range(0, size * prog.nr_linfo, size)]
 
 
 # ------------------------------------------------------------------------------- PROG_LOAD

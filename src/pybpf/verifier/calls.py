@@ -194,9 +194,11 @@ class CallsMixin:
             r0.umin, r0.umax, r0.smin, r0.smax = 0, n, 0, n
             r0.u32_min, r0.u32_max, r0.s32_min, r0.s32_max = 0, n, 0, n
             reg_bounds_sync(r0)
-        elif fid in (67, 45, 115, 114, 141) and meta["msize_max"]:
-            r0.smax = min(r0.smax, meta["msize_max"])
-            r0.s32_max = min(r0.s32_max, meta["msize_max"])
+        elif fid in (67, 45, 115, 114, 141):
+            from pybpf.verifier.regs import s32 as _s32, s64 as _s64
+            r0.smax = _s64(meta["msize_max"])
+            r0.s32_max = _s32(meta["msize_max"])
+            r0.smin = r0.s32_min = -4095
             reg_bounds_sync(r0)
         self.check_map_func_compatibility(meta["map_ptr"], fid)
         if fid in self.PKT_CHANGING:

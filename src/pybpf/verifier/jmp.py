@@ -444,7 +444,13 @@ class JmpMixin:
                 reg.map_ptr = inner if inner is not None else getattr(m, "inner_map", m)
                 reg.id = 0
                 return
-            reg.type &= ~PTR_MAYBE_NULL
+            mt = getattr(m, "map_type", 0) if m is not None else 0
+            if mt == 17:  # XSKMAP
+                reg.type = RegType.PTR_TO_XDP_SOCK
+            elif mt in (15, 18):  # SOCKMAP, SOCKHASH
+                reg.type = RegType.PTR_TO_SOCKET
+            else:
+                reg.type &= ~PTR_MAYBE_NULL
             if not self.has_spin_lock(m):
                 reg.id = 0
             return

@@ -688,7 +688,7 @@ class MemMixin:
 
     def check_atomic(self: Verifier, ins: Insn) -> None:
         imm = ins.imm
-        if imm in (0x01, 0xF1, 0x100):  # load-acquire / store-release forms
+        if imm in (0x100, 0x110):  # load-acquire / store-release forms
             self.check_atomic_ldst(ins)
             return
         if imm not in (0x00, 0x01, 0x50, 0x51, 0x40, 0x41, 0xA0, 0xA1, 0xE1, 0xF1):

@@ -1,0 +1,265 @@
+"""Socket-level program types: cgroup sock / sock_addr / sockopt / sysctl / device, sock_ops,
+sk_msg, sk_lookup and sk_reuseport, each with its own ctx struct and rules
+(``net/core/filter.c``, ``kernel/bpf/cgroup.c``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pybpf.progs.ops import register_prog_type
+from pybpf.progs.type_base import CGROUP_COMMON, CGROUP_CURRENT, ProgTypeBase, narrow_ok
+from pybpf.verifier.regs import PTR_MAYBE_NULL, RegType
+from pybpf.verifier.sock_access import sock_is_valid
+
+# enum bpf_attach_type values used below
+INET_SOCK_CREATE, INET4_BIND, INET6_BIND, INET4_CONNECT, INET6_CONNECT = 2, 8, 9, 10, 11
+INET4_POST_BIND, INET6_POST_BIND, UDP4_SENDMSG, UDP6_SENDMSG = 12, 13, 14, 15
+UDP4_RECVMSG, UDP6_RECVMSG = 19, 20
+INET4_GETPEERNAME, INET6_GETPEERNAME, INET4_GETSOCKNAME, INET6_GETSOCKNAME = 29, 30, 31, 32
+INET_SOCK_RELEASE = 34
+
+
+def _wide_ok(off: int, size: int, start: int, end: int) -> bool:
+    return size == 8 and off >= start and off + 8 <= end and off % 8 == 0
+
+
+class CgroupSock(ProgTypeBase):
+    prog_type = 9
+    name = "cgroup_sock"
+    inherit = "base"
+    own_helpers = frozenset({46, 122, 25, 107, 160} | CGROUP_COMMON | CGROUP_CURRENT)
+    ret_range = (0, 1)
+
+    def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
+        if not sock_is_valid(off, size):
+            return False
+        att = getattr(prog, "expected_attach_type", 0)
+        if off in (0, 16, 20):
+            return att in (INET_SOCK_CREATE, INET_SOCK_RELEASE)
+        if 24 <= off < 28:
+            return att == INET4_POST_BIND and not write
+        if 28 <= off < 44:
+            return att == INET6_POST_BIND and not write
+        if off == 44:
+            return att in (INET4_POST_BIND, INET6_POST_BIND) and not write
+        return not write
+
+
+class SockAddr(ProgTypeBase):
+    prog_type = 18
+    name = "cgroup_sock_addr"
+    own_helpers = frozenset({64, 46, 122, 25, 84, 85, 86, 99, 107, 108, 49, 57} | CGROUP_COMMON | CGROUP_CURRENT)
+
+    def allowed_helpers(self, prog: Any = None) -> set[int]:
+        s = super().allowed_helpers(prog)
+        att = getattr(prog, "expected_attach_type", 0)
+        if att not in (INET4_BIND, INET6_BIND):
+            s.discard(64)
+        if att not in (INET4_CONNECT, INET6_CONNECT, UDP4_SENDMSG, UDP6_SENDMSG, UDP4_RECVMSG,
+                       UDP6_RECVMSG, INET4_GETPEERNAME, INET6_GETPEERNAME, INET4_GETSOCKNAME,
+                       INET6_GETSOCKNAME, INET4_BIND, INET6_BIND):
+            s -= {49, 57}
+        return s
+
+    def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
+        if off < 0 or off >= 72 or off % size:
+            return False
+        att = getattr(prog, "expected_attach_type", 0)
+        if 4 <= off < 8 and att not in (INET4_BIND, INET4_CONNECT, INET4_GETPEERNAME, INET4_GETSOCKNAME,
+                                        UDP4_SENDMSG, UDP4_RECVMSG):
+            return False
+        if 8 <= off < 24 and att not in (INET6_BIND, INET6_CONNECT, INET6_GETPEERNAME, INET6_GETSOCKNAME,
+                                         UDP6_SENDMSG, UDP6_RECVMSG):
+            return False
+        if 40 <= off < 44 and att != UDP4_SENDMSG:
+            return False
+        if 44 <= off < 60 and att != UDP6_SENDMSG:
+            return False
+        if 4 <= off < 28 or 40 <= off < 60:
+            if _wide_ok(off, size, 8, 24) or _wide_ok(off, size, 44, 60):
+                return True
+            if not write:
+                info["ctx_field_size"] = 4
+                return narrow_ok(size, 4)
+            return size == 4
+        if off == 64:
+            if write or size != 8:
+                return False
+            info["reg_type"] = RegType.PTR_TO_SOCKET
+            return True
+        return not write and size == 4
+
+    def return_range(self, prog: Any) -> tuple[int, int] | None:
+        att = getattr(prog, "expected_attach_type", 0)
+        if att in (UDP4_RECVMSG, UDP6_RECVMSG, INET4_GETPEERNAME, INET6_GETPEERNAME, INET4_GETSOCKNAME,
+                   INET6_GETSOCKNAME, 44, 45, 46):
+            return (1, 1)
+        if att in (INET4_BIND, INET6_BIND):
+            return (0, 3)
+        return (0, 1)
+
+
+class SockOps(ProgTypeBase):
+    prog_type = 13
+    name = "sock_ops"
+    own_helpers = frozenset({49, 57, 59, 53, 70, 46, 25, 107, 108, 122, 142, 143, 144, 96})
+    ret_range = (0, 1)
+
+    def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
+        if off < 0 or off >= 224 or off % size:
+            return False
+        if write:
+            return off in (4, 8, 12, 16, 20) and size == 4
+        if off == 184:
+            if size != 8:
+                return False
+            info["reg_type"] = RegType.PTR_TO_SOCKET | PTR_MAYBE_NULL
+            return True
+        info["ctx_field_size"] = 4
+        return size == 8 if off >= 160 and off in (160, 168, 176, 192, 200, 208) else narrow_ok(size, 4)
+
+
+class CgroupDevice(ProgTypeBase):
+    prog_type = 15
+    name = "cgroup_device"
+    inherit = "base"
+    own_helpers = frozenset({25} | CGROUP_COMMON | CGROUP_CURRENT)
+    ret_range = (0, 1)
+
+    def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
+        if write or off < 0 or off + size > 12 or off % size:
+            return False
+        if off < 4:
+            info["ctx_field_size"] = 4
+            return narrow_ok(size, 4)
+        return size == 4
+
+
+class SkMsg(ProgTypeBase):
+    prog_type = 16
+    name = "sk_msg"
+    pkt_read = pkt_write = True
+    own_helpers = frozenset({60, 71, 61, 62, 63, 90, 91, 25, 15, 107, 108, 122, 17})
+
+    def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
+        if write or off % size:
+            return False
+        if off == 0:
+            info["reg_type"] = RegType.PTR_TO_PACKET
+            return size == 8
+        if off == 8:
+            info["reg_type"] = RegType.PTR_TO_PACKET_END
+            return size == 8
+        if off == 72:
+            info["reg_type"] = RegType.PTR_TO_SOCKET
+            return size == 8
+        if 16 <= off < 72:
+            return size == 4
+        return False
+
+
+class SkLookup(ProgTypeBase):
+    prog_type = 30
+    name = "sk_lookup"
+    own_helpers = frozenset({25, 124, 86})
+    ret_range = (0, 1)
+
+    def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
+        if off < 0 or off >= 72 or off % size or write:
+            return False
+        if off == 0:
+            info["reg_type"] = RegType.PTR_TO_SOCKET | PTR_MAYBE_NULL
+            return size == 8
+        if 8 <= off < 36 or 40 <= off < 68:
+            info["ctx_field_size"] = 4
+            return narrow_ok(size, 4)
+        if 36 <= off < 38:
+            if size == 4:
+                return True
+            info["ctx_field_size"] = 2
+            return narrow_ok(size, 2)
+        if 38 <= off < 40:
+            info["ctx_field_size"] = 2
+            return narrow_ok(size, 2)
+        return False
+
+
+class SkReuseport(ProgTypeBase):
+    prog_type = 21
+    name = "sk_reuseport"
+    inherit = "base"
+    pkt_read = True
+    own_helpers = frozenset({82, 26, 68, 46, 160})
+
+    def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
+        if off < 0 or off >= 56 or off % size or write:
+            return False
+        if off == 0:
+            info["reg_type"] = RegType.PTR_TO_PACKET
+            return size == 8
+        if off == 8:
+            info["reg_type"] = RegType.PTR_TO_PACKET_END
+            return size == 8
+        if off == 32:
+            return size == 4
+        if off == 40:
+            info["reg_type"] = RegType.PTR_TO_SOCKET
+            return size == 8
+        if off == 48:
+            info["reg_type"] = RegType.PTR_TO_SOCK_COMMON | PTR_MAYBE_NULL
+            return size == 8
+        if 20 <= off < 24 and size < 2:
+            return False
+        if 16 <= off < 32:
+            info["ctx_field_size"] = 4
+            return narrow_ok(size, 4)
+        return False
+
+
+class CgroupSysctl(ProgTypeBase):
+    prog_type = 23
+    name = "cgroup_sysctl"
+    inherit = "base"
+    own_helpers = frozenset({101, 102, 103, 104, 160, 25} | CGROUP_COMMON | CGROUP_CURRENT)
+    ret_range = (0, 1)
+
+    def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
+        if off < 0 or off + size > 8 or off % size:
+            return False
+        if off < 4:
+            if write:
+                return False
+            info["ctx_field_size"] = 4
+            return narrow_ok(size, 4)
+        if not write:
+            info["ctx_field_size"] = 4
+            return narrow_ok(size, 4)
+        return size == 4
+
+
+class CgroupSockopt(ProgTypeBase):
+    prog_type = 25
+    name = "cgroup_sockopt"
+    inherit = "base"
+    pkt_read = pkt_write = True
+    own_helpers = frozenset({122, 107, 108, 49, 57, 96, 25} | CGROUP_COMMON | CGROUP_CURRENT)
+    ret_range = (0, 1)
+
+    def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
+        if off < 0 or off >= 40 or off % size:
+            return False
+        if off == 0:
+            info["reg_type"] = RegType.PTR_TO_SOCKET
+            return size == 8 and not write
+        if off == 8:
+            info["reg_type"] = RegType.PTR_TO_PACKET
+            return size == 8 and not write
+        if off == 16:
+            info["reg_type"] = RegType.PTR_TO_PACKET_END
+            return size == 8 and not write
+        return size == 4
+
+
+for _t in (CgroupSock, SockAddr, SockOps, CgroupDevice, SkMsg, SkLookup, SkReuseport, CgroupSysctl,
+           CgroupSockopt):
+    register_prog_type(_t())  # type: ignore[arg-type]
