@@ -33,7 +33,8 @@ class CgroupSock(ProgTypeBase):
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
         if not sock_is_valid(off, size):
             return False
-        att = getattr(prog, "expected_attach_type", 0)
+        # bpf_prog_load_fixup_attach_type: 0 means BPF_CGROUP_INET_SOCK_CREATE
+        att = getattr(prog, "expected_attach_type", 0) or INET_SOCK_CREATE
         if off in (0, 16, 20):
             return att in (INET_SOCK_CREATE, INET_SOCK_RELEASE)
         if 24 <= off < 28:

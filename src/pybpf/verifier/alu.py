@@ -280,6 +280,8 @@ class AluMixin:
             ok = True
         if not ok:
             self.fail(errno.EACCES, f"R{dst} pointer arithmetic on {reg_type_str(ptr.type)} prohibited\n")
+        if op == AluOp.SUB and not ptr_is_dst:
+            self.fail(errno.EACCES, f"R{dst} tried to subtract pointer from scalar\n")
         d.type = ptr.type
         d.id = ptr.id
         self._check_reg_sane_offset(off, ptr.type)

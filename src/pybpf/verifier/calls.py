@@ -177,7 +177,7 @@ class CallsMixin:
         elif ret in (RetType.RET_PTR_TO_BTF_ID, RetType.RET_PTR_TO_MEM_OR_BTF_ID):
             mark_unknown(r0)
             mark_known(r0, 0)
-            r0.type = R.PTR_TO_BTF_ID | rflags | (PTR_TRUSTED if ret == RetType.RET_PTR_TO_BTF_ID else 0)
+            r0.type = R.PTR_TO_BTF_ID | rflags
             r0.btf_name = fn.extra.get("btf_name", "")
         if r0.type & PTR_MAYBE_NULL:
             self.id_gen += 1

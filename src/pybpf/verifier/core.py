@@ -474,7 +474,7 @@ def _in_insntable(code: int) -> bool:
     if _INSNTABLE is None:
         from pybpf.isa.opcodes import OPCODES
         _INSNTABLE = {getattr(s, "code", -1) for s in (OPCODES.values() if isinstance(OPCODES, dict) else OPCODES)}
-    return code in _INSNTABLE
+    return code in _INSNTABLE and code != 0x8D  # callx is not in the kernel's table
 
 
 def _nr_cpus() -> int:

@@ -225,7 +225,7 @@ class MemMixin:
     def check_stack_access_within_bounds(self: Verifier, regno: int, off: int, size: int, t: int,
                                          helper: bool = False) -> None:
         reg = self.regs[regno]
-        extra = " indirect access to" if helper else (" read from" if t == BPF_READ else " write to")
+        extra = " read from" if t == BPF_READ else " write to"
         if reg.var_off.mask == 0:
             min_off = _s(reg.var_off.value) + off
             max_off = min_off + size
@@ -406,8 +406,7 @@ class MemMixin:
             if t == STACK_ZERO:
                 continue
             if st.is_spill() and st.spilled is not None and st.spilled.type == RegType.SCALAR_VALUE:
-                if not (st.spilled.is_const() and st.spilled.var_off.value == 0):
-                    zeros = False
+                zeros = False  # mark_reg_stack_read: only STACK_ZERO bytes make a known zero
                 continue
             if t == STACK_INVALID and self.allow_uninit_stack:
                 zeros = False
@@ -495,10 +494,9 @@ class MemMixin:
             if value_regno >= 0:
                 mark_unknown(regs[value_regno])
         elif reg.type == RegType.PTR_TO_TP_BUFFER:
-            self.check_ptr_off_reg(reg, regno, True)
             if off < 0:
                 self.fail(errno.EACCES, f"R{regno} invalid tracepoint buffer access: off={off}, size={size}\n")
-            if reg.var_off.mask != 0:
+            if reg.var_off.mask != 0 or reg.var_off.value:
                 self.fail(errno.EACCES, f"R{regno} invalid variable buffer offset: off={off}, "
                                         f"var_off={tnum_str(reg.var_off)}\n")
             if t == BPF_READ and value_regno >= 0:
