@@ -65,3 +65,19 @@ def test_cli_show_commands() -> None:
     assert res.exit_code != 0
     res = runner.invoke(cli, ["prog", "show", "bogus"])
     assert res.exit_code != 0
+
+
+def test_test_run_returns_what_a_syscall_program_wrote_into_ctx_in() -> None:
+    import struct
+
+    from pybpf.isa.asm import assemble
+    from pybpf.kernel import Kernel
+    from pybpf.program import Program
+    from pybpf.uapi import BPF_F_SLEEPABLE, BPF_PROG_TYPE_SYSCALL
+
+    k = Kernel()
+    prog = Program.load(k, BPF_PROG_TYPE_SYSCALL, assemble(
+        "r2 = *(u32 *)(r1 + 0)\nr2 += 1\n*(u32 *)(r1 + 4) = r2\nr0 = 0\nexit\n"),
+        prog_flags=BPF_F_SLEEPABLE)
+    res = prog.test_run(ctx_in=struct.pack("<II", 41, 0), repeat=0)
+    assert struct.unpack("<II", res.ctx_in) == (41, 42)

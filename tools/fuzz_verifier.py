@@ -17,12 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from pybpf.errors import BpfFault  # noqa: E402
-from pybpf.isa.disasm import disasm_kernel  # noqa: E402
-from pybpf.runtime.interpreter import CompiledProgram  # noqa: E402
-from pybpf.runtime.memory import REGISTRY  # noqa: E402
-from pybpf.verifier.api import VerifierInput, bpf_check  # noqa: E402
-from pybpf.verifier.gen import gen_program  # noqa: E402
+from pybpf.errors import BpfFault
+from pybpf.isa.disasm import disasm_kernel
+from pybpf.runtime.interpreter import CompiledProgram
+from pybpf.runtime.memory import REGISTRY
+from pybpf.verifier.api import VerifierInput, bpf_check
+from pybpf.verifier.gen import gen_program
 
 
 def fuzz(programs: int, inputs: int, seed: int) -> tuple[int, int, int, list[str]]:

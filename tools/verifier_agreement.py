@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from pybpf.verifier import corpus  # noqa: E402
+from pybpf.verifier import corpus
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     for c in cases:
         try:
             o = corpus.run_case(c)
-        except Exception as e:  # noqa: BLE001 - report, keep going
+        except Exception as e:
             print(f"CRASH {c['index']} {c['descr']}: {type(e).__name__}: {e}")
             import traceback
             traceback.print_exc()

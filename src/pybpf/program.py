@@ -37,6 +37,7 @@ class TestRun:
     duration: int
     data_size_out: int = 0
     ctx_size_out: int = 0
+    ctx_in: bytes = b""  # the ctx_in buffer after the run (syscall programs write into it)
 
 
 def _addr(buf: Any) -> int:
@@ -144,11 +145,16 @@ class Program:
                  ctx_in: bytes | None = None, ctx_size_out: int | None = None,
                  repeat: int = 1, flags: int = 0, cpu: int = 0,
                  batch_size: int = 0) -> TestRun:
-        """``BPF_PROG_TEST_RUN`` with libbpf's option names."""
+        """``BPF_PROG_TEST_RUN`` with libbpf's option names.
+
+        As with libbpf, the context comes back only when ``ctx_size_out`` asks for it
+        (program types without a ctx_out, such as raw tracepoints and syscall programs,
+        refuse one); ``data_out`` defaults to room for the input plus 512 bytes.
+        """
         if data_size_out is None:
             data_size_out = len(data_in) + 512 if data_in else 0
         if ctx_size_out is None:
-            ctx_size_out = max(len(ctx_in or b""), 256) if ctx_in is not None else 0
+            ctx_size_out = 0
         din = ctypes.create_string_buffer(data_in, len(data_in)) if data_in else None
         dout = ctypes.create_string_buffer(data_size_out) if data_size_out else None
         cin = ctypes.create_string_buffer(ctx_in, len(ctx_in)) if ctx_in else None
@@ -166,7 +172,8 @@ class Program:
             raise BpfError(-ret, "BPF_PROG_TEST_RUN failed")
         data = dout.raw[:min(t.data_size_out, data_size_out)] if dout is not None else b""
         ctx = cout.raw[:min(t.ctx_size_out, ctx_size_out)] if cout is not None else b""
-        return TestRun(t.retval, data, ctx, t.duration, t.data_size_out, t.ctx_size_out)
+        return TestRun(t.retval, data, ctx, t.duration, t.data_size_out, t.ctx_size_out,
+                       cin.raw[:len(ctx_in or b"")] if cin is not None else b"")
 
     def pin(self, path: str) -> None:
         from pybpf.syscall.info import obj_pin

@@ -51,7 +51,8 @@ def _buf(data: bytes | None, size: int = 0) -> Any:
 def issue(side: Any, fd: int, *, data_in: bytes | None = None, data_size_out: int = 0,
           ctx_in: bytes | None = None, ctx_size_out: int = 0, repeat: int = 1,
           flags: int = 0, cpu: int = 0, batch_size: int = 0,
-          data_out: bool | None = None) -> tuple[Out, Any]:
+          data_out: bool | None = None, duration: int = 0,
+          empty_data_ptr: bool = False) -> tuple[Out, Any]:
     """One BPF_PROG_TEST_RUN; ``side`` is the oracle module or a pybpf Kernel."""
     din = _buf(data_in)
     want_out = data_out if data_out is not None else bool(data_size_out)
@@ -60,8 +61,11 @@ def issue(side: Any, fd: int, *, data_in: bytes | None = None, data_size_out: in
     cout = ctypes.create_string_buffer(ctx_size_out) if ctx_size_out else None
     a = bpf_attr_test()
     a.prog_fd, a.repeat, a.flags, a.cpu, a.batch_size = fd, repeat, flags, cpu, batch_size
+    if empty_data_ptr:  # a data_in pointer with data_size_in 0
+        din = ctypes.create_string_buffer(8)
     a.data_in = ctypes.addressof(din) if din is not None else 0
     a.data_size_in = len(data_in or b"")
+    a.duration = duration
     a.data_out = ctypes.addressof(dout) if dout is not None else 0
     a.data_size_out = data_size_out
     a.ctx_in = ctypes.addressof(cin) if cin is not None else 0
@@ -461,6 +465,8 @@ RAW_TP_BAD: dict[str, dict[str, Any]] = {
     "on cpu 1": {"ctx_in": struct.pack("<QQ", 1, 2), "flags": 1, "cpu": 1},
     "on bad cpu": {"ctx_in": bytes(16), "flags": 1, "cpu": 4096},
     "other flag": {"ctx_in": bytes(16), "flags": 4},
+    "duration in": {"ctx_in": bytes(16), "duration": 7},
+    "data_in pointer, size 0": {"ctx_in": bytes(16), "empty_data_ptr": True},
 }
 
 
@@ -501,6 +507,8 @@ SYSCALL_BAD: dict[str, dict[str, Any]] = {
     "data_in": {"ctx_in": bytes(12), "data_in": bytes(16)},
     "ctx_out": {"ctx_in": bytes(12), "ctx_size_out": 12},
     "batch": {"ctx_in": bytes(12), "batch_size": 1},
+    "duration in": {"ctx_in": bytes(12), "duration": 5},
+    "data_in pointer, size 0": {"ctx_in": bytes(12), "empty_data_ptr": True},
 }
 
 

@@ -22,7 +22,7 @@ def all_protos() -> dict[int, FuncProto]:
     try:
         from pybpf.helpers.maps import MAP_HELPERS  # type: ignore[import-not-found,attr-defined]
     except ImportError:
-        MAP_HELPERS = {}  # noqa: N806
+        MAP_HELPERS = {}
     for fid, proto in dict(MAP_HELPERS).items():
         mine = out.get(fid)
         if mine is not None and proto.impl is not None:

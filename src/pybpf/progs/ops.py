@@ -112,8 +112,13 @@ class TestRunOpts:
                  ctx_in: bytes | Callable[[], bytes] | None = None, ctx_size_in: int = 0,
                  ctx_size_out: int = 0, has_ctx_out: bool = False, repeat: int = 1,
                  flags: int = 0, cpu: int = 0, batch_size: int = 0, task: Any = None,
-                 kernel: Any = None) -> None:
+                 kernel: Any = None, has_data_in: bool | None = None, duration: int = 0,
+                 ctx_in_addr: int = 0) -> None:
         self._data_in = data_in
+        # what bpf_attr said, for types that refuse a data_in pointer or an input duration
+        self.has_data_in = bool(data_in) if has_data_in is None else has_data_in
+        self.duration = duration
+        self.ctx_in_addr = ctx_in_addr  # the caller's ctx_in (syscall programs write back)
         self.data_size_in = data_size_in if data_size_in or callable(data_in) \
             else len(data_in)
         self.data_size_out = data_size_out

@@ -79,8 +79,8 @@ def _run_on_ctx(prog: Any, kernel: Any, ctx: bytes, cpu: int) -> tuple[int, byte
 
 def test_run_raw_tp(prog: Any, kernel: Any, opts: TestRunOpts) -> TestRunResult:
     """``bpf_prog_test_run_raw_tp``."""
-    if opts.data_size_in or opts.has_data_out or opts.has_ctx_out or opts.repeat \
-            or opts.batch_size:
+    if opts.has_data_in or opts.data_size_in or opts.has_data_out or opts.has_ctx_out \
+            or opts.duration or opts.repeat or opts.batch_size:
         return TestRunResult(errno=errno.EINVAL)
     size = opts.ctx_size_in
     if size < max_ctx_offset(prog) or size > MAX_BPF_FUNC_ARGS * 8:
@@ -99,13 +99,13 @@ def test_run_raw_tp(prog: Any, kernel: Any, opts: TestRunOpts) -> TestRunResult:
 
 def test_run_syscall(prog: Any, kernel: Any, opts: TestRunOpts) -> TestRunResult:
     """``bpf_prog_test_run_syscall``: the ctx the program leaves goes back to ctx_in."""
-    if opts.data_size_in or opts.has_data_out or opts.has_ctx_out or opts.repeat \
-            or opts.flags or opts.batch_size:
+    if opts.has_data_in or opts.data_size_in or opts.has_data_out or opts.has_ctx_out \
+            or opts.duration or opts.repeat or opts.flags or opts.batch_size:
         return TestRunResult(errno=errno.EINVAL)
     size = opts.ctx_size_in
     if size < max_ctx_offset(prog) or size > U16_MAX:
         return TestRunResult(errno=errno.EINVAL)
-    addr = _ctx_in_addr(opts)  # before the lazy reader is replaced by the bytes it read
+    addr = opts.ctx_in_addr  # before the lazy reader is replaced by the bytes it read
     ctx = (opts.ctx_in or b"") if size else b""
     retval, after = _run_on_ctx(prog, kernel, ctx, current_cpu())
     if size and addr:
@@ -113,22 +113,6 @@ def test_run_syscall(prog: Any, kernel: Any, opts: TestRunOpts) -> TestRunResult
         if err:
             return TestRunResult(errno=err)
     return TestRunResult(retval=retval, write_duration=False)
-
-
-def _ctx_in_addr(opts: TestRunOpts) -> int:
-    """The caller's ctx_in address (0 when the ctx came as Python bytes).
-
-    :class:`TestRunOpts` does not carry it; until it does (``opts.ctx_in_addr``) it is
-    recovered from the syscall layer's lazy ctx_in reader, which must not have run yet.
-    """
-    addr = getattr(opts, "ctx_in_addr", None)
-    if addr is None:
-        reader = getattr(opts, "_ctx_in", None)
-        code = getattr(reader, "__code__", None)
-        cells = getattr(reader, "__closure__", None)
-        if code is not None and cells and "ctx_in_addr" in code.co_freevars:
-            addr = cells[code.co_freevars.index("ctx_in_addr")].cell_contents
-    return int(addr or 0)
 
 
 def _copy_to_user(addr: int, data: bytes) -> int:

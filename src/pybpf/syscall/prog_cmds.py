@@ -437,7 +437,8 @@ def bpf_prog_test_run(call: Call) -> int:
             ctx_in=(lambda: copy_from_user(ctx_in_addr, ctx_size_in)) if ctx_in_addr else None,
             ctx_size_in=ctx_size_in, ctx_size_out=t.ctx_size_out, has_ctx_out=bool(t.ctx_out),
             repeat=t.repeat, flags=t.flags, cpu=t.cpu, batch_size=t.batch_size,
-            task=call.task, kernel=call.kernel)
+            task=call.task, kernel=call.kernel, has_data_in=bool(t.data_in),
+            duration=t.duration, ctx_in_addr=ctx_in_addr)
         try:
             res = test_run(prog, call.kernel, opts)
         except NotImplementedError:

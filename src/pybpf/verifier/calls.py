@@ -195,7 +195,8 @@ class CallsMixin:
             r0.u32_min, r0.u32_max, r0.s32_min, r0.s32_max = 0, n, 0, n
             reg_bounds_sync(r0)
         elif fid in (67, 45, 115, 114, 141):
-            from pybpf.verifier.regs import s32 as _s32, s64 as _s64
+            from pybpf.verifier.regs import s32 as _s32
+            from pybpf.verifier.regs import s64 as _s64
             r0.smax = _s64(meta["msize_max"])
             r0.s32_max = _s32(meta["msize_max"])
             r0.smin = r0.s32_min = -4095

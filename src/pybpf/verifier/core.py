@@ -306,7 +306,7 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
                     if (ins.code & 0x08) or (ins.src != 2 and ins.off != 0) or ins.src not in (0, 1, 2) \
                             or ins.dst != 0 or cls == 6:
                         self.fail(errno.EINVAL, "BPF_CALL uses reserved fields\n")
-                    if self.state.active_lock is not None and (ins.src == 0 and ins.imm != 94 or ins.src == 2):
+                    if self.state.active_lock is not None and ((ins.src == 0 and ins.imm != 94) or ins.src == 2):
                         self.fail(errno.EINVAL, "function calls are not allowed while holding a lock\n")
                     if ins.src == 1:
                         self.check_func_call(ins)
@@ -378,7 +378,7 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
 
         try:
             return format_insn_kernel(self.insns, idx, helper_name=helper_name, call_target=call_target)
-        except Exception:  # noqa: BLE001 - never let log formatting kill verification
+        except Exception:
             i = self.insns[idx]
             return f"({i.code:02x}) ?"
 

@@ -9,9 +9,9 @@ from pybpf.isa.insn import Insn
 from pybpf.isa.opcodes import JmpOp
 from pybpf.verifier import tnum as tn
 from pybpf.verifier.regs import (
+    MEM_RCU,
     PTR_MAYBE_NULL,
     PTR_TRUSTED,
-    MEM_RCU,
     Reg,
     RegType,
     mark_scalar_known,

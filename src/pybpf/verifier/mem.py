@@ -356,9 +356,7 @@ class MemMixin:
                             spill_cnt += 1
                         elif t == STACK_ZERO:
                             zero_cnt += 1
-                        elif t == STACK_MISC:
-                            pass
-                        elif t == STACK_INVALID and self.allow_uninit_stack:
+                        elif t == STACK_MISC or (t == STACK_INVALID and self.allow_uninit_stack):
                             pass
                         else:
                             self.fail(errno.EACCES, f"invalid read from stack off {off}+{i} size {size}\n")
@@ -534,7 +532,7 @@ class MemMixin:
                 getattr(m, "frozen", False) and hasattr(m, "read_const"):
             try:
                 val = m.read_const(off + reg.var_off.value, size)
-            except Exception:  # noqa: BLE001 - fall back to unknown
+            except Exception:
                 mark_unknown(d)
                 return
             mark_unknown(d)

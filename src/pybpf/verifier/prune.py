@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING
 
 from pybpf.verifier.log import format_state
 from pybpf.verifier.regs import PTR_MAYBE_NULL, Reg, RegType
-from pybpf.verifier.state import STACK_INVALID, STACK_MISC, STACK_SPILL, STACK_ZERO, FuncState, VState
+from pybpf.verifier.state import (
+    STACK_INVALID,
+    STACK_MISC,
+    STACK_SPILL,
+    STACK_ZERO,
+    FuncState,
+    VState,
+)
 
 if TYPE_CHECKING:
     from pybpf.verifier.core import Verifier

@@ -105,9 +105,29 @@ def reg_type_str(t: int) -> str:
 class Reg:
     """One register. Mutable; states copy registers when they fork."""
 
-    __slots__ = ("frameno", "id", "map_ptr", "mem_size", "off", "precise", "range", "ref_obj_id",
-                 "s32_max", "s32_min", "smax", "smin", "subprogno", "type", "u32_max", "u32_min",
-                 "umax", "umin", "var_off", "btf_name", "live_read")
+    __slots__ = (
+        "btf_name",
+        "frameno",
+        "id",
+        "live_read",
+        "map_ptr",
+        "mem_size",
+        "off",
+        "precise",
+        "range",
+        "ref_obj_id",
+        "s32_max",
+        "s32_min",
+        "smax",
+        "smin",
+        "subprogno",
+        "type",
+        "u32_max",
+        "u32_min",
+        "umax",
+        "umin",
+        "var_off",
+    )
 
     def __init__(self) -> None:
         self.type = RegType.NOT_INIT
@@ -404,7 +424,7 @@ def coerce_reg_to_size_sx(r: Reg, size: int) -> None:
         mark_known(r, _sext(r.var_off.value, bits) & U64)
         return
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    if (r.smin >> bits) == (r.smax >> bits) or (r.umin >> bits) == (r.umax >> bits) and r.umax <= U64:
+    if (r.smin >> bits) == (r.smax >> bits) or ((r.umin >> bits) == (r.umax >> bits) and r.umax <= U64):
         a, b = _sext(r.smin, bits), _sext(r.smax, bits)
         same_hi = (r.smin >> bits) == (r.smax >> bits) or (r.umin >> bits) == (r.umax >> bits)
         if same_hi and a <= b:

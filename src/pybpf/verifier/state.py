@@ -46,7 +46,7 @@ class StackSlot:
 class FuncState:
     """One call frame: registers, stack, and where it was called from."""
 
-    __slots__ = ("callsite", "frameno", "regs", "stack", "subprogno", "in_callback")
+    __slots__ = ("callsite", "frameno", "in_callback", "regs", "stack", "subprogno")
 
     def __init__(self, frameno: int = 0, subprogno: int = 0, callsite: int = -1) -> None:
         self.frameno = frameno
