@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpus", default=None)
     ap.add_argument("--list", action="store_true", help="print every disagreement")
     ap.add_argument("--only", default="", help="comma-separated case indices")
+    ap.add_argument("--no-retval", action="store_true", help="skip the test_run comparison")
     args = ap.parse_args(argv)
     cases = corpus.load(args.corpus)
     if args.only:
@@ -44,16 +45,33 @@ def main(argv: list[str] | None = None) -> int:
         if o.result is not None:
             processed += o.result.extra.get("insn_processed", 0)
     dt = time.perf_counter() - t0
+    rv_ok = rv_n = 0
+    rv_bad: list[str] = []
+    if not args.no_retval:
+        for c in cases:
+            try:
+                r = corpus.run_retval(c)
+            except Exception as e:  # report, keep going
+                r = (False, f"{type(e).__name__}: {e}")
+            if r is None:
+                continue
+            rv_n += 1
+            rv_ok += r[0]
+            if not r[0]:
+                rv_bad.append(f"RETVAL {c['index']} [{c['descr']}] {r[1]}")
     labelled = [o for o in outs if o.labelled]
     rejected = [o for o in labelled if not o.kernel_accepted]
     v_ok = sum(o.verdict_ok for o in labelled)
     m_ok = sum(bool(o.message_ok) for o in rejected)
     stub = [o for o in labelled if o.stub_maps]
     print(f"verdict {v_ok}/{len(labelled)}, message {m_ok}/{len(rejected)} (rejected cases), "
+          f"retval {rv_ok}/{rv_n} (map-free accepted cases), "
           f"cases with stand-in maps {len(stub)} (verdict {sum(o.verdict_ok for o in stub)}/{len(stub)})")
     print(f"time {dt:.2f}s for {len(outs)} cases, {processed} insns processed, "
           f"{processed / dt if dt else 0:.0f} insns/s")
     if args.list:
+        for line in rv_bad:
+            print(line)
         for o in labelled:
             if not o.verdict_ok or o.message_ok is False:
                 tag = "VERDICT" if not o.verdict_ok else "MESSAGE"

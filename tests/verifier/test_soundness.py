@@ -19,7 +19,7 @@ def test_accepted_programs_never_fault() -> None:
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    n, accepted, runs, faults = mod.fuzz(200, 2, seed=3)
+    _n, accepted, runs, faults = mod.fuzz(200, 2, seed=3)
     assert accepted > 20 and runs > 0
     assert faults == []
 

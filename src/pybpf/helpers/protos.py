@@ -95,7 +95,7 @@ _ALL = [
        ret_flags=R_MAYBE_NULL),
     _p(86, "sk_release", args=(BTF_SOCK_COMMON | OBJ_RELEASE,)),
     _p(87, "map_push_elem", args=(MAP, VAL, ANY)),
-    _p(88, "map_pop_elem", args=(MAP, UNINIT_MEM & ~int(ArgFlag.MEM_UNINIT) | int(A.ARG_PTR_TO_MAP_VALUE) * 0 or VAL | int(ArgFlag.MEM_UNINIT) | int(ArgFlag.MEM_WRITE))),
+    _p(88, "map_pop_elem", args=(MAP, VAL | int(ArgFlag.MEM_UNINIT) | int(ArgFlag.MEM_WRITE))),
     _p(89, "map_peek_elem", args=(MAP, VAL | int(ArgFlag.MEM_UNINIT) | int(ArgFlag.MEM_WRITE))),
     _p(93, "spin_lock", RetType.RET_VOID, (int(A.ARG_PTR_TO_SPIN_LOCK),)),
     _p(94, "spin_unlock", RetType.RET_VOID, (int(A.ARG_PTR_TO_SPIN_LOCK),)),

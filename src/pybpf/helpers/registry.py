@@ -20,7 +20,7 @@ def all_protos() -> dict[int, FuncProto]:
         if fid in out and out[fid].impl is None:
             out[fid] = dataclasses.replace(out[fid], impl=impl)
     try:
-        from pybpf.helpers.maps import MAP_HELPERS  # type: ignore[import-not-found,attr-defined]
+        from pybpf.helpers.maps import MAP_HELPERS
     except ImportError:
         MAP_HELPERS = {}
     for fid, proto in dict(MAP_HELPERS).items():

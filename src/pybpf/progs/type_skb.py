@@ -64,10 +64,18 @@ def _pkt_ptrs(off: int, info: dict[str, Any], meta: bool = True) -> None:
         info["reg_type"] = RegType.PTR_TO_PACKET_END
 
 
+def skb_ld_abs(ctx: Any, skb_addr: int, off: int, size: int) -> int | None:
+    """The ``ld_abs`` hook (legacy packet loads) of the skb types that allow them."""
+    from pybpf.progs.testrun_skb import skb_ld_abs as load
+
+    return load(ctx, skb_addr, off, size)
+
+
 class SocketFilter(ProgTypeBase):
     prog_type = 1
     name = "socket_filter"
     ctx_size = SKB_SIZE
+    ld_abs = staticmethod(skb_ld_abs)
     own_helpers = frozenset({26, 68, 46, 47, 25})
 
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
@@ -84,6 +92,7 @@ class SchedCls(ProgTypeBase):
     prog_type = 3
     name = "sched_cls"
     ctx_size = SKB_SIZE
+    ld_abs = staticmethod(skb_ld_abs)
     pkt_read = pkt_write = True
     own_helpers = frozenset({9, 26, 68, 39 + 0, 28, 40, 135, 10, 11, 13, 17, 18, 19, 31, 32, 50, 38,
                              43, 20, 21, 29, 30, 23, 152, 155, 24, 34, 48, 49, 25, 8, 33, 46, 47, 69,
@@ -208,4 +217,4 @@ class FlowDissector(ProgTypeBase):
 
 for _t in (SocketFilter, SchedCls, SchedAct, CgroupSkb, LwtOut, LwtIn, LwtXmit, LwtSeg6Local, SkSkb,
            FlowDissector):
-    register_prog_type(_t())  # type: ignore[arg-type]
+    register_prog_type(_t())

@@ -263,4 +263,4 @@ class CgroupSockopt(ProgTypeBase):
 
 for _t in (CgroupSock, SockAddr, SockOps, CgroupDevice, SkMsg, SkLookup, SkReuseport, CgroupSysctl,
            CgroupSockopt):
-    register_prog_type(_t())  # type: ignore[arg-type]
+    register_prog_type(_t())

@@ -97,4 +97,4 @@ class Syscall(ProgTypeBase):
 
 
 for _t in (Kprobe, Tracepoint, PerfEvent, RawTracepoint, RawTracepointWritable, Tracing, Lsm, Syscall):
-    register_prog_type(_t())  # type: ignore[arg-type]
+    register_prog_type(_t())

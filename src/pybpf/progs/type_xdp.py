@@ -35,4 +35,4 @@ class Xdp(ProgTypeBase):
         return 0 <= off < 24 and off % size == 0 and size == 4
 
 
-register_prog_type(Xdp())  # type: ignore[arg-type]
+register_prog_type(Xdp())

@@ -1,3 +1,4 @@
+# mypy: disable-error-code="misc"
 """ALU instructions (``check_alu_op``, ``adjust_reg_min_max_vals``, ``adjust_ptr_min_max_vals``)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# mypy: disable-error-code="misc"
 """Calls: helpers (prototypes as data), bpf-to-bpf calls and returns, program exit checks."""
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ BPF_MAX_VAR_SIZ = 1 << 29
 CALLER_SAVED = (0, 1, 2, 3, 4, 5)
 
 R = RegType
-_MEM_TYPES = [R.PTR_TO_STACK, R.PTR_TO_PACKET, R.PTR_TO_PACKET_META, R.PTR_TO_MAP_KEY,
+_MEM_TYPES: list[int] = [R.PTR_TO_STACK, R.PTR_TO_PACKET, R.PTR_TO_PACKET_META, R.PTR_TO_MAP_KEY,
               R.PTR_TO_MAP_VALUE, R.PTR_TO_MEM, R.PTR_TO_MEM | MEM_RINGBUF, R.PTR_TO_BUF,
               R.PTR_TO_BTF_ID | PTR_TRUSTED]
-_SOCK_TYPES = [R.PTR_TO_SOCK_COMMON, R.PTR_TO_SOCKET, R.PTR_TO_TCP_SOCK, R.PTR_TO_XDP_SOCK]
+_SOCK_TYPES: list[int] = [R.PTR_TO_SOCK_COMMON, R.PTR_TO_SOCKET, R.PTR_TO_TCP_SOCK, R.PTR_TO_XDP_SOCK]
 COMPATIBLE: dict[int, list[int]] = {
     ArgType.ARG_PTR_TO_MAP_KEY: _MEM_TYPES,
     ArgType.ARG_PTR_TO_MAP_VALUE: _MEM_TYPES,
@@ -49,7 +50,7 @@ COMPATIBLE: dict[int, list[int]] = {
     ArgType.ARG_CONST_MAP_PTR: [R.CONST_PTR_TO_MAP],
     ArgType.ARG_PTR_TO_CTX: [R.PTR_TO_CTX],
     ArgType.ARG_PTR_TO_SOCK_COMMON: _SOCK_TYPES,
-    ArgType.ARG_PTR_TO_BTF_ID_SOCK_COMMON: _SOCK_TYPES + [R.PTR_TO_BTF_ID, R.PTR_TO_BTF_ID | PTR_TRUSTED],
+    ArgType.ARG_PTR_TO_BTF_ID_SOCK_COMMON: [*_SOCK_TYPES, R.PTR_TO_BTF_ID, R.PTR_TO_BTF_ID | PTR_TRUSTED],
     ArgType.ARG_PTR_TO_SOCKET: [R.PTR_TO_SOCKET],
     ArgType.ARG_PTR_TO_BTF_ID: [R.PTR_TO_BTF_ID, R.PTR_TO_BTF_ID | PTR_TRUSTED, R.PTR_TO_BTF_ID | MEM_RCU],
     ArgType.ARG_PTR_TO_SPIN_LOCK: [R.PTR_TO_MAP_VALUE, R.PTR_TO_BTF_ID | (1 << 16)],
@@ -360,8 +361,6 @@ class CallsMixin:
         leaked = False
         for r in st.refs:
             if r.kind != "ptr":
-                continue
-            if not exception_exit and st.curframe and False:
                 continue
             self.verbose(f"Unreleased reference id={r.id} alloc_insn={r.insn_idx}\n")
             leaked = True

@@ -70,7 +70,7 @@ def is_pseudo_func(ins: Insn) -> bool:
     return ins.code == LD_IMM64 and ins.src == PSEUDO_FUNC
 
 
-def add_subprogs(insns: list[Insn], log, bpf_capable: bool = True) -> list[SubprogInfo]:  # type: ignore[no-untyped-def]
+def add_subprogs(insns: list[Insn], log, bpf_capable: bool = True) -> list[SubprogInfo]:
     """``add_subprog_and_kfunc``: collect subprogram starts, sorted."""
     n = len(insns)
     starts = {0}
@@ -94,7 +94,7 @@ def add_subprogs(insns: list[Insn], log, bpf_capable: bool = True) -> list[Subpr
     return [SubprogInfo(s) for s in sorted(starts)]
 
 
-def check_subprogs(insns: list[Insn], subprogs: list[SubprogInfo], log) -> None:  # type: ignore[no-untyped-def]
+def check_subprogs(insns: list[Insn], subprogs: list[SubprogInfo], log) -> None:
     n = len(insns)
     bounds = [sp.start for sp in subprogs] + [n]
     cur = 0
@@ -127,8 +127,8 @@ _FALLTHROUGH = 1
 _BRANCH = 2
 
 
-def check_cfg(insns: list[Insn], info: CfgInfo, log, bpf_capable: bool = True,  # type: ignore[no-untyped-def]
-              is_sync_cb_call=None) -> None:  # type: ignore[no-untyped-def]
+def check_cfg(insns: list[Insn], info: CfgInfo, log, bpf_capable: bool = True,
+              is_sync_cb_call=None) -> None:
     """Depth-first walk: jumps in range, everything reachable, prune points marked."""
     n = len(insns)
     state = [0] * n

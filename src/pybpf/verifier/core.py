@@ -43,6 +43,16 @@ MAX_BPF_STACK = 512
 
 
 class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
+    insn_idx: int
+    prev_insn_idx: int
+    insn_processed: int
+    jmps_processed: int
+    prev_jmps_processed: int
+    prev_insn_processed: int
+    cfg: CfgInfo
+    id_gen: int
+    state: VState
+
     def __init__(self, inp: Any) -> None:
         from pybpf.progs.ops import find_prog_type
 
@@ -92,7 +102,7 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
         self.verbose(msg)
 
     @property
-    def regs(self):  # type: ignore[no-untyped-def]
+    def regs(self):
         return self.state.frames[-1].regs
 
     def print_insn_state(self) -> None:
@@ -125,9 +135,9 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
     # -- branch stack ---------------------------------------------------------------------
     def push_stack(self, insn_idx: int, prev_idx: int) -> VState:
         st = self.state.copy()
-        st.parent = self.state.parent  # type: ignore[attr-defined]
-        if st.parent is not None:  # type: ignore[attr-defined]
-            st.parent.branches += 1  # type: ignore[attr-defined]
+        st.parent = self.state.parent
+        if st.parent is not None:
+            st.parent.branches += 1
         st.branches = 1
         self.stack.append((st, insn_idx, prev_idx))
         if len(self.stack) > BPF_COMPLEXITY_LIMIT_JMP_SEQ:
@@ -243,7 +253,7 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
         mark_unknown(r1)
         mark_known(r1, 0)
         r1.type = RegType.PTR_TO_CTX
-        st.parent = None  # type: ignore[attr-defined]
+        st.parent = None
         st.branches = 1
         do_print_state = False
         log = self.log
@@ -310,8 +320,6 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
                         self.fail(errno.EINVAL, "function calls are not allowed while holding a lock\n")
                     if ins.src == 1:
                         self.check_func_call(ins)
-                        if log.enabled and False:
-                            pass
                     elif ins.src == 2:
                         self.check_kfunc_call(ins)
                     else:

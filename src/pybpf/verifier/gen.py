@@ -45,10 +45,10 @@ def gen_program(rng: random.Random, length: int = 12) -> list[Insn]:
             out.append(Insn(0xB7, d, 0, 0, rng.randrange(0, 8)))
         elif k < 0.85:
             # variable-offset stack access: r9 = r10 - 16 + (d & 7)
-            size_code, size = rng.choice([(0x18, 8), (0x00, 4), (0x08, 2), (0x10, 1)])
+            size_code, _size = rng.choice([(0x18, 8), (0x00, 4), (0x08, 2), (0x10, 1)])
             out.append(Insn(0xBF, 9, d, 0, 0))
             out.append(Insn(0x57, 9, 0, 0, rng.choice([7, 8, 15])))
-            out.append(Insn(0x1F, 9, 0, 0, 0) if False else Insn(0x07, 9, 0, 0, -16))
+            out.append(Insn(0x07, 9, 0, 0, -16))
             out.append(Insn(0x0F, 9, 10, 0, 0))
             if rng.random() < 0.5:
                 out.append(Insn(0x61 | size_code, rng.choice(regs), 9, 0, 0))

@@ -1,3 +1,4 @@
+# mypy: disable-error-code="misc"
 """Conditional jumps: ``is_branch_taken``, ``reg_set_min_max``, null checks, packet ranges."""
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ MAX_PACKET_OFF = 0xFFFF
 AT_PKT_END = -1
 BEYOND_PKT_END = -2
 
-_FLIP = {JmpOp.JGT: JmpOp.JLT, JmpOp.JLT: JmpOp.JGT, JmpOp.JGE: JmpOp.JLE, JmpOp.JLE: JmpOp.JGE,
+_FLIP: dict[int, int] = {JmpOp.JGT: JmpOp.JLT, JmpOp.JLT: JmpOp.JGT, JmpOp.JGE: JmpOp.JLE, JmpOp.JLE: JmpOp.JGE,
          JmpOp.JSGT: JmpOp.JSLT, JmpOp.JSLT: JmpOp.JSGT, JmpOp.JSGE: JmpOp.JSLE,
          JmpOp.JSLE: JmpOp.JSGE, JmpOp.JEQ: JmpOp.JEQ, JmpOp.JNE: JmpOp.JNE, JmpOp.JSET: JmpOp.JSET}
-_REV = {JmpOp.JEQ: JmpOp.JNE, JmpOp.JNE: JmpOp.JEQ, JmpOp.JGT: JmpOp.JLE, JmpOp.JLE: JmpOp.JGT,
+_REV: dict[int, int] = {JmpOp.JEQ: JmpOp.JNE, JmpOp.JNE: JmpOp.JEQ, JmpOp.JGT: JmpOp.JLE, JmpOp.JLE: JmpOp.JGT,
         JmpOp.JGE: JmpOp.JLT, JmpOp.JLT: JmpOp.JGE, JmpOp.JSGT: JmpOp.JSLE, JmpOp.JSLE: JmpOp.JSGT,
         JmpOp.JSGE: JmpOp.JSLT, JmpOp.JSLT: JmpOp.JSGE, JmpOp.JSET: JSET_X}
 
@@ -72,12 +73,10 @@ def is_pkt_ptr_branch_taken(d: Reg, s: Reg, op: int) -> int:
         return -1
     if pkt.range >= 0:
         return -1
-    if op in (JmpOp.JLE, JmpOp.JGT):
-        if pkt.range == BEYOND_PKT_END:
-            return int(op == JmpOp.JGT)
-    elif op in (JmpOp.JLT, JmpOp.JGE):
-        if pkt.range in (BEYOND_PKT_END, AT_PKT_END):
-            return int(op == JmpOp.JGE)
+    if op in (JmpOp.JLE, JmpOp.JGT) and pkt.range == BEYOND_PKT_END:
+        return int(op == JmpOp.JGT)
+    if op in (JmpOp.JLT, JmpOp.JGE) and pkt.range in (BEYOND_PKT_END, AT_PKT_END):
+        return int(op == JmpOp.JGE)
     return -1
 
 
@@ -362,6 +361,14 @@ def find_equal_scalars(vs: VState, known: Reg) -> None:
 
 
 class JmpMixin:
+    def check_may_goto(self: Verifier, ins: Insn) -> None:
+        """``may_goto``: take the jump now, explore the fall-through (one more iteration) later."""
+        if ins.code != 0xE5 or ins.src != 0 or ins.dst or ins.imm or ins.off == 0:
+            self.fail(errno.EINVAL, f"invalid may_goto off {ins.off} imm {ins.imm}\n")
+        queued = self.push_stack(self.insn_idx + 1, self.insn_idx)
+        queued.may_goto_depth += 1
+        self.insn_idx += ins.off
+
     def check_cond_jmp_op(self: Verifier, ins: Insn) -> None:
         op = ins.code & 0xF0
         cls = ins.code & 7

@@ -5,6 +5,8 @@ Only the text is produced here; the syscall layer applies the user buffer rules.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pybpf.verifier.regs import (
     S32_MAX,
     S32_MIN,
@@ -46,7 +48,7 @@ def _scalar_ranges(r: Reg) -> list[str]:
     def s32v(v: int) -> int:
         return v if -0x8000 <= v <= 0x7FFF else v & U32
 
-    items = [
+    items: list[list[Any]] = [
         ["smin", r.smin, r.smin == S64_MIN],
         ["smax", r.smax, r.smax == S64_MAX],
         ["umin", r.umin, r.umin == 0],
@@ -60,17 +62,17 @@ def _scalar_ranges(r: Reg) -> list[str]:
     for i, m1 in enumerate(items):
         if m1[2]:
             continue
-        neg1 = m1[0][0] == "s" and int(m1[1]) < 0  # type: ignore[call-overload]
+        neg1 = m1[0][0] == "s" and int(m1[1]) < 0
         text = f"{m1[0]}="
         for m2 in items[i + 2::2]:
-            if m2[2] or (int(m2[1]) & U64) != (int(m1[1]) & U64):  # type: ignore[call-overload]
+            if m2[2] or (int(m2[1]) & U64) != (int(m1[1]) & U64):
                 continue
-            neg2 = m2[0][0] == "s" and int(m2[1]) < 0  # type: ignore[call-overload]
+            neg2 = m2[0][0] == "s" and int(m2[1]) < 0
             if neg2 != neg1:
                 continue
             m2[2] = True
             text += f"{m2[0]}="
-        v = int(m1[1])  # type: ignore[call-overload]
+        v = int(m1[1])
         text += snum(v if v < 0 or v <= S64_MAX else v - (1 << 64)) if m1[0][0] == "s" else unum(v)
         out.append(text)
     return out

@@ -1,3 +1,4 @@
+# mypy: disable-error-code="misc"
 """Memory accesses: ``check_mem_access`` and everything it dispatches to.
 
 Stack (slot types, spills and fills), ctx (the program type's ``is_valid_access``), map
@@ -49,7 +50,7 @@ BPF_F_RDONLY_PROG = 1 << 7
 BPF_F_WRONLY_PROG = 1 << 8
 SIZE_BYTES = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}
 
-_ALIGN_DESC = {
+_ALIGN_DESC: dict[int, str] = {
     RegType.PTR_TO_FLOW_KEYS: "flow keys ", RegType.PTR_TO_MAP_KEY: "key ",
     RegType.PTR_TO_MAP_VALUE: "value ", RegType.PTR_TO_CTX: "context ",
     RegType.PTR_TO_STACK: "stack ", RegType.PTR_TO_SOCKET: "sock ",
@@ -90,7 +91,7 @@ class MemMixin:
             return
         if t == RegType.PTR_TO_ARENA:
             return
-        desc = _ALIGN_DESC.get(RegType(base_type(t)) if base_type(t) in iter(RegType) else t, "")  # type: ignore[call-overload]
+        desc = _ALIGN_DESC.get(t, "")
         if t == RegType.PTR_TO_STACK:
             strict = True
         if not strict or size == 1:

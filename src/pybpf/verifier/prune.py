@@ -1,3 +1,4 @@
+# mypy: disable-error-code="misc"
 """State pruning (``is_state_visited`` / ``states_equal``) and loop detection.
 
 At a prune point the current state is compared with the checkpoints already stored there.
@@ -123,10 +124,10 @@ def stacksafe(o: FuncState, c: FuncState, ids: _IdMap, exact: bool) -> bool:
             if ot != ct:
                 return False
         if os_.is_spill() and os_.spilled is not None:
-            cs = c.stack[spi] if spi < len(c.stack) else None
-            if cs is None or not cs.is_spill() or cs.spilled is None:
+            cslot = c.stack[spi] if spi < len(c.stack) else None
+            if cslot is None or not cslot.is_spill() or cslot.spilled is None:
                 return False
-            if not regsafe(os_.spilled, cs.spilled, ids, exact):
+            if not regsafe(os_.spilled, cslot.spilled, ids, exact):
                 return False
     if exact and len(c.stack) > len(o.stack):
         for spi in range(len(o.stack), len(c.stack)):
@@ -157,19 +158,16 @@ def states_equal(o: VState, c: VState, exact: bool) -> bool:
         return False
     if o.active_lock is not None and c.active_lock is not None and o.active_lock[1] != c.active_lock[1]:
         return False
-    for fo, fc in zip(o.frames, c.frames):
-        if not func_states_equal(fo, fc, ids, exact):
-            return False
-    return True
+    return all(func_states_equal(fo, fc, ids, exact) for fo, fc in zip(o.frames, c.frames))
 
 
-def reg_signature(f: FuncState) -> tuple:  # type: ignore[type-arg]
+def reg_signature(f: FuncState) -> tuple:
     """Cheap summary of a frame's registers (ids left out) to reject non-loops quickly."""
     return tuple((r.type, r.off, r.var_off, r.smin, r.smax, r.umin, r.umax, r.s32_min, r.s32_max,
                   r.u32_min, r.u32_max, r.range) for r in f.regs)
 
 
-def states_maybe_looping(o: VState, c: VState, sig: tuple | None = None) -> bool:  # type: ignore[type-arg]
+def states_maybe_looping(o: VState, c: VState, sig: tuple | None = None) -> bool:
     if len(o.frames) != len(c.frames):
         return False
     ids = _IdMap()
@@ -183,7 +181,7 @@ class PruneMixin:
         self.explored: dict[int, list[VState]] = {}  # every checkpoint, per instruction
         self.done_states: dict[int, list[VState]] = {}  # fully explored: usable for pruning
         self.live_count: dict[int, int] = {}  # checkpoints still on the DFS path
-        self.by_sig: dict[int, dict[tuple, list[VState]]] = {}  # type: ignore[type-arg]
+        self.by_sig: dict[int, dict[tuple, list[VState]]] = {}
         self.total_states = 0
         self.peak_states = 0
         self.max_states_per_insn = 0

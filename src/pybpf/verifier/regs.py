@@ -130,7 +130,7 @@ class Reg:
     )
 
     def __init__(self) -> None:
-        self.type = RegType.NOT_INIT
+        self.type: int = RegType.NOT_INIT
         self.off = 0
         self.var_off = tn.UNKNOWN
         self.smin = S64_MIN

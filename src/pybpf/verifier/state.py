@@ -124,7 +124,7 @@ class VState:
                       self.active_lock, self.active_rcu, 0, self.insn_idx, self.may_goto_depth,
                       self.loop_entry, self.parent)
 
-    def all_regs(self):  # type: ignore[no-untyped-def]
+    def all_regs(self):
         """Every register of every frame, including spilled ones (``bpf_for_each_reg_in_vstate``)."""
         for f in self.frames:
             yield from f.regs
