@@ -273,15 +273,34 @@ def _run(prog: Any, kernel: Any, opts: TestRunOpts) -> TestRunResult:
         skb.close()
 
 
+SKF_NET_OFF = -0x100000  # classic BPF: offsets relative to the network header
+SKF_LL_OFF = -0x200000  # classic BPF: offsets relative to the link-layer (MAC) header
+
+
 def skb_ld_abs(ctx: Any, skb_addr: int, off: int, size: int) -> int | None:
     """``LD_ABS``/``LD_IND`` on the running skb (``bpf_skb_load_helper_*``): the bytes at
-    ``off`` from ``skb->data`` in network order, or None (the program ends returning 0)
-    when they are outside the packet. For the program types' ``ld_abs`` hook."""
+    ``off`` in network order, or None (the program ends returning 0) when they are not in
+    the packet. For the program types' ``ld_abs`` hook.
+
+    The offset is a signed 32-bit value: non-negative ones count from ``skb->data``;
+    classic BPF's negative ones count from the network header (``SKF_NET_OFF + k``) or
+    the MAC header (``SKF_LL_OFF + k``), which may lie before ``skb->data``, as long as
+    the bytes stay between ``skb->head`` and the tail (``bpf_internal_load_pointer_neg_helper``).
+    """
     pkt = ctx.data.get("skb")
     if pkt is None:
         return None
-    payload: bytes = pkt.payload
-    off &= 0xFFFFFFFF
-    if off >= 1 << 31 or off + size > len(payload):
+    k = off & 0xFFFFFFFF
+    k = k - (1 << 32) if k >> 31 else k
+    mac = pkt.data_start
+    if k >= 0:
+        ptr, low = pkt.head + k, pkt.head
+    elif k >= SKF_NET_OFF:
+        ptr, low = mac + ETH_HLEN + k - SKF_NET_OFF, pkt.frame.start
+    elif k >= SKF_LL_OFF:
+        ptr, low = mac + k - SKF_LL_OFF, pkt.frame.start
+    else:
         return None
-    return int.from_bytes(payload[off:off + size], "big")
+    if ptr < low or ptr + size > pkt.tail:
+        return None
+    return int.from_bytes(ctx.mem.read(ptr, size), "big")
