@@ -119,6 +119,8 @@ class BpfMap:
         self.nr_cpus = attr.nr_cpus
         self._spin_lock_off = -1  # offset of a struct bpf_spin_lock in the value (BTF), or -1
         self.has_record = False  # value has special BTF fields (spin lock, timer, kptr…)
+        # the kernel's btf_record as the verifier reads it: (kind, offset, size) per field
+        self.btf_record: list[tuple[str, int, int]] = []
         self._btf_value_type_id = 0
         self.btf = attr.btf
         self.btf_key_type_id = attr.btf_key_type_id
@@ -164,6 +166,7 @@ class BpfMap:
 
         off = apply_btf_record(self, self.btf, tid)
         self._btf_value_type_id = tid
+        self.btf_record = [("spin_lock", off, 4)] if off >= 0 else []
         if off >= 0 or self._spin_lock_off >= 0:
             self.has_record = off >= 0
             if hasattr(self, "header"):
