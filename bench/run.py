@@ -1,17 +1,17 @@
-"""Run every benchmark of bench/ and print their markdown tables (``make bench``).
+"""Run every benchmark of bench/ (``make bench``): each prints a markdown table of pybpf
+against the live kernel measured in the same run. Missing ones are reported, not hidden.
 
-Each benchmark is a script with a ``main(argv) -> int`` that prints a markdown table of
-pybpf against the live kernel measured in the same run. Missing ones (a tier not built
-yet) are reported, not hidden.
+Each benchmark runs as its own process, so one's state (JIT caches, maps) never skews
+another's figures.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
-BENCHES = ["interp", "maps", "jit"]
+BENCHES = ["interp", "maps", "jit", "verifier"]
 
 
 def main() -> int:
@@ -19,16 +19,11 @@ def main() -> int:
     status = 0
     for name in BENCHES:
         path = here / f"{name}.py"
-        print(f"\n## {name}\n")
+        print(f"\n## {name}\n", flush=True)
         if not path.exists():
             print(f"(bench/{name}.py is not there yet)")
             continue
-        spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        rc = module.main([])
-        status |= rc or 0
+        status |= subprocess.run([sys.executable, str(path)], check=False).returncode
     return status
 
 
