@@ -128,8 +128,12 @@ def format_reg(r: Reg, frameno: int) -> str:
 
 
 def format_state(f: FuncState, refs: list[int] | None = None,
-                 regs_mask: int | None = None, stack_mask: set[int] | None = None) -> str:
-    """``print_verifier_state`` (without the trailing newline)."""
+                 regs_mask: int | None = None, stack_mask: int | None = None) -> str:
+    """``print_verifier_state`` (without the trailing newline).
+
+    ``regs_mask``/``stack_mask`` (bit i = register i / stack slot i) restrict the output to
+    the "scratched" registers and slots, as the kernel does for the per-instruction
+    ``; R0=...`` annotation; ``None`` prints everything (``print_all``)."""
     out = ""
     if f.frameno:
         out += f" frame{f.frameno}:"
@@ -140,7 +144,7 @@ def format_state(f: FuncState, refs: list[int] | None = None,
             continue
         out += f" R{i}=" + format_reg(r, f.frameno)
     for i, slot in enumerate(f.stack):
-        if stack_mask is not None and i not in stack_mask:
+        if stack_mask is not None and not (stack_mask >> i) & 1:
             continue
         if all(t == STACK_INVALID for t in slot.types):
             continue
@@ -164,17 +168,151 @@ def vlog_alignment(pos: int) -> int:
 
 
 class VLog:
-    """An append-only log with the kernel's level gating."""
+    """An append-only log with the kernel's level gating, rewind and "scratch" tracking.
+
+    The kernel's log is a byte buffer that the verifier rewinds (``bpf_vlog_reset``): at
+    ``log_level`` 1 each finished path is cut back to where its branch was pushed, and a
+    successful program's log is cut back to nothing, so only the path to an error remains.
+    ``size`` is the current end position; :meth:`reset` truncates to an earlier one.
+
+    ``scratched_regs``/``scratched_stack`` are the kernel's ``env->scratched_regs`` /
+    ``scratched_stack_slots`` bitmasks: what an instruction touched (``check_reg_arg``,
+    stack reads/writes), printed as ``; R1=...`` after it and then cleared.
+    """
+
+    ALL = (1 << 64) - 1
 
     def __init__(self, level: int) -> None:
         self.level = level
         self.parts: list[str] = []
+        self.size = 0
+        # ``enabled`` gates the instruction/state trace (``env->log.level & BPF_LOG_LEVEL``);
+        # plain messages (errors) are written at any non-zero level, BPF_LOG_STATS included.
         self.enabled = bool(level & (BPF_LOG_LEVEL1 | BPF_LOG_LEVEL2))
+        self.active = bool(level)
+        self.pop_log = self.active and not level & BPF_LOG_LEVEL2
         self.last_error = ""
+        self.scratched_regs = self.ALL
+        self.scratched_stack = self.ALL
+        self.prev_log_pos = 0
+        self.prev_insn_print_pos = 0
 
     def __call__(self, text: str) -> None:
-        if self.enabled:
+        if self.active:
             self.parts.append(text)
+            self.size += len(text)
+
+    def reset(self, pos: int) -> None:
+        """``bpf_vlog_reset``: drop everything after position ``pos``."""
+        parts = self.parts
+        while parts and self.size - len(parts[-1]) >= pos:
+            self.size -= len(parts.pop())
+        if self.size > pos:
+            last = parts[-1]
+            parts[-1] = last[:len(last) - (self.size - pos)]
+            self.size = pos
+
+    def mark_all_scratched(self) -> None:
+        self.scratched_regs = self.ALL
+        self.scratched_stack = self.ALL
+
+    def mark_clean(self) -> None:
+        self.scratched_regs = 0
+        self.scratched_stack = 0
 
     def text(self) -> str:
         return "".join(self.parts)
+
+
+# -- log_level 2 preamble: "func#N @S" and "Live regs before insn:" --------------------------
+
+_CALLER_SAVED = 0x3F
+
+
+def insn_use_def(ins: Any, num_params: int | None) -> tuple[int, int]:
+    """Registers an instruction reads and writes, as ``compute_insn_live_regs`` sees them
+    (bitmasks; a conservative "uses everything" where the kernel keeps its defaults).
+    ``num_params`` is the callee's parameter count for calls, ``None`` if unknown."""
+    cls, code = ins.code & 7, ins.code & 0xF0
+    src, dst = 1 << ins.src, 1 << ins.dst
+    mode = ins.code & 0xE0
+    if cls == 0:
+        if mode == 0x00 and ins.code & 0x18 == 0x18:
+            return 0, dst
+        return 0xFFFF, 0
+    if cls == 1:
+        return (src, dst) if mode in (0x60, 0x80) else (0xFFFF, 0)
+    if cls == 2:
+        return (dst, 0) if mode == 0x60 else (0xFFFF, 0)
+    if cls == 3:
+        if mode == 0x60:
+            return dst | src, 0
+        if mode == 0xC0:
+            if ins.imm == 0xF1:  # BPF_CMPXCHG
+                return 1 | dst | src, 1
+            if ins.imm == 0x100:  # BPF_LOAD_ACQ
+                return src, dst
+            if ins.imm == 0x110:  # BPF_STORE_REL
+                return dst | src, 0
+            return dst | src, (src if ins.imm & 1 else 0)
+        return 0xFFFF, 0
+    if cls in (4, 7):
+        if code == 0xD0:  # BPF_END
+            return dst, dst
+        if code == 0xB0:  # BPF_MOV
+            return (0 if not ins.code & 8 else src), dst
+        return (dst if not ins.code & 8 else dst | src), dst
+    # BPF_JMP / BPF_JMP32
+    if code in (0x00, 0xE0):  # BPF_JA, BPF_JCOND
+        return 0, 0
+    if code == 0x90:  # BPF_EXIT
+        return 1, 0
+    if code == 0x80:  # BPF_CALL
+        use = _CALLER_SAVED & ~1
+        if num_params is not None:
+            use = ((1 << (num_params + 1)) - 1) & ~1
+        return use, _CALLER_SAVED
+    return (dst if not ins.code & 8 else dst | src), 0
+
+
+def insn_successors(insns: list[Any], i: int) -> list[int]:
+    ins = insns[i]
+    cls, code = ins.code & 7, ins.code & 0xF0
+    if cls == 0 and ins.code == 0x18:
+        return [i + 2]
+    if cls in (5, 6):
+        if code == 0x90:
+            return []
+        if code == 0x00:
+            return [i + (ins.off if cls == 5 else ins.imm) + 1]
+        if code not in (0x80, 0xE0):
+            return [i + 1, i + ins.off + 1]
+    return [i + 1]
+
+
+def live_regs_table(insns: list[Any], fmt: Any, num_params: Any) -> str:
+    """The "Live regs before insn:" table of ``compute_live_registers`` (log_level 2):
+    a backward fixed point of ``use | (live_after & ~def)`` over the instruction graph."""
+    n = len(insns)
+    ud = [insn_use_def(insns[i], num_params(insns[i])) for i in range(n)]
+    live = [0] * n
+    changed = True
+    while changed:
+        changed = False
+        for i in range(n - 1, -1, -1):
+            after = 0
+            for s in insn_successors(insns, i):
+                if 0 <= s < n:
+                    after |= live[s]
+            use, defs = ud[i]
+            new = use | (after & ~defs)
+            if new != live[i]:
+                live[i] = new
+                changed = True
+    out = ["Live regs before insn:\n"]
+    i = 0
+    while i < n:
+        regs = "".join(str(j) if live[i] >> j & 1 else "." for j in range(10))
+        out.append(f"    {i:3d}: {regs} {fmt(i)}\n")
+        i += 2 if insns[i].code == 0x18 else 1
+    return "".join(out)
