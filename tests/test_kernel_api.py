@@ -81,3 +81,18 @@ def test_test_run_returns_what_a_syscall_program_wrote_into_ctx_in() -> None:
         prog_flags=BPF_F_SLEEPABLE)
     res = prog.test_run(ctx_in=struct.pack("<II", 41, 0), repeat=0)
     assert struct.unpack("<II", res.ctx_in) == (41, 42)
+
+
+def test_trace_printk_output_is_readable_from_the_kernel_instance() -> None:
+    from pybpf.isa.asm import assemble
+    from pybpf.kernel import Kernel
+    from pybpf.program import Program
+    from pybpf.uapi import BPF_PROG_TYPE_SOCKET_FILTER
+
+    k = Kernel(sysctls={"bpf_jit_enable": 0})
+    # "hi %d\n" on the stack, then bpf_trace_printk(fmt, 7, 42)
+    prog = Program.load(k, BPF_PROG_TYPE_SOCKET_FILTER, assemble(
+        "r1 = 0x0a6425206968 ll\n*(u64 *)(r10 -8) = r1\nr1 = r10\nr1 += -8\nr2 = 7\n"
+        "r3 = 42\ncall bpf_trace_printk#6\nr0 = 0\nexit\n"))
+    prog.test_run(bytes(64))
+    assert any(line.rstrip().endswith("hi 42") for line in k.trace_pipe), k.trace_pipe

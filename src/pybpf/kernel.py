@@ -358,6 +358,14 @@ class Kernel:
     def progs(self) -> list[BpfProg]:
         return [p for i in self.prog_idr.ids() if (p := self.prog_idr.find(i)) is not None]
 
+    @property
+    def trace_pipe(self) -> list[str]:
+        """Lines ``bpf_trace_printk``/``bpf_trace_vprintk`` wrote for this instance's
+        programs, oldest first (``/sys/kernel/tracing/trace_pipe``); ``.clear()`` it."""
+        from pybpf.helpers.impls import trace_pipe
+
+        return trace_pipe(self)
+
     def maps(self) -> list[KMap]:
         return [m for i in self.map_idr.ids() if (m := self.map_idr.find(i)) is not None]
 
