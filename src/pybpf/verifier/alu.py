@@ -49,13 +49,15 @@ def reg_width(r: Reg) -> int:
 
 
 class AluMixin:
+    _imm_regs: dict[int, Reg]  # see _imm_reg(); created on first use
+
     def check_alu_op(self: Verifier, ins: Insn) -> None:
         regs = self.regs
         op = ins.code & 0xF0
         cls = ins.code & 7
         is64 = cls == 7
         src_x = bool(ins.code & 0x08)
-        if op in (AluOp.END, AluOp.NEG):
+        if op == 0xD0 or op == 0x80:  # AluOp.END, AluOp.NEG (int literals: hot path)
             if op == AluOp.NEG:
                 if src_x or ins.src != 0 or ins.off != 0 or ins.imm != 0:
                     self.fail(errno.EINVAL, "BPF_NEG uses reserved fields\n")
@@ -77,22 +79,23 @@ class AluMixin:
             else:
                 self._bswap(d, ins, is64)
             return
-        if op == AluOp.MOV:
+        if op == 0xB0:  # AluOp.MOV
             self._check_mov(ins, is64, src_x)
             return
-        if op > AluOp.END:
+        if op > 0xD0:  # AluOp.END
             self.fail(errno.EINVAL, f"invalid BPF_ALU opcode {op >> 4:x}\n")
+        off = ins.off
         if src_x:
-            if ins.imm != 0 or ins.off not in (0, 1) or (ins.off == 1 and op not in (AluOp.MOD, AluOp.DIV)):
+            if ins.imm != 0 or (off != 0 and (off != 1 or (op != 0x90 and op != 0x30))):
                 self.fail(errno.EINVAL, "BPF_ALU uses reserved fields\n")
             self.check_reg_arg(ins.src, src=True)
         else:
-            if ins.src != 0 or ins.off not in (0, 1) or (ins.off == 1 and op not in (AluOp.MOD, AluOp.DIV)):
+            if ins.src != 0 or (off != 0 and (off != 1 or (op != 0x90 and op != 0x30))):
                 self.fail(errno.EINVAL, "BPF_ALU uses reserved fields\n")
         self.check_reg_arg(ins.dst, src=True)
-        if op in (AluOp.MOD, AluOp.DIV) and not src_x and ins.imm == 0:
+        if (op == 0x90 or op == 0x30) and not src_x and ins.imm == 0:  # MOD, DIV
             self.fail(errno.EINVAL, "div by zero\n")
-        if op in (AluOp.LSH, AluOp.RSH, AluOp.ARSH) and not src_x:
+        if (op == 0x60 or op == 0x70 or op == 0xC0) and not src_x:  # LSH, RSH, ARSH
             size = 64 if is64 else 32
             if ins.imm < 0 or ins.imm >= size:
                 self.fail(errno.EINVAL, f"invalid shift {ins.imm}\n")
@@ -198,6 +201,20 @@ class AluMixin:
             s.id = self.id_gen
 
     # -- arithmetic -----------------------------------------------------------------------
+    def _imm_reg(self: Verifier, value: int) -> Reg:
+        """The constant scalar register for an immediate source operand, built once per
+        value per verification: ``adjust_scalar`` only reads its source."""
+        try:
+            cache = self._imm_regs
+        except AttributeError:
+            cache = {}
+            self._imm_regs = cache
+        r = cache.get(value)
+        if r is None:
+            r = cache[value] = Reg()
+            mark_scalar_known(r, value)
+        return r
+
     def _adjust_reg_min_max_vals(self: Verifier, ins: Insn, is64: bool, src_x: bool) -> None:
         regs = self.regs
         op = ins.code & 0xF0
@@ -217,13 +234,14 @@ class AluMixin:
             if ptr_reg is not None:
                 self._adjust_ptr(ins, d.copy(), s, is64)
                 return
-        else:
+        elif ptr_reg is not None:
             s = Reg()
             mark_scalar_known(s, ins.imm & U64)
-            if ptr_reg is not None:
-                self._adjust_ptr(ins, d.copy(), s, is64)
-                return
-        if op in (AluOp.AND, AluOp.OR) and s.var_off.mask == 0:
+            self._adjust_ptr(ins, d.copy(), s, is64)
+            return
+        else:
+            s = self._imm_reg(ins.imm & U64)
+        if (op == 0x50 or op == 0x40) and s.var_off.mask == 0:  # AND, OR
             alu32 = fork_candidate(d)
             if alu32 is not None:
                 other = self.push_stack(self.insn_idx, self.insn_idx)
@@ -234,7 +252,8 @@ class AluMixin:
                 else:
                     mark_known(oreg, 0)
                     mark_known(d, U64)
-        adjust_scalar(op, d, s.copy(), not is64)
+        # A register source is copied (it may be d itself); the immediate's Reg is ours.
+        adjust_scalar(op, d, s.copy() if src_x else s, not is64)
         if not is64:
             pass
 

@@ -88,7 +88,7 @@ def bpf_check(inp: VerifierInput) -> VerifierResult:
         if inp.log_level & BPF_LOG_STATS:
             log.parts.append(f"verification time {elapsed_us} usec\n")
             log.parts.append("stack depth " + "+".join(
-                str(v.max_stack.get(i, 0)) for i in range(len(v.cfg.subprogs) or 1)) + "\n")
+                str((v.max_stack.get(i, 0) + 7) // 8 * 8) for i in range(len(v.cfg.subprogs) or 1)) + "\n")
         log.parts.append(stats)
     error_line = ""
     if err:

@@ -443,8 +443,10 @@ class CallsMixin:
             mark_not_init(caller.regs[r])
         if self.log.enabled:
             from pybpf.verifier.log import format_state
-            self.verbose("caller:\n" + format_state(caller).lstrip(" ") + "\n")
-            self.verbose("callee:\n" + format_state(callee).lstrip(" ") + "\n")
+            refs = [r.id for r in st.refs]
+            self.verbose("caller:\n" + format_state(caller, refs) + "\n")
+            self.verbose("callee:\n" + format_state(callee, refs) + "\n")
+        self.log.mark_all_scratched()  # init_func_state
         self.insn_idx = target - 1
 
     def prepare_func_exit(self: Verifier) -> None:
@@ -456,6 +458,12 @@ class CallsMixin:
         caller = st.frames[-2]
         caller.regs[0].assign(r0)
         self.insn_idx = callee.callsite + 1
+        if self.log.enabled:
+            from pybpf.verifier.log import format_state
+            refs = [r.id for r in st.refs]
+            self.verbose("returning from callee:\n" + format_state(callee, refs) + "\n")
+            self.verbose(f"to caller at {self.insn_idx}:\n" + format_state(caller, refs) + "\n")
+            self.log.mark_clean()
         st.frames.pop()
 
     def check_return_code(self: Verifier) -> None:

@@ -23,7 +23,7 @@ from pybpf.verifier.cfg import (
     check_subprogs,
 )
 from pybpf.verifier.jmp import JmpMixin
-from pybpf.verifier.log import VLog, format_state, vlog_alignment
+from pybpf.verifier.log import VLog, format_state, live_regs_table, vlog_alignment
 from pybpf.verifier.mem import MemMixin
 from pybpf.verifier.prune import PruneMixin
 from pybpf.verifier.regs import (
@@ -78,6 +78,7 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
         self.prev_jmps_processed = 0
         self.prev_insn_processed = 0
         self.stack: list[tuple[VState, int, int]] = []
+        self.log_positions: list[int] = []  # log end at each push_stack (for pop_log)
         self.state: VState = VState([FuncState(0, 0, -1)])
         self.cfg = CfgInfo([])
         self.used_maps: list[Any] = []
@@ -85,8 +86,6 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
         self.nr_cpus = _nr_cpus()
         self.max_stack: dict[int, int] = {}
         self.scratched = 0
-        self.prev_log_len = 0
-        self.prev_insn_print_len = 0
         self.init_prune()
 
     # -- logging --------------------------------------------------------------------------
@@ -106,22 +105,25 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
         return self.state.frames[-1].regs
 
     def print_insn_state(self) -> None:
-        if not self.log.enabled or self.log.level & 2:
+        """``print_insn_state``: the scratched registers/slots, appended to the previous
+        instruction's line when nothing was printed since (``; R0=...``)."""
+        log = self.log
+        if not log.enabled:
             return
-        f = self.state.cur
-        text = format_state(f, [r.id for r in self.state.refs])
-        parts = self.log.parts
-        if parts and parts[-1].endswith("\n") and self.prev_log_len == len(parts):
-            parts[-1] = parts[-1][:-1]
-            pad = vlog_alignment(self.prev_insn_print_len)
-            self.log(" " * pad + ";" + text + "\n")
+        if log.prev_log_pos and log.prev_log_pos == log.size:
+            log.reset(log.prev_log_pos - 1)
+            log(" " * vlog_alignment(log.prev_insn_print_pos) + ";")
         else:
-            self.log(f"{self.insn_idx}:" + text + "\n")
+            log(f"{self.insn_idx}:")
+        log(format_state(self.state.cur, [r.id for r in self.state.refs],
+                         log.scratched_regs, log.scratched_stack) + "\n")
+        log.mark_clean()
 
     # -- registers ------------------------------------------------------------------------
     def check_reg_arg(self, regno: int, src: bool, mark: bool = True) -> None:
         if regno >= 11:
             self.fail(errno.EINVAL, f"R{regno} is invalid\n")
+        self.log.scratched_regs |= 1 << regno
         reg = self.regs[regno]
         if src:
             if reg.type == RegType.NOT_INIT:
@@ -140,6 +142,7 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
             st.parent.branches += 1
         st.branches = 1
         self.stack.append((st, insn_idx, prev_idx))
+        self.log_positions.append(self.log.size)
         if len(self.stack) > BPF_COMPLEXITY_LIMIT_JMP_SEQ:
             self.fail(errno.E2BIG, f"The sequence of {len(self.stack)} jumps is too complex.\n")
         return st
@@ -148,6 +151,9 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
         if not self.stack:
             return False
         st, idx, prev = self.stack.pop()
+        log_pos = self.log_positions.pop()
+        if self.log.pop_log:
+            self.log.reset(log_pos)
         self.state = st
         self.insn_idx = idx
         self.prev_insn_idx = prev
@@ -164,12 +170,18 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
     def run(self) -> None:
         inp = self.inp
         subs = add_subprogs(self.insns, self, inp.bpf_capable)
+        if self.log.level & 2:
+            self.log("".join(f"func#{i} @{s.start}\n" for i, s in enumerate(subs)))
         self.cfg = CfgInfo(subs)
         check_subprogs(self.insns, subs, self)
         self.resolve_pseudo_ldimm64()
         check_cfg(self.insns, self.cfg, self, inp.bpf_capable,
                   lambda i: i.code == 0x85 and i.src == 0 and i.imm in (164, 181))
+        if self.log.level & 2:
+            self.log(live_regs_table(self.insns, self.format_insn, self._call_num_params))
         self.do_check()
+        if self.log.pop_log:  # log_level 1 keeps only the path to an error
+            self.log.reset(0)
         self.check_max_stack_depth()
 
     def resolve_pseudo_ldimm64(self) -> None:
@@ -279,36 +291,33 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
                 do_print_state = True
                 continue
             if log.enabled:
-                if do_print_state:
+                if do_print_state and log.level & 2:
                     log(f"\nfrom {self.prev_insn_idx} to {self.insn_idx}:"
                         + format_state(self.state.cur, [r.id for r in self.state.refs]) + "\n")
                     do_print_state = False
-                line = f"{self.insn_idx}: " + self.format_insn(self.insn_idx)
-                log(line + "\n")
-                self.prev_log_len = len(log.parts)
-                self.prev_insn_print_len = len(line)
+                if log.scratched_regs or log.scratched_stack:
+                    self.print_insn_state()
+                log.prev_log_pos = log.size
+                log(f"{self.insn_idx}: " + self.format_insn(self.insn_idx) + "\n")
+                log.prev_insn_print_pos = log.size - log.prev_log_pos
+                log.prev_log_pos = log.size
             self.prev_insn_idx = self.insn_idx
             if cls in (4, 7):
                 self.check_alu_op(ins)
-                self.print_insn_state()
             elif cls == 1:
                 self.check_load(ins)
-                self.print_insn_state()
             elif cls == 3:
                 if (ins.code & 0xE0) == 0xC0:
                     self.check_atomic(ins)
-                    self.print_insn_state()
                     self.insn_idx += 1
                     continue
                 if (ins.code & 0xE0) != 0x60 or ins.imm != 0:
                     self.fail(errno.EINVAL, "BPF_STX uses reserved fields\n")
                 self.check_store(ins)
-                self.print_insn_state()
             elif cls == 2:
                 if (ins.code & 0xE0) != 0x60 or ins.src != 0:
                     self.fail(errno.EINVAL, "BPF_ST uses reserved fields\n")
                 self.check_st(ins)
-                self.print_insn_state()
             elif cls in (5, 6):
                 op = ins.code & 0xF0
                 self.jmps_processed += 1
@@ -324,7 +333,7 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
                         self.check_kfunc_call(ins)
                     else:
                         self.check_helper_call(ins)
-                        self.print_insn_state()
+                        self.log.scratched_regs |= 0x3F  # caller-saved R0-R5 (check_reg_arg)
                 elif op == 0x00:
                     if (ins.code & 0x08) or ins.src != 0 or ins.dst != 0 or (cls == 5 and ins.imm != 0) or \
                             (cls == 6 and ins.off != 0):
@@ -355,10 +364,9 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
                 mode = ins.code & 0xE0
                 if mode in (0x20, 0x40):
                     self.check_ld_abs(ins)
-                    self.print_insn_state()
+                    self.log.scratched_regs |= 0x3F  # caller-saved R0-R5 (check_reg_arg)
                 elif mode == 0x00 and (ins.code & 0x18) == 0x18:
                     self.check_ld_imm(ins)
-                    self.print_insn_state()
                     self.insn_idx += 1
                 else:
                     self.fail(errno.EINVAL, "invalid BPF_LD mode\n")
@@ -366,7 +374,26 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
                 self.fail(errno.EINVAL, f"unknown insn class {cls}\n")
             self.insn_idx += 1
 
+    def _call_num_params(self, ins: Insn) -> int | None:
+        """Parameter count of a helper call for the live-register table (``None``: unknown,
+        e.g. a helper this program type may not call)."""
+        if ins.code != 0x85 or ins.src != 0:
+            return None
+        try:
+            proto = self.get_helper_proto(ins.imm)
+        except Exception:
+            return None
+        if proto is None:
+            return None
+        n = 0
+        for t in proto.arg_types:
+            if not t:
+                break
+            n += 1
+        return n
+
     def _process_exit(self) -> bool:
+        self.log.mark_all_scratched()
         self.update_branch_counts(self.state)
         return self.pop_stack()
 
@@ -379,9 +406,7 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
 
         def call_target(ins: Insn) -> str | None:
             if ins.src == 1:
-                return f"pc{ins.imm:+d}"
-            if ins.src == 2:
-                return f"kernel-function#{ins.imm}"
+                return f"{ins.imm:+d}"
             return None
 
         try:

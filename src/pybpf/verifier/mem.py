@@ -258,6 +258,7 @@ class MemMixin:
         slot = -off - 1
         spi = slot // 8
         st = f.stack[spi]
+        self.log.scratched_stack |= 1 << spi
         vreg = self.regs[value_regno] if value_regno >= 0 else None
         is_st_mem = (ins.code & 7) == 2
         if vreg is not None and off % 8 == 0 and vreg.type == RegType.SCALAR_VALUE and self.bpf_capable:
@@ -309,6 +310,7 @@ class MemMixin:
             slot = -i - 1
             spi = slot // 8
             st = f.stack[spi]
+            self.log.scratched_stack |= 1 << spi
             b = slot % 8
             if st.is_spill():
                 st.types = [STACK_MISC if t == STACK_SPILL else t for t in st.types]
@@ -331,6 +333,7 @@ class MemMixin:
         slot = -off - 1
         spi = slot // 8
         st = f.stack[spi]
+        self.log.scratched_stack |= 1 << spi
         regs = self.regs
         if st.is_spill() and st.spilled is not None:
             sreg = st.spilled

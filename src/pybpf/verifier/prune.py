@@ -14,6 +14,7 @@ stricter comparison than the kernel's, which only costs extra exploration.
 from __future__ import annotations
 
 import errno
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from pybpf.verifier.log import format_state
@@ -161,10 +162,13 @@ def states_equal(o: VState, c: VState, exact: bool) -> bool:
     return all(func_states_equal(fo, fc, ids, exact) for fo, fc in zip(o.frames, c.frames))
 
 
+_REG_SIG = attrgetter("type", "off", "var_off", "smin", "smax", "umin", "umax", "s32_min",
+                      "s32_max", "u32_min", "u32_max", "range")
+
+
 def reg_signature(f: FuncState) -> tuple:
     """Cheap summary of a frame's registers (ids left out) to reject non-loops quickly."""
-    return tuple((r.type, r.off, r.var_off, r.smin, r.smax, r.umin, r.umax, r.s32_min, r.s32_max,
-                  r.u32_min, r.u32_max, r.range) for r in f.regs)
+    return tuple(map(_REG_SIG, f.regs))
 
 
 def states_maybe_looping(o: VState, c: VState, sig: tuple | None = None) -> bool:
@@ -206,9 +210,11 @@ class PruneMixin:
         force = idx in self.cfg.force_checkpoints
         if force:
             add_new = True
-        sig = reg_signature(cur.cur)
         sigmap = self.by_sig.setdefault(idx, {})
-        for old in sigmap.get(sig, ()):
+        # The signature is only needed when a checkpoint exists here or one is added below
+        # (nothing between here and there changes the registers).
+        sig = reg_signature(cur.cur) if sigmap else None
+        for old in sigmap.get(sig, ()) if sig is not None else ():
             if old.branches > 0 and states_maybe_looping(old, cur) and states_equal(old, cur, True):
                 self.verbose(f"infinite loop detected at insn {idx}\n")
                 self.verbose("cur state:" + format_state(cur.cur) + "\n")
@@ -239,6 +245,8 @@ class PruneMixin:
         cur.parent = new
         cur.branches = 1
         lst.append(new)
+        if sig is None:
+            sig = reg_signature(cur.cur)
         sigmap.setdefault(sig, []).append(new)
         self.live_count[idx] = self.live_count.get(idx, 0) + 1
         return False

@@ -372,13 +372,272 @@ def reg_bound_offset(r: Reg) -> None:
     r.var_off = tn.or_(tn.clear_subreg(v64), v32)
 
 
-def reg_bounds_sync(r: Reg) -> None:
+def reg_bounds_sync_reference(r: Reg) -> None:
+    """``reg_bounds_sync`` spelt as the kernel composes it (the readable specification).
+
+    :func:`reg_bounds_sync` computes exactly the same thing in one function over locals;
+    tests/verifier/test_speed_invariants.py checks the two agree.
+    """
     update_reg_bounds(r)
     reg_deduce_bounds(r)
     reg_deduce_bounds(r)
     reg_deduce_bounds(r)
     reg_bound_offset(r)
     update_reg_bounds(r)
+
+
+def reg_bounds_sync(r: Reg) -> None:
+    """``reg_bounds_sync``: make var_off and the four ranges agree.
+
+    This runs after nearly every scalar operation, so it is
+    :func:`reg_bounds_sync_reference` fused into one function over local variables
+    (no attribute traffic, no ``min``/``max``/``s32``/``s64`` calls): signed views are
+    ``((x & mask) ^ sign) - sign``; ``max(a, b)`` is ``a if a >= b else b``. Each block
+    below is labelled with the function it replaces; the statements are in the same order.
+    """
+    vo = r.var_off
+    vv = vo.value
+    vm = vo.mask
+    if (vm == 0 and r.umin == vv and r.umax == vv
+            and r.smin == r.smax == ((vv & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) - 0x8000000000000000
+            and r.u32_min == r.u32_max == vv & 0xFFFFFFFF
+            and r.s32_min == r.s32_max == ((vv & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000):
+        # A constant whose eight bounds already are its views: every step is a no-op.
+        return
+    smin = r.smin
+    smax = r.smax
+    umin = r.umin
+    umax = r.umax
+    s3n = r.s32_min
+    s3x = r.s32_max
+    u3n = r.u32_min
+    u3x = r.u32_max
+    # update_reg32_bounds
+    sv = vv & 0xFFFFFFFF
+    sm = vm & 0xFFFFFFFF
+    t = (((sv | (sm & 0x80000000)) & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+    if t > s3n:
+        s3n = t
+    t = (((sv | (sm & 0x7FFFFFFF)) & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+    if t < s3x:
+        s3x = t
+    if sv > u3n:
+        u3n = sv
+    t = (sv | sm) & 0xFFFFFFFF
+    if t < u3x:
+        u3x = t
+    # update_reg64_bounds
+    t = (((vv | (vm & 0x8000000000000000)) & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) \
+        - 0x8000000000000000
+    if t > smin:
+        smin = t
+    t = (((vv | (vm & 0x7FFFFFFFFFFFFFFF)) & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) \
+        - 0x8000000000000000
+    if t < smax:
+        smax = t
+    if vv > umin:
+        umin = vv
+    t = vv | vm
+    if t < umax:
+        umax = t
+    for _ in range(3):
+        # _reg32_deduce_bounds
+        if (umin >> 32) == (umax >> 32):
+            t = umin & 0xFFFFFFFF
+            if t > u3n:
+                u3n = t
+            t = umax & 0xFFFFFFFF
+            if t < u3x:
+                u3x = t
+            a = ((umin & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+            b = ((umax & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+            if a <= b:
+                if a > s3n:
+                    s3n = a
+                if b < s3x:
+                    s3x = b
+        if (smin >> 32) == (smax >> 32):
+            a = smin & 0xFFFFFFFF
+            b = smax & 0xFFFFFFFF
+            if a <= b:
+                if a > u3n:
+                    u3n = a
+                if b < u3x:
+                    u3x = b
+            a = ((smin & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+            b = ((smax & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+            if a <= b:
+                if a > s3n:
+                    s3n = a
+                if b < s3x:
+                    s3x = b
+        if ((umin >> 32) + 1) & 0xFFFFFFFF == (umax >> 32) & 0xFFFFFFFF:
+            a = ((umin & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+            b = ((umax & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+            if a < 0 <= b:
+                if a > s3n:
+                    s3n = a
+                if b < s3x:
+                    s3x = b
+        if ((smin >> 32) + 1) & 0xFFFFFFFF == (smax >> 32) & 0xFFFFFFFF:
+            a = ((smin & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+            b = ((smax & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+            if a < 0 <= b:
+                if a > s3n:
+                    s3n = a
+                if b < s3x:
+                    s3x = b
+        a = ((u3n & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+        b = ((u3x & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+        if a <= b:
+            if a > s3n:
+                s3n = a
+            if b < s3x:
+                s3x = b
+        a = s3n & 0xFFFFFFFF
+        b = s3x & 0xFFFFFFFF
+        if a <= b:
+            if a > u3n:
+                u3n = a
+            if b < u3x:
+                u3x = b
+        elif u3x < a:
+            s3n = ((u3n & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+            if b < u3x:
+                u3x = b
+        elif b < u3n:
+            s3x = ((u3x & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+            if a > u3n:
+                u3n = a
+        # _reg64_deduce_bounds
+        a = ((umin & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) - 0x8000000000000000
+        b = ((umax & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) - 0x8000000000000000
+        if a <= b:
+            if a > smin:
+                smin = a
+            if b < smax:
+                smax = b
+        a = smin & 0xFFFFFFFFFFFFFFFF
+        b = smax & 0xFFFFFFFFFFFFFFFF
+        if a <= b:
+            if a > umin:
+                umin = a
+            if b < umax:
+                umax = b
+        elif umax < a:
+            smin = ((umin & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) - 0x8000000000000000
+            if b < umax:
+                umax = b
+        elif b < umin:
+            smax = ((umax & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) - 0x8000000000000000
+            if a > umin:
+                umin = a
+        # _reg_deduce_mixed_bounds
+        t = (umin & 0xFFFFFFFF00000000) | u3n
+        if t > umin:
+            umin = t
+        t = (umax & 0xFFFFFFFF00000000) | u3x
+        if t < umax:
+            umax = t
+        t = ((((smin & 0xFFFFFFFF00000000) | u3n) & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) \
+            - 0x8000000000000000
+        if t > smin:
+            smin = t
+        t = ((((smax & 0xFFFFFFFF00000000) | u3x) & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) \
+            - 0x8000000000000000
+        if t < smax:
+            smax = t
+        a = s3n & 0xFFFFFFFF
+        b = s3x & 0xFFFFFFFF
+        if a <= b:
+            t = (umin & 0xFFFFFFFF00000000) | a
+            if t > umin:
+                umin = t
+            t = (umax & 0xFFFFFFFF00000000) | b
+            if t < umax:
+                umax = t
+            t = ((((smin & 0xFFFFFFFF00000000) | a) & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) \
+                - 0x8000000000000000
+            if t > smin:
+                smin = t
+            t = ((((smax & 0xFFFFFFFF00000000) | b) & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) \
+                - 0x8000000000000000
+            if t < smax:
+                smax = t
+        if s3n >= 0 and smin >= -0x80000000 and smax <= 0x7FFFFFFF:
+            smin = umin = s3n
+            smax = umax = s3x
+            # var_off = intersect(var_off, tnum_range(smin & U64, smax & U64))
+            a = smin & 0xFFFFFFFFFFFFFFFF
+            bits = (a ^ (smax & 0xFFFFFFFFFFFFFFFF)).bit_length()
+            if bits > 63:
+                rv, rm = 0, 0xFFFFFFFFFFFFFFFF
+            else:
+                rm = (1 << bits) - 1
+                rv = a & ~rm & 0xFFFFFFFFFFFFFFFF
+            t = vv | rv
+            vm = vm & rm
+            vv = t & ~vm & 0xFFFFFFFFFFFFFFFF
+    # reg_bound_offset: v64 = var_off ∩ range(umin, umax)
+    bits = (umin ^ umax).bit_length()
+    if bits > 63:
+        rv, rm = 0, 0xFFFFFFFFFFFFFFFF
+    else:
+        rm = (1 << bits) - 1
+        rv = umin & ~rm & 0xFFFFFFFFFFFFFFFF
+    t = vv | rv
+    vm = vm & rm
+    vv = t & ~vm & 0xFFFFFFFFFFFFFFFF
+    # v32 = subreg(v64) ∩ range(u32_min, u32_max)
+    bits = (u3n ^ u3x).bit_length()
+    if bits > 63:
+        rv, rm = 0, 0xFFFFFFFFFFFFFFFF
+    else:
+        rm = (1 << bits) - 1
+        rv = u3n & ~rm & 0xFFFFFFFFFFFFFFFF
+    m32 = (vm & 0xFFFFFFFF) & rm
+    v32 = ((vv & 0xFFFFFFFF) | rv) & ~m32 & 0xFFFFFFFFFFFFFFFF
+    # var_off = clear_subreg(v64) | v32
+    t = (((vv >> 32) << 32) & 0xFFFFFFFFFFFFFFFF) | v32
+    vm = ((((vm >> 32) << 32) & 0xFFFFFFFFFFFFFFFF) | m32) & ~t & 0xFFFFFFFFFFFFFFFF
+    vv = t
+    # update_reg32_bounds
+    sv = vv & 0xFFFFFFFF
+    sm = vm & 0xFFFFFFFF
+    t = (((sv | (sm & 0x80000000)) & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+    if t > s3n:
+        s3n = t
+    t = (((sv | (sm & 0x7FFFFFFF)) & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+    if t < s3x:
+        s3x = t
+    if sv > u3n:
+        u3n = sv
+    t = (sv | sm) & 0xFFFFFFFF
+    if t < u3x:
+        u3x = t
+    # update_reg64_bounds
+    t = (((vv | (vm & 0x8000000000000000)) & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) \
+        - 0x8000000000000000
+    if t > smin:
+        smin = t
+    t = (((vv | (vm & 0x7FFFFFFFFFFFFFFF)) & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) \
+        - 0x8000000000000000
+    if t < smax:
+        smax = t
+    if vv > umin:
+        umin = vv
+    t = vv | vm
+    if t < umax:
+        umax = t
+    r.var_off = Tnum(vv, vm)
+    r.smin = smin
+    r.smax = smax
+    r.umin = umin
+    r.umax = umax
+    r.s32_min = s3n
+    r.s32_max = s3x
+    r.u32_min = u3n
+    r.u32_max = u3x
 
 
 def bounds_sane(r: Reg) -> bool:

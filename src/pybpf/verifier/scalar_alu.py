@@ -264,10 +264,14 @@ def _src_is_const(src: Reg, alu32: bool) -> bool:
     return src.var_off.is_const() and src.smin == src.smax and src.umin == src.umax
 
 
+_ALWAYS_SAFE = frozenset({AluOp.ADD, AluOp.SUB, AluOp.AND, AluOp.XOR, AluOp.OR, AluOp.MUL})
+_SHIFTS = frozenset({AluOp.LSH, AluOp.RSH, AluOp.ARSH})
+
+
 def safe_to_compute(op: int, src: Reg, alu32: bool) -> bool:
-    if op in (AluOp.ADD, AluOp.SUB, AluOp.AND, AluOp.XOR, AluOp.OR, AluOp.MUL):
+    if op in _ALWAYS_SAFE:
         return True
-    if op in (AluOp.LSH, AluOp.RSH, AluOp.ARSH):
+    if op in _SHIFTS:
         return _src_is_const(src, alu32) and src.umax < (32 if alu32 else 64)
     return False
 

@@ -128,6 +128,8 @@ def xor(a: Tnum, b: Tnum) -> Tnum:
 def mul(a: Tnum, b: Tnum) -> Tnum:
     """Multiplication as the kernel's shift-and-add over ``a``'s bits."""
     acc_v = (a.value * b.value) & U64
+    if a.mask == 0 and b.mask == 0:  # the loop below would only add zeros
+        return Tnum(acc_v, 0)
     acc_m = Tnum(0, 0)
     while a.value or a.mask:
         if a.value & 1:
