@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -35,8 +36,23 @@ class NativeFunction:
 
 @dataclass
 class Layout:
+    """Function layout of a compiled program, and its pc → native address table.
+
+    The table needs the program's line info, which may mean compiling a debug-info twin
+    (tens of ms for a large program), so it is computed on first use: loading a program
+    and reporting ``jited_prog_len``/``jited_func_lens`` never pays for it.
+    """
+
     functions: list[NativeFunction]  # the program's main function first, then subprograms
-    insn_addrs: dict[int, int] = field(default_factory=dict)  # pc → native address
+    lines: Callable[[], dict[int, int]] | None = field(default=None, repr=False)
+    _insn_addrs: dict[int, int] | None = field(default=None, repr=False)
+
+    @property
+    def insn_addrs(self) -> dict[int, int]:
+        """pc → native address (from the line table; computed on first use)."""
+        if self._insn_addrs is None:
+            self._insn_addrs = self.lines() if self.lines is not None else {}
+        return self._insn_addrs
 
     @property
     def insn_offsets(self) -> dict[int, int]:
@@ -76,17 +92,21 @@ def read_layout(code: CompiledCode) -> Layout:
     shndx, entry_value, _size = symbols[tr.entry]
     base = code.addresses[tr.entry] - entry_value
     layout = Layout(_functions(tr, symbols, base, shndx))
-    if code.line_twin is None:
-        line_elf, line_functions = elf, layout.functions
-    else:
-        twin, obj = code.line_twin()
-        line_elf = ELFFile(io.BytesIO(obj))
-        twin_syms = _symbols(line_elf)
-        if twin.entry not in twin_syms:
-            return layout
-        line_functions = _functions(twin, twin_syms, 0, twin_syms[twin.entry][0])
-    layout.insn_addrs = _line_addresses(line_elf, line_functions, layout.functions,
-                                        0 if code.line_twin is not None else base)
+
+    def lines() -> dict[int, int]:
+        if code.line_twin is None:
+            line_elf, line_functions = elf, layout.functions
+        else:
+            twin, obj = code.line_twin()
+            line_elf = ELFFile(io.BytesIO(obj))
+            twin_syms = _symbols(line_elf)
+            if twin.entry not in twin_syms:
+                return {}
+            line_functions = _functions(twin, twin_syms, 0, twin_syms[twin.entry][0])
+        return _line_addresses(line_elf, line_functions, layout.functions,
+                               0 if code.line_twin is not None else base)
+
+    layout.lines = lines
     return layout
 
 
