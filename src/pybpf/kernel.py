@@ -506,11 +506,16 @@ def default_kernel() -> Kernel:
         return _DEFAULT
 
 
-def set_default_kernel(kernel: Kernel | None) -> None:
-    """Replace the default instance (``None``: a fresh one on next use)."""
+def set_default_kernel(kernel: Kernel | None) -> Kernel | None:
+    """Replace the default instance (``None``: a new one on next use); returns the old one.
+
+    For test isolation and for tools that want the CLI and ``pybpf.bpf`` on an instance of
+    their own.
+    """
     global _DEFAULT
     with _DEFAULT_LOCK:
-        _DEFAULT = kernel
+        old, _DEFAULT = _DEFAULT, kernel
+        return old
 
 
 def bpf(cmd: int, attr: Any, size: int | None = None) -> int:

@@ -6,23 +6,22 @@ Closing the link's last fd (and removing its pins) detaches the program, as in t
 from __future__ import annotations
 
 import ctypes
-import errno
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pybpf.errors import BpfError
+from pybpf.fdobject import FdObject
 from pybpf.uapi import BpfCmd, bpf_attr
 
 if TYPE_CHECKING:
-    from pybpf.kernel import Kernel, Task
     from pybpf.program import Program
 
 
-class Link:
+class Link(FdObject):
     """A link fd in a task."""
 
-    def __init__(self, task: Task, fd: int) -> None:
-        self.task = task
-        self.fd = fd
+    GET_FD_BY_ID = BpfCmd.BPF_LINK_GET_FD_BY_ID
+    ID_FIELD = "link_id"
+    KIND = "link"
 
     @classmethod
     def raw_tracepoint(cls, prog: Program, name: str, cookie: int = 0) -> Link:
@@ -35,32 +34,6 @@ class Link:
         if ret < 0:
             raise BpfError(-ret, f"BPF_RAW_TRACEPOINT_OPEN {name}")
         return cls(prog.task, ret)
-
-    @classmethod
-    def from_id(cls, kernel: Kernel, link_id: int, task: Task | None = None) -> Link:
-        task = task or kernel.root
-        attr = bpf_attr()
-        attr.link_id = link_id
-        ret = task.bpf(BpfCmd.BPF_LINK_GET_FD_BY_ID, attr)
-        if ret < 0:
-            raise BpfError(-ret, f"no link with id {link_id}")
-        return cls(task, ret)
-
-    @classmethod
-    def pinned(cls, kernel: Kernel, path: str, task: Task | None = None) -> Link:
-        from pybpf.syscall.info import obj_get
-
-        task = task or kernel.root
-        return cls(task, obj_get(task, path))
-
-    def info(self) -> Any:
-        from pybpf.syscall.info import get_info
-
-        return get_info(self.task, self.fd)
-
-    @property
-    def id(self) -> int:
-        return int(self.info().id)
 
     def update(self, new_prog: Program, old_prog: Program | None = None) -> None:
         attr = bpf_attr()
@@ -79,23 +52,3 @@ class Link:
         ret = self.task.bpf(BpfCmd.BPF_LINK_DETACH, attr)
         if ret < 0:
             raise BpfError(-ret, "BPF_LINK_DETACH")
-
-    def pin(self, path: str) -> None:
-        from pybpf.syscall.info import obj_pin
-
-        obj_pin(self.task, self.fd, path)
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            if self.task.close(self.fd) < 0:
-                raise BpfError(errno.EBADF, f"fd {self.fd}")
-            self.fd = -1
-
-    def __enter__(self) -> Link:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"Link(fd={self.fd})"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pybpf.errors import BpfError
+from pybpf.fdobject import FdObject
 from pybpf.isa.insn import Insn, encode
 from pybpf.kernel import Kernel, Task, default_kernel
 from pybpf.uapi import BpfCmd, bpf_attr
@@ -44,12 +45,15 @@ def _addr(buf: Any) -> int:
     return ctypes.addressof(buf) if buf is not None else 0
 
 
-class Program:
+class Program(FdObject):
     """A program fd in a task of a kernel instance."""
 
+    GET_FD_BY_ID = BpfCmd.BPF_PROG_GET_FD_BY_ID
+    ID_FIELD = "prog_id"
+    KIND = "program"
+
     def __init__(self, task: Task, fd: int, log: str = "") -> None:
-        self.task = task
-        self.fd = fd
+        super().__init__(task, fd)
         self.log = log
 
     @property
@@ -95,34 +99,6 @@ class Program:
     @classmethod
     def from_fd(cls, task: Task, fd: int) -> Program:
         return cls(task, fd)
-
-    @classmethod
-    def from_id(cls, kernel: Kernel, prog_id: int, task: Task | None = None) -> Program:
-        task = task or kernel.root
-        attr = bpf_attr()
-        attr.prog_id = prog_id
-        ret = task.bpf(BpfCmd.BPF_PROG_GET_FD_BY_ID, attr)
-        if ret < 0:
-            raise BpfError(-ret, f"no program with id {prog_id}")
-        return cls(task, ret)
-
-    @classmethod
-    def pinned(cls, kernel: Kernel, path: str, task: Task | None = None) -> Program:
-        from pybpf.syscall.info import obj_get
-
-        task = task or kernel.root
-        return cls(task, obj_get(task, path))
-
-    # -- queries -----------------------------------------------------------------------
-    def info(self) -> Any:
-        """``bpf_prog_info`` (ctypes struct from :mod:`pybpf.uapi`)."""
-        from pybpf.syscall.info import get_info
-
-        return get_info(self.task, self.fd)
-
-    @property
-    def id(self) -> int:
-        return int(self.info().id)
 
     @property
     def tag(self) -> str:
@@ -175,11 +151,6 @@ class Program:
         return TestRun(t.retval, data, ctx, t.duration, t.data_size_out, t.ctx_size_out,
                        cin.raw[:len(ctx_in or b"")] if cin is not None else b"")
 
-    def pin(self, path: str) -> None:
-        from pybpf.syscall.info import obj_pin
-
-        obj_pin(self.task, self.fd, path)
-
     def bind_map(self, map_fd: int) -> None:
         attr = bpf_attr()
         attr.prog_bind_map.prog_fd, attr.prog_bind_map.map_fd = self.fd, map_fd
@@ -192,17 +163,3 @@ class Program:
         from pybpf.link import Link
 
         return Link.raw_tracepoint(self, name)
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            self.task.close(self.fd)
-            self.fd = -1
-
-    def __enter__(self) -> Program:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"Program(fd={self.fd})"
