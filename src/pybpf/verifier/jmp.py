@@ -306,6 +306,18 @@ def _init_pkt(r: Reg, typ: int) -> bool:
     return r.type == typ and r.off == 0 and r.var_off.mask == 0 and r.var_off.value == 0
 
 
+
+# ``pkt OP pkt_end`` (try_match_pkt_pointers): which branch state learns the packet range
+# (True: the one where the jump is taken, ``this``) and whether the bound is strict; the
+# other state's pkt_end register is marked with the opposite strictness.
+_PKT_CMP_RULES: dict[int, tuple[bool, bool]] = {
+    JmpOp.JGT: (True, False),
+    JmpOp.JLT: (False, True),
+    JmpOp.JGE: (True, True),
+    JmpOp.JLE: (False, False),
+}
+
+
 def try_match_pkt_pointers(ins: Insn, d: Reg, s: Reg, this: VState, other: VState) -> bool:
     if not ins.code & 0x08 or (ins.code & 7) == 6:
         return False
@@ -313,44 +325,16 @@ def try_match_pkt_pointers(ins: Insn, d: Reg, s: Reg, this: VState, other: VStat
     P, E, M = RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_END, RegType.PTR_TO_PACKET_META
     left = (d.type == P and s.type == E) or (d.type == M and _init_pkt(s, P))
     right = (d.type == E and s.type == P) or (_init_pkt(d, P) and s.type == M)
-    if op == JmpOp.JGT:
-        if left:
-            find_good_pkt_pointers(this, d, d.type, False)
-            mark_pkt_end(other, ins.dst, True)
-        elif right:
-            find_good_pkt_pointers(other, s, s.type, True)
-            mark_pkt_end(this, ins.src, False)
-        else:
-            return False
-    elif op == JmpOp.JLT:
-        if left:
-            find_good_pkt_pointers(other, d, d.type, True)
-            mark_pkt_end(this, ins.dst, False)
-        elif right:
-            find_good_pkt_pointers(this, s, s.type, False)
-            mark_pkt_end(other, ins.src, True)
-        else:
-            return False
-    elif op == JmpOp.JGE:
-        if left:
-            find_good_pkt_pointers(this, d, d.type, True)
-            mark_pkt_end(other, ins.dst, False)
-        elif right:
-            find_good_pkt_pointers(other, s, s.type, False)
-            mark_pkt_end(this, ins.src, True)
-        else:
-            return False
-    elif op == JmpOp.JLE:
-        if left:
-            find_good_pkt_pointers(other, d, d.type, False)
-            mark_pkt_end(this, ins.dst, True)
-        elif right:
-            find_good_pkt_pointers(this, s, s.type, True)
-            mark_pkt_end(other, ins.src, False)
-        else:
-            return False
-    else:
+    rule = _PKT_CMP_RULES.get(op)
+    if rule is None or not (left or right):
         return False
+    in_this, strict = rule
+    reg, regno = d, ins.dst
+    if not left:  # `end OP pkt` is `pkt OP' end` with the branches swapped
+        in_this, strict, reg, regno = not in_this, not strict, s, ins.src
+    ranged, marked = (this, other) if in_this else (other, this)
+    find_good_pkt_pointers(ranged, reg, reg.type, strict)
+    mark_pkt_end(marked, regno, not strict)
     return True
 
 
