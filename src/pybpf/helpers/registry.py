@@ -1,22 +1,51 @@
-"""Every helper prototype pybpf knows: map helpers (from :mod:`pybpf.helpers.maps` when the maps
-engineer's module provides ``MAP_HELPERS``) over the non-map ones in :mod:`pybpf.helpers.protos`,
-with implementations attached from :mod:`pybpf.helpers.impls`."""
+"""Every helper prototype pybpf knows, with its implementation attached.
+
+Prototypes come from :mod:`pybpf.helpers.protos` (non-map helpers) and
+:mod:`pybpf.helpers.maps` (``MAP_HELPERS``). Implementations are grouped one module per
+helper family (``impls``, ``skb``, ``xdp``, ``trace``…): every module of this package that
+defines ``IMPLS: dict[func_id, impl]`` contributes, the way program and map types
+self-register. A new helper group is one new module; nothing here changes.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import pkgutil
+from collections.abc import Callable
 from functools import lru_cache
 
 from pybpf.helpers.proto import FuncProto
 
+_NOT_GROUPS = frozenset({"proto", "protos", "registry", "maps"})
+
+
+def helper_impls() -> dict[int, Callable[..., int]]:
+    """``func_id -> impl`` gathered from every helper-group module of this package."""
+    import pybpf.helpers as pkg
+
+    out: dict[int, Callable[..., int]] = {}
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        if info.name in _NOT_GROUPS or info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"pybpf.helpers.{info.name}")
+        impls = getattr(mod, "IMPLS", None)
+        if not isinstance(impls, dict):
+            continue
+        for fid, impl in impls.items():
+            if fid in out and out[fid] is not impl:
+                raise RuntimeError(f"helper {fid} implemented twice "
+                                   f"({out[fid].__module__} and {mod.__name__})")
+            out[fid] = impl
+    return out
+
 
 @lru_cache(maxsize=1)
 def all_protos() -> dict[int, FuncProto]:
-    from pybpf.helpers.impls import IMPLS
     from pybpf.helpers.protos import HELPER_PROTOS
 
     out = dict(HELPER_PROTOS)
-    for fid, impl in IMPLS.items():
+    for fid, impl in helper_impls().items():
         if fid in out and out[fid].impl is None:
             out[fid] = dataclasses.replace(out[fid], impl=impl)
     try:

@@ -31,8 +31,14 @@ class ProgTypeOps(Protocol):
         """Whether a ctx access is allowed; may set ``info['reg_type']`` (e.g. PTR_TO_PACKET)
         and ``info['ctx_field_size']`` for narrow loads, as the kernel's callback does."""
 
-    def convert_ctx_access(self, insn: Any, prog: Any) -> list[Any]:
-        """The instructions a ctx access becomes after verification (may be unchanged)."""
+    def convert_ctx_access(self, write: bool, insn: Any,
+                           prog: Any) -> tuple[list[Any], int] | None:
+        """The instructions a verified ctx access becomes, and the size of the field read
+        (``target_size``, for narrow loads), as the kernel's ``convert_ctx_access``:
+        they reach pybpf's internal object (``sk_buff``, ``xdp_buff``…) that ``r1`` really
+        points to at run time. ``None``: this type reads its ctx in place (kprobe
+        ``pt_regs``, raw tracepoint args). Narrow loads arrive widened to the field's size;
+        :mod:`pybpf.verifier.ctx_convert` adds the shift and mask."""
 
     def test_run(self, prog: Any, kernel: Any, opts: TestRunOpts) -> TestRunResult:
         """``BPF_PROG_TEST_RUN`` for this type (``net/bpf/test_run.c`` rules).

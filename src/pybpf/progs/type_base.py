@@ -72,8 +72,9 @@ class ProgTypeBase:
     def return_range(self, prog: Any) -> tuple[int, int] | None:
         return self.ret_range
 
-    def convert_ctx_access(self, insn: Any, prog: Any) -> list[Any]:
-        return [insn]
+    def convert_ctx_access(self, write: bool, insn: Any,
+                           prog: Any) -> tuple[list[Any], int] | None:
+        return None  # the ctx is read in place
 
     def test_run(self, prog: Any, kernel: Any, opts: Any) -> Any:
         raise NotImplementedError

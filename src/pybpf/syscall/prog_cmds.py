@@ -170,6 +170,24 @@ def select_runtime(prog: BpfProg, insns: list[Any]) -> None:
         prog.jited_linfo = list(sel.info.jited_line_info)
 
 
+def _adjust_btf_offsets(prog: BpfProg, starts: list[int], linfo_offs: list[int] | None) -> None:
+    """After the fixups grew or shrank the program, ``func_info``/``line_info`` records
+    report xlated instruction offsets (the kernel adjusts ``aux->linfo`` in place and
+    ``adjust_btf_func`` sets each ``func_info.insn_off`` to its subprogram's start)."""
+    if linfo_offs and prog.line_info and prog.line_info_rec_size >= 16:
+        raw = bytearray(prog.line_info)
+        for k, off in enumerate(linfo_offs[:prog.nr_linfo]):
+            raw[k * prog.line_info_rec_size:k * prog.line_info_rec_size + 4] = \
+                (off & 0xFFFFFFFF).to_bytes(4, "little")
+        prog.line_info = bytes(raw)
+    if prog.func_info and prog.func_info_rec_size >= 8 and len(starts) == prog.func_info_cnt:
+        raw = bytearray(prog.func_info)
+        for k, off in enumerate(starts):
+            raw[k * prog.func_info_rec_size:k * prog.func_info_rec_size + 4] = \
+                (off & 0xFFFFFFFF).to_bytes(4, "little")
+        prog.func_info = bytes(raw)
+
+
 def _linfo_insn_offs(prog: BpfProg) -> list[int]:
     """``insn_off`` of each ``struct bpf_line_info`` record (16 bytes, ``insn_off`` first,
     then ``file_name_off``, ``line_off``, ``line_col``)."""
@@ -404,6 +422,7 @@ def _bpf_check(call: Call, prog: BpfProg) -> None:
     prog.stack_depth = res.stack_depth
     starts = list(res.subprog_starts or [0])
     prog.func_cnt = len(starts) if len(starts) > 1 else 0
+    _adjust_btf_offsets(prog, starts, res.extra.get("linfo_insn_offs"))
     for bmap in res.used_maps:
         kmap = kernel.kmap_of(bmap)
         if kmap is not None and kmap not in prog.used_maps:

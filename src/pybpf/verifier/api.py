@@ -64,8 +64,9 @@ def bpf_check(inp: VerifierInput) -> VerifierResult:
 
     from pybpf.verifier.cfg import VerifyError
     from pybpf.verifier.core import Verifier
-    from pybpf.verifier.fixups import apply_fixups
+    from pybpf.verifier.fixups import apply_fixups, make_patcher
     from pybpf.verifier.log import BPF_LOG_STATS
+    from pybpf.verifier.patch import PatchError
 
     t0 = time.perf_counter_ns()
     v = Verifier(inp)
@@ -98,10 +99,21 @@ def bpf_check(inp: VerifierInput) -> VerifierResult:
                               verified_insns=v.insn_processed,
                               extra={"error_line": error_line, "insn_processed": v.insn_processed,
                                      "time_us": elapsed_us})
-    insns = apply_fixups(v)
+    patcher = make_patcher(v)
+    try:
+        insns = apply_fixups(v, patcher)
+    except PatchError as e:
+        v.verbose(e.message)
+        return VerifierResult(e.errno, v.log.text(), list(inp.insns), v.used_maps,
+                              verified_insns=v.insn_processed,
+                              extra={"error_line": e.message.strip(),
+                                     "insn_processed": v.insn_processed, "time_us": elapsed_us})
     depth = max(v.max_stack.values(), default=0)
+    starts = patcher.subprog_starts[:-1] or [0]
     return VerifierResult(0, log.text(), insns, v.used_maps, stack_depth=(depth + 7) // 8 * 8,
                           verified_insns=v.insn_processed,
-                          subprog_starts=[s.start for s in v.cfg.subprogs],
+                          subprog_starts=starts,
                           extra={"insn_processed": v.insn_processed, "time_us": elapsed_us,
-                                 "max_stack": dict(v.max_stack)})
+                                 "max_stack": dict(v.max_stack),
+                                 "linfo_insn_offs": list(patcher.linfo_offs),
+                                 "insn_aux": patcher.aux})
