@@ -109,6 +109,7 @@ def convert_ctx_accesses(v: Verifier, p: ProgPatcher) -> None:
         if pro:
             # the prologue runs first: the original first instruction follows it
             p.patch(0, [*pro, p.insns[0]])
+            p.adjust_jmp_off(0, len(pro))
 
     i = 0
     while i < len(p.insns):

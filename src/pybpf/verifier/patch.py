@@ -93,7 +93,8 @@ class ProgPatcher:
         if n == 1:
             self.insns[off] = patch[0]
             return
-        self._adj_branches(off, off + 1, off + n, probe=len(self.insns) + n - 1 > S16_MAX)
+        if len(self.insns) + n - 1 > S16_MAX:  # the kernel probes before it commits
+            self._adj_branches(off, off + 1, off + n, probe=True)
         old_aux = self.aux[off]
         self.insns[off:off + 1] = list(patch)
         fresh = [{"seen": old_aux.get("seen", True), "orig_idx": old_aux.get("orig_idx", off)}
@@ -105,6 +106,24 @@ class ProgPatcher:
         for i, lo in enumerate(self.linfo_offs):  # bpf_adj_linfo: strictly after `off`
             if lo > off:
                 self.linfo_offs[i] = lo + delta
+
+    def adjust_jmp_off(self, tgt_idx: int, delta: int) -> None:
+        """``adjust_jmp_off``: jumps that target ``tgt_idx`` skip ``delta`` more slots.
+
+        After a prologue is patched in front of instruction 0, a jump back to the program
+        start must land on the original first instruction, not re-run the prologue.
+        """
+        for i, ins in enumerate(self.insns):
+            if tgt_idx <= i < tgt_idx + delta:
+                continue
+            cls, op = ins.code & 0x07, ins.code & 0xF0
+            if cls not in (BPF_JMP, BPF_JMP32) or op in (BPF_CALL, BPF_EXIT):
+                continue
+            if ins.code == (BPF_JMP32 | BPF_JA):
+                if i + 1 + ins.imm == tgt_idx:
+                    self._set(i, i, ins, "imm", ins.imm + delta, S32_MIN, S32_MAX, False)
+            elif i + 1 + ins.off == tgt_idx:
+                self._set(i, i, ins, "off", ins.off + delta, S16_MIN, S16_MAX, False)
 
     def _adj_branches(self, pos: int, end_old: int, end_new: int, *, probe: bool) -> None:
         """``bpf_adj_branches`` over the current (already patched, unless probing) image.
