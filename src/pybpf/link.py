@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from pybpf.errors import BpfError
 from pybpf.fdobject import FdObject
-from pybpf.uapi import BpfCmd, bpf_attr
+from pybpf.uapi import BpfAttachType, BpfCmd, bpf_attr
 
 if TYPE_CHECKING:
     from pybpf.program import Program
@@ -34,6 +34,29 @@ class Link(FdObject):
         if ret < 0:
             raise BpfError(-ret, f"BPF_RAW_TRACEPOINT_OPEN {name}")
         return cls(prog.task, ret)
+
+    @classmethod
+    def create(cls, prog: Program, target: int, attach_type: int, flags: int = 0) -> Link:
+        """``BPF_LINK_CREATE`` with the common fields (``target_fd`` or ``target_ifindex``
+        share one slot in ``bpf_attr``)."""
+        attr = bpf_attr()
+        lc = attr.link_create
+        lc.prog_fd, lc.target_fd, lc.attach_type, lc.flags = prog.fd, target, attach_type, flags
+        ret = prog.task.bpf(BpfCmd.BPF_LINK_CREATE, attr)
+        if ret < 0:
+            raise BpfError(-ret, f"BPF_LINK_CREATE (attach type {attach_type})")
+        return cls(prog.task, ret)
+
+    @classmethod
+    def tcx(cls, prog: Program, ifindex: int, *, ingress: bool = True) -> Link:
+        """libbpf's ``bpf_program__attach_tcx``: a tcx link on device ``ifindex``."""
+        at = BpfAttachType.BPF_TCX_INGRESS if ingress else BpfAttachType.BPF_TCX_EGRESS
+        return cls.create(prog, ifindex, int(at))
+
+    @classmethod
+    def xdp(cls, prog: Program, ifindex: int, flags: int = 0) -> Link:
+        """libbpf's ``bpf_program__attach_xdp``: an XDP link on device ``ifindex``."""
+        return cls.create(prog, ifindex, int(BpfAttachType.BPF_XDP), flags)
 
     def update(self, new_prog: Program, old_prog: Program | None = None) -> None:
         attr = bpf_attr()

@@ -40,6 +40,28 @@ class TestRun:
     ctx_size_out: int = 0
     ctx_in: bytes = b""  # the ctx_in buffer after the run (syscall programs write into it)
 
+    def packet(self) -> Any:
+        """``data_out`` as a scapy ``Ether`` packet (needs the optional ``scapy``)."""
+        try:
+            from scapy.layers.l2 import Ether
+        except ImportError as e:  # pragma: no cover - exercised without scapy only
+            raise ImportError("TestRun.packet() needs scapy: pip install 'pybpf[net]'") from e
+        return Ether(self.data_out)
+
+
+def as_bytes(data: Any, what: str) -> bytes:
+    """Packets and contexts as the syscall wants them: bytes-like objects, scapy packets
+    and ctypes structures (anything ``bytes()`` accepts without inventing content)."""
+    if data is None:
+        return b""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    if isinstance(data, int) or not (hasattr(data, "__bytes__") or hasattr(data, "_fields_")
+                                     or hasattr(data, "__buffer__")):
+        raise TypeError(f"{what} must be bytes, a scapy packet or a ctypes structure, "
+                        f"not {type(data).__name__}")
+    return bytes(data)
+
 
 def _addr(buf: Any) -> int:
     return ctypes.addressof(buf) if buf is not None else 0
@@ -117,16 +139,20 @@ class Program(FdObject):
         return file.obj
 
     # -- actions -----------------------------------------------------------------------
-    def test_run(self, data_in: bytes = b"", *, data_size_out: int | None = None,
-                 ctx_in: bytes | None = None, ctx_size_out: int | None = None,
+    def test_run(self, data_in: Any = b"", *, data_size_out: int | None = None,
+                 ctx_in: Any = None, ctx_size_out: int | None = None,
                  repeat: int = 1, flags: int = 0, cpu: int = 0,
                  batch_size: int = 0) -> TestRun:
         """``BPF_PROG_TEST_RUN`` with libbpf's option names.
 
-        As with libbpf, the context comes back only when ``ctx_size_out`` asks for it
-        (program types without a ctx_out, such as raw tracepoints and syscall programs,
-        refuse one); ``data_out`` defaults to room for the input plus 512 bytes.
+        ``data_in`` and ``ctx_in`` may be bytes, scapy packets or ctypes structures
+        (e.g. ``pybpf.uapi.sk_buff``). As with libbpf, the context comes back only when
+        ``ctx_size_out`` asks for it (program types without a ctx_out, such as raw
+        tracepoints and syscall programs, refuse one); ``data_out`` defaults to room for
+        the input plus 512 bytes. :meth:`TestRun.packet` parses ``data_out`` with scapy.
         """
+        data_in = as_bytes(data_in, "data_in")
+        ctx_in = as_bytes(ctx_in, "ctx_in") if ctx_in is not None else None
         if data_size_out is None:
             data_size_out = len(data_in) + 512 if data_in else 0
         if ctx_size_out is None:
@@ -157,6 +183,18 @@ class Program(FdObject):
         ret = self.task.bpf(BpfCmd.BPF_PROG_BIND_MAP, attr)
         if ret < 0:
             raise BpfError(-ret, "BPF_PROG_BIND_MAP failed")
+
+    def attach_tcx(self, dev: Any, *, ingress: bool = True) -> Any:
+        """A tcx link on a device (a :class:`pybpf.net.device.NetDevice`, or an ifindex)."""
+        from pybpf.link import Link
+
+        return Link.tcx(self, int(getattr(dev, "ifindex", dev)), ingress=ingress)
+
+    def attach_xdp(self, dev: Any, flags: int = 0) -> Any:
+        """An XDP link on a device (a :class:`pybpf.net.device.NetDevice`, or an ifindex)."""
+        from pybpf.link import Link
+
+        return Link.xdp(self, int(getattr(dev, "ifindex", dev)), flags)
 
     def attach_raw_tracepoint(self, name: str) -> Any:
         """``BPF_RAW_TRACEPOINT_OPEN``: a :class:`pybpf.link.Link`."""

@@ -150,10 +150,21 @@ class Program:
 
         return FdProgram(self._owner._task(), self.fd)
 
-    def test_run(self, data_in: bytes = b"", **opts: Any) -> Any:
+    def test_run(self, data_in: Any = b"", **opts: Any) -> Any:
         """``BPF_PROG_TEST_RUN`` with libbpf's ``bpf_test_run_opts`` names (``data_in``,
         ``data_size_out``, ``ctx_in``, ``ctx_size_out``, ``repeat``, ``flags``, ``cpu``)."""
         return self.handle().test_run(data_in, **opts)
+
+    def __getattr__(self, name: str) -> Any:
+        """Attach methods and the rest of the fd-level API (``attach_tcx``, ``attach_xdp``,
+        ``attach_raw_tracepoint``, ``info``, ``pin``…) act on the loaded program."""
+        if name.startswith("_") or name in ("handle",):
+            raise AttributeError(name)
+        from pybpf.program import Program as FdProgram
+
+        if not hasattr(FdProgram, name):
+            raise AttributeError(f"'Program' object has no attribute {name!r}")
+        return getattr(self.handle(), name)
 
     def __repr__(self) -> str:
         return f"<Program {self.name} sec={self.section!r} type={self._spec.type}>"
