@@ -33,9 +33,14 @@ def helper_impls() -> dict[int, Callable[..., int]]:
         if not isinstance(impls, dict):
             continue
         for fid, impl in impls.items():
-            if fid in out and out[fid] is not impl:
-                raise RuntimeError(f"helper {fid} implemented twice "
-                                   f"({out[fid].__module__} and {mod.__name__})")
+            prev = out.get(fid)
+            if prev is not None and prev is not impl:
+                # the catch-all ``impls`` module yields to a dedicated group module
+                if info.name == "impls":
+                    continue
+                if prev.__module__ != "pybpf.helpers.impls":
+                    raise RuntimeError(f"helper {fid} implemented twice "
+                                       f"({prev.__module__} and {mod.__name__})")
             out[fid] = impl
     return out
 

@@ -12,6 +12,7 @@ prog path (``EBUSY``). Every successful change bumps the revision, which starts 
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,13 +89,20 @@ class MprogEntry:
     def exists(self, prog: Any) -> bool:
         return any(it.prog is prog for it in self.items)
 
-    def attach(self, prog: Any, link: Any, prog_old: Any, flags: int, rel: Tuple,
-               revision: int) -> Any:
-        """Insert or replace; returns the replaced program (the caller drops its ref)."""
+    def attach(self, prog: Any, link: Any, prog_old: Any, flags: int,
+               rel: Tuple | Callable[[], Tuple], revision: int) -> Any:
+        """Insert or replace; returns the replaced program (the caller drops its ref).
+
+        ``rel`` may be a callable: the relative program/link is then looked up where
+        ``bpf_mprog_attach`` looks it up (after the revision and EEXIST checks), so a bad
+        relative fd and a stale revision give the kernel's errno in the kernel's order.
+        """
         if revision and revision != self.revision:
             raise _err(errno.ESTALE, "expected_revision does not match")
         if self.exists(prog):
             raise _err(errno.EEXIST, "program already attached")
+        if callable(rel):
+            rel = rel()
         idx = -errno.ERANGE
         if flags & BPF_F_REPLACE:
             tidx = self._exact(Tuple(prog_old, link))
@@ -115,12 +123,17 @@ class MprogEntry:
         self.revision += 1
         return None
 
-    def detach(self, prog: Any, link: Any, flags: int, rel: Tuple, revision: int) -> Tuple:
-        """Remove and return the (prog, link) taken out."""
+    def detach(self, prog: Any, link: Any, flags: int, rel: Tuple | Callable[[], Tuple],
+               revision: int) -> Tuple:
+        """Remove and return the (prog, link) taken out (``rel`` as in :meth:`attach`)."""
         if flags & BPF_F_REPLACE:
             raise _err(errno.EINVAL, "BPF_F_REPLACE on detach")
         if revision and revision != self.revision:
             raise _err(errno.ESTALE, "expected_revision does not match")
+        if not self.items:
+            raise _err(errno.ENOENT, "nothing attached")
+        if callable(rel):
+            rel = rel()
         idx = -errno.ERANGE
         if prog is not None:
             tidx = self._exact(Tuple(prog, link))

@@ -168,8 +168,10 @@ def tcx_prog_attach(call: Call, prog: BpfProg, a: Any) -> int:
         replace = prog_get(call.task, a.replace_bpf_fd, prog.type)
     try:
         entry = tcx_entry(dev, a.attach_type)
-        rel = mprog_relative(call, a.relative_fd, a.attach_flags & ~BPF_F_REPLACE, prog.type)
-        old = entry.attach(prog, None, replace, a.attach_flags, rel, a.expected_revision)
+        old = entry.attach(prog, None, replace, a.attach_flags,
+                           lambda: mprog_relative(call, a.relative_fd,
+                                                  a.attach_flags & ~BPF_F_REPLACE, prog.type),
+                           a.expected_revision)
         if old is not None:
             old.put()
         return 0
@@ -183,9 +185,12 @@ def tcx_prog_detach(call: Call, prog: BpfProg | None, a: Any) -> int:
     if dev is None:
         raise BpfError(errno.ENODEV, f"no network device {a.target_ifindex}")
     entry = tcx_entry(dev, a.attach_type)
-    rel = mprog_relative(call, a.relative_fd, a.attach_flags,
-                         prog.type if prog is not None else 0)
-    taken = entry.detach(prog, None, a.attach_flags, rel, a.expected_revision)
+    if not len(entry):  # tcx_entry_fetch: an emptied entry is freed
+        raise BpfError(errno.ENOENT, "nothing attached")
+    taken = entry.detach(prog, None, a.attach_flags,
+                         lambda: mprog_relative(call, a.relative_fd, a.attach_flags,
+                                                prog.type if prog is not None else 0),
+                         a.expected_revision)
     if taken.prog is not None:
         taken.prog.put()
     _reset_if_empty(dev, a.attach_type)
@@ -284,7 +289,7 @@ def tcx_link_attach(call: Call, prog: BpfProg, lc: Any) -> int:
     flags = lc.flags
 
     def attach() -> None:
-        rel = mprog_relative(call, rel_fd, flags, prog.type)
-        entry.attach(prog, link, None, flags, rel, lc.tcx.expected_revision)
+        entry.attach(prog, link, None, flags, lambda: mprog_relative(call, rel_fd, flags, prog.type),
+                     lc.tcx.expected_revision)
 
     return int(_settle(call, link, attach))
