@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         want = {int(x) for x in args.only.split(",")}
         cases = [c for c in cases if c["index"] in want]
+    corpus_case_processed = {c["index"]: (c["kernel"] or {}).get("insn_processed") for c in cases}
     outs = []
     t0 = time.perf_counter()
     processed = 0
@@ -64,9 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     v_ok = sum(o.verdict_ok for o in labelled)
     m_ok = sum(bool(o.message_ok) for o in rejected)
     stub = [o for o in labelled if o.stub_maps]
+    # "processed N insns": the kernel's count for every labelled case vs ours (same verdict
+    # only; a different verdict stops at a different place by definition).
+    proc = [(o, corpus_case_processed[o.index]) for o in labelled
+            if o.verdict_ok and corpus_case_processed.get(o.index) is not None and o.result is not None]
+    p_ok = [o for o, k in proc if o.result is not None and o.result.extra.get("insn_processed") == k]
     print(f"verdict {v_ok}/{len(labelled)}, message {m_ok}/{len(rejected)} (rejected cases), "
           f"retval {rv_ok}/{rv_n} (map-free accepted cases), "
           f"cases with stand-in maps {len(stub)} (verdict {sum(o.verdict_ok for o in stub)}/{len(stub)})")
+    print(f"processed insns equal {len(p_ok)}/{len(proc)} (same-verdict cases)")
     print(f"time {dt:.2f}s for {len(outs)} cases, {processed} insns processed, "
           f"{processed / dt if dt else 0:.0f} insns/s")
     if args.list:
@@ -77,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
                 tag = "VERDICT" if not o.verdict_ok else "MESSAGE"
                 print(f"{tag} {o.index} [{o.descr}] kernel={'acc' if o.kernel_accepted else 'rej'}:"
                       f" {o.kernel_error!r} ours={'acc' if o.accepted else 'rej'}: {o.our_error!r}")
+        ok_idx = {o.index for o in p_ok}
+        for o, k in proc:
+            if o.index not in ok_idx and o.result is not None:
+                print(f"PROCESSED {o.index} [{o.descr}] kernel={k} ours={o.result.extra.get('insn_processed')}")
     return 0
 
 

@@ -129,6 +129,16 @@ _SYSCTL_RANGES: dict[str, tuple[int, int]] = {
 _SYSCTL_PREFIXES = ("kernel.", "net.core.", "kernel/", "net/core/")
 
 
+def _default_jit_enable() -> int:
+    """``bpf_jit_enable`` of a new instance: ``$PYBPF_JIT_ENABLE`` when set (0, 1 or 2), else 1."""
+    raw = os.environ.get("PYBPF_JIT_ENABLE", "").strip()
+    if raw in ("0", "1", "2"):
+        return int(raw)
+    if raw:
+        raise BpfError(errno.EINVAL, f"PYBPF_JIT_ENABLE={raw!r}: expected 0, 1 or 2")
+    return 1
+
+
 class Sysctls(MutableMapping[str, int]):
     """The BPF sysctls of an instance, dict-like, with the kernel's write rules.
 
@@ -136,10 +146,12 @@ class Sysctls(MutableMapping[str, int]):
     the reference kernel); once set to 1 it cannot be changed (``EPERM``).
     ``bpf_jit_enable`` selects the runtime: the JIT where it is available, else the
     interpreter. Keys may be given with their ``kernel.``/``net.core.`` prefix.
+    Its default comes from the environment variable ``PYBPF_JIT_ENABLE`` (``0``/``1``/``2``;
+    unset: 1), so one test suite runs on either execution tier.
     """
 
     def __init__(self, **values: int) -> None:
-        self._values = {"unprivileged_bpf_disabled": 2, "bpf_jit_enable": 1,
+        self._values = {"unprivileged_bpf_disabled": 2, "bpf_jit_enable": _default_jit_enable(),
                         "bpf_jit_harden": 0, "bpf_jit_kallsyms": 1, "bpf_stats_enabled": 0}
         for key, value in values.items():
             self[key] = value
@@ -401,6 +413,27 @@ class Kernel:
         return self.netdevs.create(name, peer=peer)
 
     @property
+    def sockets(self) -> Any:
+        """The host's sockets (:class:`pybpf.net.sockets.SocketTable`) socket helpers see."""
+        from pybpf.net.sockets import socket_table
+
+        return socket_table(self)
+
+    def socket(self, proto: str = "tcp", local: Any = None, remote: Any = None,
+               **kw: Any) -> Any:
+        """Declare a host socket (``local``/``remote``: ``(address, port)``), see
+        :meth:`pybpf.net.sockets.SocketTable.socket`."""
+        return self.sockets.socket(proto, local, remote, **kw)
+
+    @property
+    def routes(self) -> Any:
+        """The host's routing table, neighbours and device MTUs
+        (:class:`pybpf.net.routes.RouteTable`) that ``bpf_fib_lookup`` consults."""
+        from pybpf.net.routes import route_table
+
+        return route_table(self)
+
+    @property
     def host_tracepoints(self) -> Any:
         """Tracepoints the host declared (:class:`pybpf.hooks.tracepoint.HostTracepoints`)."""
         tps = self.__dict__.get("_host_tps")
@@ -427,6 +460,31 @@ class Kernel:
         from pybpf.hooks.perf_timer import PerfTimer
 
         return PerfTimer(self, freq, cpus=tuple(cpus))
+
+    def perf_event_open(self, *, tracepoint: tuple[str, str] | None = None,
+                        kprobe: Any = None, retprobe: bool = False, freq: int | None = None,
+                        cpus: Iterable[int] = (0,), timer: Any = None,
+                        task: Task | None = None) -> int:
+        """A perf event fd on a host hook, for ``BPF_LINK_CREATE`` with ``BPF_PERF_EVENT``
+        (:func:`pybpf.hooks.perf_event.perf_event_open`)."""
+        from pybpf.hooks.perf_event import perf_event_open
+
+        return perf_event_open(self, tracepoint=tracepoint, kprobe=kprobe, retprobe=retprobe,
+                               freq=freq, cpus=tuple(cpus), timer=timer, task=task)
+
+    @property
+    def current(self) -> Task:
+        """The task BPF programs see as ``current`` (``bpf_get_current_pid_tgid`` …):
+        see :mod:`pybpf.helpers.task`. Assign a task to fix it, ``None`` to reset."""
+        from pybpf.helpers.task import current_task
+
+        return current_task(self)
+
+    @current.setter
+    def current(self, task: Task | None) -> None:
+        from pybpf.helpers.task import set_current
+
+        set_current(self, task)
 
     def __repr__(self) -> str:
         return (f"Kernel(progs={len(self.prog_idr)}, maps={len(self.map_idr)}, "

@@ -36,27 +36,44 @@ class Link(FdObject):
         return cls(prog.task, ret)
 
     @classmethod
-    def create(cls, prog: Program, target: int, attach_type: int, flags: int = 0) -> Link:
-        """``BPF_LINK_CREATE`` with the common fields (``target_fd`` or ``target_ifindex``
-        share one slot in ``bpf_attr``)."""
+    def tcx(cls, prog: Program, ifindex: int, *, ingress: bool = True) -> Link:
+        """libbpf's ``bpf_program__attach_tcx``: a tcx link on device ``ifindex``."""
+        at = BpfAttachType.BPF_TCX_INGRESS if ingress else BpfAttachType.BPF_TCX_EGRESS
+        return cls.create(prog, int(at), ifindex)  # target_ifindex shares target_fd's slot
+
+    @classmethod
+    def xdp(cls, prog: Program, ifindex: int, flags: int = 0) -> Link:
+        """libbpf's ``bpf_program__attach_xdp``: an XDP link on device ``ifindex``."""
+        return cls.create(prog, int(BpfAttachType.BPF_XDP), ifindex, flags=flags)
+
+    @classmethod
+    def create(cls, prog: Program, attach_type: int, target_fd: int = 0, *, flags: int = 0,
+               cookie: int = 0) -> Link:
+        """``BPF_LINK_CREATE``: ``target_fd`` is the target fd or ifindex (one slot in
+        ``bpf_attr``); ``cookie`` goes where the attach type keeps it (perf events and
+        trampolines: what ``bpf_get_attach_cookie`` returns)."""
         attr = bpf_attr()
         lc = attr.link_create
-        lc.prog_fd, lc.target_fd, lc.attach_type, lc.flags = prog.fd, target, attach_type, flags
+        lc.prog_fd, lc.target_fd, lc.attach_type, lc.flags = prog.fd, target_fd, \
+            attach_type, flags
+        if attach_type == BpfAttachType.BPF_PERF_EVENT:
+            lc.perf_event.bpf_cookie = cookie
+        elif cookie:
+            lc.tracing.cookie = cookie
         ret = prog.task.bpf(BpfCmd.BPF_LINK_CREATE, attr)
         if ret < 0:
             raise BpfError(-ret, f"BPF_LINK_CREATE (attach type {attach_type})")
         return cls(prog.task, ret)
 
     @classmethod
-    def tcx(cls, prog: Program, ifindex: int, *, ingress: bool = True) -> Link:
-        """libbpf's ``bpf_program__attach_tcx``: a tcx link on device ``ifindex``."""
-        at = BpfAttachType.BPF_TCX_INGRESS if ingress else BpfAttachType.BPF_TCX_EGRESS
-        return cls.create(prog, ifindex, int(at))
+    def perf_event(cls, prog: Program, perf_fd: int, cookie: int = 0) -> Link:
+        """``BPF_LINK_CREATE`` with ``BPF_PERF_EVENT`` on the perf event ``perf_fd``."""
+        return cls.create(prog, int(BpfAttachType.BPF_PERF_EVENT), perf_fd, cookie=cookie)
 
     @classmethod
-    def xdp(cls, prog: Program, ifindex: int, flags: int = 0) -> Link:
-        """libbpf's ``bpf_program__attach_xdp``: an XDP link on device ``ifindex``."""
-        return cls.create(prog, ifindex, int(BpfAttachType.BPF_XDP), flags)
+    def trace(cls, prog: Program, attach_type: int, cookie: int = 0) -> Link:
+        """``BPF_LINK_CREATE`` of an fentry/fexit/fmod_ret program on its trampoline."""
+        return cls.create(prog, attach_type, cookie=cookie)
 
     def update(self, new_prog: Program, old_prog: Program | None = None) -> None:
         attr = bpf_attr()

@@ -196,6 +196,38 @@ class Program(FdObject):
 
         return Link.xdp(self, int(getattr(dev, "ifindex", dev)), flags)
 
+    def attach_perf_event(self, perf_fd: int | None = None, *, timer: Any = None,
+                          cookie: int = 0) -> Any:
+        """``BPF_LINK_CREATE`` with ``BPF_PERF_EVENT``: on a perf event fd of this task
+        (``kernel.perf_event_open(...)``), or on a new event of a host ``timer``
+        (``kernel.perf_timer(freq)``, driven with ``timer.tick()``/``start()``)."""
+        from pybpf.link import Link
+
+        if perf_fd is None:
+            return self._attach_new_event(cookie, timer=timer)
+        return Link.perf_event(self, perf_fd, cookie)
+
+    def _attach_new_event(self, cookie: int, **event: Any) -> Any:
+        fd = self.kernel.perf_event_open(task=self.task, **event)
+        try:
+            return self.attach_perf_event(fd, cookie=cookie)
+        finally:
+            self.task.close(fd)  # the link keeps the event alive
+
+    def attach_tracepoint(self, category: str, name: str, *, cookie: int = 0) -> Any:
+        """Link this TRACEPOINT program to the host tracepoint ``category:name``."""
+        return self._attach_new_event(cookie, tracepoint=(category, name))
+
+    def attach_kprobe(self, func: Any, *, retprobe: bool = False, cookie: int = 0) -> Any:
+        """Link this KPROBE program to a probed Python function (``kernel.kprobe(f)``)."""
+        return self._attach_new_event(cookie, kprobe=func, retprobe=retprobe)
+
+    def attach_trace(self, *, cookie: int = 0) -> Any:
+        """Link this fentry/fexit/fmod_ret program to the trampoline of its target."""
+        from pybpf.link import Link
+
+        return Link.trace(self, int(self.obj.expected_attach_type), cookie)
+
     def attach_raw_tracepoint(self, name: str) -> Any:
         """``BPF_RAW_TRACEPOINT_OPEN``: a :class:`pybpf.link.Link`."""
         from pybpf.link import Link

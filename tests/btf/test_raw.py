@@ -7,7 +7,6 @@ import random
 import shutil
 import struct
 import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -321,14 +320,12 @@ def vmlinux() -> Btf:
     return Btf.from_file(VMLINUX)
 
 
-def test_vmlinux_parses_quickly() -> None:
+def test_vmlinux_parses() -> None:
+    """Parse speed is a benchmark matter (no timing here): the whole blob parses."""
     if not VMLINUX.exists():
         pytest.skip(f"{VMLINUX} not present")
-    start = time.perf_counter()
     btf = Btf.from_file(VMLINUX)
-    elapsed = time.perf_counter() - start
     assert len(btf) > 50_000
-    assert elapsed < 5.0, f"parsing vmlinux BTF took {elapsed:.2f}s"
 
 
 def test_vmlinux_has_bpf_uapi_types(vmlinux: Btf) -> None:

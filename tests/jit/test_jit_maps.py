@@ -7,6 +7,7 @@ helpers returned and what the maps hold afterwards as the Python map API sees th
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import random
@@ -156,12 +157,43 @@ def test_lru_lookup_is_native_and_sets_the_reference_bit() -> None:
     assert ref[0] == ref[1] and any(ref[1])
 
 
-def test_lru_update_keeps_the_python_helper() -> None:
+def test_lru_update_and_delete_are_native() -> None:
     m = new_map(LRU_HASH)
     jit = compile_program(prog_update(m.addr), helpers=HELPERS)
-    assert jit.code.translation.uses_bridge
+    assert not jit.code.translation.uses_bridge
     assert jit.run(1, 5, 0) == 0
     assert m.ops.sys_lookup(m, (1).to_bytes(4, "little"), 0) == (5).to_bytes(8, "little")
+    delete = compile_program(prog_delete(m.addr), helpers=HELPERS)
+    assert not delete.code.translation.uses_bridge
+    assert delete.run(1) == 0 and delete.run(1) == (-errno.ENOENT) & M64
+    assert contents(m) == []
+
+
+@pytest.mark.parametrize(("map_type", "flags", "max_entries"),
+                         [(LRU_HASH, 0, 4), (LRU_HASH, 0, 37), (LRU_HASH, 2, 16),
+                          (LRU_PERCPU_HASH, 0, 16), (LRU_PERCPU_HASH, 2, 37)])
+def test_lru_lists_stay_byte_identical_to_the_python_path(map_type: int, flags: int,
+                                                          max_entries: int) -> None:
+    """Native LRU updates/deletes (local free-list fast path, Python slow path) leave the
+    LRU lists, ref bits and chains exactly as the interpreter's Python helpers do."""
+    maps = [create_map(map_type, 4, 8, max_entries, F_ZERO_SEED | flags) for _ in range(2)]
+    build = [prog_update, prog_lookup, prog_delete]
+    interp = [CompiledProgram(p(maps[0].addr), helpers=HELPERS) for p in build]
+    jits = [compile_program(p(maps[1].addr), helpers=HELPERS) for p in build]
+    assert not any(j.code.translation.uses_bridge for j in jits)
+    rnd = random.Random(map_type * 1000 + max_entries + flags)
+    for step in range(1500):
+        op = rnd.randrange(3)
+        key = rnd.randrange(3 * max_entries)
+        args = [(key, rnd.randrange(1 << 64), rnd.choice([0, 0, 0, 1, 2, 3])), (key,),
+                (key,)][op]
+        cpu = rnd.randrange(maps[0].nr_cpus)
+        want = interp[op].run(*args, cpu=cpu)
+        assert jits[op].run(*args, cpu=cpu) == want, f"step {step}: op {op}{args} cpu {cpu}"
+        assert bytes(maps[1].lru_area.mv) == bytes(maps[0].lru_area.mv), f"step {step}"
+        assert bytes(maps[1].e32) == bytes(maps[0].e32), f"step {step}"
+    assert contents(maps[1]) == contents(maps[0])
+    assert maps[1].count == maps[0].count
 
 
 def test_map_pointer_that_is_not_a_constant_goes_through_python() -> None:
@@ -306,6 +338,59 @@ def test_concurrent_native_and_python_hash_updates_lose_nothing() -> None:
     assert len(set(stack)) == free_top  # no element on the free stack twice
 
 
+@pytest.mark.parametrize("flags", [0, 2])
+def test_concurrent_native_and_python_lru_writes_keep_the_lists_whole(flags: int) -> None:
+    """Threads updating (and evicting from) one small LRU map natively — the slow path
+    calling back into Python under the map's mutex — while a Python thread updates and
+    deletes: no deadlock, every element on exactly one list, count matches the table."""
+    m = create_map(LRU_HASH, 4, 8, 32, F_ZERO_SEED | flags)
+    upd = compile_program(prog_update(m.addr), helpers=HELPERS)
+    dele = compile_program(prog_delete(m.addr), helpers=HELPERS)
+    assert not upd.code.translation.uses_bridge and not dele.code.translation.uses_bridge
+    errors: list[BaseException] = []
+
+    def native_worker(t: int) -> None:
+        try:
+            for i in range(400):
+                key = t * 1000 + i % 97
+                assert upd.run(key, i, 0, cpu=t % m.nr_cpus) == 0
+                if i % 5 == 0:
+                    dele.run(key, cpu=t % m.nr_cpus)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def python_worker() -> None:
+        try:
+            for i in range(300):
+                key = (50_000 + i % 41).to_bytes(4, "little")
+                m.ops.sys_update(m, key, i.to_bytes(8, "little"), 0)
+                if i % 3 == 0:
+                    with contextlib.suppress(Exception):  # ENOENT once evicted
+                        m.ops.sys_delete(m, key)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=native_worker, args=(t,)) for t in range(3)]
+    threads.append(threading.Thread(target=python_worker))
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=60)
+    assert not any(th.is_alive() for th in threads), "deadlock"
+    assert not errors, errors
+    keys = [k for k, _ in contents(m)]
+    with m.lock:
+        m.sync()
+        assert m.count == len(keys) == len(m.index) <= 32
+        lists = m.lru_lists
+        seen: list[int] = []
+        heads = (range(3 * m.nr_cpus) if lists.percpu else
+                 [*range(3), *(3 + 2 * c + j for c in range(m.nr_cpus) for j in (0, 1))])
+        for h in heads:
+            seen += lists.walk(m.n_elems + h)
+        assert sorted(seen) == list(range(m.n_elems))
+
+
 def test_feature_flag_off_keeps_hash_writes_in_python(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(mapgen, "NATIVE_HTAB_WRITES", False)
     m = new_map(HASH)
@@ -369,6 +454,87 @@ def test_ringbuf_records_match_the_interpreter() -> None:
         results.append((rets, got, rb.producer_pos, rb.consumer_pos, raw))
     assert results[1] == results[0]
     assert len(results[0][1]) > 100
+
+
+def prog_ringbuf_query(m: int) -> list[Insn]:
+    """r0 = bpf_ringbuf_query(m, r1)"""
+    return [Insn(0xBF, 2, 1, 0, 0), *ld_imm64(1, m, 1), Insn(0x85, 0, 0, 0, 134), EXIT]
+
+
+def test_ringbuf_query_is_native_and_matches_the_interpreter() -> None:
+    rb = create_map(RINGBUF, 0, 0, 4096)
+    interp = CompiledProgram(prog_ringbuf_query(rb.addr), helpers=HELPERS)
+    jit = compile_program(prog_ringbuf_query(rb.addr), helpers=HELPERS)
+    assert not jit.code.translation.uses_bridge
+    got: list[bytes] = []
+    consumer = RingBufConsumer(rb, got.append)
+    for i in range(40):
+        sample = rb.reserve(8 + i % 5)
+        if sample:
+            rb.commit(sample, 0, False)
+        if i % 7 == 0:
+            consumer.consume()
+        for flags in (0, 1, 2, 3, 4, 1 << 32 | 1, M64):
+            assert jit.run(flags) == interp.run(flags), (i, flags)
+    assert jit.run(1) == 4096 and jit.run(3) == rb.producer_pos > 0
+    assert jit.run(0) == rb.producer_pos - rb.consumer_pos
+
+
+@pytest.mark.parametrize("outer_type", [12, 13])  # ARRAY_OF_MAPS, HASH_OF_MAPS
+def test_map_in_map_lookups_are_native(outer_type: int) -> None:
+    """The outer lookup returns the inner map's address, NULL for a missing key or an
+    empty slot, as the Python helper does; the inner map then works as usual."""
+    importlib.import_module("pybpf.maps.type_array_of_maps")
+    importlib.import_module("pybpf.maps.type_hash_of_maps")
+    tmpl = new_map(ARRAY, max_entries=4)
+    flags = F_ZERO_SEED if outer_type == 13 else 0
+    outer = create_map(outer_type, 4, 4, 8, flags, inner_map=tmpl)
+    inners = [new_map(ARRAY, max_entries=4) for _ in range(3)]
+    for k, inner in zip((0, 2, 5), inners, strict=True):
+        if outer_type == 13:
+            outer.ops.put_object(outer, k.to_bytes(4, "little"), inner, 0)
+        else:
+            outer.set_slot(k, inner)
+    # r0 = map_lookup_elem(outer, &(u32)r1) (the inner map's address or 0)
+    prog = [Insn(0x63, 10, 1, -4, 0), *ld_imm64(1, outer.addr, 1), Insn(0xBF, 2, 10, 0, 0),
+            Insn(0x07, 2, 0, 0, -4), Insn(0x85, 0, 0, 0, 1), EXIT]
+    interp, jit = twin_tiers(prog)
+    assert not jit.code.translation.uses_bridge
+    for k in range(-1, 12):
+        assert jit.run(k & 0xFFFFFFFF) == interp.run(k & 0xFFFFFFFF), k
+    assert jit.run(2) == inners[1].addr and jit.run(3) == 0 and jit.run(9) == 0
+
+
+@pytest.mark.parametrize("map_type", [HASH, LRU_HASH, PERCPU_HASH, ARRAY])
+def test_internal_htab_lookup_call_is_native(map_type: int) -> None:
+    """The fixups' ``call __htab_map_lookup_elem`` + ``r0 += value offset`` runs natively
+    and gives what the interpreter gives with the Python implementation."""
+    internal = pytest.importorskip("pybpf.helpers.internal")
+    fid = internal.HTAB_MAP_LOOKUP_ELEM
+    helpers = {**HELPERS, **internal.IMPLS}
+    maps = [new_map(map_type), new_map(map_type)]
+    for m in maps:
+        for k in range(0, 12, 2):
+            m.ops.sys_update(m, k.to_bytes(4, "little"),
+                             (k * 5).to_bytes(8, "little") * (m.nr_cpus if map_type ==
+                                                              PERCPU_HASH else 1), 0)
+    off = internal.htab_elem_value_off(4)
+
+    def prog(m: Any) -> list[Insn]:
+        # r0 = __htab_map_lookup_elem(m, &(u32)r1); if r0: r0 += off; r0 = r0 ? *r0 : -1
+        return [Insn(0x63, 10, 1, -4, 0), *ld_imm64(1, m.addr, 1), Insn(0xBF, 2, 10, 0, 0),
+                Insn(0x07, 2, 0, 0, -4), Insn(0x85, 0, 0, 0, fid), Insn(0x15, 0, 0, 3, 0),
+                Insn(0x07, 0, 0, 0, off), Insn(0x79, 0, 0, 0, 0), EXIT,
+                Insn(0xB7, 0, 0, 0, -1), EXIT]
+
+    interp = CompiledProgram(prog(maps[0]), helpers=helpers)
+    jit = compile_program(prog(maps[1]), helpers=helpers)
+    assert not jit.code.translation.uses_bridge
+    for k in range(-1, 14):
+        assert jit.run(k & 0xFFFFFFFF) == interp.run(k & 0xFFFFFFFF), k
+    if map_type == LRU_HASH:
+        ref = [[m.e32[i * m.ew + 3] for i in range(m.n_elems)] for m in maps]
+        assert ref[0] == ref[1] and any(ref[1])
 
 
 def test_ringbuf_threads_produce_every_record_once() -> None:

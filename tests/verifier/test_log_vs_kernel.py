@@ -107,6 +107,9 @@ LEVEL2_EXACT: set[str] = {
     "ptr_leak_ret", "r0_not_init", "read_uninit_reg", "scalar_deref", "stack_ptr_arith",
     "two_branches", "xdp_no_check", "xdp_ok", "xdp_oob", "xdp_ret",
     "atomic_add", "ld_abs", "helper_not_allowed", "subprog_call", "subprog_error",
+    # since precision backtracking (mark_precise lines, P marks) and 6.18's stack liveness
+    "branch_const", "ctx_spill", "precise_branch", "spill_fill", "st_mem", "stack_var_off", "var_ctx",
+    "map_lookup_no_null", "map_lookup_null", "map_value_oob",
 }
 
 _TIME = re.compile(r"^verification time \d+ usec$", re.M)
@@ -118,6 +121,8 @@ def normalise(log: str, case: Case | None = None) -> str:
     log = _TIME.sub("verification time N usec", log.rstrip("\0"))
     if case is not None and case.map_value_size:
         log = re.sub(r"^(\d+: \(18\) r\d+ = )0x[0-9a-f]+ *", r"\1MAP ", log, flags=re.M)
+        # the same pointer in the level-2 "Live regs before insn:" table
+        log = re.sub(r"^( +\d+: [0-9.]{10} +\(18\) r\d+ = )0x[0-9a-f]+$", r"\1MAP", log, flags=re.M)
     return log
 
 

@@ -91,7 +91,7 @@ _ALL = [
     _p(57, "getsockopt", args=(CTX, ANY, ANY, UNINIT_MEM, SIZE)),
     _p(67, "get_stack", args=(CTX, UNINIT_MEM, SIZE0, ANY), gpl=True),
     _p(68, "skb_load_bytes_relative", args=(CTX, ANY, UNINIT_MEM, SIZE, ANY)),
-    _p(69, "fib_lookup", args=(CTX, int(A.ARG_PTR_TO_MEM), SIZE, ANY)),
+    _p(69, "fib_lookup", args=(CTX, int(A.ARG_PTR_TO_MEM), SIZE, ANY), gpl=True),
     _p(81, "get_local_storage", RetType.RET_PTR_TO_MAP_VALUE, (MAP, ANY)),
     _p(82, "sk_select_reuseport", args=(CTX, MAP, KEY, ANY)),
     _p(84, "sk_lookup_tcp", RetType.RET_PTR_TO_SOCKET, (CTX, RO_MEM, SIZE, ANY, ANY), pkt=True,
@@ -120,6 +120,7 @@ _ALL = [
     _p(115, "probe_read_kernel_str", args=(UNINIT_MEM, SIZE0, ANY), gpl=True),
     _p(118, "jiffies64"),
     _p(122, "get_netns_cookie", args=(CTX | MAYBE_NULL,)),
+    _p(124, "sk_assign", args=(CTX, BTF_SOCK_COMMON, ANY)),  # tc's; sk_lookup has its own
     _p(125, "ktime_get_boot_ns"),
     _p(127, "seq_write", args=(int(A.ARG_PTR_TO_BTF_ID), RO_MEM, SIZE0), gpl=True),
     _p(130, "ringbuf_output", args=(MAP, RO_MEM, SIZE0, ANY)),

@@ -11,6 +11,7 @@ from typing import Any
 
 from pybpf.core.link import BpfLink
 from pybpf.errors import BpfError
+from pybpf.runtime.context import RunContext
 from pybpf.syscall.objects import link_new_fd
 from pybpf.uapi import BpfAttachType, BpfLinkType
 
@@ -55,3 +56,16 @@ def close_link(kernel: Any, link: BpfLink) -> None:
     fd = link.extra.get("fd")
     if fd is not None:
         kernel.root.close(fd)
+
+
+def run_link(kernel: Any, link: Any, ctx_addr: int, cpu: int = 0) -> int | None:
+    """Run a hook link's program on ``ctx_addr`` (None if it has gone): the run context
+    carries the link's ``bpf_get_attach_cookie`` value and the hook's
+    ``bpf_get_func_ip`` address."""
+    prog = link.prog
+    if prog is None or link.detached:
+        return None
+    rc = RunContext(kernel=kernel, prog=prog, cpu=cpu)
+    rc.data["attach_cookie"] = link.extra.get("cookie", 0)
+    rc.data["func_ip"] = link.extra.get("func_ip", 0)
+    return int(prog.run(ctx_addr, ctx=rc, cpu=cpu))

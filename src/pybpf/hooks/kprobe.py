@@ -18,8 +18,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from pybpf.hooks.attachments import close_link, hook_link
-from pybpf.runtime.context import RunContext
+from pybpf.hooks.attachments import close_link, hook_link, run_link
 from pybpf.runtime.memory import REGISTRY, Region
 from pybpf.uapi import pt_regs
 
@@ -93,10 +92,8 @@ class Kprobe:
         region = REGISTRY.wrap(regs, f"kprobe {self.name} pt_regs", writable=False)
         try:
             for link in list(links):
-                prog = link.prog
-                if prog is None or link.detached:
-                    continue
-                prog.run(region.start, ctx=RunContext(kernel=self.kernel, prog=prog))
+                link.extra.setdefault("func_ip", self.ip)
+                run_link(self.kernel, link, region.start)
         finally:
             REGISTRY.remove(region)
 

@@ -35,30 +35,77 @@ def dev_by_index(kernel: Any, ifindex: int) -> NetDevice | None:
 
 
 # ------------------------------------------------------------------------------ XDP
+XDP_FLAGS_SKB_MODE, XDP_FLAGS_DRV_MODE, XDP_FLAGS_HW_MODE, XDP_FLAGS_REPLACE = 2, 4, 8, 16
+XDP_MODE_SKB, XDP_MODE_DRV, XDP_MODE_HW = 0, 1, 2
+BPF_XDP_DEVMAP, BPF_XDP_CPUMAP = 40, 41  # expected attach types refused on a device
+
+
+def dev_xdp_mode(dev: NetDevice, flags: int) -> int:
+    """``dev_xdp_mode``: the mode flag, else native (pybpf devices have ``ndo_bpf``)."""
+    if flags & XDP_FLAGS_HW_MODE:
+        return XDP_MODE_HW
+    if flags & XDP_FLAGS_DRV_MODE:
+        return XDP_MODE_DRV
+    if flags & XDP_FLAGS_SKB_MODE:
+        return XDP_MODE_SKB
+    return XDP_MODE_DRV
+
+
+def _xdp_install(dev: NetDevice, mode: int, prog: BpfProg | None) -> None:
+    """``dev_xdp_install`` + the driver's ``ndo_bpf``: checks only, state is set after."""
+    if prog is not None:
+        other = XDP_MODE_DRV if mode == XDP_MODE_SKB else XDP_MODE_SKB
+        if mode != XDP_MODE_HW and dev.xdp_state[other].prog is not None:
+            raise BpfError(errno.EEXIST, "Native and generic XDP can't be active at the same time")
+        if prog.expected_attach_type in (BPF_XDP_DEVMAP, BPF_XDP_CPUMAP):
+            raise BpfError(errno.EINVAL, "devmap/cpumap programs can not be attached to a device")
+    if mode == XDP_MODE_HW:  # like veth: XDP_SETUP_PROG_HW is not a command it knows
+        raise BpfError(errno.EINVAL, "the device does not offload XDP")
+
+
 def dev_xdp_attach(dev: NetDevice, prog: BpfProg | None, link: BpfLink | None, flags: int,
                    expected_old: BpfProg | None = None) -> None:
-    """``dev_xdp_attach``: one program per device; links are exclusive."""
-    if flags & ~(XDP_FLAGS_MODES | XDP_FLAGS_UPDATE_IF_NOEXIST):
-        raise BpfError(errno.EINVAL, "invalid XDP flags")
-    mode = flags & XDP_FLAGS_MODES
-    if mode & (mode - 1):
-        raise BpfError(errno.EINVAL, "only one XDP mode flag may be set")
-    slot = dev.xdp
-    if link is not None and (slot.link is not None or slot.prog is not None):
-        raise BpfError(errno.EBUSY, "XDP program already attached")
-    if link is None and slot.link is not None:
-        raise BpfError(errno.EBUSY, "can't replace active BPF XDP link")
-    if prog is not None and slot.prog is not None and flags & XDP_FLAGS_UPDATE_IF_NOEXIST:
-        raise BpfError(errno.EBUSY, "XDP program already attached")
-    if expected_old is not None and slot.prog is not expected_old:
-        raise BpfError(errno.EEXIST, "expected XDP program is not attached")
+    """``dev_xdp_attach`` (net/core/dev.c): one program or link per mode, native and
+    generic exclusive, links never replaced, ``XDP_FLAGS_REPLACE`` naming the expected
+    current program, ``XDP_FLAGS_UPDATE_IF_NOEXIST`` refusing to replace."""
     if prog is not None and prog.type != PROG_TYPE_XDP:
         raise BpfError(errno.EINVAL, "not an XDP program")
-    old = slot.prog if slot.link is None else None
-    slot.prog = prog.get() if prog is not None and link is None else prog
-    slot.link, slot.flags = link, flags
-    if old is not None:
-        old.put()
+    modes = flags & XDP_FLAGS_MODES
+    if link is not None and (prog is not None or expected_old is not None):
+        raise BpfError(errno.EINVAL, "either a link or a program")
+    if link is not None and flags & ~XDP_FLAGS_MODES:
+        raise BpfError(errno.EINVAL, "Invalid XDP flags for BPF link attachment")
+    if bin(modes).count("1") > 1:
+        raise BpfError(errno.EINVAL, "Only one XDP mode flag can be set")
+    if not modes and sum(s.prog is not None for s in dev.xdp_state) > 1:
+        raise BpfError(errno.EINVAL, "More than one program loaded, unset mode is ambiguous")
+    if expected_old is not None and not flags & XDP_FLAGS_REPLACE:
+        raise BpfError(errno.EINVAL, "XDP_FLAGS_REPLACE is not specified")
+    mode = dev_xdp_mode(dev, flags)
+    slot = dev.xdp_state[mode]
+    if slot.link is not None:
+        raise BpfError(errno.EBUSY, "Can't replace active BPF XDP link")
+    cur = slot.prog
+    if link is not None and cur is not None:
+        raise BpfError(errno.EBUSY, "Can't replace active XDP program with BPF link")
+    if flags & XDP_FLAGS_REPLACE and cur is not expected_old:
+        raise BpfError(errno.EEXIST, "Active program does not match expected")
+    new = link.prog if link is not None else prog
+    if new is not None and flags & XDP_FLAGS_UPDATE_IF_NOEXIST and cur is not None:
+        raise BpfError(errno.EBUSY, "XDP program already attached")
+    if new is not cur:
+        _xdp_install(dev, mode, new)
+    if link is not None:
+        slot.link, slot.prog = link, new
+    else:
+        slot.prog = new.get() if new is not None else None
+    slot.flags = flags
+    if cur is not None and link is None:
+        cur.put()
+
+
+def _xdp_link_slot(dev: NetDevice, link: BpfLink) -> Any:
+    return dev.xdp_state[dev_xdp_mode(dev, link.flags)]
 
 
 class XdpLinkOps:
@@ -69,23 +116,32 @@ class XdpLinkOps:
 
     def release(self, link: BpfLink) -> None:
         dev = link.extra.get("dev")
-        if dev is not None and dev.xdp.link is link:
-            dev.xdp.prog = dev.xdp.link = None
-            dev.xdp.flags = 0
+        if dev is not None:
+            slot = _xdp_link_slot(dev, link)
+            if slot.link is link:  # dev_xdp_detach_link
+                slot.prog = slot.link = None
+                slot.flags = 0
         link.extra["dev"] = None
 
     def update_prog(self, link: BpfLink, new: BpfProg, old: BpfProg | None) -> None:
-        if old is not None and old is not link.prog:
-            raise BpfError(errno.EPERM, "old program does not match")
-        if new.type != PROG_TYPE_XDP:
-            raise BpfError(errno.EINVAL, "not an XDP program")
+        """``bpf_xdp_link_update``."""
         dev = link.extra.get("dev")
         if dev is None:
             raise BpfError(errno.ENOLINK, "link is detached")
-        prev, link.prog = link.prog, new
-        dev.xdp.prog = new
-        if prev is not None:
-            prev.put()
+        if old is not None and old is not link.prog:
+            raise BpfError(errno.EPERM, "old program does not match")
+        cur = link.prog
+        if cur is None or cur.type != new.type or \
+                cur.expected_attach_type != new.expected_attach_type:
+            raise BpfError(errno.EINVAL, "program type differs")
+        if new is cur:
+            new.put()  # no-op, the extra reference goes
+            return
+        mode = dev_xdp_mode(dev, link.flags)
+        _xdp_install(dev, mode, new)
+        dev.xdp_state[mode].prog = new
+        link.prog = new
+        cur.put()
 
     def fill_link_info(self, link: BpfLink, info: Any, task: Any) -> None:
         dev = link.extra.get("dev")
@@ -98,15 +154,13 @@ XDP_LINK_OPS = XdpLinkOps()
 def xdp_link_attach(call: Call, prog: BpfProg, lc: Any) -> int:
     from pybpf.syscall.link_cmds import _settle
 
-    if lc.flags & ~XDP_FLAGS_MODES:
-        raise BpfError(errno.EINVAL, "invalid XDP link flags")
     dev = dev_by_index(call.kernel, lc.target_ifindex)
     if dev is None:
         raise BpfError(errno.EINVAL, f"no network device {lc.target_ifindex}")
     link = BpfLink(call.kernel, BpfLinkType.BPF_LINK_TYPE_XDP, XDP_LINK_OPS, prog, A.BPF_XDP)
     link.flags = lc.flags
     link.extra["dev"] = dev
-    return int(_settle(call, link, lambda: dev_xdp_attach(dev, prog, link, lc.flags)))
+    return int(_settle(call, link, lambda: dev_xdp_attach(dev, None, link, lc.flags)))
 
 
 # ------------------------------------------------------------------------------ tcx

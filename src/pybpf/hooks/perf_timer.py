@@ -14,8 +14,7 @@ import threading
 import time
 from typing import Any
 
-from pybpf.hooks.attachments import close_link, hook_link
-from pybpf.runtime.context import RunContext
+from pybpf.hooks.attachments import close_link, hook_link, run_link
 from pybpf.runtime.memory import REGISTRY
 from pybpf.uapi import bpf_perf_event_data
 
@@ -66,11 +65,9 @@ class PerfTimer:
                 for cpu in self.cpus:
                     self.samples += 1
                     for link in list(self.links):
-                        prog = link.prog
-                        if prog is None or link.detached:
-                            continue
-                        rc = RunContext(kernel=self.kernel, prog=prog, cpu=cpu)
-                        rets.append(int(prog.run(region.start, ctx=rc, cpu=cpu)))
+                        r0 = run_link(self.kernel, link, region.start, cpu)
+                        if r0 is not None:
+                            rets.append(r0)
         finally:
             REGISTRY.remove(region)
         return rets

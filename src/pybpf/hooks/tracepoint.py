@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pybpf.errors import BpfError
-from pybpf.hooks.attachments import close_link, hook_link
-from pybpf.runtime.context import RunContext
+from pybpf.hooks.attachments import close_link, hook_link, run_link
 from pybpf.runtime.memory import REGISTRY
 
 _SCALARS = {"u8": ("B", 1), "s8": ("b", 1), "u16": ("H", 2), "s16": ("h", 2),
@@ -147,11 +146,9 @@ class HostTracepoint:
             try:
                 region.mv[:len(data)] = data
                 for link in links:
-                    prog = link.prog
-                    if prog is None or link.detached:
-                        continue
-                    rc = RunContext(kernel=self.kernel, prog=prog)
-                    rets.append(int(prog.run(region.start, ctx=rc)))
+                    r0 = run_link(self.kernel, link, region.start)
+                    if r0 is not None:
+                        rets.append(r0)
             finally:
                 REGISTRY.remove(region)
         raw_args = [int(values.get(f.name, 0)) if not f.count and isinstance(

@@ -13,7 +13,9 @@ same program.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import llvmlite.binding as llvm
 
@@ -68,8 +70,31 @@ class NativeCode:
     object_file: bytes
 
 
-def compile_ir(ir_text: str, symbols: list[str], *, opt_level: int = 3) -> NativeCode:
-    """Parse, optimise and emit ``ir_text``; return the addresses of ``symbols``."""
+def _has_function(mod: Any, name: str) -> bool:
+    try:
+        mod.get_function(name)
+    except NameError:
+        return False
+    return True
+
+
+def _kept(ir_text: str, names: Sequence[str]) -> str:
+    """``ir_text`` with ``names`` in ``llvm.compiler.used``: LLVM may not delete them."""
+    refs = ", ".join(f'ptr @"{name}"' for name in names)
+    return (f"{ir_text}\n@llvm.compiler.used = appending global [{len(names)} x ptr] "
+            f'[{refs}], section "llvm.metadata"\n')
+
+
+def compile_ir(ir_text: str, symbols: list[str], *, opt_level: int = 3,
+               keep: Sequence[str] = ()) -> NativeCode:
+    """Parse, optimise and emit ``ir_text``; return the addresses of ``symbols``.
+
+    ``keep`` names functions that must survive optimisation as functions of their own
+    (BPF subprograms: the kernel reports each one's native code). Marking them used up
+    front would keep LLVM from tuning their calling convention, so they are marked only
+    when the optimiser deleted one (its calls were all folded away) and the module is
+    optimised again.
+    """
     with _LOCK:
         st = _init()
         mod = llvm.parse_assembly(ir_text)
@@ -78,6 +103,11 @@ def compile_ir(ir_text: str, symbols: list[str], *, opt_level: int = 3) -> Nativ
             pto = llvm.create_pipeline_tuning_options(speed_level=opt_level)
             pb = llvm.create_pass_builder(st.target_machine, pto)
             pb.getModulePassManager().run(mod, pb)
+            lost = [name for name in keep if not _has_function(mod, name)]
+            if lost:
+                mod = llvm.parse_assembly(_kept(ir_text, lost))
+                mod.verify()
+                pb.getModulePassManager().run(mod, pb)
         st.engine.add_module(mod)
         st.engine.finalize_object()
         addresses = {name: st.engine.get_function_address(name) for name in symbols}

@@ -14,11 +14,12 @@ document:
   as the kernel's RCU lookup; LRU lookups set the element's reference bit;
 - HASH / PERCPU_HASH updates and deletes run natively under the map's native mutex
   (:mod:`pybpf.jit.maplock`), with exactly the Python side's table surgery (free list,
-  head-of-chain linking, ``count``, ``gen``);
+  head-of-chain linking, ``count``, ``gen``); LRU_HASH / LRU_PERCPU_HASH updates and
+  deletes too, with the LRU lists' fast paths native (:mod:`pybpf.jit.lrugen`);
 - RINGBUF reserve / submit / discard / output call the shared native producer
   (:mod:`pybpf.jit.rtlib`).
 
-Everything else — other map types, maps with spin locks or special fields, LRU updates,
+Everything else — other map types, maps with spin locks or special fields,
 map pointers that are not constants — keeps the Python helper. A specialisation is
 described by a frozen spec; the specs of every map a program references are part of the
 compile-cache key (:func:`map_fingerprint`), so native code is never reused for a
@@ -51,13 +52,15 @@ ENOTSUPP = 524
 
 NATIVE_HTAB_WRITES = os.environ.get("PYBPF_JIT_NATIVE_HTAB_WRITES", "1") != "0"
 """Feature flag: hash-map updates and deletes in native code (needs the shared lock)."""
+NATIVE_LRU_WRITES = os.environ.get("PYBPF_JIT_NATIVE_LRU_WRITES", "1") != "0"
+"""Feature flag: LRU updates and deletes in native code (:mod:`pybpf.jit.lrugen`)."""
 
 _HEADER = struct.Struct("<IIIIIIQQII")
 _HTAB_CTL = struct.Struct("<IIIIIIIIQQQQIIIIQQQ")  # pybpf.maps.htab control block
 CTL_COUNT, CTL_FREE_TOP, CTL_GEN = 24, 28, 32
 HTAB_ELEM_HDR = 16
 HTAB_FREE, HTAB_USED = 0, 1
-CTL_PERCPU, CTL_LRU, CTL_IN_PLACE = 1, 2, 8
+CTL_PERCPU, CTL_LRU, CTL_PERCPU_LRU, CTL_IN_PLACE = 1, 2, 4, 8
 
 
 # --- specs: what native code is specialised on ------------------------------------------
@@ -94,10 +97,22 @@ class HtabSpec:
     free_stack: int
     extra: int  # per-CPU spare elements (HASH)
     lock: int  # native mutex address, 0 when writes stay in Python
+    lru_area: int = 0  # native LRU lists (pybpf.maps.bpf_lru), LRU types only
+    lru_percpu: bool = False  # BPF_F_NO_COMMON_LRU: one LRU list per CPU
+    of_maps: bool = False  # HASH_OF_MAPS: the value slot holds the inner map's address
 
     @property
     def writable(self) -> bool:
         return self.lock != 0
+
+
+@dataclass(frozen=True)
+class MapArraySpec:
+    """ARRAY_OF_MAPS: ``max_entries`` u64 slots at ``data``, each an inner map's address."""
+
+    addr: int
+    max_entries: int
+    data: int
 
 
 @dataclass(frozen=True)
@@ -106,9 +121,10 @@ class RingSpec:
     desc: int
     data: int
     size: int
+    meta: int = 0  # consumer_pos at +0, producer_pos at +PAGE_SIZE
 
 
-MapSpec = ArraySpec | HtabSpec | RingSpec
+MapSpec = ArraySpec | HtabSpec | RingSpec | MapArraySpec
 
 
 def _header(bmap: Any) -> tuple[int, ...]:
@@ -135,10 +151,14 @@ def _htab_spec(bmap: Any, hdr: tuple[int, ...], *, writes: bool) -> HtabSpec | N
     if not aux:
         return None
     (n_buckets, hashrnd, c_elem_size, c_key_size, value_off, n_elems, _count, _top,
-     _gen, buckets, elems, pcpu, nr_cpus, vstride, c_max, flags, free_stack, extra, _lru
+     _gen, buckets, elems, pcpu, nr_cpus, vstride, c_max, flags, free_stack, extra, lru_area
      ) = _HTAB_CTL.unpack_from(ctypes.string_at(aux, _HTAB_CTL.size))
     percpu = map_type in (PERCPU_HASH, LRU_PERCPU_HASH)
     lru = map_type in (LRU_HASH, LRU_PERCPU_HASH)
+    of_maps = map_type == HASH_OF_MAPS
+    if of_maps:  # the element's value slot is the u64 address, whatever value_size says
+        value_size = 8
+        writes = False  # programs cannot update a map-in-map
     # Only the layout documented in pybpf.maps.htab; anything else keeps Python.
     if (c_elem_size != elem_size or c_key_size != key_size or elems != data
             or n_buckets & (n_buckets - 1) or not n_buckets or not buckets
@@ -149,8 +169,15 @@ def _htab_spec(bmap: Any, hdr: tuple[int, ...], *, writes: bool) -> HtabSpec | N
         return None
     lock = 0
     in_place = bool(flags & CTL_IN_PLACE)
-    layout_ok = (not lru and free_stack != 0 and in_place == percpu
-                 and (percpu or (extra != 0 and n_elems == max_entries + nr_cpus)))
+    lru_percpu = bool(flags & CTL_PERCPU_LRU)
+    if lru:
+        lists = getattr(bmap, "lru_lists", None)
+        layout_ok = (NATIVE_LRU_WRITES and lru_area != 0 and lists is not None
+                     and lists.n == n_elems and lists.nr_cpus == nr_cpus
+                     and lists.percpu == lru_percpu)
+    else:
+        layout_ok = (free_stack != 0 and in_place == percpu
+                     and (percpu or (extra != 0 and n_elems == max_entries + nr_cpus)))
     if writes and NATIVE_HTAB_WRITES and layout_ok \
             and getattr(bmap, "spin_lock_off", -1) < 0 \
             and not getattr(bmap, "has_record", False):
@@ -159,7 +186,8 @@ def _htab_spec(bmap: Any, hdr: tuple[int, ...], *, writes: bool) -> HtabSpec | N
         lock = htab_lock_addr(bmap)
     return HtabSpec(bmap.addr, percpu, lru, key_size, value_size, n_buckets, hashrnd,
                     elem_size, value_off, n_elems, aux, buckets, elems, pcpu, nr_cpus,
-                    vstride, free_stack, extra, lock)
+                    vstride, free_stack, extra, lock, lru_area if lru else 0, lru_percpu,
+                    of_maps)
 
 
 def _ring_spec(bmap: Any, hdr: tuple[int, ...]) -> RingSpec | None:
@@ -168,7 +196,8 @@ def _ring_spec(bmap: Any, hdr: tuple[int, ...]) -> RingSpec | None:
     _t, _k, _v, max_entries, _f, _es, data, _aux, *_ = hdr
     if not data or not hasattr(bmap, "spin"):
         return None
-    return RingSpec(bmap.addr, ringbuf_desc_addr(bmap), data, max_entries)
+    meta = getattr(getattr(bmap, "meta", None), "start", 0)
+    return RingSpec(bmap.addr, ringbuf_desc_addr(bmap), data, max_entries, int(meta))
 
 
 def map_spec(addr: int, *, writes: bool = True) -> MapSpec | None:
@@ -182,8 +211,13 @@ def map_spec(addr: int, *, writes: bool = True) -> MapSpec | None:
     map_type = hdr[0]
     if map_type in (ARRAY, PERCPU_ARRAY):
         return _array_spec(bmap, hdr)
-    if map_type in (HASH, PERCPU_HASH, LRU_HASH, LRU_PERCPU_HASH):
+    if map_type in (HASH, PERCPU_HASH, LRU_HASH, LRU_PERCPU_HASH, HASH_OF_MAPS):
         return _htab_spec(bmap, hdr, writes=writes)
+    if map_type == ARRAY_OF_MAPS:
+        _t, key_size, _v, max_entries, _f, elem_size, data, *_ = hdr
+        if key_size != 4 or elem_size != 8 or not data:
+            return None
+        return MapArraySpec(bmap.addr, max_entries, data)
     if map_type == RINGBUF:
         return _ring_spec(bmap, hdr)
     return None
@@ -380,6 +414,15 @@ class _Htab:
         self._lookup: ir.Function | None = None
         self._update: ir.Function | None = None
         self._delete: ir.Function | None = None
+        self._lru: Any = None
+
+    def lru_ops(self) -> Any:
+        """The LRU list operations of this (LRU) map (:class:`pybpf.jit.lrugen.LruOps`)."""
+        if self._lru is None:
+            from pybpf.jit.lrugen import LruOps
+
+            self._lru = LruOps(self)
+        return self._lru
 
     def _fn(self, name: str, fnty: ir.FunctionType) -> tuple[ir.Function, ir.IRBuilder]:
         fn = ir.Function(self.tr.module, fnty, name=f"{self.tag}_{name}")
@@ -505,6 +548,11 @@ class _Htab:
         if self._update is not None:
             return self._update
         s = self.s
+        if s.lru:
+            from pybpf.jit.lrugen import lru_update
+
+            self._update = lru_update(self)
+            return self._update
         fn, b = self._fn("update", ir.FunctionType(I64, [I64, I64, I64, I64]))
         key, value, flags, cpu = fn.args
         bad = fn.append_basic_block("einval")
@@ -694,6 +742,11 @@ class _Htab:
         if self._delete is not None:
             return self._delete
         s = self.s
+        if s.lru:
+            from pybpf.jit.lrugen import lru_delete
+
+            self._delete = lru_delete(self)
+            return self._delete
         fn, b = self._fn("delete", ir.FunctionType(I64, [I64]))
         (key,) = fn.args
         h = jhash_ir(b, key, s.key_size, s.hashrnd)
@@ -776,7 +829,13 @@ def _array_update(em: Emitter, spec: ArraySpec, key: ir.Value, value: ir.Value,
 
 def _lookup_applies(tr: Translator, consts: dict[int, int]) -> bool:
     spec = _spec_at(tr, consts)
-    return not tr.sanitize and isinstance(spec, (ArraySpec, HtabSpec))
+    return not tr.sanitize and isinstance(spec, (ArraySpec, HtabSpec, MapArraySpec))
+
+
+def _percpu_lookup_applies(tr: Translator, consts: dict[int, int]) -> bool:
+    spec = _spec_at(tr, consts)
+    return not tr.sanitize and isinstance(spec, (ArraySpec, HtabSpec)) and not (
+        isinstance(spec, HtabSpec) and spec.of_maps)
 
 
 def _update_applies(tr: Translator, consts: dict[int, int]) -> bool:
@@ -828,8 +887,41 @@ def _gen_lookup(em: Emitter, args: list[ir.Value]) -> ir.Value:
     spec = _spec_at(em.tr, em.consts)
     if isinstance(spec, ArraySpec):
         return _array_lookup(em, spec, args[1], _cpu(em))
+    if isinstance(spec, MapArraySpec):
+        return _map_array_lookup(em, spec, args[1])
     assert isinstance(spec, HtabSpec)
-    return em.b.call(htab_fns(em.tr, spec).lookup(), [args[1], _cpu(em)])
+    slot = em.b.call(htab_fns(em.tr, spec).lookup(), [args[1], _cpu(em)])
+    if not spec.of_maps:
+        return slot
+    return _inner_map_at(em, slot)
+
+
+def _map_array_lookup(em: Emitter, spec: MapArraySpec, key: ir.Value) -> ir.Value:
+    """``array_of_map_gen_lookup``: NULL past ``max_entries``, else the slot's inner map
+    (NULL for an empty slot)."""
+    b = em.b
+    idx = b.zext(_load(b, key, I32), I64)
+    inside = b.icmp_unsigned("<", idx, _c(spec.max_entries))
+    slot = b.select(inside, b.add(_c(spec.data), b.shl(idx, _c(3))), _c(0))
+    return _inner_map_at(em, slot)
+
+
+def _inner_map_at(em: Emitter, slot: ir.Value) -> ir.Value:
+    """``*(struct bpf_map **)slot`` or NULL for a NULL slot (the slot may be replaced by
+    a concurrent update: one 8-byte acquire load)."""
+    b = em.b
+    load = em.new_block("inner_load")
+    done = em.new_block("inner_done")
+    pre = b.block
+    b.cbranch(b.icmp_unsigned("==", slot, _c(0)), done, load)
+    b.position_at_end(load)
+    inner = _load_acquire(b, slot, I64)
+    b.branch(done)
+    b.position_at_end(done)
+    out = b.phi(I64)
+    out.add_incoming(_c(0), pre)
+    out.add_incoming(inner, load)
+    return out
 
 
 def _gen_update(em: Emitter, args: list[ir.Value]) -> ir.Value:
@@ -909,6 +1001,50 @@ def _gen_ringbuf_output(em: Emitter, args: list[ir.Value]) -> ir.Value:
     return r0
 
 
+RB_AVAIL_DATA, RB_RING_SIZE, RB_CONS_POS, RB_PROD_POS = 0, 1, 2, 3
+
+
+def _query_applies(tr: Translator, consts: dict[int, int]) -> bool:
+    spec = _spec_at(tr, consts)
+    return not tr.sanitize and isinstance(spec, RingSpec) and spec.meta != 0
+
+
+def _gen_ringbuf_query(em: Emitter, args: list[ir.Value]) -> ir.Value:
+    """``bpf_ringbuf_query``: available data, ring size, consumer or producer position
+    (acquire loads, as the kernel's ``smp_load_acquire``); 0 for an unknown flag."""
+    from pybpf.jit.rtlib import PAGE_SIZE
+
+    spec = _spec_at(em.tr, em.consts)
+    assert isinstance(spec, RingSpec)
+    b = em.b
+    flags = args[1]
+    cons = _load_acquire(b, _c(spec.meta), I64)
+    prod = _load_acquire(b, _c(spec.meta + PAGE_SIZE), I64)
+    out: ir.Value = _c(0)
+    for flag, value in ((RB_PROD_POS, prod), (RB_CONS_POS, cons),
+                        (RB_RING_SIZE, _c(spec.size)), (RB_AVAIL_DATA, b.sub(prod, cons))):
+        out = b.select(b.icmp_unsigned("==", flags, _c(flag)), value, out)
+    return out
+
+
+def _gen_internal_htab_lookup(em: Emitter, args: list[ir.Value]) -> ir.Value:
+    """``__htab_map_lookup_elem`` as the fixups call it (:mod:`pybpf.helpers.internal`):
+    the lookup's result moved back by the offset the rewritten program adds again
+    (``htab_elem_value_off(key_size)``), 0 for a miss — natively, so the rewritten
+    ``map_lookup_elem`` costs what the original did."""
+    from pybpf.helpers.internal import htab_elem_value_off
+
+    value = _gen_lookup(em, args)
+    value_addr = em.consts.get(1)
+    assert value_addr is not None
+    from pybpf.maps.core import map_from_addr
+
+    bmap = map_from_addr(value_addr & M64)
+    off = htab_elem_value_off(_header(bmap)[1] if bmap is not None else 0)
+    b = em.b
+    return b.select(b.icmp_unsigned("==", value, _c(0)), _c(0), b.sub(value, _c(off)))
+
+
 def _commit_gen(discard: bool) -> Any:
     def gen(em: Emitter, args: list[ir.Value]) -> ir.Value:
         from pybpf.jit.rtlib import COMMIT_FN, HDR_SZ
@@ -947,8 +1083,19 @@ def register() -> None:
     native("map_lookup_elem")(_with(_lookup_applies, _gen_lookup))
     native("map_update_elem")(_with(_update_applies, _gen_update))
     native("map_delete_elem")(_with(_delete_applies, _gen_delete))
-    native("map_lookup_percpu_elem")(_with(_lookup_applies, _gen_lookup_percpu))
+    native("map_lookup_percpu_elem")(_with(_percpu_lookup_applies, _gen_lookup_percpu))
     native("ringbuf_reserve")(_with(_ring_applies, _gen_ringbuf_reserve))
     native("ringbuf_output")(_with(_ring_applies, _gen_ringbuf_output))
+    native("ringbuf_query")(_with(_query_applies, _gen_ringbuf_query))
+    try:
+        from pybpf.helpers import internal
+    except ImportError:  # no kernel-internal call targets in this tree
+        return
+    from pybpf.jit.natives import native_internal
+
+    fid = getattr(internal, "HTAB_MAP_LOOKUP_ELEM", None)
+    if fid is not None:
+        native_internal(fid, "_htab_map_lookup_elem")(
+            _with(_lookup_applies, _gen_internal_htab_lookup))
     native("ringbuf_submit")(_with(_commit_applies, _commit_gen(False)))
     native("ringbuf_discard")(_with(_commit_applies, _commit_gen(True)))

@@ -50,6 +50,18 @@ def native(name: str) -> Callable[[NativeGen], NativeGen]:
     return deco
 
 
+def native_internal(func_id: int, impl_name: str) -> Callable[[NativeGen], NativeGen]:
+    """Register a generator for a kernel-internal call target (:mod:`pybpf.helpers.internal`,
+    ids above ``__BPF_FUNC_MAX_ID``) whose standard implementation is the
+    ``pybpf.helpers`` function ``impl_name``."""
+
+    def deco(gen: NativeGen) -> NativeGen:
+        NATIVE_HELPERS[func_id] = NativeHelper(func_id, impl_name, gen)
+        return gen
+
+    return deco
+
+
 def native_equivalent(name: str) -> Callable[[F], F]:
     """Mark a Python implementation as equivalent to the native helper ``name``."""
 

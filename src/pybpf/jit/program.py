@@ -77,7 +77,8 @@ def build_code(insns: Sequence[Insn], *, name: str, sanitize: bool, budgeted: bo
     tr = Translator(insns, name=name, sanitize=sanitize, budgeted=budgeted,
                     natives={fid: row.gen for fid, row in natives.items()},
                     debug_info=debug_info, aux_reg=aux_reg).translate()
-    native = compile_ir(tr.ir, [tr.entry, tr.loop] + ([tr.callback] if tr.callback else []))
+    native = compile_ir(tr.ir, [tr.entry, tr.loop] + ([tr.callback] if tr.callback else []),
+                        keep=[fname for fname, pc in tr.functions if pc])
     addresses = dict(native.addresses)
 
     def line_twin() -> tuple[Translation, bytes]:
@@ -86,7 +87,8 @@ def build_code(insns: Sequence[Insn], *, name: str, sanitize: bool, budgeted: bo
         twin = Translator(insns, name=name, sanitize=sanitize, budgeted=budgeted,
                           natives={fid: row.gen for fid, row in natives.items()},
                           debug_info=True, aux_reg=aux_reg).translate()
-        return twin, compile_ir(twin.ir, [twin.entry]).object_file
+        return twin, compile_ir(twin.ir, [twin.entry],
+                                keep=[fname for fname, pc in twin.functions if pc]).object_file
 
     callback = CALLBACK_TYPE(addresses[tr.callback]) if tr.callback else None
     return CompiledCode(tr, addresses, native.object_file, ENTRY_TYPE(addresses[tr.entry]),
@@ -476,8 +478,10 @@ def compile_program(insns: Sequence[Insn], *, helpers: Mapping[int, HelperFn] | 
                               debug_info, _map_fingerprint(insns, natives))
         cached = _cache.CACHE.get(key)
         if cached is None:
+            # r11 (BPF_REG_AX) appears in the verifier's ctx rewrites
+            aux = any(i.dst == 11 or i.src == 11 for i in insns)
             cached = build_code(insns, name=name, sanitize=sanitize, budgeted=_budgeted,
-                                natives=natives, debug_info=debug_info)
+                                natives=natives, debug_info=debug_info, aux_reg=aux)
             _cache.CACHE.put(key, cached)
         code = cached
     return JitProgram(insns, code, helpers=helpers, kfuncs=kfuncs, ld_abs=ld_abs, mem=mem,

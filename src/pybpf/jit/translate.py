@@ -590,6 +590,11 @@ class Translator:
             fn = ir.Function(self.module, SUB_FN, name=f"{self.prefix}_f{pc}")
             fn.attributes.add("nounwind")  # no .eh_frame: nothing unwinds BPF code
             fn.linkage = "internal"
+            if pc != 0:
+                # one native function per subprogram, as the kernel's JIT emits
+                # (jited_ksyms / jited_func_lens have an entry each); a subprogram
+                # whose calls LLVM folds away anyway is kept by compile_ir(keep=...)
+                fn.attributes.add("noinline")
             self.funcs[pc] = fn
             self._func_queue.append(pc)
         return fn

@@ -120,7 +120,9 @@ class NetDevice:
         self.ifindex = ifindex
         self.peer: NetDevice | None = None
         self.stats = DevStats()
-        self.xdp = XdpSlot()
+        # dev->xdp_state[XDP_MODE_SKB/DRV/HW]: generic, native (the default: pybpf devices
+        # have a driver hook, as veth does) and offloaded (not supported by the "driver")
+        self.xdp_state = [XdpSlot(), XdpSlot(), XdpSlot()]
         self.tcx_ingress = MprogEntry()
         self.tcx_egress = MprogEntry()
         self.sockets: list[HostSocket] = []
@@ -136,6 +138,18 @@ class NetDevice:
 
     def __repr__(self) -> str:
         return f"NetDevice({self.name!r}, ifindex={self.ifindex})"
+
+    @property
+    def xdp(self) -> XdpSlot:
+        """The XDP slot whose program runs on receive: native, else generic (the kernel
+        refuses to have both)."""
+        drv = self.xdp_state[1]
+        return drv if drv.prog is not None else self.xdp_state[0]
+
+    def xdp_attached(self) -> dict[str, int]:
+        """``{mode: prog id}`` as ``ip link show`` lists attached XDP programs."""
+        return {name: slot.prog.id for name, slot in zip(("skb", "drv", "hw"), self.xdp_state)
+                if slot.prog is not None}
 
     # -- attach (Python API; the syscall paths are in pybpf.hooks.netattach) ---------------
     def attach_xdp(self, prog: Any, flags: int = 0) -> None:
@@ -212,6 +226,13 @@ class NetDevice:
                 self._xmit(xctx.packet())
                 return "xdp:tx"
             elif ret == XDP_REDIRECT and redir is not None:
+                from pybpf.net.xdp_redirect import xdp_do_redirect  # devmap targets
+
+                via_map = xdp_do_redirect(self, xctx, redir)
+                if via_map is not None:
+                    if via_map == "xdp:redirect-failed":
+                        st.rx_dropped += 1
+                    return via_map
                 target = self.devices.by_ifindex(redir[0])
                 if target is None:
                     st.rx_dropped += 1
@@ -221,7 +242,7 @@ class NetDevice:
             else:
                 st.rx_dropped += 1
                 return "xdp:drop"
-        meta: dict[int, int] = {}
+        meta: dict[str, int] = {}
         if len(self.tcx_ingress):
             verdict, data, meta, redir = self._tcx(self.tcx_ingress, data, ingress=True)
             st.tc_ingress[TC_VERDICTS.get(verdict, str(verdict))] += 1
@@ -237,7 +258,7 @@ class NetDevice:
         return "pass"
 
     def _tcx(self, entry: MprogEntry, data: bytes, *, ingress: bool
-             ) -> tuple[int, bytes, dict[int, int], tuple[int, int] | None]:
+             ) -> tuple[int, bytes, dict[str, int], tuple[int, int] | None]:
         """``tcx_run``: programs in order until one returns something but TCX_NEXT."""
         progs = entry.progs()
         sctx: SkbCtx = self._pctx("skb", progs[0].type)
@@ -268,7 +289,7 @@ class NetDevice:
         target.transmit(data)
         return f"tc:redirect:{target.name}"
 
-    def _sock_deliver(self, sock: HostSocket, data: bytes, meta: dict[int, int]) -> None:
+    def _sock_deliver(self, sock: HostSocket, data: bytes, meta: dict[str, int]) -> None:
         prog = sock.filter
         keep = len(data)
         if prog is not None:

@@ -85,11 +85,15 @@ def _read_pcapng(f: BinaryIO) -> Iterator[PcapPacket]:
         btype = struct.unpack("<I", bh[:4])[0]
         if btype == _PCAPNG_SHB:
             bom = f.read(4)
+            if len(bom) < 4:
+                raise PcapError("truncated pcapng section header")
             endian = "<" if struct.unpack("<I", bom)[0] == _BOM else ">"
             if struct.unpack(endian + "I", bom)[0] != _BOM:
                 raise PcapError("bad pcapng byte-order magic")
             blen = struct.unpack(endian + "I", bh[4:])[0]
-            body = bom + f.read(blen - 12)
+            if blen < 28 or blen % 4:
+                raise PcapError(f"bad pcapng section header length {blen}")
+            body = bom + f.read(blen - 16)  # the magic was part of the body
             links = []
         else:
             btype, blen = struct.unpack(endian + "II", bh)

@@ -9,6 +9,7 @@ ENOSPC rule). Types missing here fail with ENOTSUPP, as in the kernel.
 The runners live in ``testrun_*`` modules, one per ctx family:
 :mod:`~pybpf.progs.testrun_skb` (``bpf_prog_test_run_skb``),
 :mod:`~pybpf.progs.testrun_xdp` (``bpf_prog_test_run_xdp``),
+:mod:`~pybpf.progs.testrun_flow_dissector` (``bpf_prog_test_run_flow_dissector``),
 :mod:`~pybpf.progs.testrun_tracing` (``bpf_prog_test_run_raw_tp`` and
 ``bpf_prog_test_run_syscall``).
 """
@@ -19,15 +20,18 @@ from collections.abc import Callable
 from typing import Any
 
 from pybpf.progs.ops import TestRunOpts, TestRunResult
+from pybpf.progs.testrun_flow_dissector import test_run_flow_dissector
 from pybpf.progs.testrun_skb import SKB_TYPES, test_run_skb
 from pybpf.progs.testrun_tracing import RAW_TRACEPOINT, SYSCALL, test_run_raw_tp, test_run_syscall
 from pybpf.progs.testrun_xdp import XDP, test_run_xdp
+from pybpf.progs.type_flow_dissector import FLOW_DISSECTOR
 
 TestRunner = Callable[[Any, Any, TestRunOpts], TestRunResult]
 
 TEST_RUNNERS: dict[int, TestRunner] = {
     **dict.fromkeys(SKB_TYPES, test_run_skb),
     XDP: test_run_xdp,
+    FLOW_DISSECTOR: test_run_flow_dissector,
     RAW_TRACEPOINT: test_run_raw_tp,
     SYSCALL: test_run_syscall,
 }

@@ -1,18 +1,17 @@
 """``BPF_PROG_TEST_RUN`` for ``__sk_buff`` programs: ``bpf_prog_test_run_skb``.
 
-Socket filters, tc (cls/act), cgroup skb and the lwt types run on an skb built as the
-kernel builds it: ``data_in`` copied after ``NET_SKB_PAD + NET_IP_ALIGN`` bytes of
-headroom, ``eth_type_trans`` against the loopback device (or ``__sk_buff.ifindex``) for
-``protocol`` and ``pkt_type``, the network header right after the Ethernet header. tc
-programs see the packet from the MAC header, the others from the network header; after
-the run the others get 14 zeroed bytes pushed in front, so ``data_out`` always starts
-with an Ethernet-sized header.
+Socket filters, tc (cls/act), cgroup skb and the lwt types run on a
+:class:`pybpf.net.skbuff.SkBuff` -- a native ``struct sk_buff`` -- built as the kernel
+builds it: ``data_in`` copied after ``NET_SKB_PAD + NET_IP_ALIGN`` bytes of headroom,
+``eth_type_trans`` against the loopback device (or ``__sk_buff.ifindex``) for ``protocol``,
+``pkt_type`` and ``skb->dev``, the network header right after the Ethernet header, a
+dummy ``sock`` with the packet's addresses in ``skb->sk``. tc programs see the packet from
+the MAC header, the others from the network header; after the run the others get 14
+zeroed bytes pushed in front, so ``data_out`` always starts with an Ethernet-sized header.
 
-pybpf does not rewrite ctx accesses yet, so the program reads the user-visible
-``struct __sk_buff`` itself: :class:`TestSkb` lays it out in native memory with the
-values the kernel's ``convert_ctx_access`` would produce (``data``/``data_end`` are real
-addresses below 4 GiB, see :mod:`pybpf.net.lowmem`; ``data_end``/``data_meta`` are 0 for
-the types whose test run does not compute them, as in the kernel).
+The program's ``__sk_buff`` accesses were rewritten by ``convert_ctx_access``
+(:mod:`pybpf.progs.type_skb`), so r1 is the address of the internal skb;
+``convert___skb_to_skb``/``convert_skb_to___skb`` move ``ctx_in``/``ctx_out`` in and out.
 """
 
 from __future__ import annotations
@@ -21,7 +20,14 @@ import errno
 import struct
 from typing import Any
 
-from pybpf.net.ctx import SKB_SIZE, SkbCtx
+from pybpf.helpers.csum import csum_fold, csum_partial
+from pybpf.net.skbuff import (
+    CHECKSUM_COMPLETE,
+    NetDeviceStruct,
+    SkBuff,
+    SockStruct,
+    skb_from_ctx,
+)
 from pybpf.progs.ops import TestRunOpts, TestRunResult
 from pybpf.progs.testrun_common import (
     BPF_F_TEST_SKB_CHECKSUM_COMPLETE,
@@ -39,6 +45,7 @@ from pybpf.progs.testrun_common import (
 )
 from pybpf.uapi import sk_buff
 
+SKB_SIZE = 192  # sizeof(struct __sk_buff)
 SOCKET_FILTER, SCHED_CLS, SCHED_ACT, CGROUP_SKB, LWT_IN, LWT_OUT, LWT_XMIT = \
     1, 3, 4, 8, 10, 11, 12
 L2_TYPES = frozenset({SCHED_CLS, SCHED_ACT})  # see the packet from the MAC header
@@ -96,46 +103,7 @@ def _dev_addrs(dev: Any, ifindex: int) -> tuple[bytes, bytes]:
     return bytes(addr), b"\xff" * 6
 
 
-def _csum(data: bytes) -> int:
-    """Ones'-complement sum of 16-bit words (odd tail padded), carries folded, no final
-    complement: equal for two buffers exactly when ``csum_fold`` of their
-    ``skb_checksum`` is."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"<{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
-
-
-class TestSkb(SkbCtx):
-    """A test-run skb: the frame and ``__sk_buff`` of :class:`pybpf.net.ctx.SkbCtx`, with
-    the packet bounds kept here (``head``/``tail``) rather than read from the struct, whose
-    ``data_end`` is 0 for types without direct packet access."""
-
-    __test__ = False
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.head = self.tail = self.data_start
-
-    def bounds(self) -> tuple[int, int]:
-        return self.head, self.tail
-
-    def put_u32(self, name: str, value: int) -> None:
-        _U32.pack_into(self.ctx.mv, _off(name), value & 0xFFFFFFFF)
-
-    def put_u64(self, name: str, value: int) -> None:
-        _U64.pack_into(self.ctx.mv, _off(name), value & 0xFFFFFFFFFFFFFFFF)
-
-    def get_u32(self, name: str) -> int:
-        return int(_U32.unpack_from(self.ctx.mv, _off(name))[0])
-
-    def get_u64(self, name: str) -> int:
-        return int(_U64.unpack_from(self.ctx.mv, _off(name))[0])
-
-    def field_bytes(self, name: str) -> bytes:
-        return bytes(self.ctx.mv[_off(name):_end(name)])
+SKB_BUF_SIZE = 4 * PAGE_SIZE  # room for helpers to grow the packet (the kernel reallocates)
 
 
 def _check_ctx_in(ctx: bytearray) -> None:
@@ -149,6 +117,52 @@ def test_run_skb(prog: Any, kernel: Any, opts: TestRunOpts) -> TestRunResult:
         return _run(prog, kernel, opts)
     except TestRunError as exc:
         return TestRunResult(errno=exc.errno)
+
+
+def _u32(ctx: bytearray, name: str) -> int:
+    return int(_U32.unpack_from(ctx, _off(name))[0])
+
+
+def _u64(ctx: bytearray, name: str) -> int:
+    return int(_U64.unpack_from(ctx, _off(name))[0])
+
+
+def convert___skb_to_skb(skb: SkBuff, ctx: bytearray | None) -> None:
+    """The ``ctx_in`` fields test_run lets a caller set (EINVAL for any other byte)."""
+    if ctx is None:
+        return
+    _check_ctx_in(ctx)
+    skb.u("mark", _u32(ctx, "mark"))
+    skb.u("priority", _u32(ctx, "priority"))
+    skb.u("skb_iif", _u32(ctx, "ingress_ifindex"))
+    skb.u("tstamp", _u64(ctx, "tstamp"))
+    skb.cb_data = bytes(ctx[_off("cb"):_end("cb")])
+    wire_len = _u32(ctx, "wire_len")
+    if wire_len == 0:
+        skb.pkt_len = skb.len
+    else:
+        if wire_len < skb.len or wire_len > GSO_LEGACY_MAX_SIZE:
+            raise TestRunError(errno.EINVAL, "wire_len out of range")
+        skb.pkt_len = wire_len
+    gso_segs = _u32(ctx, "gso_segs")
+    if gso_segs > GSO_MAX_SEGS:
+        raise TestRunError(errno.EINVAL, "gso_segs out of range")
+    skb.shinfo_field("gso_segs", gso_segs)
+    skb.shinfo_field("gso_size", _u32(ctx, "gso_size"))
+    skb.shinfo_field("hwtstamps", _u64(ctx, "hwtstamp"))
+
+
+def convert_skb_to___skb(skb: SkBuff, ctx: bytearray) -> None:
+    """What ``ctx_out`` reports after the run."""
+    _U32.pack_into(ctx, _off("mark"), skb.u("mark"))
+    _U32.pack_into(ctx, _off("priority"), skb.u("priority"))
+    _U32.pack_into(ctx, _off("ingress_ifindex"), skb.u("skb_iif"))
+    _U32.pack_into(ctx, _off("ifindex"), skb.dev.ifindex if skb.dev is not None else 0)
+    _U64.pack_into(ctx, _off("tstamp"), skb.u("tstamp"))
+    ctx[_off("cb"):_end("cb")] = skb.cb_data
+    _U32.pack_into(ctx, _off("wire_len"), skb.pkt_len)
+    _U32.pack_into(ctx, _off("gso_segs"), skb.shinfo_field("gso_segs"))
+    _U64.pack_into(ctx, _off("hwtstamp"), skb.shinfo_field("hwtstamps"))
 
 
 def _run(prog: Any, kernel: Any, opts: TestRunOpts) -> TestRunResult:
@@ -170,107 +184,70 @@ def _run(prog: Any, kernel: Any, opts: TestRunOpts) -> TestRunResult:
     dev = dev_get_by_index(kernel, ifindex)
     if dev is None:
         raise TestRunError(errno.ENODEV)
-    protocol, pkt_type = eth_type_trans(data, *_dev_addrs(dev, ifindex))
-    net = data[ETH_HLEN:]
-    family = AF_UNSPEC
-    local_ip = remote_ip = b""
-    if protocol == 0x0008:  # htons(ETH_P_IP)
-        if len(net) < 20:
-            raise TestRunError(errno.EINVAL, "IPv4 packet shorter than its header")
-        family, local_ip, remote_ip = AF_INET, net[12:16], net[16:20]
-    elif protocol == 0xDD86:  # htons(ETH_P_IPV6)
-        if len(net) < 40:
-            raise TestRunError(errno.EINVAL, "IPv6 packet shorter than its header")
-        family, local_ip, remote_ip = AF_INET6, net[8:24], net[24:40]
 
-    skb = TestSkb(f"test_run {getattr(prog, 'name_str', 'prog')}")
+    skb = SkBuff(f"test_run {getattr(prog, 'name_str', 'prog')}", SKB_BUF_SIZE)
+    netdev = NetDeviceStruct(ifindex, str(getattr(dev, "name", "lo")))
+    sock = SockStruct()
     try:
-        frame = skb.frame.mv
-        base = skb.data_start
-        frame[NET_SKB_PAD:NET_SKB_PAD + size] = data
-        skb.head = base if is_l2 else base + ETH_HLEN
-        skb.tail = base + size
-        length = skb.tail - skb.head
+        skb.attach_dev(netdev)
+        skb.attach_sock(sock)
+        skb.reset(NET_SKB_PAD + NET_IP_ALIGN)
+        skb.put(data)
+        # eth_type_trans: MAC header at data, protocol/pkt_type from it, then pulled
+        skb.mac_header = skb.data
+        protocol, pkt_type = eth_type_trans(data, *_dev_addrs(dev, ifindex))
+        skb.set_bounds(skb.data + ETH_HLEN, skb.tail)
+        skb.u("mac_len", ETH_HLEN)
+        skb.protocol = protocol
+        skb.pkt_type = pkt_type
+        skb.network_header = skb.data  # skb_reset_network_header
+        net = data[ETH_HLEN:]
+        if protocol == 0x0008:  # htons(ETH_P_IP)
+            if len(net) < 20:
+                raise TestRunError(errno.EINVAL, "IPv4 packet shorter than its header")
+            sock.set_family(AF_INET)
+            sock.set_addrs(net[12:16], net[16:20])
+        elif protocol == 0xDD86:  # htons(ETH_P_IPV6)
+            if len(net) < 40:
+                raise TestRunError(errno.EINVAL, "IPv6 packet shorter than its header")
+            sock.set_family(AF_INET6)
+            sock.set_addrs(net[8:24], net[24:40])
+        if is_l2:
+            skb.set_bounds(skb.data - ETH_HLEN, skb.tail)  # __skb_push
+        if ptype in DIRECT_PKT_TYPES:
+            skb.compute_data_pointers()
+        convert___skb_to_skb(skb, ctx)
 
-        # convert___skb_to_skb (without a ctx, nothing is set: qdisc_skb_cb.pkt_len is 0)
-        wire_len = length if ctx is not None else 0
-        gso_segs = gso_size = hwtstamp = tstamp = mark = priority = skb_iif = 0
-        cb = bytes(20)
-        if ctx is not None:
-            _check_ctx_in(ctx)
-            mark = _U32.unpack_from(ctx, _off("mark"))[0]
-            priority = _U32.unpack_from(ctx, _off("priority"))[0]
-            skb_iif = _U32.unpack_from(ctx, _off("ingress_ifindex"))[0]
-            tstamp = _U64.unpack_from(ctx, _off("tstamp"))[0]
-            cb = bytes(ctx[_off("cb"):_end("cb")])
-            requested_wire = _U32.unpack_from(ctx, _off("wire_len"))[0]
-            if requested_wire:
-                if requested_wire < length or requested_wire > GSO_LEGACY_MAX_SIZE:
-                    raise TestRunError(errno.EINVAL, "wire_len out of range")
-                wire_len = requested_wire
-            gso_segs = _U32.unpack_from(ctx, _off("gso_segs"))[0]
-            if gso_segs > GSO_MAX_SEGS:
-                raise TestRunError(errno.EINVAL, "gso_segs out of range")
-            gso_size = _U32.unpack_from(ctx, _off("gso_size"))[0]
-            hwtstamp = _U64.unpack_from(ctx, _off("hwtstamp"))[0]
-
-        skb.ctx.zero()
-        skb.put_u32("len", length)
-        skb.put_u32("pkt_type", pkt_type)
-        skb.put_u32("mark", mark)
-        skb.put_u32("protocol", protocol)
-        skb.put_u32("priority", priority)
-        skb.put_u32("ingress_ifindex", skb_iif)
-        skb.put_u32("ifindex", ifindex)
-        skb.ctx.mv[_off("cb"):_end("cb")] = cb
-        skb.put_u32("data", skb.head)
-        if ptype in DIRECT_PKT_TYPES:  # bpf_compute_data_pointers
-            skb.put_u32("data_end", skb.tail)
-            skb.put_u32("data_meta", skb.head)
-        skb.put_u32("family", family)
-        if family == AF_INET:
-            skb.ctx.mv[_off("local_ip4"):_end("local_ip4")] = local_ip
-            skb.ctx.mv[_off("remote_ip4"):_end("remote_ip4")] = remote_ip
-        elif family == AF_INET6:
-            skb.ctx.mv[_off("local_ip6"):_end("local_ip6")] = local_ip
-            skb.ctx.mv[_off("remote_ip6"):_end("remote_ip6")] = remote_ip
-        skb.put_u64("tstamp", tstamp)
-        skb.put_u32("wire_len", wire_len)
-        skb.put_u32("gso_segs", gso_segs)
-        skb.put_u32("gso_size", gso_size)
-        skb.put_u64("hwtstamp", hwtstamp)
-
-        net_start = base + ETH_HLEN - skb.frame.start
-        csum_before = 0
         if opts.flags & BPF_F_TEST_SKB_CHECKSUM_COMPLETE:
-            csum_before = _csum(bytes(frame[net_start:skb.tail - skb.frame.start]))
+            skb.u("csum", csum_partial(_net_bytes(skb)))
+            skb.ip_summed = CHECKSUM_COMPLETE
 
         retval, duration = run_repeat(prog, kernel, skb.addr, opts.repeat, cpu=current_cpu(),
                                       data={"skb": skb})
 
-        lo, hi = skb.head - skb.frame.start, skb.tail - skb.frame.start
-        out = bytes(frame[lo:hi]) if 0 <= lo <= hi <= skb.frame.size else b""
+        out = skb.packet()
         if not is_l2:
             out = bytes(ETH_HLEN) + out
         if opts.flags & BPF_F_TEST_SKB_CHECKSUM_COMPLETE \
-                and _csum(out[ETH_HLEN:]) != csum_before:
+                and csum_fold(csum_partial(_net_bytes(skb))) != csum_fold(skb.u("csum")):
             raise TestRunError(errno.EBADMSG, "packet changed without a checksum update")
 
         ctx_out = None
-        if ctx is not None:  # convert_skb_to___skb
-            for name in ("mark", "priority"):
-                ctx[_off(name):_end(name)] = skb.field_bytes(name)
-            _U32.pack_into(ctx, _off("ingress_ifindex"), skb_iif)
-            _U32.pack_into(ctx, _off("ifindex"), ifindex)
-            for name in ("tstamp", "cb"):
-                ctx[_off(name):_end(name)] = skb.field_bytes(name)
-            _U32.pack_into(ctx, _off("wire_len"), wire_len)
-            _U32.pack_into(ctx, _off("gso_segs"), gso_segs)
-            _U64.pack_into(ctx, _off("hwtstamp"), hwtstamp)
+        if ctx is not None:
+            convert_skb_to___skb(skb, ctx)
             ctx_out = bytes(ctx)
         return TestRunResult(retval=retval, data_out=out, ctx_out=ctx_out, duration=duration)
     finally:
         skb.close()
+        netdev.close()
+        sock.close()
+
+
+def _net_bytes(skb: SkBuff) -> bytes:
+    """From the network header to the tail (``skb_checksum`` from the network offset)."""
+    start = max(skb.network_header, skb.data)
+    lo, hi = start - skb.head, skb.tail - skb.head
+    return bytes(skb.frame.mv[lo:hi]) if 0 <= lo <= hi <= skb.frame.size else b""
 
 
 SKF_NET_OFF = -0x100000  # classic BPF: offsets relative to the network header
@@ -287,20 +264,20 @@ def skb_ld_abs(ctx: Any, skb_addr: int, off: int, size: int) -> int | None:
     the MAC header (``SKF_LL_OFF + k``), which may lie before ``skb->data``, as long as
     the bytes stay between ``skb->head`` and the tail (``bpf_internal_load_pointer_neg_helper``).
     """
-    pkt = ctx.data.get("skb")
-    if pkt is None:
+    skb = skb_from_ctx(ctx)
+    if skb is None:
         return None
     k = off & 0xFFFFFFFF
     k = k - (1 << 32) if k >> 31 else k
-    mac = pkt.data_start
+    data, end = skb.bounds()
     if k >= 0:
-        ptr, low = pkt.head + k, pkt.head
+        ptr, low = data + k, data
     elif k >= SKF_NET_OFF:
-        ptr, low = mac + ETH_HLEN + k - SKF_NET_OFF, pkt.frame.start
+        ptr, low = skb.network_header + k - SKF_NET_OFF, skb.head
     elif k >= SKF_LL_OFF:
-        ptr, low = mac + k - SKF_LL_OFF, pkt.frame.start
+        ptr, low = skb.mac_header + k - SKF_LL_OFF, skb.head
     else:
         return None
-    if ptr < low or ptr + size > pkt.tail:
+    if ptr < low or ptr + size > end:
         return None
     return int.from_bytes(ctx.mem.read(ptr, size), "big")

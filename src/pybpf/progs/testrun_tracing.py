@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 from typing import Any
 
+from pybpf.helpers.task import running_as
 from pybpf.isa.opcodes import Cls, Mode, Src
 from pybpf.progs.ops import TestRunOpts, TestRunResult
 from pybpf.progs.testrun_common import (
@@ -63,18 +64,21 @@ def max_ctx_offset(prog: Any) -> int:
     return best
 
 
-def _run_on_ctx(prog: Any, kernel: Any, ctx: bytes, cpu: int) -> tuple[int, bytes]:
-    """Run once with R1 pointing at a copy of ``ctx`` (NULL when empty)."""
-    if not ctx:
-        retval, _ = run_repeat(prog, kernel, 0, 1, cpu=cpu)
-        return retval, b""
-    region = REGISTRY.alloc(len(ctx), "test_run ctx")
-    try:
-        region.mv[:] = ctx
-        retval, _ = run_repeat(prog, kernel, region.start, 1, cpu=cpu)
-        return retval, bytes(region.mv)
-    finally:
-        REGISTRY.remove(region)
+def _run_on_ctx(prog: Any, kernel: Any, ctx: bytes, cpu: int,
+                task: Any = None) -> tuple[int, bytes]:
+    """Run once with R1 pointing at a copy of ``ctx`` (NULL when empty), with the calling
+    ``task`` as ``current`` (what ``bpf_get_current_*`` report)."""
+    with running_as(kernel, task):
+        if not ctx:
+            retval, _ = run_repeat(prog, kernel, 0, 1, cpu=cpu)
+            return retval, b""
+        region = REGISTRY.alloc(len(ctx), "test_run ctx")
+        try:
+            region.mv[:] = ctx
+            retval, _ = run_repeat(prog, kernel, region.start, 1, cpu=cpu)
+            return retval, bytes(region.mv)
+        finally:
+            REGISTRY.remove(region)
 
 
 def test_run_raw_tp(prog: Any, kernel: Any, opts: TestRunOpts) -> TestRunResult:
@@ -93,7 +97,7 @@ def test_run_raw_tp(prog: Any, kernel: Any, opts: TestRunOpts) -> TestRunResult:
     cpu = opts.cpu if on_cpu else here
     if on_cpu and cpu != here and not cpu_online(cpu):
         return TestRunResult(errno=errno.ENXIO)
-    retval, _ = _run_on_ctx(prog, kernel, ctx, cpu)
+    retval, _ = _run_on_ctx(prog, kernel, ctx, cpu, opts.task)
     return TestRunResult(retval=retval, write_duration=False)
 
 
@@ -107,7 +111,7 @@ def test_run_syscall(prog: Any, kernel: Any, opts: TestRunOpts) -> TestRunResult
         return TestRunResult(errno=errno.EINVAL)
     addr = opts.ctx_in_addr  # before the lazy reader is replaced by the bytes it read
     ctx = (opts.ctx_in or b"") if size else b""
-    retval, after = _run_on_ctx(prog, kernel, ctx, current_cpu())
+    retval, after = _run_on_ctx(prog, kernel, ctx, current_cpu(), opts.task)
     if size and addr:
         err = _copy_to_user(addr, after)
         if err:
@@ -125,3 +129,65 @@ def _copy_to_user(addr: int, data: bytes) -> int:
     except BpfError as exc:
         return int(exc.errno or 14)
     return 0
+
+
+FENTRY_TEST_CALLS: tuple[tuple[str, tuple[int, ...], int], ...] = (
+    ("bpf_fentry_test1", (1,), 2),
+    ("bpf_fentry_test2", (2, 3), 5),
+    ("bpf_fentry_test3", (4, 5, 6), 15),
+    ("bpf_fentry_test4", (7, 8, 9, 10), 34),
+    ("bpf_fentry_test5", (11, 12, 13, 14, 15), 65),
+    ("bpf_fentry_test6", (16, 17, 18, 19, 20, 21), 111),
+    ("bpf_fentry_test7", (0,), 0),
+)
+"""``bpf_prog_test_run_tracing``'s calls for fentry/fexit: (function, args, expected)."""
+
+
+def test_run_tracing(prog: Any, kernel: Any, opts: TestRunOpts) -> TestRunResult:
+    """``bpf_prog_test_run_tracing``: call the test functions through their trampolines.
+
+    The program under test does not run by itself: whatever is *attached* to the called
+    functions runs (this program if it is linked, and any other). fentry/fexit programs:
+    the fentry test functions are called in order; one returning other than the kernel's
+    value (an fmod_ret program attached to it) stops the run with EFAULT. fmod_ret
+    programs: ``bpf_modify_return_test(1, &b)`` then ``bpf_modify_return_test2(1, &b, 3, 4,
+    5, 6, 7)``; retval is ``side_effects << 16 | (u16)(sum of returns)`` where a side
+    effect is a call whose body ran (it increments ``*b``). Other attach types: EFAULT.
+    Only flags, cpu and batch_size are checked (EINVAL); data and ctx are ignored; no
+    duration is reported.
+    """
+    from pybpf.hooks.trampoline import host_functions
+    from pybpf.uapi import BpfAttachType as A
+
+    if opts.flags or opts.cpu or opts.batch_size:
+        return TestRunResult(errno=errno.EINVAL)
+    funcs = host_functions(kernel)
+    eat = int(prog.expected_attach_type)
+    cpu = current_cpu()
+    scratch = REGISTRY.alloc(16, "test_run tracing locals")  # arg, b, retval of the C code
+    try:
+        with running_as(kernel, opts.task):
+            if eat in (A.BPF_TRACE_FENTRY, A.BPF_TRACE_FEXIT):
+                for name, args, want in FENTRY_TEST_CALLS:
+                    if funcs[name](*args, cpu=cpu) != want:
+                        return TestRunResult(errno=errno.EFAULT)
+                arg, retval = scratch.start, scratch.start + 8  # struct bpf_fentry_test_t, u32
+                for name, ptr in (("bpf_fentry_test8", arg), ("bpf_fentry_test9", retval),
+                                  ("bpf_fentry_test10", 0)):
+                    if funcs[name](ptr, cpu=cpu) != 0:
+                        return TestRunResult(errno=errno.EFAULT)
+                return TestRunResult(retval=0, write_duration=False)
+            if eat == A.BPF_MODIFY_RETURN:
+                b = scratch.start
+                side_effect = 0
+                REGISTRY.store(b, 4, 2)
+                ret = funcs["bpf_modify_return_test"](1, b, cpu=cpu) & 0xFFFF
+                side_effect += REGISTRY.load(b, 4) != 2
+                REGISTRY.store(b, 4, 2)
+                ret = (ret + funcs["bpf_modify_return_test2"](1, b, 3, 4, 5, 6, 7, cpu=cpu)) \
+                    & 0xFFFF
+                side_effect += REGISTRY.load(b, 4) != 2
+                return TestRunResult(retval=(side_effect << 16) | ret, write_duration=False)
+            return TestRunResult(errno=errno.EFAULT)
+    finally:
+        REGISTRY.remove(scratch)

@@ -12,8 +12,10 @@ page-sized fragments the program does not see directly. ``data_out`` is everythi
 no stack to inject XDP_PASS frames into nor devices to transmit XDP_TX ones on, so the
 frames are dropped after the run (retval 0, as the kernel reports for live frames).
 
-As for skbs, the program reads the user-visible ``struct xdp_md`` laid out by
-:class:`pybpf.net.ctx.XdpCtx` with real 32-bit packet addresses.
+The program runs on pybpf's ``struct xdp_buff`` (:class:`pybpf.net.xdp_buff.XdpBuff`);
+its ``xdp_md`` reads were rewritten onto that object at load time, and the ``xdp_md``
+of ctx_in/ctx_out is only converted to and from it here (``xdp_convert_md_to_buff`` /
+``xdp_convert_buff_to_md``).
 """
 
 from __future__ import annotations
@@ -22,17 +24,7 @@ import errno
 import struct
 from typing import Any
 
-from pybpf.net.ctx import (
-    XDP_DATA,
-    XDP_DATA_END,
-    XDP_DATA_META,
-    XDP_EGRESS_IFINDEX,
-    XDP_INGRESS_IFINDEX,
-    XDP_MD_SIZE,
-    XDP_PACKET_HEADROOM,
-    XDP_RX_QUEUE,
-    XdpCtx,
-)
+from pybpf.net.xdp_buff import XDP_PACKET_HEADROOM, XdpBuff
 from pybpf.progs.ops import TestRunOpts, TestRunResult
 from pybpf.progs.testrun_common import (
     BPF_F_TEST_XDP_LIVE_FRAMES,
@@ -57,19 +49,14 @@ MAX_SKB_FRAGS = 17
 META_LEN_MAX = 255  # skb_shared_info.meta_len is a u8
 
 _U32 = struct.Struct("<I")
+# struct xdp_md, the ctx_in/ctx_out ABI
+XDP_DATA, XDP_DATA_END, XDP_DATA_META, XDP_INGRESS_IFINDEX, XDP_RX_QUEUE, XDP_EGRESS_IFINDEX = \
+    0, 4, 8, 12, 16, 20
+XDP_MD_SIZE = 24
 
 
 def _u32(buf: bytes | bytearray, off: int) -> int:
     return int(_U32.unpack_from(buf, off)[0])
-
-
-class TestXdp(XdpCtx):
-    """A test-run ``xdp_buff``: frame + ``xdp_md`` of :class:`pybpf.net.ctx.XdpCtx`."""
-
-    __test__ = False
-
-    def meta_bounds(self) -> tuple[int, int]:
-        return self._u32(XDP_DATA_META), self._u32(XDP_DATA_END)
 
 
 def _rxq_of(kernel: Any, ifindex: int, rx_queue: int) -> None:
@@ -148,32 +135,24 @@ def _run(prog: Any, kernel: Any, opts: TestRunOpts) -> TestRunResult:
     if len(frags) > MAX_SKB_FRAGS:
         raise TestRunError(errno.ENOMEM, "too many fragments")
 
-    xdp = TestXdp(f"test_run {getattr(prog, 'name_str', 'prog')}")
+    xdp = XdpBuff(f"test_run {getattr(prog, 'name_str', 'prog')}")
     try:
-        base = xdp.frame.start
-        meta_start = base + headroom
-
         def load() -> None:
-            xdp.frame.mv[headroom:headroom + linear] = data[:linear]
-            xdp.ctx.zero()
-            xdp._set_u32(XDP_DATA_META, meta_start)
-            xdp._set_u32(XDP_DATA, meta_start + meta_sz)
-            xdp._set_u32(XDP_DATA_END, meta_start + linear)
-            xdp._set_u32(XDP_INGRESS_IFINDEX, ingress)
-            xdp._set_u32(XDP_RX_QUEUE, rx_queue)
+            xdp.init_buff(frame_sz=PAGE_SIZE, ifindex=ingress, rx_queue=rx_queue)
+            xdp.prepare(headroom, data[:linear], meta_sz)
+            xdp.frags = list(frags)
 
         load()
-        run_data: dict[str, Any] = {"xdp": xdp, "xdp_frags": frags}
+        run_data: dict[str, Any] = {"xdp": xdp}
         if live:
             retval, duration = _run_live(prog, kernel, xdp, load, opts.repeat, batch, run_data)
         else:
             retval, duration = run_repeat(prog, kernel, xdp.addr, opts.repeat,
                                           cpu=current_cpu(), data=run_data)
         lo_addr, hi_addr = xdp.meta_bounds()
-        data_addr = xdp._u32(XDP_DATA)
-        lo, hi = lo_addr - base, hi_addr - base
-        linear_out = bytes(xdp.frame.mv[lo:hi]) if 0 <= lo <= hi <= xdp.frame.size else b""
-        frag_bytes = b"".join(run_data.get("xdp_frags", frags))
+        data_addr = xdp.data
+        linear_out = xdp._slice(lo_addr, hi_addr)
+        frag_bytes = b"".join(xdp.frags)
         out = linear_out + frag_bytes
         errno_out = 0
         if opts.data_size_out and len(out) > opts.data_size_out and frag_bytes:
@@ -197,7 +176,7 @@ def _run(prog: Any, kernel: Any, opts: TestRunOpts) -> TestRunResult:
         xdp.close()
 
 
-def _run_live(prog: Any, kernel: Any, xdp: TestXdp, load: Any, repeat: int, batch: int,
+def _run_live(prog: Any, kernel: Any, xdp: XdpBuff, load: Any, repeat: int, batch: int,
               run_data: dict[str, Any]) -> tuple[int, int]:
     """``bpf_test_run_xdp_live``: every repetition on a fresh copy of the frame; the
     verdicts are not reported (retval stays 0)."""

@@ -1,6 +1,6 @@
 """Socket-level program types: cgroup sock / sock_addr / sockopt / sysctl / device, sock_ops,
-sk_msg, sk_lookup and sk_reuseport, each with its own ctx struct and rules
-(``net/core/filter.c``, ``kernel/bpf/cgroup.c``)."""
+sk_msg and sk_reuseport, each with its own ctx struct and rules (``net/core/filter.c``,
+``kernel/bpf/cgroup.c``). sk_lookup has its own module, :mod:`pybpf.progs.type_sk_lookup`."""
 
 from __future__ import annotations
 
@@ -44,6 +44,12 @@ class CgroupSock(ProgTypeBase):
         if off == 44:
             return att in (INET4_POST_BIND, INET6_POST_BIND) and not write
         return not write
+
+    def convert_ctx_access(self, write: bool, insn: Any, prog: Any) -> tuple[list[Any], int] | None:
+        """The ctx of a cgroup/sock program is the ``struct sock`` itself."""
+        from pybpf.progs.sock_convert import bpf_sock_convert_ctx_access
+
+        return bpf_sock_convert_ctx_access(write, insn, prog)
 
 
 class SockAddr(ProgTypeBase):
@@ -159,32 +165,6 @@ class SkMsg(ProgTypeBase):
         return False
 
 
-class SkLookup(ProgTypeBase):
-    prog_type = 30
-    name = "sk_lookup"
-    own_helpers = frozenset({25, 124, 86})
-    ret_range = (0, 1)
-
-    def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
-        if off < 0 or off >= 72 or off % size or write:
-            return False
-        if off == 0:
-            info["reg_type"] = RegType.PTR_TO_SOCKET | PTR_MAYBE_NULL
-            return size == 8
-        if 8 <= off < 36 or 40 <= off < 68:
-            info["ctx_field_size"] = 4
-            return narrow_ok(size, 4)
-        if 36 <= off < 38:
-            if size == 4:
-                return True
-            info["ctx_field_size"] = 2
-            return narrow_ok(size, 2)
-        if 38 <= off < 40:
-            info["ctx_field_size"] = 2
-            return narrow_ok(size, 2)
-        return False
-
-
 class SkReuseport(ProgTypeBase):
     prog_type = 21
     name = "sk_reuseport"
@@ -261,6 +241,6 @@ class CgroupSockopt(ProgTypeBase):
         return size == 4
 
 
-for _t in (CgroupSock, SockAddr, SockOps, CgroupDevice, SkMsg, SkLookup, SkReuseport, CgroupSysctl,
+for _t in (CgroupSock, SockAddr, SockOps, CgroupDevice, SkMsg, SkReuseport, CgroupSysctl,
            CgroupSockopt):
     register_prog_type(_t())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pybpf.helpers.proto import FuncProto
 from pybpf.progs.ops import register_prog_type
 from pybpf.progs.type_base import ProgTypeBase, narrow_ok
 from pybpf.verifier.regs import RegType
@@ -16,7 +17,20 @@ PT_REGS_SIZE = 168
 PERF_MAX_TRACE_SIZE = 2048
 
 
-class Kprobe(ProgTypeBase):
+class TracingProtos(ProgTypeBase):
+    """The tracing types also offer the attach-point helpers of
+    :mod:`pybpf.helpers.probe` (``bpf_get_func_ip``, ``bpf_get_attach_cookie``)."""
+
+    def get_func_proto(self, func_id: int, prog: Any) -> FuncProto | None:
+        proto = super().get_func_proto(func_id, prog)
+        if proto is None and func_id in self.allowed_helpers(prog):
+            from pybpf.helpers.probe import PROTOS_BY_ID
+
+            proto = PROTOS_BY_ID.get(func_id)
+        return proto
+
+
+class Kprobe(TracingProtos):
     prog_type = 2
     name = "kprobe"
     ctx_size = PT_REGS_SIZE
@@ -27,7 +41,7 @@ class Kprobe(ProgTypeBase):
         return 0 <= off < PT_REGS_SIZE and not write and off % size == 0 and off + size <= PT_REGS_SIZE
 
 
-class Tracepoint(ProgTypeBase):
+class Tracepoint(TracingProtos):
     prog_type = 5
     name = "tracepoint"
     inherit = "tracing"
@@ -37,7 +51,7 @@ class Tracepoint(ProgTypeBase):
         return 8 <= off < PERF_MAX_TRACE_SIZE and not write and off % size == 0
 
 
-class PerfEvent(ProgTypeBase):
+class PerfEvent(TracingProtos):
     prog_type = 7
     name = "perf_event"
     ctx_size = PT_REGS_SIZE + 16
@@ -53,7 +67,7 @@ class PerfEvent(ProgTypeBase):
         return size == 8
 
 
-class RawTracepoint(ProgTypeBase):
+class RawTracepoint(TracingProtos):
     prog_type = 17
     name = "raw_tracepoint"
     inherit = "tracing"
@@ -78,8 +92,14 @@ class RawTracepointWritable(RawTracepoint):
 class Tracing(RawTracepoint):
     prog_type = 26
     name = "tracing"
-    own_helpers = frozenset({25, 27, 67, 174, 111, 121, 136, 137, 138, 139, 140, 178, 180, 107, 108,
+    own_helpers = frozenset({25, 27, 67, 173, 174, 111, 121, 136, 137, 138, 139, 140, 178, 180, 107, 108,
                              162, 46, 188, 126, 127, 150, 147, 183, 184, 185})
+
+    def test_run(self, prog: Any, kernel: Any, opts: Any) -> Any:
+        """``bpf_prog_test_run_tracing`` (fentry/fexit/fmod_ret through the trampolines)."""
+        from pybpf.progs.testrun_tracing import test_run_tracing
+
+        return test_run_tracing(prog, kernel, opts)
 
 
 class Lsm(Tracing):
@@ -87,10 +107,14 @@ class Lsm(Tracing):
     name = "lsm"
 
 
-class Syscall(ProgTypeBase):
+class Syscall(TracingProtos):
+    """``syscall_prog_func_proto``: bpf_sys_bpf, btf_find_by_name_kind, sys_close,
+    kallsyms_lookup_name, then everything ``tracing_prog_func_proto`` offers."""
+
     prog_type = 31
     name = "syscall"
-    inherit = "base"
+    inherit = "tracing"
+    own_helpers = frozenset({166, 167, 168, 179})
 
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
         return 0 <= off < 65536 and off % size == 0

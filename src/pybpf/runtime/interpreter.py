@@ -178,7 +178,7 @@ class CompiledProgram:
             if not self.budgeted:
                 return self.with_budget().run(r1, r2, r3, r4, r5, ctx=ctx, steps=steps)
             ctx.steps = steps
-        R = [0, r1 & M64, r2 & M64, r3 & M64, r4 & M64, r5 & M64, 0, 0, 0, 0, 0]
+        R = [0, r1 & M64, r2 & M64, r3 & M64, r4 & M64, r5 & M64, 0, 0, 0, 0, 0, 0]
         ctx.depth = 0
         R[10] = ctx.stack.enter(0)
         blocks = self._blocks
@@ -359,7 +359,7 @@ class CompiledProgram:
         k = spec.kind
         d = f"r{ins.dst}"
         s = f"r{ins.src}"
-        if ins.dst > 10 or ins.src > 10:
+        if ins.dst > 11 or ins.src > 11:  # r11: BPF_REG_AX of the verifier's rewrites
             return ([f"raise BpfFault({pc}, 0, 0, 'invalid register')"], [], set(), set())
         if k in (Kind.ALU, Kind.SDIV, Kind.SMOD, Kind.NEG, Kind.MOV, Kind.MOVSX):
             return self._gen_alu(pc, ins, spec, d, s)
@@ -571,7 +571,7 @@ class CompiledProgram:
             raise BpfFault(target, 0, 0, f"call depth exceeds {MAX_CALL_FRAMES} frames")
         if not 0 <= target < len(self.insns):
             raise BpfFault(target, 0, 0, f"callback target {target} out of range")
-        R = [0, r1 & M64, r2 & M64, r3 & M64, r4 & M64, r5 & M64, 0, 0, 0, 0, 0]
+        R = [0, r1 & M64, r2 & M64, r3 & M64, r4 & M64, r5 & M64, 0, 0, 0, 0, 0, 0]
         ctx.depth = depth
         R[10] = ctx.stack.enter(depth)
         blocks = self._blocks

@@ -172,10 +172,6 @@ def _sockmap_from_fd(call: Call, fd: int) -> BpfError:
     return BpfError(errno.EOPNOTSUPP, "sockmap program attachment is not supported yet")
 
 
-def _no_perf_event(call: Call, fd: int) -> BpfError:
-    return BpfError(errno.EBADF, f"fd {fd} is not a perf event")
-
-
 # ------------------------------------------------------------------------ raw tracepoints
 class RawTpLinkOps:
     """``bpf_raw_tp_link_lops``: release unregisters; no detach, no update."""
@@ -213,7 +209,10 @@ def raw_tp_link_attach(call: Call, prog: BpfProg, user_tp_name: int, cookie: int
     if prog.type in (P.BPF_PROG_TYPE_TRACING, P.BPF_PROG_TYPE_EXT, P.BPF_PROG_TYPE_LSM):
         if user_tp_name:
             raise BpfError(errno.EINVAL, "tracing programs name their target at load time")
-        raise BpfError(errno.EOPNOTSUPP, "trampolines (fentry/fexit/lsm/ext) not supported yet")
+        if prog.type == P.BPF_PROG_TYPE_TRACING and prog.expected_attach_type in (
+                A.BPF_TRACE_FENTRY, A.BPF_TRACE_FEXIT, A.BPF_MODIFY_RETURN):
+            return _tracing_attach(call, prog, cookie)
+        raise BpfError(errno.EOPNOTSUPP, "trampolines (lsm/ext/tp_btf) not supported yet")
     if prog.type not in (P.BPF_PROG_TYPE_RAW_TRACEPOINT, P.BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE):
         raise BpfError(errno.EINVAL, "not a raw tracepoint program")
     try:
@@ -229,6 +228,15 @@ def raw_tp_link_attach(call: Call, prog: BpfProg, user_tp_name: int, cookie: int
     link.extra["tp_name"] = name
     link.extra["cookie"] = cookie
     return _settle(call, link, lambda: tps.register(name, link))
+
+
+def _tracing_attach(call: Call, prog: BpfProg, cookie: int) -> int:
+    """``bpf_tracing_prog_attach``: a link on a host function's trampoline
+    (:mod:`pybpf.hooks.trampoline`)."""
+    from pybpf.hooks.trampoline import tracing_link_attach, trampoline_link
+
+    link = tracing_link_attach(call.kernel, prog, cookie)
+    return _settle(call, link, lambda: trampoline_link(link))
 
 
 def _settle(call: Call, link: BpfLink, attach: Any) -> int:
@@ -288,6 +296,13 @@ def _link_create_for(call: Call, prog: BpfProg, lc: Any) -> int:
             raise BpfError(errno.ENOENT, "no BPF iterator targets yet")
         if prog.expected_attach_type == A.BPF_LSM_CGROUP:
             raise _no_cgroup(call, lc.target_fd)
+        if prog.expected_attach_type in (A.BPF_TRACE_FENTRY, A.BPF_TRACE_FEXIT,
+                                         A.BPF_MODIFY_RETURN):
+            if bool(lc.target_fd) != bool(lc.target_btf_id):
+                raise BpfError(errno.EINVAL, "target_fd and target_btf_id go together")
+            if lc.target_fd:
+                raise BpfError(errno.EOPNOTSUPP, "re-attaching to another target not supported")
+            return _tracing_attach(call, prog, lc.tracing.cookie)
         raise BpfError(errno.EOPNOTSUPP, "trampolines not supported yet")
     if t in (P.BPF_PROG_TYPE_FLOW_DISSECTOR, P.BPF_PROG_TYPE_SK_LOOKUP):
         raise _no_netns(call, lc.target_fd)
@@ -307,9 +322,11 @@ def _link_create_for(call: Call, prog: BpfProg, lc: Any) -> int:
         raise BpfError(errno.EOPNOTSUPP, "netfilter hooks not supported yet")
     if t in (P.BPF_PROG_TYPE_PERF_EVENT, P.BPF_PROG_TYPE_TRACEPOINT) or (
             t == P.BPF_PROG_TYPE_KPROBE and lc.attach_type == A.BPF_PERF_EVENT):
-        if lc.flags:
-            raise BpfError(errno.EINVAL, "flags must be 0")
-        raise _no_perf_event(call, lc.target_fd)
+        from pybpf.hooks.perf_event import perf_link_attach  # the host's perf events
+
+        return perf_link_attach(call.kernel, call.task, prog, lc.target_fd, lc.flags,
+                                lc.perf_event.bpf_cookie,
+                                lambda link, attach: _settle(call, link, attach))
     if t == P.BPF_PROG_TYPE_KPROBE:
         raise BpfError(errno.EOPNOTSUPP, "kprobe/uprobe multi links not supported yet")
     raise BpfError(errno.EINVAL, "program type cannot make links")

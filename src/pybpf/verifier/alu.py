@@ -228,12 +228,16 @@ class AluMixin:
                         mark_unknown(d)
                         return
                     self.fail(errno.EACCES, f"R{ins.dst} pointer {_ALU_STR[op]} pointer prohibited\n")
+                self.mark_chain_precision(ins.dst)  # scalar += pointer
                 off_reg = d.copy()
                 self._adjust_ptr(ins, s.copy(), off_reg, is64, ptr_is_dst=False)
                 return
             if ptr_reg is not None:
+                self.mark_chain_precision(ins.src)  # pointer += scalar
                 self._adjust_ptr(ins, d.copy(), s, is64)
                 return
+            if d.precise:  # a precise result needs a precise operand
+                self.mark_chain_precision(ins.src)
         elif ptr_reg is not None:
             s = Reg()
             mark_scalar_known(s, ins.imm & U64)

@@ -127,6 +127,10 @@ class CallsMixin:
                                 "access_size": 0, "regno": -1, "mem_size": 0, "msize_max": 0}
         for i in range(5):
             self.check_func_arg(i, meta, fn)
+        if fid == 12:  # record_func_key: a constant in-range key selects the target
+            m, r3 = meta["map_ptr"], self.regs[3]
+            if m is not None and r3.is_const() and r3.var_off.value < getattr(m, "max_entries", 0):
+                self.mark_chain_precision(3)
         if meta["access_size"]:
             for i in range(meta["access_size"]):
                 self.check_mem_access(meta["regno"], i, 1, BPF_WRITE, -1)
@@ -142,9 +146,14 @@ class CallsMixin:
             r2 = regs[2]
             if not (r2.is_const() and r2.var_off.value == 0):
                 self.fail(errno.EINVAL, "get_local_storage() doesn't support non-zero flags\n")
+            self.mark_chain_precision(2)
         elif fid == 93:
             pass
         elif fid in (181, 164, 170):
+            if fid == 181:  # bpf_loop: flags == 0 allows inlining, nr_loops bounds the callback
+                if regs[4].is_const() and regs[4].var_off.value == 0:
+                    self.mark_chain_precision(4)
+                self.mark_chain_precision(1)
             self.push_callback(ins, meta, fid)
         for r in CALLER_SAVED:
             mark_not_init(regs[r])
@@ -233,7 +242,9 @@ class CallsMixin:
         maybe_null = bool(at & int(ArgFlag.PTR_MAYBE_NULL))
         if base == ArgType.ARG_PTR_TO_MAP_VALUE and meta["map_ptr"] is not None:
             pass
-        if not (is_null and maybe_null):
+        if is_null and maybe_null:
+            self.mark_chain_precision(regno)  # NULL is accepted only because it is exactly 0
+        else:
             self.check_reg_type(regno, at, meta)
             self.check_func_arg_reg_off(reg, regno, at)
         if at & OBJ_RELEASE:
@@ -271,6 +282,7 @@ class CallsMixin:
             if reg.var_off.mask != 0:
                 self.fail(errno.EACCES, f"R{regno} is not a known constant'\n")
             meta["mem_size"] = reg.var_off.value
+            self.mark_chain_precision(regno)
         elif base == ArgType.ARG_PTR_TO_SPIN_LOCK:
             self.process_spin_lock(regno, meta["func_id"] == 93)
         elif base == ArgType.ARG_PTR_TO_TIMER:
@@ -324,6 +336,7 @@ class CallsMixin:
             self.fail(errno.EACCES, f"R{regno} unbounded memory access, use 'var &= const' or "
                                     "'if (var < const)'\n")
         self.check_helper_mem_access(regno - 1, reg.umax, t, zero_ok, m)
+        self.mark_chain_precision(regno)
 
     def check_map_func_compatibility(self: Verifier, m: Any, fid: int) -> None:
         if m is None:
@@ -447,10 +460,12 @@ class CallsMixin:
             self.verbose("caller:\n" + format_state(caller, refs) + "\n")
             self.verbose("callee:\n" + format_state(callee, refs) + "\n")
         self.log.mark_all_scratched()  # init_func_state
+        self.stack_live.reset_callchain()
         self.insn_idx = target - 1
 
     def prepare_func_exit(self: Verifier) -> None:
         st = self.state
+        self.stack_live.update_live_stack(st)
         callee = st.cur
         r0 = callee.regs[0]
         if r0.type == R.PTR_TO_STACK:
@@ -478,6 +493,7 @@ class CallsMixin:
             return
         if reg.type != R.SCALAR_VALUE:
             self.fail(errno.EINVAL, f"{exit_ctx} the register R0 is not a known value ({reg_type_str(reg.type)})\n")
+        self.mark_chain_precision(0)
         lo, hi = rng
         if not (reg.smin >= lo and reg.smax <= hi):
             text = f"{exit_ctx} the register R0 has"

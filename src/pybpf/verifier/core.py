@@ -23,8 +23,10 @@ from pybpf.verifier.cfg import (
     check_subprogs,
 )
 from pybpf.verifier.jmp import JmpMixin
+from pybpf.verifier.liveness import compute_live_regs, loop_insns
 from pybpf.verifier.log import VLog, format_state, live_regs_table, vlog_alignment
 from pybpf.verifier.mem import MemMixin
+from pybpf.verifier.precision import PrecisionMixin
 from pybpf.verifier.prune import PruneMixin
 from pybpf.verifier.regs import (
     PTR_MAYBE_NULL,
@@ -33,6 +35,7 @@ from pybpf.verifier.regs import (
     mark_not_init,
     mark_unknown,
 )
+from pybpf.verifier.stack_liveness import StackLiveness
 from pybpf.verifier.state import FuncState, VState
 
 BPF_COMPLEXITY_LIMIT_INSNS = 1_000_000
@@ -42,7 +45,7 @@ BPF_F_ANY_ALIGNMENT = 1 << 1
 MAX_BPF_STACK = 512
 
 
-class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
+class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin, PrecisionMixin):
     insn_idx: int
     prev_insn_idx: int
     insn_processed: int
@@ -87,6 +90,7 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
         self.max_stack: dict[int, int] = {}
         self.scratched = 0
         self.init_prune()
+        self.init_precision()
 
     # -- logging --------------------------------------------------------------------------
     def verbose(self, text: str) -> None:
@@ -179,6 +183,10 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
                   lambda i: i.code == 0x85 and i.src == 0 and i.imm in (164, 181))
         if self.log.level & 2:
             self.log(live_regs_table(self.insns, self.format_insn, self._call_num_params))
+        self.stack_live = StackLiveness(self.insns, [sp.start for sp in subs], self.cfg.prune_points,
+                                        self.log if self.log.level & 2 else None)
+        self.live_regs = compute_live_regs(self.insns, self._call_num_params)
+        self.loop_insn_set = loop_insns(self.insns)
         self.do_check()
         if self.log.pop_log:  # log_level 1 keeps only the path to an error
             self.log.reset(0)
@@ -278,6 +286,9 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
             if self.insn_processed > BPF_COMPLEXITY_LIMIT_INSNS:
                 self.fail(errno.E2BIG, f"BPF program is too large. Processed {self.insn_processed} insn\n")
             pruned = False
+            self.cur_hist_ent = False
+            self.hist_prev_idx = self.prev_insn_idx
+            self.state.last_insn_idx = self.prev_insn_idx
             if self.insn_idx in self.cfg.prune_points:
                 pruned = self.is_state_visited(self.insn_idx)
             if pruned:
@@ -290,6 +301,8 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
                     return
                 do_print_state = True
                 continue
+            if self.insn_idx in self.cfg.jmp_points:
+                self.push_insn_history()
             if log.enabled:
                 if do_print_state and log.level & 2:
                     log(f"\nfrom {self.prev_insn_idx} to {self.insn_idx}:"
@@ -302,6 +315,8 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
                 log.prev_insn_print_pos = log.size - log.prev_log_pos
                 log.prev_log_pos = log.size
             self.prev_insn_idx = self.insn_idx
+            sl = self.stack_live
+            sl.reset_write_marks(self.state, self.insn_idx)
             if cls in (4, 7):
                 self.check_alu_op(ins)
             elif cls == 1:
@@ -309,6 +324,7 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
             elif cls == 3:
                 if (ins.code & 0xE0) == 0xC0:
                     self.check_atomic(ins)
+                    sl.commit_write_marks()
                     self.insn_idx += 1
                     continue
                 if (ins.code & 0xE0) != 0x60 or ins.imm != 0:
@@ -338,6 +354,7 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
                     if (ins.code & 0x08) or ins.src != 0 or ins.dst != 0 or (cls == 5 and ins.imm != 0) or \
                             (cls == 6 and ins.off != 0):
                         self.fail(errno.EINVAL, "BPF_JA uses reserved fields\n")
+                    sl.commit_write_marks()
                     self.insn_idx += (ins.off if cls == 5 else ins.imm) + 1
                     continue
                 elif op == 0x90:
@@ -351,9 +368,11 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
                         self.check_resource_leak(False, False, "BPF_EXIT instruction in main prog")
                     if st.curframe:
                         self.prepare_func_exit()
+                        sl.commit_write_marks()
                         do_print_state = True
                         continue
                     self.check_return_code()
+                    sl.commit_write_marks()
                     if not self._process_exit():
                         return
                     do_print_state = True
@@ -372,6 +391,7 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
                     self.fail(errno.EINVAL, "invalid BPF_LD mode\n")
             else:
                 self.fail(errno.EINVAL, f"unknown insn class {cls}\n")
+            sl.commit_write_marks()
             self.insn_idx += 1
 
     def _call_num_params(self, ins: Insn) -> int | None:
@@ -395,6 +415,7 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
     def _process_exit(self) -> bool:
         self.log.mark_all_scratched()
         self.update_branch_counts(self.state)
+        self.stack_live.update_live_stack(self.state)
         return self.pop_stack()
 
     def format_insn(self, idx: int) -> str:
@@ -409,6 +430,15 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin):
                 return f"{ins.imm:+d}"
             return None
 
+        m = self.map_by_insn.get(idx)
+        if m is not None:  # resolved map ld_imm64: the kernel prints the pointer it now holds
+            ins = self.insns[idx]
+            addr: Any = getattr(m, "addr", None)
+            if ins.src in (2, 6):
+                dva = getattr(m, "direct_value_addr", None)
+                addr = dva(self.aux[idx].get("map_off", 0)) if callable(dva) else None
+            if isinstance(addr, int):
+                return f"(18) r{ins.dst} = {addr:#x}"
         try:
             return format_insn_kernel(self.insns, idx, helper_name=helper_name, call_target=call_target)
         except Exception:

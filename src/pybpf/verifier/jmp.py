@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from pybpf.isa.insn import Insn
 from pybpf.isa.opcodes import JmpOp
 from pybpf.verifier import tnum as tn
+from pybpf.verifier.precision import INSN_F_DST_REG_STACK, INSN_F_SRC_REG_STACK, collect_linked_regs
 from pybpf.verifier.regs import (
     MEM_RCU,
     PTR_MAYBE_NULL,
@@ -377,8 +378,20 @@ class JmpMixin:
                 self.fail(errno.EINVAL, "BPF_JMP/JMP32 uses reserved fields\n")
             s = Reg()
             mark_scalar_known(s, ins.imm & U64)
+        flags = 0
+        if ins.code & 0x08 and s.type == RegType.PTR_TO_STACK:
+            flags |= INSN_F_SRC_REG_STACK
+        if d.type == RegType.PTR_TO_STACK:
+            flags |= INSN_F_DST_REG_STACK
+        if flags:
+            self.push_insn_history(flags)
         is32 = cls == 6
         pred = is_branch_taken(d, s, op, is32)
+        if pred >= 0:  # the outcome depends on the exact values: they must stay precise
+            if d.type == RegType.SCALAR_VALUE:
+                self.mark_chain_precision(ins.dst)
+            if ins.code & 0x08 and s.type == RegType.SCALAR_VALUE:
+                self.mark_chain_precision(ins.src)
         if pred == 1:
             self.print_insn_state()
             self.insn_idx += ins.off
@@ -386,6 +399,13 @@ class JmpMixin:
         if pred == 0:
             self.print_insn_state()
             return
+        linked: list[tuple[int, bool, int]] = []
+        if ins.code & 0x08 and s.type == RegType.SCALAR_VALUE and s.id:
+            collect_linked_regs(self.state, s.id, linked)
+        if d.type == RegType.SCALAR_VALUE and d.id:
+            collect_linked_regs(self.state, d.id, linked)
+        if len(linked) > 1:  # before the fork, so both branches share the record
+            self.push_insn_history(0, tuple(linked))
         target = self.insn_idx + ins.off + 1
         other = self.push_stack(target, self.insn_idx)
         oregs = other.cur.regs

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pybpf.verifier.liveness import compute_live_regs
 from pybpf.verifier.regs import (
     S32_MAX,
     S32_MIN,
@@ -226,89 +227,11 @@ class VLog:
 
 # -- log_level 2 preamble: "func#N @S" and "Live regs before insn:" --------------------------
 
-_CALLER_SAVED = 0x3F
-
-
-def insn_use_def(ins: Any, num_params: int | None) -> tuple[int, int]:
-    """Registers an instruction reads and writes, as ``compute_insn_live_regs`` sees them
-    (bitmasks; a conservative "uses everything" where the kernel keeps its defaults).
-    ``num_params`` is the callee's parameter count for calls, ``None`` if unknown."""
-    cls, code = ins.code & 7, ins.code & 0xF0
-    src, dst = 1 << ins.src, 1 << ins.dst
-    mode = ins.code & 0xE0
-    if cls == 0:
-        if mode == 0x00 and ins.code & 0x18 == 0x18:
-            return 0, dst
-        return 0xFFFF, 0
-    if cls == 1:
-        return (src, dst) if mode in (0x60, 0x80) else (0xFFFF, 0)
-    if cls == 2:
-        return (dst, 0) if mode == 0x60 else (0xFFFF, 0)
-    if cls == 3:
-        if mode == 0x60:
-            return dst | src, 0
-        if mode == 0xC0:
-            if ins.imm == 0xF1:  # BPF_CMPXCHG
-                return 1 | dst | src, 1
-            if ins.imm == 0x100:  # BPF_LOAD_ACQ
-                return src, dst
-            if ins.imm == 0x110:  # BPF_STORE_REL
-                return dst | src, 0
-            return dst | src, (src if ins.imm & 1 else 0)
-        return 0xFFFF, 0
-    if cls in (4, 7):
-        if code == 0xD0:  # BPF_END
-            return dst, dst
-        if code == 0xB0:  # BPF_MOV
-            return (0 if not ins.code & 8 else src), dst
-        return (dst if not ins.code & 8 else dst | src), dst
-    # BPF_JMP / BPF_JMP32
-    if code in (0x00, 0xE0):  # BPF_JA, BPF_JCOND
-        return 0, 0
-    if code == 0x90:  # BPF_EXIT
-        return 1, 0
-    if code == 0x80:  # BPF_CALL
-        use = _CALLER_SAVED & ~1
-        if num_params is not None:
-            use = ((1 << (num_params + 1)) - 1) & ~1
-        return use, _CALLER_SAVED
-    return (dst if not ins.code & 8 else dst | src), 0
-
-
-def insn_successors(insns: list[Any], i: int) -> list[int]:
-    ins = insns[i]
-    cls, code = ins.code & 7, ins.code & 0xF0
-    if cls == 0 and ins.code == 0x18:
-        return [i + 2]
-    if cls in (5, 6):
-        if code == 0x90:
-            return []
-        if code == 0x00:
-            return [i + (ins.off if cls == 5 else ins.imm) + 1]
-        if code not in (0x80, 0xE0):
-            return [i + 1, i + ins.off + 1]
-    return [i + 1]
-
-
 def live_regs_table(insns: list[Any], fmt: Any, num_params: Any) -> str:
     """The "Live regs before insn:" table of ``compute_live_registers`` (log_level 2):
     a backward fixed point of ``use | (live_after & ~def)`` over the instruction graph."""
     n = len(insns)
-    ud = [insn_use_def(insns[i], num_params(insns[i])) for i in range(n)]
-    live = [0] * n
-    changed = True
-    while changed:
-        changed = False
-        for i in range(n - 1, -1, -1):
-            after = 0
-            for s in insn_successors(insns, i):
-                if 0 <= s < n:
-                    after |= live[s]
-            use, defs = ud[i]
-            new = use | (after & ~defs)
-            if new != live[i]:
-                live[i] = new
-                changed = True
+    live = compute_live_regs(insns, num_params)
     out = ["Live regs before insn:\n"]
     i = 0
     while i < n:

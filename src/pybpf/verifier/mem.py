@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pybpf.isa.insn import Insn
 from pybpf.verifier.log import tnum_str
+from pybpf.verifier.precision import stack_access_flags
 from pybpf.verifier.regs import (
     MEM_RDONLY,
     PTR_MAYBE_NULL,
@@ -258,9 +259,12 @@ class MemMixin:
         slot = -off - 1
         spi = slot // 8
         st = f.stack[spi]
+        if off % 8 == 0 and size == 8:  # only a whole-slot write screens off earlier reads
+            self.stack_live.mark_write(f.frameno, 1 << spi)
         self.log.scratched_stack |= 1 << spi
         vreg = self.regs[value_regno] if value_regno >= 0 else None
         is_st_mem = (ins.code & 7) == 2
+        spilled = True  # a register spill: recorded for precision backtracking
         if vreg is not None and off % 8 == 0 and vreg.type == RegType.SCALAR_VALUE and self.bpf_capable:
             fits = (vreg.var_off.value | vreg.var_off.mask).bit_length() <= 8 * size
             if fits:
@@ -281,15 +285,20 @@ class MemMixin:
                 self.fail(errno.EINVAL, "cannot spill pointers to stack into stack frame of the caller\n")
             self._save_register_state(st, vreg, size)
         else:
+            spilled = False
             typ = STACK_MISC
             if st.is_spill() or any(t == STACK_SPILL for t in st.types):
                 st.types = [STACK_MISC if t == STACK_SPILL else t for t in st.types]
             st.spilled = None
             if (vreg is not None and vreg.is_const() and vreg.var_off.value == 0) or \
                     (vreg is None and is_st_mem and ins.imm == 0):
+                # STACK_ZERO is only right while the stored register stays a known zero
+                self.mark_chain_precision(value_regno)
                 typ = STACK_ZERO
             for i in range(size):
                 st.types[(slot - i) % 8] = typ
+        if spilled:
+            self.push_insn_history(stack_access_flags(f.frameno, spi))
 
     def _save_register_state(self, st: StackSlot, reg: Reg, size: int) -> None:
         st.spilled = reg.copy()
@@ -306,6 +315,7 @@ class MemMixin:
         vreg = self.regs[value_regno] if value_regno >= 0 else None
         zero = (vreg is not None and vreg.is_const() and vreg.var_off.value == 0) or \
             (vreg is None and (ins.code & 7) == 2 and ins.imm == 0)
+        zero_used = False
         for i in range(min_off, max_off):
             slot = -i - 1
             spi = slot // 8
@@ -320,6 +330,10 @@ class MemMixin:
                     self.fail(errno.EACCES, f"uninit stack in range of var-offset write prohibited for "
                                             f"!root; insn {self.insn_idx}, off: {i}\n")
                 st.types[b] = STACK_MISC
+            else:
+                zero_used = True
+        if zero_used:
+            self.mark_chain_precision(value_regno)
 
     def check_stack_read(self: Verifier, regno: int, off: int, size: int, dst_regno: int) -> None:
         reg = self.regs[regno]
@@ -334,6 +348,7 @@ class MemMixin:
         spi = slot // 8
         st = f.stack[spi]
         self.log.scratched_stack |= 1 << spi
+        self.stack_live.mark_read(self.state, f.frameno, self.insn_idx, 1 << spi)
         regs = self.regs
         if st.is_spill() and st.spilled is not None:
             sreg = st.spilled
@@ -365,15 +380,21 @@ class MemMixin:
                         else:
                             self.fail(errno.EACCES, f"invalid read from stack off {off}+{i} size {size}\n")
                     d = regs[dst_regno]
-                    if (spill_cnt == size and sreg.is_const() and sreg.var_off.value == 0) or zero_cnt == size:
+                    if spill_cnt == size and sreg.is_const() and sreg.var_off.value == 0:
                         mark_unknown(d)
                         mark_known(d, 0)
                     else:
-                        mark_unknown(d)
+                        if zero_cnt == size:
+                            mark_unknown(d)
+                            mark_known(d, 0)
+                        else:
+                            mark_unknown(d)
+                        return  # not the spilled register's own state: nothing to backtrack
             elif dst_regno >= 0:
                 regs[dst_regno].assign(sreg)
             elif sreg.is_pointer() and not self.allow_ptr_leaks:
                 self.fail(errno.EACCES, f"leaking pointer from stack off {off}\n")
+            self.push_insn_history(stack_access_flags(f.frameno, spi))
             return
         zero = 0
         for i in range(size):
@@ -397,10 +418,12 @@ class MemMixin:
         min_off = reg.smin + off
         max_off = reg.smax + off
         zeros = True
+        sl = self.stack_live
         for i in range(min_off, max_off + size):
             slot = -i - 1
             spi = slot // 8
             st = f.stack[spi]
+            sl.mark_read(self.state, f.frameno, self.insn_idx, 1 << spi)
             t = st.types[slot % 8]
             if t == STACK_MISC:
                 zeros = False
@@ -480,6 +503,8 @@ class MemMixin:
         elif reg.type in (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META):
             if t == BPF_WRITE and not self.may_access_direct_pkt_data(t):
                 self.fail(errno.EACCES, "cannot write into packet\n")
+            if t == BPF_WRITE and getattr(self.prog_ops, "gen_prologue", None) is not None:
+                self.seen_direct_write = True  # the type's gen_prologue unclones the skb
             self.check_packet_access(regno, off, size, False)
             if t == BPF_READ and value_regno >= 0:
                 mark_unknown(regs[value_regno])
@@ -638,10 +663,12 @@ class MemMixin:
             meta["access_size"] = size
             meta["regno"] = regno
             return
+        sl = self.stack_live
         for i in range(min_off, max_off + size):
             slot = -i - 1
             spi = slot // 8
             st = f.stack[spi]
+            sl.mark_read(self.state, f.frameno, self.insn_idx, 1 << spi)
             b = slot % 8
             ty = st.types[b]
             if ty == STACK_MISC:

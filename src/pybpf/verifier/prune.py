@@ -7,8 +7,19 @@ range of the old state contains the new one, stack slots match, same references 
 current path is safe and is cut. Checkpoints still being explored (``branches > 0``) lie
 on the current path: an exact match there is an infinite loop.
 
-pybpf does not track liveness or precision, so it treats every scalar as precise: a
-stricter comparison than the kernel's, which only costs extra exploration.
+Two things make "at least as general" cheaper than comparing everything, as in 6.18:
+
+* liveness: a finished checkpoint's dead registers (``compute_live_registers``) are
+  cleared (:meth:`PruneMixin.clean_verifier_state`), so any current value matches them;
+* precision: a scalar the old state's continuation never needed exactly (not ``precise``,
+  see :mod:`.precision`) matches any scalar. After a prune, what the old state needed
+  precise is made precise along the current path (``propagate_precision``).
+
+Inside loops (``liveness.loop_insns``) a finished checkpoint's precision marks may still
+be incomplete (later iterations add more), so there every scalar is compared by range
+(the kernel's ``RANGE_WITHIN`` for an unfinished SCC), and a prune there makes every
+compared scalar precise. Stack liveness (6.18's ``liveness.c``) is not modelled: every
+stack slot of the old state is compared.
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from pybpf.verifier.log import format_state
-from pybpf.verifier.regs import PTR_MAYBE_NULL, Reg, RegType
+from pybpf.verifier.regs import PTR_MAYBE_NULL, Reg, RegType, mark_not_init, mark_unknown
 from pybpf.verifier.state import (
     STACK_INVALID,
     STACK_MISC,
@@ -35,10 +46,26 @@ _EXACT_FIELDS = ("type", "off", "var_off", "smin", "smax", "umin", "umax", "s32_
                  "u32_min", "u32_max", "map_ptr", "range", "mem_size", "frameno", "subprogno")
 
 
+# ``enum exact_level``; LOOP is pybpf's RANGE_WITHIN: every scalar compared by range, but
+# a register the old state never had (or that is dead there) still matches anything.
+NOT_EXACT, EXACT, LOOP = 0, 1, 2
+
+
 class _IdMap:
     def __init__(self) -> None:
         self.m: dict[int, int] = {}
         self.r: dict[int, int] = {}
+        self.tmp = 0
+
+    def check_scalar(self, old: int, cur: int) -> bool:
+        """``check_scalar_ids``: an old scalar without id constrains nothing; a current one
+        without id gets a fresh id that must not alias a linked old register."""
+        if not old:
+            return True
+        if not cur:
+            self.tmp -= 1
+            cur = self.tmp
+        return self.check(old, cur)
 
     def check(self, old: int, cur: int) -> bool:
         if not old and not cur:
@@ -67,8 +94,9 @@ def regs_exact(o: Reg, c: Reg, ids: _IdMap) -> bool:
     return ids.check(o.id, c.id) and ids.check(o.ref_obj_id, c.ref_obj_id)
 
 
-def regsafe(o: Reg, c: Reg, ids: _IdMap, exact: bool) -> bool:
-    if exact:
+def regsafe(o: Reg, c: Reg, ids: _IdMap, exact: int) -> bool:
+    """True if the old register being safe implies the current one is."""
+    if exact == EXACT:
         return regs_exact(o, c, ids)
     if o.type == RegType.NOT_INIT:
         return True
@@ -76,7 +104,9 @@ def regsafe(o: Reg, c: Reg, ids: _IdMap, exact: bool) -> bool:
         return False
     b = o.type & 0xFF
     if b == RegType.SCALAR_VALUE:
-        return ids.check(o.id, c.id) and _range_within(o, c) and o.var_off.contains(c.var_off)
+        if not o.precise and exact == NOT_EXACT:
+            return True
+        return ids.check_scalar(o.id, c.id) and _range_within(o, c) and o.var_off.contains(c.var_off)
     if b in (RegType.PTR_TO_MAP_KEY, RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MEM, RegType.PTR_TO_BUF,
              RegType.PTR_TO_TP_BUFFER):
         return (o.off == c.off and o.map_ptr is c.map_ptr and o.mem_size == c.mem_size
@@ -91,62 +121,83 @@ def regsafe(o: Reg, c: Reg, ids: _IdMap, exact: bool) -> bool:
     return regs_exact(o, c, ids)
 
 
-def _slot_byte(f: FuncState, spi: int, b: int) -> str:
-    if spi >= len(f.stack):
-        return STACK_INVALID
-    return f.stack[spi].types[b]
+_INVALID_SLOT = [STACK_INVALID] * 8
+_UNBOUND = Reg()
+mark_unknown(_UNBOUND)
 
 
-def stacksafe(o: FuncState, c: FuncState, ids: _IdMap, exact: bool) -> bool:
-    for spi in range(len(o.stack)):
-        os_ = o.stack[spi]
-        for b in range(8):
-            ot = os_.types[b]
-            ct = _slot_byte(c, spi, b)
-            if exact:
-                if ot != ct:
-                    return False
+def _scalar_reg_for_stack(slot, allow_uninit: bool) -> Reg | None:
+    """``scalar_reg_for_stack``: a 64-bit scalar spill, or all-MISC bytes read as an
+    unbounded scalar, so spill and MISC slots compare (with ids) like registers."""
+    if slot is None:
+        return None
+    if all(t == STACK_SPILL for t in slot.types) and slot.spilled is not None and \
+            slot.spilled.type == RegType.SCALAR_VALUE:
+        return slot.spilled
+    if all(t == STACK_MISC or (t == STACK_INVALID and allow_uninit) for t in slot.types):
+        return _UNBOUND
+    return None
+
+
+def stacksafe(o: FuncState, c: FuncState, ids: _IdMap, exact: int, allow_uninit: bool = True) -> bool:
+    """``stacksafe``: every slot byte the old state has must be at least as initialised and
+    as typed in the current one (MISC accepts ZERO, a 64-bit scalar spill and all-MISC
+    bytes compare as scalars)."""
+    nc = len(c.stack)
+    for spi, os_ in enumerate(o.stack):
+        cs = c.stack[spi] if spi < nc else None
+        otypes = os_.types
+        if exact == EXACT:
+            if otypes != (cs.types if cs is not None else _INVALID_SLOT):
+                return False
+            if cs is None:
                 continue
+        b = 0
+        while b < 8:
+            ot = otypes[b]
             if ot == STACK_INVALID:
+                b += 1
                 continue
-            if ot == STACK_MISC and ct not in (STACK_MISC, STACK_ZERO, STACK_SPILL) and True:
-                if ct != STACK_INVALID or not True:
+            if allow_uninit and ot == STACK_MISC:
+                b += 1
+                continue
+            if cs is None:
+                return False
+            oreg = _scalar_reg_for_stack(os_, allow_uninit)
+            creg = _scalar_reg_for_stack(cs, allow_uninit)
+            if oreg is not None and creg is not None:
+                if not regsafe(oreg, creg, ids, exact):
                     return False
-                return False
-            if ot == STACK_MISC and ct in (STACK_MISC, STACK_ZERO):
+                break
+            ct = cs.types[b]
+            if ot == STACK_MISC and ct == STACK_ZERO:
+                b += 1
                 continue
-            if ot == STACK_ZERO and ct == STACK_ZERO:
-                continue
-            if ot == STACK_MISC and ct == STACK_SPILL:
-                cs = c.stack[spi].spilled
-                if cs is not None and cs.type == RegType.SCALAR_VALUE:
-                    continue
-                return False
             if ot != ct:
                 return False
-        if os_.is_spill() and os_.spilled is not None:
-            cslot = c.stack[spi] if spi < len(c.stack) else None
-            if cslot is None or not cslot.is_spill() or cslot.spilled is None:
-                return False
-            if not regsafe(os_.spilled, cslot.spilled, ids, exact):
-                return False
-    if exact and len(c.stack) > len(o.stack):
-        for spi in range(len(o.stack), len(c.stack)):
+            if b == 7 and ot == STACK_SPILL:
+                if os_.spilled is None or cs.spilled is None:
+                    return False
+                if not regsafe(os_.spilled, cs.spilled, ids, exact):
+                    return False
+            b += 1
+    if exact == EXACT and nc > len(o.stack):
+        for spi in range(len(o.stack), nc):
             if any(t != STACK_INVALID for t in c.stack[spi].types):
                 return False
     return True
 
 
-def func_states_equal(o: FuncState, c: FuncState, ids: _IdMap, exact: bool) -> bool:
+def func_states_equal(o: FuncState, c: FuncState, ids: _IdMap, exact: int, allow_uninit: bool = True) -> bool:
     if o.callsite != c.callsite:
         return False
     for i in range(11):
         if not regsafe(o.regs[i], c.regs[i], ids, exact):
             return False
-    return stacksafe(o, c, ids, exact)
+    return stacksafe(o, c, ids, exact, allow_uninit)
 
 
-def states_equal(o: VState, c: VState, exact: bool) -> bool:
+def states_equal(o: VState, c: VState, exact: int, allow_uninit: bool = True) -> bool:
     if len(o.frames) != len(c.frames):
         return False
     ids = _IdMap()
@@ -159,7 +210,7 @@ def states_equal(o: VState, c: VState, exact: bool) -> bool:
         return False
     if o.active_lock is not None and c.active_lock is not None and o.active_lock[1] != c.active_lock[1]:
         return False
-    return all(func_states_equal(fo, fc, ids, exact) for fo, fc in zip(o.frames, c.frames))
+    return all(func_states_equal(fo, fc, ids, exact, allow_uninit) for fo, fc in zip(o.frames, c.frames))
 
 
 _REG_SIG = attrgetter("type", "off", "var_off", "smin", "smax", "umin", "umax", "s32_min",
@@ -176,8 +227,7 @@ def states_maybe_looping(o: VState, c: VState, sig: tuple | None = None) -> bool
         return False
     ids = _IdMap()
     fo, fc = o.frames[-1], c.frames[-1]
-    return all(regs_exact(fo.regs[i], fc.regs[i], ids) and fo.regs[i].precise == fc.regs[i].precise
-               for i in range(11))
+    return all(regs_exact(fo.regs[i], fc.regs[i], ids) for i in range(11))
 
 
 class PruneMixin:
@@ -189,6 +239,8 @@ class PruneMixin:
         self.total_states = 0
         self.peak_states = 0
         self.max_states_per_insn = 0
+        self.live_regs: list[int] | None = None  # compute_live_registers, set by run()
+        self.loop_insn_set: frozenset[int] = frozenset()
 
     def update_branch_counts(self: Verifier, st: VState | None) -> None:
         while st is not None:
@@ -200,6 +252,47 @@ class PruneMixin:
                 self.live_count[idx] -= 1
                 self.done_states.setdefault(idx, []).append(st)
             st = st.parent
+
+    def clean_verifier_state(self: Verifier, st: VState) -> None:
+        """``clean_verifier_state``: registers dead at the state's position (per frame: the
+        current instruction, or the call a caller frame waits at) become NOT_INIT, and
+        stack slots no continuation reads become invalid."""
+        st.cleaned = True  # type: ignore[attr-defined]
+        live = self.live_regs
+        if live is None:
+            return
+        sl = self.stack_live
+        sl.query_init(st)
+        last = len(st.frames) - 1
+        for i, func in enumerate(st.frames):
+            ip = st.insn_idx if i == last else st.frames[i + 1].callsite
+            mask = live[ip] if 0 <= ip < len(live) else 0xFFFF
+            for r in range(10):
+                if not mask >> r & 1 and func.regs[r].type != RegType.NOT_INIT:
+                    mark_not_init(func.regs[r])
+            for spi, slot in enumerate(func.stack):
+                if not sl.slot_alive(func.frameno, spi):
+                    slot.spilled = None
+                    slot.types = [STACK_INVALID] * 8
+
+    def clean_live_states(self: Verifier, idx: int, cur: VState) -> None:
+        """``clean_live_states``: clean the finished checkpoints here, once, when a state
+        with the same call sites arrives (their liveness marks are complete by then)."""
+        for old in self.done_states.get(idx, ()):
+            if getattr(old, "cleaned", False) or len(old.frames) != len(cur.frames):
+                continue
+            if any(a.callsite != b.callsite for a, b in zip(old.frames, cur.frames)):
+                continue
+            self.clean_verifier_state(old)
+
+    def in_loop(self: Verifier, st: VState) -> bool:
+        """The state's position, or a call it is inside, lies on a cycle of the program."""
+        loops = self.loop_insn_set
+        if not loops:
+            return False
+        if st.insn_idx in loops:
+            return True
+        return any(f.callsite in loops for f in st.frames[1:])
 
     def is_state_visited(self: Verifier, idx: int) -> bool:
         cur = self.state
@@ -215,15 +308,24 @@ class PruneMixin:
         # (nothing between here and there changes the registers).
         sig = reg_signature(cur.cur) if sigmap else None
         for old in sigmap.get(sig, ()) if sig is not None else ():
-            if old.branches > 0 and states_maybe_looping(old, cur) and states_equal(old, cur, True):
+            if old.branches > 0 and states_maybe_looping(old, cur) and states_equal(old, cur, EXACT):
                 self.verbose(f"infinite loop detected at insn {idx}\n")
                 self.verbose("cur state:" + format_state(cur.cur) + "\n")
                 self.verbose("old state:" + format_state(old.frames[cur.curframe]) + "\n")
                 from pybpf.verifier.cfg import VerifyError
                 raise VerifyError(errno.EINVAL, "infinite loop")
-        for old in self.done_states.get(idx, ()):
-            if states_equal(old, cur, False):
-                return True
+        done = self.done_states.get(idx)
+        if done:
+            cur.insn_idx = idx
+            self.clean_live_states(idx, cur)
+            loop = self.in_loop(cur)
+            mode = LOOP if loop or not self.bpf_capable else NOT_EXACT
+            for old in done:
+                if states_equal(old, cur, mode, self.allow_uninit_stack):
+                    if idx in self.cfg.jmp_points:
+                        self.push_insn_history()
+                    self.propagate_precision(old, all_scalars=loop and self.bpf_capable)
+                    return True
         lst = self.explored.setdefault(idx, [])
         if self.live_count.get(idx, 0) > 0 and not force and \
                 self.jmps_processed - self.prev_jmps_processed < 20 and \
@@ -237,6 +339,8 @@ class PruneMixin:
         self.peak_states += 1
         self.prev_jmps_processed = self.jmps_processed
         self.prev_insn_processed = self.insn_processed
+        if self.bpf_capable:  # forget inherited precision: see precision.py
+            self.mark_all_scalars_imprecise(cur)
         new = cur.copy()
         new.branches = 1
         new.parent = cur.parent
@@ -244,6 +348,8 @@ class PruneMixin:
         new.checkpoint = True  # type: ignore[attr-defined]
         cur.parent = new
         cur.branches = 1
+        cur.first_insn_idx = idx
+        cur.hist = []
         lst.append(new)
         if sig is None:
             sig = reg_signature(cur.cur)
@@ -252,4 +358,4 @@ class PruneMixin:
         return False
 
 
-__all__ = ["PTR_MAYBE_NULL", "PruneMixin", "states_equal"]
+__all__ = ["EXACT", "LOOP", "NOT_EXACT", "PTR_MAYBE_NULL", "PruneMixin", "states_equal"]

@@ -110,6 +110,13 @@ class VState:
     may_goto_depth: int = 0
     loop_entry: int = -1
     parent: VState | None = None
+    # Precision backtracking (``first_insn_idx``/``last_insn_idx``/``insn_hist``): where this
+    # state's own stretch of the path starts and (for a checkpoint) ends, and the
+    # non-linear steps taken along it: ``(idx, prev_idx, flags, linked_regs)`` per jump
+    # point, stack spill/fill and linked-register branch (see :mod:`.precision`).
+    first_insn_idx: int = 0
+    last_insn_idx: int = -1
+    hist: list[tuple[int, int, int, tuple]] = field(default_factory=list)
 
     @property
     def cur(self) -> FuncState:
@@ -122,7 +129,8 @@ class VState:
     def copy(self) -> VState:
         return VState([f.copy() for f in self.frames], [RefState(r.id, r.insn_idx, r.kind) for r in self.refs],
                       self.active_lock, self.active_rcu, 0, self.insn_idx, self.may_goto_depth,
-                      self.loop_entry, self.parent)
+                      self.loop_entry, self.parent, self.first_insn_idx, self.last_insn_idx,
+                      list(self.hist))
 
     def all_regs(self):
         """Every register of every frame, including spilled ones (``bpf_for_each_reg_in_vstate``)."""

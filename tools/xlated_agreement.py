@@ -1,0 +1,440 @@
+#!/usr/bin/env python3
+"""Compare pybpf's xlated programs with the live kernel's, instruction by instruction.
+
+    .venv/bin/python tools/xlated_agreement.py [--corpus] [--examples] [--list] [--only N,..]
+
+The same program is loaded in the machine's kernel (raw ``bpf()``, xlated bytes through
+``BPF_OBJ_GET_INFO_BY_FD``) and in pybpf (``bpf_check`` for corpus cases, a
+:class:`~pybpf.kernel.Kernel` and ``pybpf.load`` for the shipped objects). Both programs
+are printed in bpftool's syntax and compared line by line after normalising only what must
+differ between two kernels:
+
+- map references: kernel map ids and pybpf map addresses both become the map's role
+  (``map[kind]`` / ``map[kind][0]+off``);
+- call immediates: the kernel's ``__bpf_call_base``-relative address (looked up in
+  ``/proc/kallsyms``, as bpftool does) and pybpf's id both become the callee's name
+  (``call __htab_map_lookup_elem``).
+
+Prints ``xlated equal A/B`` per source, and the kinds of the differences left (the first
+differing hunk of each unequal program, classified by what the kernel emitted there).
+Needs root and the bpf() syscall for the kernel side; skips what cannot be loaded there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import difflib
+import json
+import re
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from pybpf.isa.disasm import disasm_kernel  # noqa: E402
+from pybpf.isa.insn import Insn, decode  # noqa: E402
+
+LD_IMM64 = 0x18
+CALL = 0x85
+BPF_F_TEST_RND_HI32 = 1 << 2
+_CALL_IMM = re.compile(r"^(\(85\) call [^\s#]+)#-?\d+$")
+
+
+# --------------------------------------------------------------------------- normalising
+
+
+def _u64(first: Insn, second: Insn) -> int:
+    return (first.imm & 0xFFFFFFFF) | ((second.imm & 0xFFFFFFFF) << 32)
+
+
+def render(insns: Sequence[Insn], call_name: Callable[[int], str | None],
+           map_ref: Callable[[Insn, Insn], str | None]) -> list[str]:
+    """bpftool's text of ``insns`` with calls named and map references by role."""
+
+    def imm64(first: Insn, second: Insn, value: int) -> str | None:
+        return map_ref(first, second)
+
+    lines = disasm_kernel(list(insns), helper_name=call_name, pseudo_imm64=imm64)
+    return [_CALL_IMM.sub(r"\1", ln) for ln in lines]
+
+
+def classify(kernel: list[str], ours: list[str]) -> str:
+    """The kind of the first difference, named after what the kernel did there."""
+    sm = difflib.SequenceMatcher(a=kernel, b=ours, autojunk=False)
+    for tag, i1, i2, j1, j2 in sm.get_opcodes():
+        if tag == "equal":
+            continue
+        k, o = kernel[i1:i2], ours[j1:j2]
+        ktext, otext = "\n".join(k), "\n".join(o)
+        if tag == "delete" or (len(k) > len(o) and o and all(x in k for x in o)):
+            if re.search(r"\^= w|if r\d+ != 0x0|if w\d+ != 0x0|if [rw]\d+ == 0x0 goto pc\+1|"
+                         r"== 0xffffffff", ktext) and not o:
+                return "div/mod guard"
+            if "call __htab" in ktext or "call htab" in ktext or "+= 312" in ktext \
+                    or "+= 56" in ktext:
+                return "map lookup inlined"
+            if "goto pc+0" in otext:
+                return "nop removal"
+        if tag == "insert" or (len(o) > len(k)):
+            if "goto pc+0" in otext or "goto pc-1" in otext:
+                return "nop/dead code (pybpf kept)"
+            return "dead code (pybpf kept)"
+        if all(a.startswith("(85) call") and b.startswith("(85) call") for a, b in zip(k, o)) \
+                and len(k) == len(o):
+            return "call name: " + ", ".join(f"{a.split()[-1]}≠{b.split()[-1]}"
+                                             for a, b in zip(k, o))[:80]
+        if "call __htab" in ktext or "+= 312" in ktext or "call array_" in ktext:
+            return "map lookup inlined"
+        if re.search(r"\^= w|!= 0x0 goto", ktext):
+            return "div/mod guard"
+        if re.search(r"\(r1 \+\d+\)|\(r6 \+\d+\)", ktext + otext):
+            return "ctx access"
+        if "goto pc" in ktext or "goto pc" in otext:
+            return "branch offsets"
+        return "other: " + (k[0] if k else o[0])[:60]
+    return "equal"
+
+
+@dataclass
+class Outcome:
+    name: str
+    kernel: list[str] | None
+    ours: list[str] | None
+    skip: str = ""
+    kind: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def equal(self) -> bool:
+        return self.kernel is not None and self.kernel == self.ours
+
+
+def _finish(o: Outcome) -> Outcome:
+    if o.kernel is not None and o.ours is not None:
+        o.kind = "equal" if o.kernel == o.ours else classify(o.kernel, o.ours)
+    return o
+
+
+# --------------------------------------------------------------------------- pybpf side
+
+
+def pybpf_call_name(imm: int) -> str | None:
+    """What pybpf's ``prog dump xlated`` names a call (kernel function names)."""
+    from pybpf.helpers.internal import xlated_call_name
+
+    return xlated_call_name(imm)
+
+
+def _pybpf_map_ref(maps: dict[str, Any]) -> Callable[[Insn, Insn], str | None]:
+    by_addr: dict[int, str] = {}
+    values: list[tuple[int, int, str]] = []
+    for kind, m in maps.items():
+        by_addr[int(m.addr)] = kind
+        dva = getattr(m, "direct_value_addr", None)
+        if callable(dva):
+            try:
+                base = int(dva(0))
+            except Exception:
+                continue
+            values.append((base, int(getattr(m, "value_size", 0)), kind))
+
+    def ref(first: Insn, second: Insn) -> str | None:
+        if first.src != 0:
+            return None
+        v = _u64(first, second)
+        if v in by_addr:
+            return f"map[{by_addr[v]}]"
+        for base, size, kind in values:
+            if base <= v < base + size:
+                return f"map[{kind}][0]+{v - base}"
+        return None
+
+    return ref
+
+
+# --------------------------------------------------------------------------- kernel side
+
+
+def _kernel_map_ref(ids: dict[int, str]) -> Callable[[Insn, Insn], str | None]:
+    def ref(first: Insn, second: Insn) -> str | None:
+        kind = ids.get(first.imm & 0xFFFFFFFF, f"id{first.imm}")
+        if first.src == 1:
+            return f"map[{kind}]"
+        if first.src == 2:
+            return f"map[{kind}][0]+{second.imm & 0xFFFFFFFF}"
+        return None
+
+    return ref
+
+
+_LIVE_NAME: Callable[[int], str | None] | None = None
+
+
+def live_call_name(imm: int) -> str | None:
+    global _LIVE_NAME
+    if _LIVE_NAME is None:
+        from pybpf.cli._proginfo import live_helper_name
+
+        _LIVE_NAME = live_helper_name()
+    return _LIVE_NAME(imm)
+
+
+def kernel_xlated(fd: int) -> tuple[list[Insn], list[int]]:
+    """Xlated instructions and map ids of a live program (``bpf_insn_prepare_dump`` form)."""
+    from pybpf.testing import kernel as K
+
+    info = K.prog_info(fd)
+    n, nmaps = info.xlated_prog_len, info.nr_map_ids
+    buf = ctypes.create_string_buffer(max(n, 1))
+    ids = (ctypes.c_uint32 * max(nmaps, 1))()
+    full = type(info)()
+    full.xlated_prog_len, full.xlated_prog_insns = n, ctypes.addressof(buf)
+    full.nr_map_ids, full.map_ids = nmaps, ctypes.addressof(ids)
+    K.obj_get_info_by_fd(fd, full)
+    return decode(buf.raw[:n]), list(ids)[:nmaps]
+
+
+def _kernel_maps(case: dict[str, Any], fds: Any) -> tuple[dict[str, int], str]:
+    """Create the case's fixup maps in the live kernel: kind -> fd (or a reason to skip)."""
+    from pybpf.testing import kernel as K
+
+    out: dict[str, int] = {}
+    for fx in case["fixups"]:
+        kind = fx["kind"]
+        if kind == "kfunc_btf_id":
+            return out, "kfunc"
+        if kind in out:
+            continue
+        spec = fx["map"]
+        if spec.get("btf"):
+            return out, "btf map"
+        inner = 0
+        if spec.get("inner_map"):
+            s = spec["inner_map"]
+            inner = fds.add(K.map_create(s["type"], s["key_size"], s["value_size"],
+                                         s["max_entries"], s.get("flags", 0)))
+        fd, err = K.map_create_raw(spec["type"], spec["key_size"], spec["value_size"],
+                                   spec["max_entries"], spec.get("flags", 0), inner)
+        if fd < 0:
+            return out, f"map create errno {err}"
+        out[kind] = fds.add(fd)
+        for ent in spec.get("init") or []:
+            if isinstance(ent, dict):
+                K.map_update_raw(fd, bytes.fromhex(ent["key"]), bytes.fromhex(ent["value"]))
+    return out, ""
+
+
+def _pack(insns: Sequence[Insn]) -> bytes:
+    import struct
+
+    return b"".join(struct.pack("<BBhi", i.code, (i.dst & 15) | ((i.src & 15) << 4), i.off,
+                                i.imm) for i in insns)
+
+
+def corpus_case(case: dict[str, Any]) -> Outcome:
+    """One accepted corpus case through the live kernel and ``bpf_check``."""
+    from pybpf.testing import kernel as K
+    from pybpf.verifier import corpus
+    from pybpf.verifier.api import bpf_check
+
+    name = f"{case['index']} {case['descr']}"
+    k = case.get("kernel")
+    if not k or not k.get("accepted"):
+        return Outcome(name, None, None, "not accepted by 6.18")
+    with K.KernelFds() as fds:
+        kmaps, why = _kernel_maps(case, fds)
+        if why:
+            return Outcome(name, None, None, why)
+        insns = decode(bytes.fromhex(case["insns"]))
+        for fx in case["fixups"]:
+            i = fx["insn_index"]
+            insns[i] = insns[i]._replace(imm=kmaps[fx["kind"]])
+        res = fds.prog_load(case["prog_type"], _pack(insns), prog_flags=_flags(case),
+                            expected_attach_type=case.get("expected_attach_type") or 0)
+        if not res.ok:
+            return Outcome(name, None, None, f"kernel load errno {res.errno}")
+        kinsns, _ = kernel_xlated(res.fd)
+        ids = {K.map_info(fd).id: kind for kind, fd in kmaps.items()}
+        ktext = render(kinsns, live_call_name, _kernel_map_ref(ids))
+    prep = corpus.prepare(case)
+    prep.inp.prog_flags = _flags(case)
+    if prep.stub_kinds:
+        return Outcome(name, ktext, None, "pybpf stand-in map")
+    r = bpf_check(prep.inp)
+    if r.errno:
+        return Outcome(name, ktext, None, f"pybpf rejects (errno {r.errno})")
+    kinds = {}
+    for fx in case["fixups"]:
+        fd = next(f for f, m in prep.maps.items() if f == _fd_of(prep, fx))
+        kinds[fx["kind"]] = prep.maps[fd]
+    ours = render(r.insns, pybpf_call_name, _pybpf_map_ref(kinds))
+    return _finish(Outcome(name, ktext, ours, extra={"maps": bool(case["fixups"])}))
+
+
+def _flags(case: dict[str, Any]) -> int:
+    """The case's flags without ``BPF_F_TEST_RND_HI32``: that test flag fills the upper
+    halves of 32-bit results with random bits (``opt_subreg_zext_lo32_rnd_hi32``), which no
+    two loads share; both sides load without it."""
+    return int(case["prog_flags"]) & ~BPF_F_TEST_RND_HI32
+
+
+def _fd_of(prep: Any, fx: dict[str, Any]) -> int:
+    return int(prep.inp.insns[fx["insn_index"]].imm)
+
+
+# --------------------------------------------------------------------------- objects
+
+
+def _bpftool(*args: str) -> Any:
+    out = subprocess.run(["bpftool", "-j", *args], capture_output=True, text=True, check=False)
+    if out.returncode:
+        raise RuntimeError(out.stderr.strip() or out.stdout.strip())
+    return json.loads(out.stdout) if out.stdout.strip() else None
+
+
+def object_programs(path: Path) -> list[Outcome]:
+    """Every program of ``path``: libbpf (bpftool loadall) vs ``pybpf.load``."""
+    import os
+    import shutil
+
+    pin = f"/sys/fs/bpf/pybpf_xlated_{os.getpid()}_{path.stem}"
+    outs: list[Outcome] = []
+    try:
+        _bpftool("prog", "loadall", str(path), pin)
+    except RuntimeError as e:
+        return [Outcome(path.name, None, None, f"bpftool loadall: {str(e)[:60]}")]
+    try:
+        kernel: dict[str, list[str]] = {}
+        for entry in sorted(os.listdir(pin)):
+            show = _bpftool("prog", "show", "pinned", f"{pin}/{entry}")
+            dump = _bpftool("prog", "dump", "xlated", "id", str(show["id"]))
+            names = {}
+            for mid in show.get("map_ids", []):
+                names[mid] = _bpftool("map", "show", "id", str(mid))["name"]
+            lines = []
+            for rec in dump:
+                text = _CALL_IMM.sub(r"\1", rec["disasm"])
+                text = re.sub(r"map\[id:(\d+)\]", lambda m: f"map[{names.get(int(m.group(1)), m.group(1))}]",
+                              text)
+                lines.append(text)
+            kernel[show["name"]] = lines
+    finally:
+        shutil.rmtree(pin, ignore_errors=True)
+    for name, ours in pybpf_object(path).items():
+        key = name[:15]
+        outs.append(_finish(Outcome(f"{path.name}:{name}", kernel.get(key), ours,
+                                    "" if key in kernel else "not loaded by libbpf")))
+    return outs
+
+
+def pybpf_object(path: Path) -> dict[str, list[str] | None]:
+    """pybpf's ``prog dump xlated`` text of every program of ``path`` (maps by name)."""
+    import pybpf
+    from pybpf.kernel import Kernel
+
+    out: dict[str, list[str] | None] = {}
+    k = Kernel()
+    try:
+        obj = pybpf.load(str(path), kernel=k)
+    except Exception as e:  # noqa: BLE001 - reported as a skip
+        return {path.stem: None} if not str(e) else {f"{path.stem} ({str(e)[:40]})": None}
+    with obj:
+        for p in obj.progs:
+            bp = _bpf_prog(p)
+            if bp is None:
+                out[p.name] = None
+                continue
+            maps = {km.bmap.name.decode(errors="replace") if isinstance(km.bmap.name, bytes)
+                    else str(km.bmap.name): km.bmap for km in bp.used_maps}
+            out[p.name] = render(bp.xlated or bp.insns, pybpf_call_name, _pybpf_map_ref(maps))
+    return out
+
+
+def _bpf_prog(p: Any) -> Any:
+    for attr in ("bpf_prog", "prog", "_prog", "obj"):
+        bp = getattr(p, attr, None)
+        if bp is not None and hasattr(bp, "xlated"):
+            return bp
+    return p if hasattr(p, "xlated") else None
+
+
+# --------------------------------------------------------------------------- main
+
+
+def report(title: str, outs: list[Outcome], listing: bool) -> tuple[int, int]:
+    compared = [o for o in outs if o.kernel is not None and o.ours is not None]
+    eq = sum(o.equal for o in compared)
+    print(f"{title}: xlated equal {eq}/{len(compared)} "
+          f"({len(outs) - len(compared)} not compared)")
+    kinds = Counter(o.kind for o in compared if not o.equal)
+    for kind, n in kinds.most_common():
+        print(f"    {n:4d}  {kind}")
+    skips = Counter(o.skip for o in outs if o.skip)
+    if skips:
+        print("    not compared: " + ", ".join(f"{k} {n}" for k, n in skips.most_common()))
+    if listing:
+        for o in compared:
+            if not o.equal:
+                print(f"--- {o.name} [{o.kind}]")
+                for line in difflib.unified_diff(o.kernel or [], o.ours or [], "kernel",
+                                                 "pybpf", lineterm="", n=1):
+                    print("   " + line)
+    return eq, len(compared)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", action="store_true", help="only the verifier corpus")
+    ap.add_argument("--examples", action="store_true", help="only examples/ and bench/progs/")
+    ap.add_argument("--list", action="store_true", help="print a diff of every difference")
+    ap.add_argument("--only", default="", help="comma-separated corpus indices")
+    ap.add_argument("--maps", choices=("all", "none", "only"), default="all",
+                    help="corpus cases with fixup maps too (default), none, or only those")
+    args = ap.parse_args(argv)
+    from pybpf.testing import kernel as K
+
+    ok, why = K.available()
+    if not ok:
+        print(f"live kernel unavailable: {why}")
+        return 2
+    both = not args.corpus and not args.examples
+    if args.corpus or both:
+        from pybpf.verifier import corpus
+
+        cases = corpus.load()
+        if args.only:
+            want = {int(x) for x in args.only.split(",")}
+            cases = [c for c in cases if c["index"] in want]
+        outs = []
+        for c in cases:
+            if not (c.get("kernel") or {}).get("accepted"):
+                continue
+            if args.maps == "none" and c["fixups"] or args.maps == "only" and not c["fixups"]:
+                continue
+            try:
+                outs.append(corpus_case(c))
+            except Exception as e:  # noqa: BLE001 - a crash is a finding, keep going
+                outs.append(Outcome(f"{c['index']}", None, None, f"crash {type(e).__name__}"))
+        report("corpus (map-free)", [o for o in outs if not o.extra.get("maps")
+                                      and "map" not in o.skip], args.list)
+        report("corpus (with maps)", [o for o in outs if o.extra.get("maps")
+                                       or "map" in o.skip], args.list)
+        report("corpus (all accepted)", outs, False)
+    if args.examples or both:
+        outs = []
+        for d in ("examples", "bench/progs"):
+            for obj in sorted((ROOT / d).glob("*.o")):
+                outs += object_programs(obj)
+        report("objects (examples/, bench/progs/)", outs, args.list)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
