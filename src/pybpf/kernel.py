@@ -408,9 +408,12 @@ class Kernel:
                 devs = self.__dict__.setdefault("_netdevs", NetDevices(self))
         return devs
 
-    def netdev(self, name: str, *, peer: str | None = None) -> Any:
-        """A virtual network device (created on first use; ``peer``: a veth pair)."""
-        return self.netdevs.create(name, peer=peer)
+    def netdev(self, name: str, *, peer: str | None = None, mac: str | bytes | None = None,
+               broadcast: str | bytes | None = None) -> Any:
+        """A virtual network device (created on first use; ``peer``: a veth pair; ``mac``
+        and ``broadcast``: its addresses, which decide ``skb->pkt_type`` on receive as
+        ``eth_type_trans`` does)."""
+        return self.netdevs.create(name, peer=peer, mac=mac, broadcast=broadcast)
 
     @property
     def sockets(self) -> Any:
@@ -471,6 +474,14 @@ class Kernel:
 
         return perf_event_open(self, tracepoint=tracepoint, kprobe=kprobe, retprobe=retprobe,
                                freq=freq, cpus=tuple(cpus), timer=timer, task=task)
+
+    @property
+    def bpf_timers(self) -> Any:
+        """The clock and queue of ``bpf_timer``s (:class:`pybpf.helpers.timer.BpfTimers`):
+        ``advance(ns)`` on the virtual clock, or ``start()`` for real time."""
+        from pybpf.helpers.timer import bpf_timers
+
+        return bpf_timers(self)
 
     @property
     def current(self) -> Task:

@@ -46,6 +46,7 @@ BPF_F_INGRESS = 1
 ETH_HLEN = 14
 XMIT_RECURSION_LIMIT = 8
 XDP_FLAGS_SKB_MODE, XDP_FLAGS_DRV_MODE, XDP_FLAGS_HW_MODE = 2, 4, 8
+PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST, PACKET_OUTGOING = 0, 1, 2, 3, 4
 XDP_FLAGS_MODES = XDP_FLAGS_SKB_MODE | XDP_FLAGS_DRV_MODE | XDP_FLAGS_HW_MODE
 
 
@@ -119,6 +120,8 @@ class NetDevice:
         self.name = name
         self.ifindex = ifindex
         self.peer: NetDevice | None = None
+        self.mac = bytes(6)  # set by NetDevices.create
+        self.broadcast = b"\xff" * 6
         self.stats = DevStats()
         # dev->xdp_state[XDP_MODE_SKB/DRV/HW]: generic, native (the default: pybpf devices
         # have a driver hook, as veth does) and offloaded (not supported by the "driver")
@@ -263,7 +266,8 @@ class NetDevice:
         progs = entry.progs()
         sctx: SkbCtx = self._pctx("skb", progs[0].type)
         sctx.load(data, ifindex=self.ifindex, ingress_ifindex=self.ifindex if ingress else 0,
-                  pkt_type=0 if ingress else 4)  # PACKET_HOST / PACKET_OUTGOING
+                  pkt_type=eth_type_trans_pkt_type(data, self) if ingress
+                  else PACKET_OUTGOING)
         ret, redir = TCX_NEXT, None
         for prog in progs:
             try:
@@ -295,7 +299,8 @@ class NetDevice:
         if prog is not None:
             sctx: SkbCtx = self._pctx("skb", prog.type)
             try:
-                sctx.load(data, ifindex=self.ifindex, ingress_ifindex=self.ifindex, meta=meta)
+                sctx.load(data, ifindex=self.ifindex, ingress_ifindex=self.ifindex, meta=meta,
+                          pkt_type=eth_type_trans_pkt_type(data, self))
                 ret, _r = self._run(prog, sctx, "skb")
             except (BpfFault, BpfError) as exc:
                 self._fault(exc)
@@ -406,6 +411,31 @@ class NetDevice:
             s.close()
 
 
+def parse_mac(mac: str | bytes) -> bytes:
+    """``"aa:bb:cc:dd:ee:ff"`` (or 6 bytes) as 6 bytes; ``ValueError`` otherwise."""
+    raw = bytes.fromhex(mac.replace(":", "").replace("-", "")) if isinstance(mac, str) else mac
+    if len(raw) != 6:
+        raise ValueError(f"a MAC address has 6 bytes, not {len(raw)}: {mac!r}")
+    return bytes(raw)
+
+
+def _default_mac(ifindex: int, name: str) -> bytes:
+    if name == "lo":
+        return bytes(6)
+    return bytes([0x02, 0, 0, 0, (ifindex >> 8) & 0xFF, ifindex & 0xFF])
+
+
+def eth_type_trans_pkt_type(frame: bytes, dev: NetDevice) -> int:
+    """``eth_type_trans``'s ``skb->pkt_type`` for a received frame: to this device
+    (host), its broadcast address, another group address (multicast), another host."""
+    dst = frame[:6]
+    if dst == dev.mac:
+        return PACKET_HOST
+    if dst[0] & 1:
+        return PACKET_BROADCAST if dst == dev.broadcast else PACKET_MULTICAST
+    return PACKET_OTHERHOST
+
+
 class NetDevices:
     """The instance's device table (``dev_get_by_index`` / ``dev_get_by_name``).
 
@@ -420,15 +450,25 @@ class NetDevices:
         self._lock = threading.Lock()
         self.create("lo")
 
-    def create(self, name: str, *, peer: str | None = None) -> NetDevice:
-        """The device ``name`` (created if new); with ``peer``, a veth pair."""
+    def create(self, name: str, *, peer: str | None = None, mac: str | bytes | None = None,
+               broadcast: str | bytes | None = None) -> NetDevice:
+        """The device ``name`` (created if new); with ``peer``, a veth pair; ``mac`` its
+        address (``"02:00:00:00:00:01"`` or 6 bytes; default: a locally administered
+        address derived from the ifindex) and ``broadcast`` its broadcast address (default
+        ff:ff:ff:ff:ff:ff); the loopback's are both all zeros, as on Linux."""
         with self._lock:
             dev = self._by_name.get(name)
             if dev is None:
                 dev = NetDevice(self, name, self._next)
+                dev.mac = _default_mac(dev.ifindex, name)
+                dev.broadcast = bytes(6) if name == "lo" else b"\xff" * 6
                 self._next += 1
                 self._by_index[dev.ifindex] = dev
                 self._by_name[name] = dev
+        if mac is not None:
+            dev.mac = parse_mac(mac)
+        if broadcast is not None:
+            dev.broadcast = parse_mac(broadcast)
         if peer is not None:
             other = self.create(peer)
             dev.peer, other.peer = other, dev
