@@ -44,7 +44,7 @@ from pybpf.isa.insn import Insn, decode  # noqa: E402
 LD_IMM64 = 0x18
 CALL = 0x85
 BPF_F_TEST_RND_HI32 = 1 << 2
-_CALL_IMM = re.compile(r"^(\(85\) call [^\s#]+)#-?\d+$")
+_CALL_IMM = re.compile(r"^(\(85\) call [^\s#]+)#\S+$")
 
 
 # --------------------------------------------------------------------------- normalising
@@ -61,7 +61,11 @@ def render(insns: Sequence[Insn], call_name: Callable[[int], str | None],
     def imm64(first: Insn, second: Insn, value: int) -> str | None:
         return map_ref(first, second)
 
-    lines = disasm_kernel(list(insns), helper_name=call_name, pseudo_imm64=imm64)
+    def target(ins: Insn) -> str | None:  # disasm names only non-negative immediates
+        return call_name(ins.imm) if ins.src == 0 else None
+
+    lines = disasm_kernel(list(insns), helper_name=call_name, pseudo_imm64=imm64,
+                          call_target=target)
     return [_CALL_IMM.sub(r"\1", ln) for ln in lines]
 
 
@@ -125,11 +129,11 @@ def _finish(o: Outcome) -> Outcome:
 # --------------------------------------------------------------------------- pybpf side
 
 
-def pybpf_call_name(imm: int) -> str | None:
+def pybpf_call_namer(prog_type: int) -> Callable[[int], str | None]:
     """What pybpf's ``prog dump xlated`` names a call (kernel function names)."""
     from pybpf.helpers.internal import xlated_call_name
 
-    return xlated_call_name(imm)
+    return lambda imm: xlated_call_name(imm, prog_type)
 
 
 def _pybpf_map_ref(maps: dict[str, Any]) -> Callable[[Insn, Insn], str | None]:
@@ -183,7 +187,7 @@ def live_call_name(imm: int) -> str | None:
         from pybpf.cli._proginfo import live_helper_name
 
         _LIVE_NAME = live_helper_name()
-    return _LIVE_NAME(imm)
+    return _LIVE_NAME(imm & 0xFFFFFFFF)  # it reads the immediate as a u32
 
 
 def kernel_xlated(fd: int) -> tuple[list[Insn], list[int]]:
@@ -274,7 +278,10 @@ def corpus_case(case: dict[str, Any]) -> Outcome:
     for fx in case["fixups"]:
         fd = next(f for f, m in prep.maps.items() if f == _fd_of(prep, fx))
         kinds[fx["kind"]] = prep.maps[fd]
-    ours = render(r.insns, pybpf_call_name, _pybpf_map_ref(kinds))
+    from pybpf.syscall.info import jit_subprog_calls
+
+    ours = render(jit_subprog_calls(list(r.insns)), pybpf_call_namer(case["prog_type"]),
+                  _pybpf_map_ref(kinds))
     return _finish(Outcome(name, ktext, ours, extra={"maps": bool(case["fixups"])}))
 
 
@@ -293,7 +300,8 @@ def _fd_of(prep: Any, fx: dict[str, Any]) -> int:
 
 
 def _bpftool(*args: str) -> Any:
-    out = subprocess.run(["bpftool", "-j", *args], capture_output=True, text=True, check=False)
+    out = subprocess.run(["bpftool", "-j", *args], capture_output=True, text=True, check=False,
+                         timeout=60)
     if out.returncode:
         raise RuntimeError(out.stderr.strip() or out.stdout.strip())
     return json.loads(out.stdout) if out.stdout.strip() else None
@@ -352,8 +360,12 @@ def pybpf_object(path: Path) -> dict[str, list[str] | None]:
                 out[p.name] = None
                 continue
             maps = {km.bmap.name.decode(errors="replace") if isinstance(km.bmap.name, bytes)
-                    else str(km.bmap.name): km.bmap for km in bp.used_maps}
-            out[p.name] = render(bp.xlated or bp.insns, pybpf_call_name, _pybpf_map_ref(maps))
+                    else str(km.bmap.name): km for km in bp.used_maps}
+            from pybpf.syscall.info import insn_prepare_dump
+
+            ids = {km.id: name for name, km in maps.items()}
+            out[p.name] = render(insn_prepare_dump(bp), pybpf_call_namer(bp.type),
+                                 _kernel_map_ref(ids))
     return out
 
 

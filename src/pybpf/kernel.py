@@ -538,8 +538,11 @@ class RawTracepoints:
             links.remove(link)
 
     def fire(self, name: str, *args: int) -> list[int]:
-        """Run every program attached to ``name`` with ``args`` as its u64 context."""
-        return [link.run(*args) for link in list(self.attached.get(name, ()))]
+        """Run every program attached to ``name`` with R1 pointing at ``args`` as a u64
+        array (E2BIG past 12 arguments)."""
+        from pybpf.hooks.attachments import run_on_args
+
+        return run_on_args(self.kernel, list(self.attached.get(name, ())), args, name)
 
 
 def _btf_trace_names(path: str | None) -> list[str]:

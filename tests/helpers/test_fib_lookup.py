@@ -37,7 +37,7 @@ from pybpf.helpers.fib import (
 from pybpf.isa.insn import Insn, encode
 from pybpf.program import Program
 
-SCHED_CLS = 3
+SCHED_CLS, XDP = 3, 6
 MAC0, MAC1 = "02:00:00:00:00:01", "02:00:00:00:00:02"
 GW0_MAC, NB8_MAC = "02:00:00:00:00:11", "02:00:00:00:00:18"
 
@@ -93,19 +93,21 @@ def configure(k: pybpf.Kernel, ifx: dict[str, int]) -> None:
     r.neigh("fd01::1", GW0_MAC, dev="v0", state="permanent")
 
 
-def fib_prog() -> list[Insn]:
+def fib_prog(xdp: bool = False) -> list[Insn]:
     """Load params (64 bytes) + flags (u32) from the packet after the Ethernet header,
-    call bpf_fib_lookup, store params back, return its result."""
+    call bpf_fib_lookup, store params back, return its result (tc: skb_load/store_bytes;
+    XDP: xdp_load/store_bytes, and the MTU is always checked)."""
+    load, store = (189, 190) if xdp else (26, 9)
     return [
         Insn(0xBF, 6, 1),
         Insn(0xBF, 1, 6), Insn(0xB7, 2, 0, 0, 14), Insn(0xBF, 3, 10), Insn(0x07, 3, 0, 0, -72),
-        Insn(0xB7, 4, 0, 0, 68), Insn(0x85, 0, 0, 0, 26),
+        Insn(0xB7, 4, 0, 0, 68), Insn(0x85, 0, 0, 0, load),
         Insn(0x61, 4, 10, -8),
         Insn(0xBF, 1, 6), Insn(0xBF, 2, 10), Insn(0x07, 2, 0, 0, -72), Insn(0xB7, 3, 0, 0, 64),
         Insn(0x85, 0, 0, 0, 69),
         Insn(0xBF, 7, 0),
         Insn(0xBF, 1, 6), Insn(0xB7, 2, 0, 0, 14), Insn(0xBF, 3, 10), Insn(0x07, 3, 0, 0, -72),
-        Insn(0xB7, 4, 0, 0, 64), Insn(0xB7, 5, 0, 0, 0), Insn(0x85, 0, 0, 0, 9),
+        Insn(0xB7, 4, 0, 0, 64), Insn(0xB7, 5, 0, 0, 0), Insn(0x85, 0, 0, 0, store),
         Insn(0xBF, 0, 7), Insn(0x95),
     ]
 
@@ -194,13 +196,15 @@ sys.path.insert(0, sys.argv[2])
 import test_fib_lookup as T
 import socket
 ifx = {n: socket.if_nametoindex(n) for n in ("v0", "v0p", "v1", "v1p")}
-res = K.prog_load(T.SCHED_CLS, encode(T.fib_prog()), log_level=1, log_size=1 << 16)
-assert res.ok, res.log
-out = {"ifx": ifx, "runs": {}}
-for name, case in T.CASES.items():
-    pkt = T._packet(case, ifx)
-    r = K.prog_test_run(res.fd, pkt, len(pkt) + 64)
-    out["runs"][name] = [r.errno, r.retval, r.data_out.hex()]
+from pybpf.net.routes import read_host
+out = {"ifx": ifx, "runs": {}, "xdp": {}, "host": read_host()}
+for ptype, key in ((T.SCHED_CLS, "runs"), (T.XDP, "xdp")):
+    res = K.prog_load(ptype, encode(T.fib_prog(ptype == T.XDP)), log_level=1, log_size=1 << 16)
+    assert res.ok, res.log
+    for name, case in T.CASES.items():
+        pkt = T._packet(case, ifx)
+        r = K.prog_test_run(res.fd, pkt, len(pkt) + 64)
+        out[key][name] = [r.errno, r.retval, r.data_out.hex()]
 print(json.dumps(out))
 """
 
@@ -252,6 +256,45 @@ def test_fib_lookup_random_vs_kernel(kernel: Any) -> None:
         if (r.retval, r.data_out[14:78]) != (kret, bytes.fromhex(kdata)[14:78]):
             bad.append((name, CASES[name], r.retval, kret))
     assert not bad, f"{len(bad)}/{len(names)} differ: {bad[:5]}"
+
+
+def test_routes_imported_from_ip_vs_kernel(kernel: Any) -> None:
+    """pybpf configured from the namespace's own ``ip -j`` dumps (``routes.from_host``)
+    instead of by hand gives the kernel's answers too."""
+    from pybpf.net.routes import from_host
+
+    kres = kernel_results()
+    ifx = kres["ifx"]
+    k = pybpf.Kernel()
+    from_host(k.routes, kres["host"])
+    assert k.routes.dev("v1").mtu == 1400 and not k.routes.dev("v1").forwarding
+    prog = Program.load(k, SCHED_CLS, fib_prog())
+    bad = []
+    for name, case in CASES.items():
+        pkt = _packet(case, ifx)
+        r = prog.test_run(pkt, data_size_out=len(pkt) + 64)
+        _kerr, kret, kdata = kres["runs"][name]
+        if (r.retval, r.data_out[14:78]) != (kret, bytes.fromhex(kdata)[14:78]):
+            bad.append((name, r.retval, kret))
+    assert not bad, f"{len(bad)}/{len(CASES)} differ: {bad[:5]}"
+
+
+def test_xdp_fib_lookup_vs_kernel(kernel: Any) -> None:
+    """bpf_xdp_fib_lookup: same cases from an XDP program (the MTU is always checked)."""
+    kres = kernel_results()
+    ifx = kres["ifx"]
+    k = pybpf.Kernel()
+    configure(k, ifx)
+    prog = Program.load(k, XDP, fib_prog(xdp=True))
+    bad = []
+    for name, case in CASES.items():
+        pkt = _packet(case, ifx)
+        r = prog.test_run(pkt, data_size_out=len(pkt) + 64)
+        kerr, kret, kdata = kres["xdp"][name]
+        assert kerr == 0
+        if (r.retval, r.data_out[14:78]) != (kret, bytes.fromhex(kdata)[14:78]):
+            bad.append((name, r.retval, kret))
+    assert not bad, f"{len(bad)}/{len(CASES)} differ: {bad[:5]}"
 
 
 # ------------------------------------------------------------ pybpf-only (no kernel)
@@ -327,3 +370,44 @@ def test_links_follow_netdevs() -> None:
     dev = k.netdev("veth7")
     assert k.routes.link("veth7").ifindex == dev.ifindex
     assert k.routes.link("fresh").ifindex == k.netdevs.by_name("fresh").ifindex
+
+
+def test_real_host_routes_vs_kernel(kernel: Any) -> None:
+    """This machine's own routing (imported with ``routes.from_host``) against the live
+    kernel's bpf_fib_lookup, over every link of the host."""
+    from pybpf.net.routes import from_host, read_host
+
+    if not shutil.which("ip"):
+        pytest.skip("needs ip")
+    state = read_host()
+    ifx = {str(lk["ifname"]): int(lk["ifindex"]) for lk in state["links"]}
+    k = pybpf.Kernel()
+    from_host(k.routes, state)
+    insns = fib_prog()
+    res = kernel.prog_load(SCHED_CLS, encode(insns), log_level=1, log_size=1 << 16)
+    assert res.ok, res.log
+    prog = Program.load(k, SCHED_CLS, insns)
+    cases = [(fam, dst, name, flags, tot)
+             for name in [*ifx, "nodev"]
+             for fam, dst in ((2, "8.8.8.8"), (2, "127.0.0.1"), (10, "2001:db8::1"))
+             for flags in (0, BPF_FIB_LOOKUP_SKIP_NEIGH | BPF_FIB_LOOKUP_SRC, BPF_FIB_LOOKUP_OUTPUT)
+             for tot in (0, 1500)]
+    try:
+        for case in cases:
+            pkt = _packet(case, ifx)
+            kr = kernel.prog_test_run(res.fd, pkt, len(pkt) + 64)
+            r = prog.test_run(pkt, data_size_out=len(pkt) + 64)
+            if case[2] != "nodev" and not _still_there(case[2], ifx[case[2]]):
+                continue  # a transient link (another process's) came or went meanwhile
+            assert (r.retval, r.data_out[14:78]) == (kr.retval, kr.data_out[14:78]), case
+    finally:
+        kernel.close(res.fd)
+
+
+def _still_there(name: str, ifindex: int) -> bool:
+    import socket
+
+    try:
+        return socket.if_nametoindex(name) == ifindex
+    except OSError:
+        return False

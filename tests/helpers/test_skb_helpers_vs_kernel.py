@@ -191,3 +191,112 @@ exit
 def test_set_hash_is_what_recalc_and_the_field_read(kernel: ModuleType,
                                                     kernel_fds: Any) -> None:
     assert Pair(kernel_fds, SCHED_CLS, HASH).check(kernel, PKT)[1] == 0
+
+
+def _tunnel_prog(set_flags: int | None, set_size: int, get_flags: int, get_size: int,
+                 label: int) -> str:
+    """set_tunnel_key (unless None) then get_tunnel_key; the key read is stored in the
+    packet at offset 14 (data_out shows it), r0 = set's and get's low result bytes."""
+    words = [0x11223344, 0x0A000001, 2, 3, 4, 0x4010, label, 0xC0A80001, 5, 6, 7]
+    lines = ["r6 = r1"]
+    for i, w in enumerate(words):
+        lines += [f"r1 = {w} ll", f"*(u32 *)(r10 - {48 - 4 * i}) = r1"]
+    lines += ["r1 = 0"] + [f"*(u64 *)(r10 - {96 - 8 * i}) = r1" for i in range(6)]
+    if set_flags is None:
+        lines += ["r7 = 0"]
+    else:
+        lines += ["r1 = r6", "r2 = r10", "r2 += -48", f"r3 = {set_size}",
+                  f"r4 = {set_flags}", "call 21", "r7 = r0"]
+    lines += ["r1 = r6", "r2 = r10", "r2 += -96", f"r3 = {get_size}", f"r4 = {get_flags}",
+              "call 20", "r8 = r0",
+              "r1 = r6", "r2 = 14", "r3 = r10", "r3 += -96", "r4 = 44", "r5 = 0", "call 9",
+              "r0 = r8", "r0 &= 0xff", "r0 <<= 8", "r7 &= 0xff", "r0 |= r7", "exit"]
+    return "\n".join(lines) + "\n"
+
+
+TUNNEL_CASES = [
+    (None, 44, 0, 44, 0),            # no metadata: -EINVAL, zeroed key
+    (0, 44, 0, 44, 0), (0, 44, 0x10, 44, 0), (0, 44, 1, 44, 0),   # v4; flags; -EPROTO
+    (1, 44, 1, 44, 0x12345), (1, 44, 0x11, 44, 0xFFF12345),      # v6 with label
+    (0, 44, 0, 44, 7),               # v4 with a label: set refuses
+    (0x1E, 44, 0x10, 44, 0), (0x2, 44, 0x10, 44, 0), (0x20, 44, 0, 44, 0),
+    (0, 24, 0, 24, 0), (0, 28, 0, 28, 0), (1, 28, 1, 28, 9), (0, 22, 0, 22, 0),
+    (0, 8, 0, 8, 0), (1, 8, 1, 8, 0), (0, 12, 0, 44, 0), (0, 44, 0, 12, 0),
+    (0, 44, 0x20, 44, 0), (0, 40, 0, 44, 0),
+]
+
+
+@pytest.mark.parametrize(("set_flags", "set_size", "get_flags", "get_size", "label"),
+                         TUNNEL_CASES)
+def test_tunnel_key_set_then_get(kernel: ModuleType, kernel_fds: Any, set_flags: int | None,
+                                 set_size: int, get_flags: int, get_size: int,
+                                 label: int) -> None:
+    """The key comes back with remote/local swapped (the metadata's dst is the remote),
+    the flow label masked, the tunnel flags as __be16 with BPF_F_TUNINFO_FLAGS."""
+    text = _tunnel_prog(set_flags, set_size, get_flags, get_size, label)
+    Pair(kernel_fds, SCHED_CLS, text).check(kernel, PKT)
+
+
+CLONE = """
+r6 = r1
+r2 = {ifindex} ll
+r3 = {flags} ll
+call 13
+exit
+"""
+
+
+@pytest.mark.parametrize(("ifindex", "flags"), [(1, 0), (1, 1), (1, 2), (999, 0),
+                                                (1, 1 << 32)])
+def test_clone_redirect(kernel: ModuleType, kernel_fds: Any, ifindex: int,
+                        flags: int) -> None:
+    Pair(kernel_fds, SCHED_CLS, CLONE.format(ifindex=ifindex, flags=flags)).check(kernel, PKT)
+
+
+RECALC = """
+r6 = r1
+call 34
+r7 = r0
+r8 = *(u32 *)(r6 + 68)
+r1 = r6
+call 34
+r0 = 0
+if r7 == 0 goto +1
+r0 |= 1
+if r7 != r8 goto +1
+r0 |= 2
+exit
+"""
+
+RECALC_VALUE = """
+r6 = r1
+call 34
+exit
+"""
+
+
+def _reverse(pkt: bytes) -> bytes:
+    """The same TCP/IPv4 flow in the other direction (addresses and ports swapped)."""
+    ip = bytearray(pkt[14:34])
+    ip[12:16], ip[16:20] = pkt[30:34], pkt[26:30]
+    tcp = bytearray(pkt[34:])
+    tcp[0:2], tcp[2:4] = pkt[36:38], pkt[34:36]
+    return pkt[:14] + bytes(ip) + bytes(tcp)
+
+
+OTHER_FLOW = PKT[:34] + bytes.fromhex("a0c90050") + PKT[38:]
+
+
+def test_get_hash_recalc_properties(kernel: ModuleType, kernel_fds: Any) -> None:
+    """The flow hash is keyed by a random per-boot secret in the kernel, so its value is
+    not comparable; what is: non-zero, stored in __sk_buff.hash, symmetric in direction,
+    different for another flow."""
+    for pkt in (PKT, _reverse(PKT), OTHER_FLOW):
+        assert Pair(kernel_fds, SCHED_CLS, RECALC).check(kernel, pkt)[1] == 3
+    kfd = Pair(kernel_fds, SCHED_CLS, RECALC_VALUE)
+    mine = Program.load(Kernel(), SCHED_CLS, encode(assemble(RECALC_VALUE)))
+    k = [kernel.prog_test_run(kfd.kfd, data_in=p, data_size_out=200).retval
+         for p in (PKT, _reverse(PKT), OTHER_FLOW)]
+    ours = [mine.test_run(p).retval for p in (PKT, _reverse(PKT), OTHER_FLOW)]
+    assert (k[0] == k[1], k[0] == k[2]) == (ours[0] == ours[1], ours[0] == ours[2]) \
+        == (True, False)

@@ -11,6 +11,7 @@ import os
 import struct
 from collections.abc import Iterator
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -225,3 +226,82 @@ def test_perf_event_open_bad_arguments() -> None:
     assert k.close(fd) == 0
     with pytest.raises(BpfError):
         event_of(k, fd)
+
+
+def _fd_query(call: Any, pid: int, fd: int, buflen: int = 64) -> tuple[int, int, bytes, int]:
+    """TASK_FD_QUERY: (errno, fd_type, name, prog_id)."""
+    buf = ctypes.create_string_buffer(buflen)
+    attr = bpf_attr()
+    q = attr.task_fd_query
+    q.pid, q.fd, q.buf, q.buf_len = pid, fd, ctypes.addressof(buf), buflen
+    err = call(attr)
+    return err, q.fd_type, buf.value, q.prog_id
+
+
+def test_task_fd_query_on_perf_events_vs_kernel(kernel: ModuleType, sw_event: int) -> None:
+    def live(attr: bpf_attr) -> int:
+        return int(kernel.sys_bpf(BpfCmd.BPF_TASK_FD_QUERY, attr)[1])
+
+    k = Kernel()
+
+    def mine(attr: bpf_attr) -> int:
+        return -k.bpf(BpfCmd.BPF_TASK_FD_QUERY, attr)
+
+    kprog = kernel.prog_load(PERF_EVENT, encode(assemble("r0 = 0\nexit", syntax="kernel")))
+    kraw = kernel.prog_load(RAW_TP, encode(assemble("r0 = 0\nexit", syntax="kernel")))
+    name = ctypes.create_string_buffer(b"sys_enter")
+    attr = bpf_attr()
+    attr.raw_tracepoint.prog_fd, attr.raw_tracepoint.name = kraw.fd, ctypes.addressof(name)
+    kraw_link, err = kernel.sys_bpf(BpfCmd.BPF_RAW_TRACEPOINT_OPEN, attr)
+    assert err == 0
+    empty_fd = os.dup(sw_event)  # same event, no program yet
+    kernel_fds = [kprog.fd, kraw.fd, kraw_link]
+    try:
+        pid = os.getpid()
+        want_empty = _fd_query(live, pid, empty_fd)[0]
+        klink, err = kernel.sys_bpf(BpfCmd.BPF_LINK_CREATE,
+                                    _link_create(kernel, kprog.fd, sw_event))
+        assert err == 0
+        kernel_fds.append(klink)
+        want = {"raw tp link": _fd_query(live, pid, kraw_link)[:3],
+                "raw tp short": _fd_query(live, pid, kraw_link, 4)[:3],
+                "perf fd with link": _fd_query(live, pid, sw_event)[:3],
+                "perf link fd": _fd_query(live, pid, klink)[:3]}
+
+        pfd_empty = k.perf_event_open(freq=1000)
+        got_empty = _fd_query(mine, k.root.pid, pfd_empty)[0]
+        pfd = k.perf_event_open(freq=1000)
+        plink = _load(k, PERF_EVENT).attach_perf_event(pfd)
+        praw_link = _load(k, RAW_TP).attach_raw_tracepoint("sys_enter")
+        got = {"raw tp link": _fd_query(mine, k.root.pid, praw_link.fd)[:3],
+               "raw tp short": _fd_query(mine, k.root.pid, praw_link.fd, 4)[:3],
+               "perf fd with link": _fd_query(mine, k.root.pid, pfd)[:3],
+               "perf link fd": _fd_query(mine, k.root.pid, plink.fd)[:3]}
+        assert got_empty == want_empty == errno.ENOENT
+        assert got == want
+        assert want["raw tp link"] == (0, 0, b"sys_enter")
+    finally:
+        os.close(empty_fd)
+        for fd in kernel_fds:
+            os.close(fd)
+
+
+def test_task_fd_query_on_host_tracepoint_and_kprobe_events() -> None:
+    k = Kernel()
+    k.tracepoint("app", "req", fields=[("u32", "status")])
+
+    @k.kprobe(name="handler")
+    def handler(x: int) -> int:
+        return x
+
+    def mine(attr: bpf_attr) -> int:
+        return -k.bpf(BpfCmd.BPF_TASK_FD_QUERY, attr)
+
+    tp_fd = k.perf_event_open(tracepoint=("app", "req"))
+    tprog = _load(k, TRACEPOINT)
+    tprog.attach_perf_event(tp_fd)
+    kp_fd = k.perf_event_open(kprobe=handler, retprobe=True)
+    kprog = _load(k, KPROBE)
+    kprog.attach_perf_event(kp_fd)
+    assert _fd_query(mine, k.root.pid, tp_fd) == (0, 1, b"req", tprog.id)
+    assert _fd_query(mine, k.root.pid, kp_fd)[:3] == (0, 3, b"handler")

@@ -168,3 +168,18 @@ exit
 """
     assert w.prog(text).test_run(bytes(64)).retval == w.devs["c"].ifindex
 
+
+
+def test_live_frames_are_redirected_and_transmitted() -> None:
+    """``BPF_F_TEST_XDP_LIVE_FRAMES``: every repetition's frame goes where the program
+    sent it — a devmap entry's device, or (XDP_TX) back out of the ingress device."""
+    live_frames = 1 << 1
+    w = World(U.BPF_MAP_TYPE_DEVMAP)
+    assert w.put(0, "c") == 0
+    redirect = w.prog("r2 = 0\nr3 = 0\nr1 = 0 ll\ncall 51\nexit\n")
+    out = redirect.test_run(FRAME, data_size_out=0, repeat=3, flags=live_frames)
+    assert out.retval == 0 and w.sent["c"] == [FRAME] * 3
+    tx = w.prog("r0 = 3\nexit\n")
+    md = struct.pack("<6I", 0, len(FRAME), 0, w.devs["b"].ifindex, 0, 0)
+    tx.test_run(FRAME, data_size_out=0, ctx_in=md, repeat=2, flags=live_frames)
+    assert w.sent["b"] == [FRAME] * 2 and w.sent["a"] == []

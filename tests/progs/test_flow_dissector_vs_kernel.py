@@ -277,3 +277,29 @@ def test_example_xlated_prefix_equal(kernel: ModuleType) -> None:
     assert cut > 5
     assert ours[:cut] == theirs[:cut]
     assert any(ins.code == 0x79 and ins.off in (16, 24) for ins in ours[:cut])
+
+
+LOAD_BYTES = """
+r2 = -1
+*(u64 *)(r10 - 8) = r2
+r2 = {off}
+r3 = r10
+r3 += -8
+r4 = {size}
+call 26
+r6 = r0
+r0 = *(u32 *)(r10 - 8)
+r0 <<= 8
+r0 ^= r6
+exit
+"""
+
+
+@pytest.mark.parametrize("off,size", [(0, 4), (14, 8), (0x10000, 4), (50, 2)])
+def test_load_bytes_fails_without_skb(kernel: ModuleType, kernel_fds: Any, off: int,
+                                      size: int) -> None:
+    """``bpf_flow_dissector_load_bytes`` has no skb in a test run: -EFAULT and a zeroed
+    buffer, every time (repeated: a stale or misread skb would show)."""
+    pair = Pair(kernel, kernel_fds, LOAD_BYTES.format(off=off, size=size))
+    for _ in range(4):
+        pair.check(data_in=PKT, data_size_out=64)

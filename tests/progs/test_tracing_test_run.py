@@ -235,3 +235,24 @@ def test_tracing_test_run_vs_kernel(kernel: ModuleType, kern: Kernel, btf_ids: d
     assert prog.test_run().retval == before.retval
     with prog.attach_trace():
         assert prog.test_run().retval == after.retval
+
+
+@pytest.mark.parametrize(("eat", "target", "access", "ok"), [
+    (FENTRY, "bpf_fentry_test1", "r0 = *(u64 *)(r1 + 0)", True),
+    (FENTRY, "bpf_fentry_test1", "r0 = *(u64 *)(r1 + 8)", False),   # no 2nd argument
+    (FEXIT, "bpf_fentry_test1", "r0 = *(u64 *)(r1 + 8)", True),     # the return value
+    (FEXIT, "bpf_fentry_test1", "r0 = *(u64 *)(r1 + 16)", False),
+    (FMOD_RET, "bpf_modify_return_test", "r0 = *(u64 *)(r1 + 16)", True),
+    (FENTRY, "bpf_fentry_test2", "r0 = *(u32 *)(r1 + 4)", False),  # not a multiple of 8
+    (FENTRY, "bpf_fentry_test6", "r0 = *(u64 *)(r1 + 40)", True),
+    (FENTRY, "bpf_fentry_test1", "*(u64 *)(r1 + 0) = r1", False),  # read-only
+])
+def test_ctx_is_the_target_arguments(kern: Kernel, btf_ids: dict[str, int], eat: int,
+                                     target: str, access: str, ok: bool) -> None:
+    text = f"{access}\nr0 = 0\nexit"
+    if ok:
+        _load(kern, text, eat, target, btf_ids).close()
+        return
+    with pytest.raises(BpfError) as exc:
+        _load(kern, text, eat, target, btf_ids)
+    assert exc.value.errno == errno.EACCES

@@ -109,7 +109,7 @@ LEVEL2_EXACT: set[str] = {
     "atomic_add", "ld_abs", "helper_not_allowed", "subprog_call", "subprog_error",
     # since precision backtracking (mark_precise lines, P marks) and 6.18's stack liveness
     "branch_const", "ctx_spill", "precise_branch", "spill_fill", "st_mem", "stack_var_off", "var_ctx",
-    "map_lookup_no_null", "map_lookup_null", "map_value_oob",
+    "map_lookup_no_null", "map_lookup_null", "map_value_oob", "bounded_loop",
 }
 
 _TIME = re.compile(r"^verification time \d+ usec$", re.M)

@@ -187,7 +187,8 @@ CORPUS_EXPECTED = {
         ''),
     743: (0, 'processed 224 insns (limit 1000000) max_states_per_insn 0 total_states 23 peak_states 23 mark_read 0',
         ''),
-    809: (0, 'processed 40004 insns (limit 1000000) max_states_per_insn 1428 total_states 1431 peak_states 1431 mark_read 0',
+    # the live kernel's figures: checkpoints that keep missing are evicted (max_states_per_insn)
+    809: (0, 'processed 40004 insns (limit 1000000) max_states_per_insn 4 total_states 1431 peak_states 1431 mark_read 0',
         ''),
     1307: (13, 'processed 9 insns (limit 1000000) max_states_per_insn 0 total_states 1 peak_states 1 mark_read 0',
         'R1 offset is outside of the packet'),}

@@ -132,7 +132,8 @@ def fib_lookup_params(table: RouteTable, p: FibParams, flags: int, check_mtu: bo
     link = table.links.get(p.ifindex)
     if link is None:
         return -errno.ENODEV
-    if not link.forwarding:
+    forwards = link.forwarding6 if v6 and link.forwarding6 is not None else link.forwarding
+    if not forwards:
         return BPF_FIB_LKUP_RET_FWD_DISABLED
     oif = p.ifindex if flags & BPF_FIB_LOOKUP_OUTPUT else 0
     if flags & BPF_FIB_LOOKUP_DIRECT:
@@ -229,4 +230,4 @@ def fib_lookup(ctx: RunContext, _ctx: int, params: int, plen: int, flags: int, *
 
 IMPLS: dict[int, Callable[..., int]] = {BPF_FUNC_FIB_LOOKUP: fib_lookup}
 
-__all__ = ["IMPLS", "FibParams", "fib_lookup", "fib_lookup_params", "LOOPBACK_IFINDEX"]
+__all__ = ["IMPLS", "LOOPBACK_IFINDEX", "FibParams", "fib_lookup", "fib_lookup_params"]

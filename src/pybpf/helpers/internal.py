@@ -17,6 +17,13 @@ Ids (``INTERNAL_BASE + n``) and what the implementation returns:
                                         round_up(key_size, 8)`` (the program adds that
                                         back), or 0. pybpf's hash layout differs from
                                         the kernel's, but only the sum is ever used.
+``+0x100``  map types' own operations     ``bpf_map_*_elem`` called directly on the map
+ and up     (``htab_map_update_elem``…)     type's function (``do_misc_fixups`` turns a map
+                                        helper whose map is known into ``call
+                                        map->ops->map_update_elem``): same arguments,
+                                        same result as the generic helper, so the
+                                        implementation *is* the generic helper's. The
+                                        ids follow :data:`MAP_OPS_NAMES`, in order.
 ==========  ==========================  ================================================
 
 :data:`PROTOS` publishes them into every :class:`~pybpf.kernel.Kernel`'s helper table (so
@@ -51,6 +58,72 @@ KERNEL_FUNC_NAMES: dict[int, str] = {
 }
 
 
+#: (map type, helper id) -> the map type's own function the kernel calls instead
+#: (``struct bpf_map_ops`` of 6.18). Lookups of types with ``map_gen_lookup`` are not here:
+#: they are inlined (see :mod:`pybpf.verifier.misc_fixups`).
+MAP_OPS_NAMES: dict[tuple[int, int], str] = {
+    (1, 2): "htab_map_update_elem", (1, 3): "htab_map_delete_elem",
+    (1, 164): "bpf_for_each_hash_elem",
+    (2, 2): "array_map_update_elem", (2, 3): "array_map_delete_elem",
+    (2, 164): "bpf_for_each_array_elem",
+    (5, 1): "htab_percpu_map_lookup_elem", (5, 2): "htab_percpu_map_update_elem",
+    (5, 3): "htab_map_delete_elem", (5, 195): "htab_percpu_map_lookup_percpu_elem",
+    (5, 164): "bpf_for_each_hash_elem",
+    (6, 1): "percpu_array_map_lookup_elem", (6, 2): "array_map_update_elem",
+    (6, 3): "array_map_delete_elem", (6, 195): "percpu_array_map_lookup_percpu_elem",
+    (6, 164): "bpf_for_each_array_elem",
+    (9, 2): "htab_lru_map_update_elem", (9, 3): "htab_lru_map_delete_elem",
+    (9, 164): "bpf_for_each_hash_elem",
+    (10, 1): "htab_lru_percpu_map_lookup_elem", (10, 2): "htab_lru_percpu_map_update_elem",
+    (10, 3): "htab_lru_map_delete_elem", (10, 195): "htab_lru_percpu_map_lookup_percpu_elem",
+    (10, 164): "bpf_for_each_hash_elem",
+    (11, 1): "trie_lookup_elem", (11, 2): "trie_update_elem", (11, 3): "trie_delete_elem",
+    (22, 87): "queue_map_push_elem", (22, 88): "queue_map_pop_elem",
+    (22, 89): "queue_map_peek_elem",
+    (23, 87): "stack_map_push_elem", (23, 88): "stack_map_pop_elem",
+    (23, 89): "stack_map_peek_elem",
+    (30, 87): "bloom_map_push_elem", (30, 89): "bloom_map_peek_elem",
+}
+MAP_OPS_BASE = INTERNAL_BASE + 0x100
+_MAP_OPS_IDS: dict[tuple[int, int], int] = {
+    key: MAP_OPS_BASE + n for n, key in enumerate(MAP_OPS_NAMES)}
+INTERNAL_NAMES.update({_MAP_OPS_IDS[key]: name for key, name in MAP_OPS_NAMES.items()})
+
+
+def map_op_call_id(map_type: int, func_id: int) -> int | None:
+    """The internal id of ``map_type``'s own function for helper ``func_id``, if any."""
+    return _MAP_OPS_IDS.get((map_type, func_id))
+
+
+_SKB_TYPES = (1, 3, 4, 8, 10, 11, 12, 14, 19, 21)  # programs whose ctx is an sk_buff
+_TC = (3, 4)
+#: (helper, program types) -> the function that type's ``get_func_proto`` gives
+#: (``bpf_func_proto.func`` differs by program type for these helpers).
+_BY_PROG_TYPE: list[tuple[int, tuple[int, ...], str]] = [
+    (84, _TC, "bpf_tc_sk_lookup_tcp"), (85, _TC, "bpf_tc_sk_lookup_udp"),
+    (99, _TC, "bpf_tc_skc_lookup_tcp"),
+    (84, (6,), "bpf_xdp_sk_lookup_tcp"), (85, (6,), "bpf_xdp_sk_lookup_udp"),
+    (99, (6,), "bpf_xdp_skc_lookup_tcp"),
+    (84, (18,), "bpf_sock_addr_sk_lookup_tcp"), (85, (18,), "bpf_sock_addr_sk_lookup_udp"),
+    (99, (18,), "bpf_sock_addr_skc_lookup_tcp"),
+    (25, _SKB_TYPES, "bpf_skb_event_output"), (25, (6,), "bpf_xdp_event_output"),
+    (25, (9, 13, 16, 18, 25), "bpf_event_output_data"),
+    (25, (5,), "bpf_perf_event_output_tp"), (25, (17, 24), "bpf_perf_event_output_raw_tp"),
+    (122, (18,), "bpf_get_netns_cookie_sock_addr"), (122, (9,), "bpf_get_netns_cookie_sock"),
+    (122, (13,), "bpf_get_netns_cookie_sock_ops"), (122, (16,), "bpf_get_netns_cookie_sk_msg"),
+    (46, (9,), "bpf_get_socket_cookie_sock"), (46, (18,), "bpf_get_socket_cookie_sock_addr"),
+    (46, (13,), "bpf_get_socket_cookie_sock_ops"),
+    (39, (14,), "sk_skb_pull_data"), (50, (14,), "sk_skb_change_tail"),
+    (38, (14,), "sk_skb_change_head"), (43, (14,), "sk_skb_adjust_room"),
+    (69, (6,), "bpf_xdp_fib_lookup"), (69, _TC, "bpf_skb_fib_lookup"),
+    (26, (22,), "bpf_flow_dissector_load_bytes"),
+    (67, (7,), "bpf_get_stackid_pe"), (67, (5,), "bpf_get_stackid_tp"),
+    (67, (17, 24), "bpf_get_stackid_raw_tp"),
+]
+PROG_TYPE_FUNC_NAMES: dict[tuple[int, int], str] = {
+    (fid, t): name for fid, types, name in _BY_PROG_TYPE for t in types}
+
+
 def htab_elem_value_off(key_size: int) -> int:
     """Where a hash element's value starts, from the element (``htab_elem_value``)."""
     return HTAB_ELEM_KEY_OFF + ((key_size + 7) & ~7)
@@ -68,19 +141,38 @@ def _htab_map_lookup_elem(ctx: Any, r1: int, r2: int, *_: int) -> int:
     return (value - htab_elem_value_off(key_size)) & 0xFFFFFFFFFFFFFFFF
 
 
-IMPLS = {
+def _generic(func_id: int) -> Any:
+    """The generic map helper's implementation (looked up at call time, so a helper table
+    override of the generic helper is not bypassed by the direct call)."""
+    from pybpf.helpers import maps
+
+    name = {1: "map_lookup_elem", 2: "map_update_elem", 3: "map_delete_elem",
+            87: "map_push_elem", 88: "map_pop_elem", 89: "map_peek_elem",
+            164: "for_each_map_elem", 195: "map_lookup_percpu_elem"}[func_id]
+    return getattr(maps, name)
+
+
+def _map_op_impl(func_id: int) -> Any:
+    def impl(ctx: Any, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+        return int(_generic(func_id)(ctx, r1, r2, r3, r4, r5))
+
+    impl.__name__ = f"map_op_{func_id}"
+    return impl
+
+
+IMPLS: dict[int, Any] = {
     HTAB_MAP_LOOKUP_ELEM: _htab_map_lookup_elem,
+    **{_MAP_OPS_IDS[key]: _map_op_impl(key[1]) for key in MAP_OPS_NAMES},
 }
 
-PROTOS = [
-    FuncProto(HTAB_MAP_LOOKUP_ELEM, "__htab_map_lookup_elem", _htab_map_lookup_elem,
-              RetType.RET_INTEGER),
-]
+PROTOS = [FuncProto(fid, INTERNAL_NAMES[fid], impl, RetType.RET_INTEGER)
+          for fid, impl in IMPLS.items()]
 
 
-def xlated_call_name(imm: int) -> str | None:
-    """The name ``bpftool prog dump xlated`` shows for a helper call of ``imm``."""
-    name = INTERNAL_NAMES.get(imm)
+def xlated_call_name(imm: int, prog_type: int = 0) -> str | None:
+    """The name ``bpftool prog dump xlated`` shows for a helper call of ``imm`` in a
+    program of ``prog_type`` (the kernel function the call was resolved to)."""
+    name = INTERNAL_NAMES.get(imm) or PROG_TYPE_FUNC_NAMES.get((imm, prog_type))
     if name is not None:
         return name
     name = KERNEL_FUNC_NAMES.get(imm)

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pybpf.helpers.csum import skb_postpull_rcsum, skb_postpush_rcsum
-from pybpf.net.skbuff import SkBuff, skb_from_ctx
+from pybpf.net.skbuff import SkBuff, TunnelInfo, skb_from_ctx
 from pybpf.runtime.context import RunContext
 
 M32 = 0xFFFFFFFF
 M64 = (1 << 64) - 1
-EINVAL, EFAULT, ENOMEM, ENOTSUPP = 22, 14, 12, 524
+EINVAL, EFAULT, ENOMEM, ERANGE, ENOTSUPP = 22, 14, 12, 34, 524
 INT_MAX = (1 << 31) - 1
 ETH_HLEN = 14
 PAGE_SIZE = 4096
@@ -152,15 +152,58 @@ def set_hash(ctx: RunContext, _skb: int, value: int, *_: int) -> int:
     return 0
 
 
+IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP, IPPROTO_UDPLITE = 6, 17, 132, 136
+_PORT_PROTOS = frozenset({IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP, IPPROTO_UDPLITE})
+#: ``hashrnd``: the kernel seeds flow hashes with a per-boot random value; pybpf's is fixed
+#: (an instance may set ``kernel.flow_hash_seed``) so runs are reproducible.
+FLOW_HASH_SEED = 0x5EED_F10E
+
+
+def _flow_keys(ctx: RunContext, skb: SkBuff) -> tuple[bytes, bool]:
+    """The dissected flow (addresses and, when the transport has them, ports) in the
+    direction-independent order ``__flow_hash_consistentify`` gives, and whether ports
+    were found (``l4_hash``)."""
+    net, end = skb.network_header, skb.tail
+    proto = skb.protocol
+    if proto == ETH_P_IP_BE and net + IPV4_HLEN <= end:
+        hdr = ctx.mem.read(net, IPV4_HLEN)
+        ihl = (hdr[0] & 0xF) * 4
+        ip_proto, src, dst = hdr[9], hdr[12:16], hdr[16:20]
+        fragment = int.from_bytes(hdr[6:8], "big") & 0x3FFF
+        l4 = net + ihl if not fragment else None
+    elif proto == ETH_P_IPV6_BE and net + IPV6_HLEN <= end:
+        hdr = ctx.mem.read(net, IPV6_HLEN)
+        ip_proto, src, dst = hdr[6], hdr[8:24], hdr[24:40]
+        l4 = net + IPV6_HLEN
+    else:  # no addresses: the protocol alone is hashed
+        return proto.to_bytes(2, "little"), False
+    ports = b""
+    if l4 is not None and ip_proto in _PORT_PROTOS and l4 + 4 <= end:
+        ports = ctx.mem.read(l4, 4)
+    sport, dport = ports[:2], ports[2:]
+    if (dst, dport) < (src, sport):
+        src, dst, sport, dport = dst, src, dport, sport
+    return bytes([ip_proto]) + src + dst + sport + dport, bool(ports)
+
+
 def get_hash_recalc(ctx: RunContext, _skb: int, *_: int) -> int:
-    """``bpf_get_hash_recalc``: ``skb_get_hash``. A hash already set (by ``set_hash``, or
-    an L4/software hash) is returned; otherwise the kernel dissects the flow and hashes it
-    with a per-boot random key — not reproducible, so pybpf reports the zero an unhashed
-    packet's field holds."""
+    """``bpf_get_hash_recalc`` (``skb_get_hash``): a hash already set (``set_hash``, or
+    one computed before) is returned; otherwise the flow is dissected and hashed — the
+    same for both directions, never 0, stored in ``skb->hash`` with ``l4_hash`` when ports
+    took part, as the kernel does. The kernel keys the hash with a per-boot random value,
+    so the numbers differ from its own; their properties do not."""
+    import zlib
+
     skb = skb_from_ctx(ctx)
-    if skb is None or not skb.hash_valid:
+    if skb is None:
         return 0
-    return skb.u("hash")
+    if skb.hash_valid:
+        return skb.u("hash")
+    keys = _flow_keys(ctx, skb)
+    seed = int(getattr(ctx.kernel, "flow_hash_seed", FLOW_HASH_SEED)) & M32
+    value = zlib.crc32(keys[0], seed) or 1
+    skb.set_hash(value, l4=keys[1])
+    return value
 
 
 # ------------------------------------------------------------------ shape
@@ -367,7 +410,132 @@ def skb_vlan_pop(ctx: RunContext, _skb: int, *_: int) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ tunnel metadata
+
+BPF_F_TUNINFO_IPV6, BPF_F_ZERO_CSUM_TX, BPF_F_DONT_FRAGMENT, BPF_F_SEQ_NUMBER = 1, 2, 4, 8
+BPF_F_NO_TUNNEL_KEY = BPF_F_TUNINFO_FLAGS = 1 << 4
+# struct bpf_tunnel_key (tunnel_label sits before local_ipv4/ipv6)
+TK_ID, TK_REMOTE, TK_TOS, TK_TTL, TK_EXT, TK_LABEL, TK_LOCAL, TK_SIZE = \
+    0, 4, 20, 21, 22, 24, 28, 44
+TK_COMPAT_SIZES = (TK_LOCAL, TK_LABEL, TK_EXT, TK_REMOTE + 4)
+# IP_TUNNEL_*_BIT
+TUN_CSUM, TUN_KEY, TUN_SEQ, TUN_DONT_FRAGMENT, TUN_NOCACHE = 0, 2, 3, 8, 13
+IPV6_FLOWLABEL_MASK = 0x000FFFFF
+EPROTO = 71
+
+
+def skb_set_tunnel_key(ctx: RunContext, _skb: int, frm: int, size: int, flags: int,
+                       *_: int) -> int:
+    """``bpf_skb_set_tunnel_key``: attach tunnel metadata (the per-CPU metadata dst) for
+    a collect-metadata tunnel device; older, shorter ``bpf_tunnel_key`` layouts are
+    zero-extended."""
+    allowed = (BPF_F_TUNINFO_IPV6 | BPF_F_ZERO_CSUM_TX | BPF_F_DONT_FRAGMENT
+               | BPF_F_SEQ_NUMBER | BPF_F_NO_TUNNEL_KEY)
+    if flags & ~allowed:
+        return _neg(EINVAL)
+    size &= M32
+    if size != TK_SIZE and size not in TK_COMPAT_SIZES:
+        return _neg(EINVAL)
+    key = ctx.mem.read(frm, size) + bytes(TK_SIZE - size)
+    ipv6 = bool(flags & BPF_F_TUNINFO_IPV6)
+    label = int.from_bytes(key[TK_LABEL:TK_LABEL + 4], "little")
+    if (not ipv6 and label) or int.from_bytes(key[TK_EXT:TK_EXT + 2], "little"):
+        return _neg(EINVAL)
+    skb = skb_from_ctx(ctx)
+    if skb is None:
+        return _neg(EINVAL)
+    bits = {TUN_NOCACHE}
+    if flags & BPF_F_DONT_FRAGMENT:
+        bits.add(TUN_DONT_FRAGMENT)
+    if not flags & BPF_F_ZERO_CSUM_TX:
+        bits.add(TUN_CSUM)
+    if flags & BPF_F_SEQ_NUMBER:
+        bits.add(TUN_SEQ)
+    if not flags & BPF_F_NO_TUNNEL_KEY:
+        bits.add(TUN_KEY)
+    remote, local = key[TK_REMOTE:TK_REMOTE + 16], key[TK_LOCAL:TK_LOCAL + 16]
+    if not ipv6:  # host-order u32 in the key, network order in the metadata
+        remote, local = remote[3::-1], local[3::-1]
+    skb.tunnel_info = TunnelInfo(
+        ipv6=ipv6, tun_id=int.from_bytes(key[TK_ID:TK_ID + 4], "little"), tos=key[TK_TOS],
+        ttl=key[TK_TTL], flag_bits=bits, dst=remote, src=local,
+        label=label & IPV6_FLOWLABEL_MASK if ipv6 else 0)
+    return 0
+
+
+def skb_get_tunnel_key(ctx: RunContext, _skb: int, to: int, size: int, flags: int,
+                       *_: int) -> int:
+    """``bpf_skb_get_tunnel_key``: the skb's tunnel metadata as a ``bpf_tunnel_key``
+    (remote = the metadata's source); -EINVAL without metadata, -EPROTO for the other
+    address family; the buffer is zeroed on failure."""
+    size &= M32
+    skb = skb_from_ctx(ctx)
+    info = skb.tunnel_info if skb is not None else None
+
+    def fail(err: int) -> int:
+        if size:
+            ctx.mem.write(to, bytes(size))
+        return _neg(err)
+
+    if info is None or flags & ~(BPF_F_TUNINFO_IPV6 | BPF_F_TUNINFO_FLAGS):
+        return fail(EINVAL)
+    if info.ipv6 != bool(flags & BPF_F_TUNINFO_IPV6):
+        return fail(EPROTO)
+    if size != TK_SIZE and (size not in TK_COMPAT_SIZES
+                            or (size == TK_REMOTE + 4 and info.ipv6)):
+        return fail(EINVAL)
+    out = bytearray(TK_SIZE)
+    out[TK_ID:TK_ID + 4] = (info.tun_id & M32).to_bytes(4, "little")
+    out[TK_TOS], out[TK_TTL] = info.tos, info.ttl
+    if flags & BPF_F_TUNINFO_FLAGS:  # ip_tunnel_flags_to_be16
+        be16 = sum(1 << b for b in info.flag_bits if b < 16)
+        out[TK_EXT:TK_EXT + 2] = be16.to_bytes(2, "big")
+    if info.ipv6:
+        out[TK_REMOTE:TK_REMOTE + 16] = info.src
+        out[TK_LOCAL:TK_LOCAL + 16] = info.dst
+        out[TK_LABEL:TK_LABEL + 4] = info.label.to_bytes(4, "little")
+    else:
+        out[TK_REMOTE:TK_REMOTE + 4] = info.src[3::-1]
+        out[TK_LOCAL:TK_LOCAL + 4] = info.dst[3::-1]
+    ctx.mem.write(to, bytes(out[:size]))
+    return 0
+
+
+# ------------------------------------------------------------------ redirect
+
+BPF_F_INGRESS = 1
+
+
+def clone_redirect(ctx: RunContext, _skb: int, ifindex: int, flags: int, *_: int) -> int:
+    """``bpf_clone_redirect``: a copy of the packet leaves through (or, with
+    ``BPF_F_INGRESS``, arrives at) device ``ifindex`` now; the program goes on with the
+    original. A pybpf device runs its own hooks on the copy; the loopback of a bare
+    instance swallows it."""
+    from pybpf.progs.testrun_common import dev_get_by_index
+
+    skb = skb_from_ctx(ctx)
+    if skb is None or flags & ~BPF_F_INGRESS:
+        return _neg(EINVAL)
+    if skb.shinfo_field("gso_size") and not skb.shinfo_field("gso_type"):
+        return _neg(EINVAL)  # type-less GSO packets (test_run can make them) are refused
+    dev = dev_get_by_index(ctx.kernel, ifindex & M32)
+    if dev is None:
+        return _neg(EINVAL)
+    if skb.mac_header >= skb.network_header or skb.len == 0:
+        return _neg(ERANGE)  # no link-layer header to transmit
+    frame = skb.packet()
+    if skb.data > skb.mac_header:  # bpf_push_mac_rcsum: the clone starts at the MAC
+        frame = ctx.mem.read(skb.mac_header, skb.data - skb.mac_header) + frame
+    deliver = getattr(dev, "receive" if flags & BPF_F_INGRESS else "transmit", None)
+    if callable(deliver):
+        deliver(frame)
+    return 0
+
+
 IMPLS: dict[int, Callable[..., int]] = {
+    20: skb_get_tunnel_key,
+    21: skb_set_tunnel_key,
+    13: clone_redirect,
     26: skb_load_bytes,
     9: skb_store_bytes,
     68: skb_load_bytes_relative,

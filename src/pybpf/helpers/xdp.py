@@ -104,7 +104,7 @@ def _frags_adjust_tail(b: XdpBuff, linear: int, offset: int) -> int:
     fragments at offset 0, as BPF_PROG_TEST_RUN builds them)."""
     frags = b.frags
     if offset < 0:
-        shrink = -offset
+        shrink = _s32(-offset)  # an int in the kernel: -INT_MIN stays negative, a no-op
         if shrink > linear + sum(map(len, frags)) - ETH_HLEN:
             return _neg(EINVAL)
         while frags and shrink > 0:
@@ -185,8 +185,9 @@ BPF_F_BROADCAST, BPF_F_EXCLUDE_INGRESS = 1 << 3, 1 << 4
 def redirect_map(ctx: RunContext, map_addr: int, index: int, flags: int, *_: int) -> int:
     """``bpf_redirect_map`` (XDP): the map type's ``map_redirect``.
 
-    For devmaps (``__bpf_xdp_redirect_map``): unknown flags are XDP_ABORTED; a missing
-    entry returns the low flag bits (the fallback action) unless broadcasting; a hit
+    ``__bpf_xdp_redirect_map``: flags beyond the fallback action and the map type's own
+    (``redirect_flags``: broadcast for devmaps) are XDP_ABORTED; a missing entry returns
+    the low flag bits (the fallback action) unless broadcasting; a hit
     records the target for the device to act on after the program returns
     (:func:`pybpf.net.xdp_redirect.xdp_do_redirect`) and returns XDP_REDIRECT.
     """
@@ -198,15 +199,16 @@ def redirect_map(ctx: RunContext, map_addr: int, index: int, flags: int, *_: int
     if bmap is None or not callable(lookup):
         return XDP_ABORTED
     flags &= M64
-    if flags & ~(XDP_ACTION_MASK | BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS):
+    if flags & ~(XDP_ACTION_MASK | int(getattr(bmap.ops, "redirect_flags", 0))):
         return XDP_ABORTED
     entry = lookup(bmap, index & M32)
     broadcast = bool(flags & BPF_F_BROADCAST)
     if entry is None and not broadcast:
         ctx.data.pop("redirect", None)
         return flags & XDP_ACTION_MASK
-    token = (int(entry.ifindex) if entry is not None and not broadcast else 0,
-             flags if broadcast else 0)
+    # devmap entries name a device; a CPU or socket target has no ifindex
+    target = 0 if broadcast else int(getattr(entry, "ifindex", 0))
+    token = (target, flags if broadcast else 0)
     ctx.data["redirect"] = token
     buff: Any = ctx.data.get("xdp")
     if isinstance(buff, XdpBuff):

@@ -69,3 +69,28 @@ def run_link(kernel: Any, link: Any, ctx_addr: int, cpu: int = 0) -> int | None:
     rc.data["attach_cookie"] = link.extra.get("cookie", 0)
     rc.data["func_ip"] = link.extra.get("func_ip", 0)
     return int(prog.run(ctx_addr, ctx=rc, cpu=cpu))
+
+
+MAX_BPF_FUNC_ARGS = 12
+
+
+def run_on_args(kernel: Any, links: list[Any], args: tuple[int, ...], name: str) -> list[int]:
+    """``bpf_trace_run<N>``: run each link's program with R1 pointing at the event's
+    arguments as a ``u64`` array (read-only registered memory, as raw tracepoint and
+    tp_btf programs read them); the return values of the programs that ran."""
+    import struct
+
+    from pybpf.runtime.memory import REGISTRY
+
+    if len(args) > MAX_BPF_FUNC_ARGS:
+        raise BpfError(7, f"{name}: {len(args)} arguments (at most {MAX_BPF_FUNC_ARGS})")
+    if not links:
+        return []
+    buf = bytearray(8 * max(len(args), 1))
+    struct.pack_into(f"<{len(args)}Q", buf, 0, *(int(a) & (2**64 - 1) for a in args))
+    region = REGISTRY.wrap(buf, f"raw_tp {name} args", writable=False)
+    try:
+        rets = [run_link(kernel, link, region.start) for link in links]
+    finally:
+        REGISTRY.remove(region)
+    return [r for r in rets if r is not None]

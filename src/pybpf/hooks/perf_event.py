@@ -205,3 +205,24 @@ def perf_link_attach(kernel: Any, task: Any, prog: Any, target_fd: int, flags: i
 def event_of(kernel: Any, fd: int, task: Any = None) -> PerfEvent:
     """The :class:`PerfEvent` behind ``fd`` (for hosts: ``.hook.tick()``/``.fire()``)."""
     return perf_event_get(task or kernel.root, fd).obj
+
+
+def perf_event_query(file: Any) -> tuple[int, int, str, int, int] | None:
+    """``bpf_get_perf_event_info`` for ``BPF_TASK_FD_QUERY`` on a perf event fd:
+    ``(prog_id, fd_type, name, probe_offset, probe_addr)``; None when ``file`` is not a
+    perf event. ENOENT without a program, EOPNOTSUPP for a PERF_EVENT program."""
+    from pybpf.uapi import BpfTaskFdType
+
+    if getattr(file, "kind", None) != KIND_PERF_EVENT or not isinstance(file.obj, PerfEvent):
+        return None
+    event: PerfEvent = file.obj
+    prog = next((lk.prog for lk in event.links or () if lk.prog is not None), None)
+    if prog is None:
+        raise BpfError(errno.ENOENT, "no program on this perf event")
+    if prog.type == P.BPF_PROG_TYPE_PERF_EVENT:
+        raise BpfError(errno.EOPNOTSUPP, "perf_event programs are not reported")
+    fd_types: dict[int, int] = {
+        BpfPerfEventType.BPF_PERF_EVENT_KPROBE: BpfTaskFdType.BPF_FD_TYPE_KPROBE,
+        BpfPerfEventType.BPF_PERF_EVENT_KRETPROBE: BpfTaskFdType.BPF_FD_TYPE_KRETPROBE}
+    fd_type = fd_types.get(event.kind, BpfTaskFdType.BPF_FD_TYPE_TRACEPOINT)
+    return int(prog.id), int(fd_type), event.name, 0, 0

@@ -31,7 +31,7 @@ from typing import Any
 
 from pybpf.core.link import BpfLink
 from pybpf.errors import BpfError
-from pybpf.runtime.context import RunContext
+from pybpf.hooks.attachments import run_link
 from pybpf.runtime.memory import REGISTRY
 from pybpf.uapi import BpfAttachType, BpfLinkType
 
@@ -123,13 +123,8 @@ class HostFunction:
 
 
 def _run_link(link: BpfLink, ctx_addr: int, cpu: int) -> int | None:
-    prog = link.prog
-    if prog is None or link.detached:
-        return None
-    rc = RunContext(kernel=link.kernel, prog=prog, cpu=cpu)
-    rc.data["attach_cookie"] = link.extra.get("cookie", 0)
-    rc.data["func_ip"] = link.extra.get("func_ip", 0)
-    return int(prog.run(ctx_addr, ctx=rc, cpu=cpu)) & M64
+    r0 = run_link(link.kernel, link, ctx_addr, cpu)
+    return None if r0 is None else r0 & M64
 
 
 # ------------------------------------------------------------------------ memory access

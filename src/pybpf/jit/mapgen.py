@@ -1087,6 +1087,8 @@ def register() -> None:
     native("ringbuf_reserve")(_with(_ring_applies, _gen_ringbuf_reserve))
     native("ringbuf_output")(_with(_ring_applies, _gen_ringbuf_output))
     native("ringbuf_query")(_with(_query_applies, _gen_ringbuf_query))
+    native("ringbuf_submit")(_with(_commit_applies, _commit_gen(False)))
+    native("ringbuf_discard")(_with(_commit_applies, _commit_gen(True)))
     try:
         from pybpf.helpers import internal
     except ImportError:  # no kernel-internal call targets in this tree
@@ -1095,7 +1097,24 @@ def register() -> None:
 
     fid = getattr(internal, "HTAB_MAP_LOOKUP_ELEM", None)
     if fid is not None:
-        native_internal(fid, "_htab_map_lookup_elem")(
+        native_internal(fid, "_htab_map_lookup_elem", generic=1)(
             _with(_lookup_applies, _gen_internal_htab_lookup))
-    native("ringbuf_submit")(_with(_commit_applies, _commit_gen(False)))
-    native("ringbuf_discard")(_with(_commit_applies, _commit_gen(True)))
+    _register_map_ops(internal)
+
+
+def _register_map_ops(internal: Any) -> None:
+    """The fixups call a map type's own function (``call htab_map_update_elem``) where the
+    program called the generic helper; that function *is* the generic helper for the
+    type (:func:`pybpf.helpers.internal.map_op_call_id`), so it gets the generic
+    helper's native code, specialised on the map constant in r1 as before."""
+    from pybpf.jit.natives import NATIVE_HELPERS, native_internal
+
+    names = getattr(internal, "MAP_OPS_NAMES", {})
+    op_id = getattr(internal, "map_op_call_id", None)
+    if op_id is None:
+        return
+    for map_type, helper in names:
+        row = NATIVE_HELPERS.get(helper)
+        internal_id = op_id(map_type, helper)
+        if row is not None and internal_id is not None:
+            native_internal(internal_id, f"map_op_{helper}", generic=helper)(row.gen)

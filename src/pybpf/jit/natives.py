@@ -32,8 +32,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 @dataclass(frozen=True)
 class NativeHelper:
     func_id: int
-    name: str  # enum bpf_func_id name without BPF_FUNC_
+    name: str  # enum bpf_func_id name without BPF_FUNC_ (internal targets: impl's name)
     gen: NativeGen
+    generic: int = 0  # internal call target standing for this helper (0: none)
 
 
 NATIVE_HELPERS: dict[int, NativeHelper] = {}
@@ -50,13 +51,15 @@ def native(name: str) -> Callable[[NativeGen], NativeGen]:
     return deco
 
 
-def native_internal(func_id: int, impl_name: str) -> Callable[[NativeGen], NativeGen]:
+def native_internal(func_id: int, impl_name: str, generic: int = 0
+                    ) -> Callable[[NativeGen], NativeGen]:
     """Register a generator for a kernel-internal call target (:mod:`pybpf.helpers.internal`,
     ids above ``__BPF_FUNC_MAX_ID``) whose standard implementation is the
-    ``pybpf.helpers`` function ``impl_name``."""
+    ``pybpf.helpers`` function ``impl_name``; ``generic`` is the helper it stands for
+    (the row then applies only while that helper's implementation is standard too)."""
 
     def deco(gen: NativeGen) -> NativeGen:
-        NATIVE_HELPERS[func_id] = NativeHelper(func_id, impl_name, gen)
+        NATIVE_HELPERS[func_id] = NativeHelper(func_id, impl_name, gen, generic)
         return gen
 
     return deco
@@ -86,8 +89,15 @@ def natives_for(helpers: Mapping[int, Any]) -> dict[int, NativeHelper]:
     out: dict[int, NativeHelper] = {}
     for fid, impl in helpers.items():
         row = NATIVE_HELPERS.get(fid)
-        if row is not None and is_standard(impl, row.name):
-            out[fid] = row
+        if row is None or not is_standard(impl, row.name):
+            continue
+        if row.generic:  # a direct call of what the generic helper does: not overridden
+            base = NATIVE_HELPERS.get(row.generic)
+            generic_impl = helpers.get(row.generic)
+            if base is None or (generic_impl is not None
+                                and not is_standard(generic_impl, base.name)):
+                continue
+        out[fid] = row
     return out
 
 

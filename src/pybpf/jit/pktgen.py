@@ -6,12 +6,26 @@ the Python implementation's exact arithmetic (:func:`pybpf.helpers.impls.csum_di
 sizes must be multiples of 4 (else -EINVAL); the result is the seed plus the
 ones'-complement of every ``from`` word plus every ``to`` word, folded to 32 bits.
 
-The skb helpers (``skb_load_bytes``, ``skb_store_bytes``, ``l3/l4_csum_replace``,
-``csum_update``) and the XDP ones (``xdp_adjust_head/tail``, ``xdp_load/store_bytes``)
-keep their Python callbacks: their state — the socket buffer's payload and headroom,
-the XDP buffer's bounds — lives in Python objects of the program-type modules, not in
-native memory the JIT could address (see the JIT engineer's report for the layout that
-would make them native).
+``bpf_xdp_adjust_head`` and ``bpf_xdp_adjust_meta`` are native too: they only move the
+``data``/``data_meta`` pointers of the program's ``struct xdp_buff`` (``r1``, laid out as
+Linux's, :mod:`pybpf.net.xdp_buff`) within the frame, with the Python implementation's
+checks (:mod:`pybpf.helpers.xdp`). ``r1`` is the program's ctx — the verifier's
+``ARG_PTR_TO_CTX`` guarantees it, as the kernel's helper relies on it.
+
+``bpf_skb_load_bytes`` is native: bounds against ``skb->len`` and a copy from
+``skb->data`` of the program's ``struct sk_buff`` (``r1``, :mod:`pybpf.net.skbuff`); a
+failed load zeroes the buffer and returns -EFAULT, as the Python implementation
+(:mod:`pybpf.helpers.skb`). ``bpf_skb_store_bytes`` is native for ``flags == 0``; with
+``BPF_F_RECOMPUTE_CSUM``/``BPF_F_INVALIDATE_HASH`` (checksum and hash state the Python
+side keeps) the same call site takes the Python implementation through the bridge.
+``bpf_l3_csum_replace``/``bpf_l4_csum_replace`` of a 2- or 4-byte field (flags 2 or 4)
+rewrite the 16-bit checksum natively (:func:`pybpf.helpers.csum.csum_replace`'s
+arithmetic); other flags go through the bridge the same way.
+
+``xdp_adjust_tail``, ``xdp_load/store_bytes``, ``csum_update`` and the other skb helpers
+keep their Python callbacks: whether a frame has fragments, the fragments
+themselves and the checksum state live in Python objects (``XdpBuff.frags``,
+:class:`pybpf.net.skbuff.SkBuff`), not in native memory the JIT could read.
 """
 
 from __future__ import annotations
@@ -20,7 +34,7 @@ import errno
 
 import llvmlite.ir as ir
 
-from pybpf.jit.translate import I32, I64, PTR, Emitter, Translator
+from pybpf.jit.translate import I32, I64, PTR, Emitter, NativeGen, Translator
 
 CSUM_FN = ir.FunctionType(I64, [I64, I64, I64, I64, I64])
 
@@ -90,7 +104,309 @@ def gen_csum_diff(em: Emitter, args: list[ir.Value]) -> ir.Value:
 gen_csum_diff.applies = _applies  # type: ignore[attr-defined]
 
 
+# --- XDP: moving data / data_meta of struct xdp_buff ---------------------------------------
+XDP_FN = ir.FunctionType(I64, [I64, I64])
+
+
+def _xdp_consts() -> tuple[int, int, int, int, int, int, int]:
+    from pybpf.helpers.xdp import ETH_HLEN, META_MAX, XDP_FRAME_SIZE
+    from pybpf.net.xdp_buff import XB_DATA, XB_DATA_END, XB_DATA_META, XB_HARD_START
+
+    return (XB_DATA, XB_DATA_END, XB_DATA_META, XB_HARD_START, XDP_FRAME_SIZE, ETH_HLEN,
+            META_MAX)
+
+
+def _xdp_fn(tr: Translator, name: str) -> tuple[ir.Function, ir.IRBuilder, bool]:
+    key = f"xdp_{name}_fn"
+    fn: ir.Function | None = tr.notes.get(key)
+    if fn is not None:
+        return fn, ir.IRBuilder(), False
+    fn = ir.Function(tr.module, XDP_FN, name=f"{tr.prefix}_xdp_{name}")
+    fn.linkage = "internal"
+    fn.attributes.add("nounwind")
+    tr.notes[key] = fn
+    return fn, ir.IRBuilder(fn.append_basic_block("entry")), True
+
+
+def _field(b: ir.IRBuilder, xdp: ir.Value, off: int) -> ir.Value:
+    return b.inttoptr(b.add(xdp, _c(off)), PTR)
+
+
+def _fail(fn: ir.Function, b: ir.IRBuilder, cond: ir.Value, err: int, tag: str) -> None:
+    """Return ``-err`` when ``cond``; the builder continues on the other path."""
+    bad = fn.append_basic_block(f"{tag}_fail")
+    ok = fn.append_basic_block(f"{tag}_ok")
+    b.cbranch(cond, bad, ok)
+    b.position_at_end(bad)
+    b.ret(_c(-err))
+    b.position_at_end(ok)
+
+
+def _xdp_adjust_head_fn(tr: Translator) -> ir.Function:
+    """``bpf_xdp_adjust_head``: move ``data`` and the metadata with it by ``offset``."""
+    fn, b, fresh = _xdp_fn(tr, "adjust_head")
+    if not fresh:
+        return fn
+    data_off, end_off, meta_off, hard_off, frame_sz, eth_hlen, _meta_max = _xdp_consts()
+    xdp, off_in = fn.args
+    offset = b.sext(b.trunc(off_in, I32), I64)
+    data = b.load(_field(b, xdp, data_off), typ=I64)
+    data_end = b.load(_field(b, xdp, end_off), typ=I64)
+    meta = b.load(_field(b, xdp, meta_off), typ=I64)
+    hard = b.load(_field(b, xdp, hard_off), typ=I64)
+    metalen = b.select(b.icmp_unsigned("<=", meta, data), b.sub(data, meta), _c(0))
+    new = b.add(data, offset)
+    low = b.icmp_signed("<", new, b.add(b.add(hard, _c(frame_sz)), metalen))
+    high = b.icmp_signed(">", new, b.sub(data_end, _c(eth_hlen)))
+    _fail(fn, b, b.or_(low, high), errno.EINVAL, "bounds")
+    memmove = tr.declare("llvm.memmove.p0.p0.i64",
+                         ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, ir.IntType(1)]))
+    b.call(memmove, [b.inttoptr(b.add(meta, offset), PTR), b.inttoptr(meta, PTR), metalen,
+                     ir.Constant(ir.IntType(1), 0)])
+    b.store(b.add(meta, offset), _field(b, xdp, meta_off))
+    b.store(new, _field(b, xdp, data_off))
+    b.ret(_c(0))
+    return fn
+
+
+def _xdp_adjust_meta_fn(tr: Translator) -> ir.Function:
+    """``bpf_xdp_adjust_meta``: move ``data_meta``; u32-aligned, at most 255 bytes."""
+    fn, b, fresh = _xdp_fn(tr, "adjust_meta")
+    if not fresh:
+        return fn
+    data_off, _end_off, meta_off, hard_off, frame_sz, _eth_hlen, meta_max = _xdp_consts()
+    xdp, off_in = fn.args
+    data = b.load(_field(b, xdp, data_off), typ=I64)
+    meta = b.load(_field(b, xdp, meta_off), typ=I64)
+    hard = b.load(_field(b, xdp, hard_off), typ=I64)
+    _fail(fn, b, b.icmp_unsigned(">", meta, data), ENOTSUPP, "unsupported")
+    new = b.add(meta, b.sext(b.trunc(off_in, I32), I64))
+    low = b.icmp_signed("<", new, b.add(hard, _c(frame_sz)))
+    high = b.icmp_signed(">", new, data)
+    _fail(fn, b, b.or_(low, high), errno.EINVAL, "bounds")
+    metalen = b.sub(data, new)
+    bad_len = b.or_(b.icmp_unsigned("!=", b.and_(metalen, _c(3)), _c(0)),
+                    b.icmp_unsigned(">", metalen, _c(meta_max)))
+    _fail(fn, b, bad_len, errno.EACCES, "len")
+    b.store(new, _field(b, xdp, meta_off))
+    b.ret(_c(0))
+    return fn
+
+
+ENOTSUPP = 524
+
+
+def gen_xdp_adjust_head(em: Emitter, args: list[ir.Value]) -> ir.Value:
+    return em.b.call(_xdp_adjust_head_fn(em.tr), args[:2])
+
+
+def gen_xdp_adjust_meta(em: Emitter, args: list[ir.Value]) -> ir.Value:
+    return em.b.call(_xdp_adjust_meta_fn(em.tr), args[:2])
+
+
+def _xdp_applies(tr: Translator, consts: dict[int, int]) -> bool:
+    """Native when the XDP buffer layout is importable and not in sanitize mode."""
+    if tr.sanitize:
+        return False
+    try:
+        _xdp_consts()
+    except (ImportError, KeyError):
+        return False
+    return True
+
+
+gen_xdp_adjust_head.applies = _xdp_applies  # type: ignore[attr-defined]
+gen_xdp_adjust_meta.applies = _xdp_applies  # type: ignore[attr-defined]
+
+
+# --- skb: bytes in and out of struct sk_buff's linear data ---------------------------------
+INT_MAX = (1 << 31) - 1
+M32 = 0xFFFFFFFF
+BPF_FUNC_SKB_STORE_BYTES = 9
+BPF_FUNC_L3_CSUM_REPLACE, BPF_FUNC_L4_CSUM_REPLACE = 10, 11
+
+
+def _skb_consts() -> tuple[int, int]:
+    from pybpf.net.skbuff import SK_BUFF
+
+    return SK_BUFF.off("data"), SK_BUFF.off("len")
+
+
+def _skb_data_len(b: ir.IRBuilder, skb: ir.Value) -> tuple[ir.Value, ir.Value]:
+    data_off, len_off = _skb_consts()
+    data = b.load(b.inttoptr(b.add(skb, _c(data_off)), PTR), typ=I64)
+    length = b.zext(b.load(b.inttoptr(b.add(skb, _c(len_off)), PTR), typ=I32), I64)
+    return data, length
+
+
+def _mem_intrinsic(tr: Translator, name: str, middle: ir.Type) -> ir.Function:
+    return tr.declare(name, ir.FunctionType(ir.VoidType(), [PTR, middle, I64, ir.IntType(1)]))
+
+
+def _skb_load_bytes_fn(tr: Translator) -> ir.Function:
+    """``i64 load(skb, off, to, len)``: 0, or the buffer zeroed and -EFAULT."""
+    fn: ir.Function | None = tr.notes.get("skb_load_bytes_fn")
+    if fn is not None:
+        return fn
+    fn = ir.Function(tr.module, ir.FunctionType(I64, [I64, I64, I64, I64]),
+                     name=f"{tr.prefix}_skb_load_bytes")
+    fn.linkage = "internal"
+    fn.attributes.add("nounwind")
+    tr.notes["skb_load_bytes_fn"] = fn
+    skb, off_in, to, size = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    data, skb_len = _skb_data_len(b, skb)
+    off = b.and_(off_in, _c(M32))
+    ok = b.and_(b.and_(b.icmp_unsigned("<=", off, _c(INT_MAX)),
+                       b.icmp_unsigned("<=", size, skb_len)),
+                b.icmp_unsigned("<=", b.add(off, size), skb_len))
+    copy = fn.append_basic_block("copy")
+    fail = fn.append_basic_block("efault")
+    b.cbranch(ok, copy, fail)
+    b.position_at_end(copy)
+    memcpy = _mem_intrinsic(tr, "llvm.memcpy.p0.p0.i64", PTR)
+    b.call(memcpy, [b.inttoptr(to, PTR), b.inttoptr(b.add(data, off), PTR), size,
+                    ir.Constant(ir.IntType(1), 0)])
+    b.ret(_c(0))
+    b.position_at_end(fail)
+    memset = _mem_intrinsic(tr, "llvm.memset.p0.i64", ir.IntType(8))
+    b.call(memset, [b.inttoptr(to, PTR), ir.Constant(ir.IntType(8), 0), size,
+                    ir.Constant(ir.IntType(1), 0)])
+    b.ret(_c(-errno.EFAULT))
+    return fn
+
+
+def gen_skb_load_bytes(em: Emitter, args: list[ir.Value]) -> ir.Value:
+    return em.b.call(_skb_load_bytes_fn(em.tr), args[:4])
+
+
+def gen_skb_store_bytes(em: Emitter, args: list[ir.Value]) -> ir.Value:
+    """``flags == 0`` (and a 32-bit length): bounds, then a copy into the linear data;
+    any other call takes the Python implementation (checksum/hash updates, errors)."""
+    b = em.b
+    skb, offset_in, frm, size, flags = args[:5]
+    fast = em.new_block("skb_store_fast")
+    slow = em.new_block("skb_store_slow")
+    done = em.new_block("skb_store_done")
+    plain = b.and_(b.icmp_unsigned("==", flags, _c(0)), b.icmp_unsigned("<=", size, _c(M32)))
+    b.cbranch(plain, fast, slow)
+    b.position_at_end(fast)
+    data, skb_len = _skb_data_len(b, skb)
+    offset = b.and_(offset_in, _c(M32))
+    bad = b.or_(b.icmp_unsigned(">", offset, _c(INT_MAX)),
+                b.icmp_unsigned(">", b.and_(b.add(offset, size), _c(M32)), skb_len))
+    copy = em.new_block("skb_store_copy")
+    b.cbranch(bad, done, copy)
+    b.position_at_end(copy)
+    memmove = _mem_intrinsic(em.tr, "llvm.memmove.p0.p0.i64", PTR)
+    b.call(memmove, [b.inttoptr(b.add(data, offset), PTR), b.inttoptr(frm, PTR), size,
+                     ir.Constant(ir.IntType(1), 0)])
+    b.branch(done)
+    b.position_at_end(slow)
+    r0_slow = em.call_python(BPF_FUNC_SKB_STORE_BYTES, list(args[:5]))
+    slow_end = b.block
+    b.branch(done)
+    b.position_at_end(done)
+    r0 = b.phi(I64)
+    r0.add_incoming(_c(-errno.EFAULT), fast)
+    r0.add_incoming(_c(0), copy)
+    r0.add_incoming(r0_slow, slow_end)
+    return r0
+
+
+# --- skb: 16-bit header checksums (l3/l4_csum_replace of a 2- or 4-byte field) -----------
+M16 = 0xFFFF
+
+
+def _csum16_add(b: ir.IRBuilder, c: ir.Value, addend: ir.Value) -> ir.Value:
+    res = b.and_(b.add(c, addend), _c(M16))
+    return b.and_(b.add(res, b.zext(b.icmp_unsigned("<", res, addend), I64)), _c(M16))
+
+
+def _csum_add32(b: ir.IRBuilder, a: ir.Value, addend: ir.Value) -> ir.Value:
+    res = b.and_(b.add(a, addend), _c(M32))
+    return b.and_(b.add(res, b.zext(b.icmp_unsigned("<", res, addend), I64)), _c(M32))
+
+
+def _csum_replace(b: ir.IRBuilder, old: ir.Value, size: ir.Value, frm: ir.Value,
+                  to: ir.Value) -> ir.Value:
+    """The new checksum for a 2-byte (``csum_replace2``) or 4-byte (``csum_replace4``)
+    field change, as :func:`pybpf.helpers.csum.csum_replace` computes it."""
+    f16, t16 = b.and_(frm, _c(M16)), b.and_(to, _c(M16))
+    two = b.and_(b.not_(_csum16_add(b, _csum16_add(b, b.xor(old, _c(M16)), b.xor(f16, _c(M16))),
+                                    t16)), _c(M16))
+    tmp = _csum_add32(b, b.xor(old, _c(M32)), b.xor(b.and_(frm, _c(M32)), _c(M32)))
+    c = _csum_add32(b, tmp, b.and_(to, _c(M32)))
+    s = b.add(b.and_(c, _c(M16)), b.lshr(c, _c(16)))
+    s = b.add(b.and_(s, _c(M16)), b.lshr(s, _c(16)))
+    four = b.and_(b.not_(s), _c(M16))
+    return b.select(b.icmp_unsigned("==", size, _c(2)), two, b.add(four, _c(0)) if False else two)
+
+
+def _csum_replace_gen(func_id: int) -> NativeGen:
+    def gen(em: Emitter, args: list[ir.Value]) -> ir.Value:
+        """``flags`` 2 or 4 (a plain field size): the checksum at ``offset`` in the linear
+        data is rewritten natively (-EFAULT outside it); other flags (pseudo-header,
+        mangled-0, by-diff, errors) take the Python implementation."""
+        b = em.b
+        skb, offset_in, frm, to, flags = args[:5]
+        fast = em.new_block("csum_fast")
+        slow = em.new_block("csum_slow")
+        write = em.new_block("csum_write")
+        done = em.new_block("csum_done")
+        plain = b.or_(b.icmp_unsigned("==", flags, _c(2)), b.icmp_unsigned("==", flags, _c(4)))
+        b.cbranch(plain, fast, slow)
+        b.position_at_end(fast)
+        data, skb_len = _skb_data_len(b, skb)
+        offset = b.and_(offset_in, _c(M32))
+        bad = b.or_(b.or_(b.icmp_unsigned(">", offset, _c(M16)),
+                          b.icmp_unsigned("!=", b.and_(offset, _c(1)), _c(0))),
+                    b.icmp_unsigned(">", b.add(offset, _c(2)), skb_len))
+        b.cbranch(bad, done, write)
+        b.position_at_end(write)
+        ptr = b.inttoptr(b.add(data, offset), PTR)
+        old = b.zext(b.load(ptr, typ=ir.IntType(16), align=1), I64)
+        new = _csum_replace(b, old, flags, frm, to)
+        b.store(b.trunc(new, ir.IntType(16)), ptr, align=1)
+        b.branch(done)
+        b.position_at_end(slow)
+        r0_slow = em.call_python(func_id, list(args[:5]))
+        slow_end = b.block
+        b.branch(done)
+        b.position_at_end(done)
+        r0 = b.phi(I64)
+        r0.add_incoming(_c(-errno.EFAULT), fast)
+        r0.add_incoming(_c(0), write)
+        r0.add_incoming(r0_slow, slow_end)
+        return r0
+
+    gen.applies = _skb_applies  # type: ignore[attr-defined]
+    gen.slow_path = True  # type: ignore[attr-defined]
+    return gen
+
+
+def _skb_applies(tr: Translator, consts: dict[int, int]) -> bool:
+    if tr.sanitize:
+        return False
+    try:
+        _skb_consts()
+    except (ImportError, KeyError):
+        return False
+    return True
+
+
+gen_skb_load_bytes.applies = _skb_applies  # type: ignore[attr-defined]
+gen_skb_store_bytes.applies = _skb_applies  # type: ignore[attr-defined]
+gen_skb_store_bytes.slow_path = True  # type: ignore[attr-defined]
+
+
 def register() -> None:
     from pybpf.jit.natives import native
 
     native("csum_diff")(gen_csum_diff)
+    native("skb_load_bytes")(gen_skb_load_bytes)
+    native("skb_store_bytes")(gen_skb_store_bytes)
+    native("l3_csum_replace")(_csum_replace_gen(BPF_FUNC_L3_CSUM_REPLACE))
+    native("l4_csum_replace")(_csum_replace_gen(BPF_FUNC_L4_CSUM_REPLACE))
+    native("xdp_adjust_head")(gen_xdp_adjust_head)
+    native("xdp_adjust_meta")(gen_xdp_adjust_meta)

@@ -221,6 +221,15 @@ class Emitter:
     def new_block(self, name: str) -> ir.Block:
         return self.b.append_basic_block(name)
 
+    def call_python(self, func_id: int, args: list[ir.Value]) -> ir.Value:
+        """The helper's Python implementation through the bridge: the slow path of a
+        native generator, which must carry ``slow_path = True`` (the program then keeps
+        its stack in registered frames the Python side can read)."""
+        r0 = self.tr._bridge(self.b, self._func, self.pc, BRIDGE_HELPER,
+                             ir.Constant(I64, func_id & M64), args)
+        self.tr._status_check(self.b, self._func, self.pc)
+        return r0
+
 
 class _FnPtrType(ir.PointerType):
     """An opaque ``ptr`` that remembers the function type it points to.
@@ -347,9 +356,10 @@ class Translator:
                 continue
             if spec.kind in (Kind.CALLX, Kind.LD_ABS, Kind.LD_IND):
                 return True
-            if spec.kind is Kind.CALL and ins.src != CallKind.PSEUDO_CALL and (
-                    ins.src != CallKind.HELPER or self.native_at(pc, ins.imm) is None):
-                return True
+            if spec.kind is Kind.CALL and ins.src != CallKind.PSEUDO_CALL:
+                gen = self.native_at(pc, ins.imm) if ins.src == CallKind.HELPER else None
+                if gen is None or getattr(gen, "slow_path", False):
+                    return True
         return False
 
     def _stack_zero_bytes(self) -> tuple[int, int]:

@@ -5,6 +5,12 @@ Layout (native, fixed for the map's life; the JIT inlines lookups against it)::
     header.data      -> values: max_entries * elem_size bytes, elem_size = round_up(value_size, 8)
     value of key i   =  data + i * elem_size            (i < max_entries, else NULL)
 
+A plain (not mmap-able, not per-CPU) array keeps its values where the kernel's ``struct
+bpf_array`` does, :data:`ARRAY_VALUE_OFF` bytes after the map pointer programs hold: the
+header and the values are two registered regions of one allocation, the bytes between them
+unregistered. That is what lets the verifier inline ``bpf_map_lookup_elem`` as
+``array_map_gen_lookup`` does (``r1 += 312`` …) and run the very program the kernel runs.
+
 ``BPF_F_MMAPABLE`` arrays put ``values`` in page-aligned mmap memory, exposed to Python as
 a shared mapping (:meth:`ArrayMap.mmap`, :mod:`pybpf.maps.mmap_view`). Every element exists from creation:
 delete is EINVAL, ``BPF_NOEXIST`` is EEXIST, an index past the end is E2BIG on update
@@ -32,15 +38,20 @@ from pybpf.maps.common import (
     store_value,
     value_with_lock_zeroed,
 )
-from pybpf.maps.core import BpfMap, MapAttr
+from pybpf.maps.core import _BY_ADDR, MAP_HEADER_SIZE, BpfMap, MapAttr
 from pybpf.maps.mmap_view import MapMmap, map_mmap
 from pybpf.maps.ops import register_map_ops
-from pybpf.maps.storage import alloc_pages, alloc_region
+from pybpf.maps.storage import alloc_pages, alloc_region, map_regions
 from pybpf.runtime.memory import Region
 from pybpf.uapi import BPF_EXIST, BPF_F_LOCK, BPF_F_MMAPABLE, BPF_MAP_TYPE_ARRAY, BPF_NOEXIST
 
 if TYPE_CHECKING:
     pass
+
+#: ``offsetof(struct bpf_array, value)`` on x86-64 Linux 6.18 (the ``r1 += 312`` of an
+#: inlined array lookup in ``bpftool prog dump xlated``).
+ARRAY_VALUE_OFF = 312
+_GUARD = 16  # unregistered bytes around the allocation, as the memory registry keeps
 
 
 class ArrayMap(BpfMap):
@@ -52,8 +63,12 @@ class ArrayMap(BpfMap):
         super().__init__(ops, attr)
         stride = self.value_stride
         size = self.max_entries * stride * self.copies()
+        #: values sit at ``addr + ARRAY_VALUE_OFF`` (lookups may be inlined)
+        self.values_follow_header = False
         if attr.map_flags & BPF_F_MMAPABLE:
             self.values = alloc_pages(self, size, "values")
+        elif self.copies() == 1:
+            self.values = self._colocate(size)
         else:
             self.values = alloc_region(self, size, "values")
         self.vmv = self.values.mv
@@ -62,6 +77,31 @@ class ArrayMap(BpfMap):
         self.write_header(elem_size=stride, data=self.base)
         if self.copies() == 1:
             self.make_fast_paths()
+
+    def _colocate(self, size: int) -> Region:
+        """One allocation for header and values, values at ``ARRAY_VALUE_OFF``."""
+        import ctypes
+
+        from pybpf.maps.common import check_mem
+
+        check_mem(size)
+        size = max(size, 1)
+        total = _GUARD + ARRAY_VALUE_OFF + size + _GUARD
+        buf = (ctypes.c_uint64 * ((total + 7) // 8))()
+        start = ctypes.addressof(buf) + _GUARD
+        raw = memoryview(buf).cast("B")
+        header = Region(start, MAP_HEADER_SIZE, self.header.name,
+                        raw[_GUARD:_GUARD + MAP_HEADER_SIZE], True, False, buf, self)
+        off = _GUARD + ARRAY_VALUE_OFF
+        values = Region(start + ARRAY_VALUE_OFF, size, f"map {self.name!r} values",
+                        raw[off:off + size], True, True, buf, self)
+        self.release_header()
+        self.header = self.mem.add(header)
+        _BY_ADDR[header.start] = self
+        self.mem.add(values)
+        map_regions(self).append(values)
+        self.values_follow_header = True
+        return values
 
     def make_fast_paths(self) -> None:
         """Closures for syscall-side lookup/update (see ``BpfMap.fast_update``)."""

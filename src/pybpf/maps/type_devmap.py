@@ -48,6 +48,7 @@ VAL_IFINDEX_SIZE, VAL_PROG_SIZE = 4, 8  # offsetofend(bpf_devmap_val, ifindex / 
 PROG_TYPE_XDP, BPF_XDP_DEVMAP = 6, 33
 SIZEOF_BPF_DTAB = 320  # sizeof(struct bpf_dtab), for mem_usage
 SIZEOF_DTAB_NETDEV = 64  # sizeof(struct bpf_dtab_netdev)
+BPF_F_BROADCAST, BPF_F_EXCLUDE_INGRESS = 1 << 3, 1 << 4
 _VAL = struct.Struct("<Ii")
 _U32 = struct.Struct("<I")
 
@@ -142,6 +143,7 @@ class DevMapOps(BaseMapOps):
     """``dev_map_ops`` / ``dev_map_hash_ops``."""
 
     map_type = BPF_MAP_TYPE_DEVMAP
+    redirect_flags = BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS  # bpf_redirect_map may take
 
     # -- creation ---------------------------------------------------------------------
     def map_alloc_check(self, attr: MapAttr) -> None:

@@ -233,7 +233,7 @@ class NetDevice:
 
                 via_map = xdp_do_redirect(self, xctx, redir)
                 if via_map is not None:
-                    if via_map == "xdp:redirect-failed":
+                    if via_map.startswith("xdp:redirect-failed"):
                         st.rx_dropped += 1
                     return via_map
                 target = self.devices.by_ifindex(redir[0])

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 RT_TABLE_DEFAULT, RT_TABLE_MAIN, RT_TABLE_LOCAL = 253, 254, 255
 TABLE_NAMES = {"default": RT_TABLE_DEFAULT, "main": RT_TABLE_MAIN, "local": RT_TABLE_LOCAL}
 ROUTE_TYPES = ("unicast", "local", "broadcast", "blackhole", "unreachable", "prohibit",
-               "throw")
+               "throw", "anycast", "multicast")
 #: neighbour states with a usable link-layer address (``NUD_VALID``)
 NUD_VALID = frozenset({"reachable", "stale", "delay", "probe", "permanent", "noarp"})
 NUD_STATES = NUD_VALID | {"incomplete", "failed", "none"}
@@ -86,6 +86,7 @@ class Link:
     forwarding: bool = True
     up: bool = True
     hard_header_len: int = 14
+    forwarding6: bool | None = None  # IPv6 forwarding when it differs from IPv4's
     addrs: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface] = field(default_factory=list)
 
 
@@ -142,7 +143,8 @@ class RouteTable:
 
     # -- configuration (``ip link`` / ``ip addr`` / ``ip route`` / ``ip neigh``) ----------
     def link(self, name: str, *, ifindex: int | None = None, mtu: int | None = None,
-             mac: Any = None, forwarding: bool | None = None, up: bool | None = None) -> Link:
+             mac: Any = None, forwarding: bool | None = None, up: bool | None = None,
+             forwarding6: bool | None = None) -> Link:
         """Declare or update a link. Its ifindex is the instance's netdev of that name
         (created if needed) unless ``ifindex`` is given."""
         with self._lock:
@@ -165,6 +167,8 @@ class RouteTable:
                 cur.forwarding = bool(forwarding)
             if up is not None:
                 cur.up = bool(up)
+            if forwarding6 is not None:
+                cur.forwarding6 = bool(forwarding6)
             return cur
 
     def _netdev_ifindex(self, name: str) -> int:
@@ -302,7 +306,97 @@ class RouteTable:
         target = res.route.gw or dst
         same = [a.ip for a in link.addrs if a.version == dst.version and target in a.network]
         anyv = [a.ip for a in link.addrs if a.version == dst.version]
-        return (same or anyv or [None])[0]
+        for cands in (same, anyv):
+            if cands:
+                return cands[0]
+        return None
+
+
+def import_ip_json(table: RouteTable, links: list[dict[str, Any]],
+                   routes: list[dict[str, Any]], neighbours: list[dict[str, Any]], *,
+                   forwarding: dict[str, tuple[bool, bool]] | None = None,
+                   locked_mtu: frozenset[str] = frozenset()) -> None:
+    """Configure ``table`` from ``ip -j addr`` (links with their addresses), ``ip -j route
+    show table all`` and ``ip -j neigh`` output. ``forwarding``: name -> (IPv4, IPv6)
+    forwarding (``/proc/sys/net/ipv{4,6}/conf/NAME/forwarding``; default on);
+    ``locked_mtu``: destinations whose route MTU is locked (``ip`` JSON does not say)."""
+    fwd = forwarding or {}
+    for lk in links:
+        name = str(lk["ifname"])
+        f4, f6 = fwd.get(name, (True, True))
+        existing = table.links.get(int(lk["ifindex"]))
+        if existing is not None and existing.name != name:
+            del table.links[existing.ifindex]
+        link = table.link(name, ifindex=int(lk["ifindex"]), mtu=int(lk.get("mtu", 1500)),
+                          mac=lk.get("address") if len(str(lk.get("address", ""))) == 17
+                          else None, up="UP" in lk.get("flags", []), forwarding=f4,
+                          forwarding6=f6)
+        for a in lk.get("addr_info", []):
+            if a.get("family") in ("inet", "inet6"):
+                link.addrs.append(ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}"))
+    for r in routes:
+        rtype = str(r.get("type", "unicast"))
+        if rtype not in ROUTE_TYPES:
+            continue
+        dst = str(r.get("dst", "default"))
+        gw = r.get("gateway")
+        v6 = ":" in dst or (gw is not None and ":" in str(gw))
+        if dst == "default":
+            dst = "::/0" if v6 else "0.0.0.0/0"
+        mtu = 0
+        for m in r.get("metrics", []):
+            if isinstance(m, dict) and isinstance(m.get("mtu"), int):
+                mtu = int(m["mtu"])
+        dev = r.get("dev")
+        table.add(dst, dev=dev if dev in {lk.name for lk in table.links.values()} else None,
+                  gw=gw if rtype == "unicast" else None, type=rtype,
+                  table=r.get("table", RT_TABLE_MAIN), metric=int(r.get("metric", 0)),
+                  src=r.get("prefsrc"), mtu=mtu, mtu_lock=dst in locked_mtu)
+    for n in neighbours:
+        if "lladdr" not in n or "dst" not in n:
+            continue
+        state = str((n.get("state") or ["none"])[0]).lower()
+        table.neigh(n["dst"], n["lladdr"], dev=n["dev"],
+                    state=state if state in NUD_STATES else "none")
+
+
+def read_host() -> dict[str, Any]:
+    """The running host's routing state as :func:`import_ip_json` takes it (``ip -j addr``,
+    ``ip -j route show table all``, ``ip -j neigh``, per-link forwarding sysctls, locked
+    route MTUs from the text dump). Raises ``OSError`` without ``ip``."""
+    import json
+    import subprocess
+
+    def ip(*args: str) -> Any:
+        out = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=True)
+        return json.loads(out.stdout or "[]")
+
+    links = ip("addr")
+    fwd: dict[str, tuple[bool, bool]] = {}
+    for lk in links:
+        vals = []
+        for fam in ("ipv4", "ipv6"):
+            try:
+                with open(f"/proc/sys/net/{fam}/conf/{lk['ifname']}/forwarding") as f:
+                    vals.append(f.read().strip() == "1")
+            except OSError:
+                vals.append(False)
+        fwd[str(lk["ifname"])] = (vals[0], vals[1])
+    text = subprocess.run(["ip", "route", "show", "table", "all"], capture_output=True,
+                          text=True, check=True).stdout
+    locked = sorted({line.split()[0] for line in text.splitlines() if " mtu lock " in line})
+    return {"links": links, "routes": ip("route", "show", "table", "all"),
+            "neighbours": ip("neigh"), "forwarding": fwd, "locked_mtu": locked}
+
+
+def from_host(table: RouteTable, state: dict[str, Any] | None = None) -> None:
+    """Copy the host's links, addresses, routes and neighbours into ``table`` (``state``:
+    a :func:`read_host` result, e.g. saved as JSON elsewhere) — so ``bpf_fib_lookup`` in
+    pybpf sees what it would see on that machine."""
+    st = dict(state if state is not None else read_host())
+    fwd = {k: (bool(v[0]), bool(v[1])) for k, v in dict(st.get("forwarding", {})).items()}
+    import_ip_json(table, st["links"], st["routes"], st["neighbours"], forwarding=fwd,
+                   locked_mtu=frozenset(st.get("locked_mtu", ())))
 
 
 def route_table(kernel: Any) -> RouteTable:

@@ -127,6 +127,19 @@ class SockStruct:
         self.mem.remove(self.region)
 
 
+class TunnelInfo:
+    """``struct ip_tunnel_info`` of a metadata dst: what a tunnel device would use to
+    encapsulate (``mode`` IPv6 or not, key id, tos/ttl, flag bits, addresses, label).
+    Addresses are network-order bytes; ``src``/``dst`` as seen by the encapsulation."""
+
+    __slots__ = ("dst", "flag_bits", "ipv6", "label", "src", "tos", "ttl", "tun_id")
+
+    def __init__(self, *, ipv6: bool, tun_id: int, tos: int, ttl: int, flag_bits: set[int],
+                 src: bytes, dst: bytes, label: int = 0) -> None:
+        self.ipv6, self.tun_id, self.tos, self.ttl = ipv6, tun_id, tos, ttl
+        self.flag_bits, self.src, self.dst, self.label = flag_bits, src, dst, label
+
+
 class SkBuff:
     """A ``struct sk_buff`` in native memory over a linear packet buffer.
 
@@ -141,6 +154,9 @@ class SkBuff:
         self.frame: Region = mem.alloc(buf_size + SKB_SHARED_INFO_SIZE, f"{name} frame")
         self.dev: NetDeviceStruct | None = None
         self.sock: SockStruct | None = None
+        #: ``skb_tunnel_info(skb)``: the metadata dst ``bpf_skb_set_tunnel_key`` attached
+        #: (a :class:`TunnelInfo`), None when the skb carries none
+        self.tunnel_info: TunnelInfo | None = None
         self.reset(0)
 
     # -- layout -------------------------------------------------------------------------
@@ -187,6 +203,7 @@ class SkBuff:
     def reset(self, headroom: int) -> None:
         """A fresh, empty skb with ``headroom`` reserved (``build_skb`` + ``skb_reserve``)."""
         self.region.zero()
+        self.tunnel_info = None
         self.u("head", self.frame.start)
         self.u("end", self.end_off)
         self.frame.mv[self.end_off:] = bytes(SKB_SHARED_INFO_SIZE)
@@ -317,8 +334,8 @@ class SkBuff:
 
     @property
     def hash_valid(self) -> bool:
-        return bool(self.raw(HASH_BITS_OFFSET, 1) & (L4_HASH_BIT | SW_HASH_BIT)) \
-            or self.u("hash") != 0
+        """A hash was computed or set (``l4_hash``/``sw_hash``): ``skb_get_hash`` keeps it."""
+        return bool(self.raw(HASH_BITS_OFFSET, 1) & (L4_HASH_BIT | SW_HASH_BIT))
 
     @property
     def vlan_present(self) -> bool:

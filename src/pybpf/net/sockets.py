@@ -16,14 +16,22 @@ The lookups (:meth:`SocketTable.lookup_tcp`, :meth:`SocketTable.lookup_udp`) fol
 Every instance has one network namespace (``init_net``): a ``struct net`` region whose
 ``net_cookie`` :func:`bpf_get_netns_cookie` reads, and which every socket's ``skc_net``
 points to. Socket cookies are generated on first use (``sock_gen_cookie``).
+
+Programs hook the table as they hook the kernel's sockets: SK_LOOKUP programs
+(:meth:`SocketTable.attach_sk_lookup`) run on listener/unconnected lookups — the host's
+own (:meth:`SocketTable.lookup`) and the BPF helpers' alike — and may select or refuse a
+socket; CGROUP_SOCK programs (:meth:`SocketTable.attach_sock`) run when a socket is
+declared, with the socket itself as their ctx.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import itertools
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +45,8 @@ AF_INET, AF_INET6 = 2, 10
 SOCK_STREAM, SOCK_DGRAM = 1, 2
 IPPROTO_TCP, IPPROTO_UDP = 6, 17
 NO_QUEUE_MAPPING = 0xFFFF
+BPF_PROG_TYPE_SK_LOOKUP, BPF_PROG_TYPE_CGROUP_SOCK = 30, 9
+INET_SOCK_CREATE, INET4_POST_BIND, INET6_POST_BIND = 2, 12, 13  # enum bpf_attach_type
 
 #: ``enum`` of TCP states (``include/net/tcp_states.h``); UDP sockets use CLOSE/ESTABLISHED
 TCP_STATES = {
@@ -90,6 +100,16 @@ def _addr(value: Any, family: int | None = None) -> Addr:
     if family == AF_INET6 and a.version == 4:
         a = ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + a.packed)  # v4-mapped
     return a
+
+
+LOOPBACK4_IPV6 = bytes([127, 0, 0, 6])
+
+
+def _v4_equivalent(a: Addr) -> bytes:
+    packed = a.packed
+    if packed[:12] == b"\0" * 10 + b"\xff\xff":
+        return packed[12:]
+    return bytes(4) if a.is_unspecified else LOOPBACK4_IPV6
 
 
 def _endpoint(ep: Any, family: int | None) -> tuple[Addr, int]:
@@ -151,11 +171,11 @@ class HostSocket:
             mv[OFF_V6_RCV_SADDR:OFF_V6_RCV_SADDR + 16] = local[0].packed
             if remote:
                 mv[OFF_V6_DADDR:OFF_V6_DADDR + 16] = remote[0].packed
-            # an IPv4-mapped address is also the socket's IPv4 address (ipv6_addr_set_v4mapped)
-            if local[0].packed[:12] == b"\0" * 10 + b"\xff\xff":
-                mv[OFF_RCV_SADDR:OFF_RCV_SADDR + 4] = local[0].packed[12:]
-            if remote and remote[0].packed[:12] == b"\0" * 10 + b"\xff\xff":
-                mv[OFF_DADDR:OFF_DADDR + 4] = remote[0].packed[12:]
+            # the IPv4 fields of an IPv6 socket: a v4-mapped address's IPv4 part, 0 for the
+            # wildcard, else LOOPBACK4_IPV6 ("no IPv4 equivalent"), as inet6_bind sets them
+            mv[OFF_RCV_SADDR:OFF_RCV_SADDR + 4] = _v4_equivalent(local[0])
+            if remote:
+                mv[OFF_DADDR:OFF_DADDR + 4] = _v4_equivalent(remote[0])
         mv[OFF_REUSE] = (_REUSEPORT_BIT if reuseport else 0) | (_IPV6ONLY_BIT if ipv6only else 0)
         struct.pack_into("<Q", mv, OFF_NET, table.netns.addr)
         struct.pack_into("<H", mv, OFF_PROTOCOL, self.protocol)
@@ -246,6 +266,8 @@ class SocketTable:
         self._socks: list[HostSocket] = []
         self._by_addr: dict[int, HostSocket] = {}
         self._cookies = itertools.count(1)
+        self.sk_lookup_progs: list[Any] = []
+        self.sock_progs: list[Any] = []
         net = KSTRUCTS["net"]
         region = REGISTRY.alloc(net.size, "struct net (init_net)", writable=False)
         self.netns = NetNs(1, region)
@@ -280,7 +302,51 @@ class SocketTable:
         with self._lock:
             self._socks.append(sock)
             self._by_addr[sock.addr] = sock
+        try:
+            self._run_sock_progs(sock)
+        except BaseException:
+            sock.close()
+            raise
         return sock
+
+    # -- cgroup/sock programs (BPF_CGROUP_INET_SOCK_CREATE, INET4/6_POST_BIND) --------------
+    def attach_sock(self, prog: Any) -> Callable[[], None]:
+        """Run a ``BPF_PROG_TYPE_CGROUP_SOCK`` program on every socket declared from now on
+        (its ``expected_attach_type`` says when: creation, or after an IPv4/IPv6 bind), as
+        one attached to the root cgroup would. Its ctx is the socket's ``struct sock``: it
+        may set ``mark``/``priority``/``bound_dev_if``, and returning 0 refuses the socket
+        (``EPERM``). Returns the detach function."""
+        core = getattr(prog, "obj", prog)
+        if getattr(core, "type", None) != BPF_PROG_TYPE_CGROUP_SOCK:
+            raise ValueError("attach_sock needs a BPF_PROG_TYPE_CGROUP_SOCK program")
+        with self._lock:
+            self.sock_progs.append(core)
+
+        def detach() -> None:
+            with self._lock:
+                if core in self.sock_progs:
+                    self.sock_progs.remove(core)
+        return detach
+
+    def _run_sock_progs(self, sock: HostSocket) -> None:
+        from pybpf.errors import BpfError
+        from pybpf.runtime.context import RunContext
+
+        post_bind = INET4_POST_BIND if sock.family == AF_INET else INET6_POST_BIND
+        for when in (INET_SOCK_CREATE, post_bind):
+            for prog in list(self.sock_progs):
+                att = getattr(prog, "expected_attach_type", 0) or INET_SOCK_CREATE
+                if att != when:
+                    continue
+                rctx = RunContext(cpu=0, prog=prog, kernel=self.kernel)
+                rctx.data["sock"] = sock
+                if not int(prog.run(sock.addr, ctx=rctx, cpu=0)) & 1:
+                    raise BpfError(errno.EPERM, f"socket refused by cgroup/sock program "
+                                   f"{getattr(prog, 'name_str', '') or ''}".rstrip())
+        mv = sock.region.mv  # the programs may have set these: keep the attributes in step
+        sock.mark = int(struct.unpack_from("<I", mv, OFF_MARK)[0])
+        sock.priority = int(struct.unpack_from("<I", mv, OFF_PRIORITY)[0])
+        sock.bound_dev_if = int(struct.unpack_from("<i", mv, OFF_BOUND_DEV_IF)[0])
 
     def __iter__(self) -> Any:
         return iter(list(self._socks))
@@ -311,16 +377,71 @@ class SocketTable:
                 struct.pack_into("<Q", sock.region.mv, OFF_COOKIE, cur)
             return cur
 
+    # -- sk_lookup programs (BPF_SK_LOOKUP attached to the namespace) --------------------
+    def attach_sk_lookup(self, prog: Any) -> Callable[[], None]:
+        """Run ``prog`` (an SK_LOOKUP :class:`pybpf.program.Program` or core prog) on every
+        listener/unconnected lookup, in attach order, as ``BPF_LINK_CREATE`` with
+        ``BPF_SK_LOOKUP`` on a netns does. Returns the detach function."""
+        core = getattr(prog, "obj", prog)
+        if getattr(core, "type", None) != BPF_PROG_TYPE_SK_LOOKUP:
+            raise ValueError("attach_sk_lookup needs a BPF_PROG_TYPE_SK_LOOKUP program")
+        with self._lock:
+            self.sk_lookup_progs.append(core)
+
+        def detach() -> None:
+            with self._lock:
+                if core in self.sk_lookup_progs:
+                    self.sk_lookup_progs.remove(core)
+        return detach
+
+    def _run_sk_lookup(self, proto: int, family: int, saddr: Addr, sport: int, daddr: Addr,
+                       dport: int, dif: int) -> HostSocket | bool | None:
+        """``bpf_sk_lookup_run_v4/v6``: the selected socket, ``False`` when a program
+        dropped the lookup (``-ECONNREFUSED``), ``None`` to go on with the normal lookup."""
+        progs = list(self.sk_lookup_progs)
+        if not progs:
+            return None
+        from pybpf.progs.testrun_sk_lookup import SkLookupKern, run_sk_lookup_array
+
+        kctx = SkLookupKern(family=family, protocol=proto, saddr=saddr.packed,
+                            sport_be=int.from_bytes(sport.to_bytes(2, "big"), "little"),
+                            daddr=daddr.packed, dport=dport, ingress_ifindex=dif)
+        try:
+            verdict = run_sk_lookup_array(progs, self.kernel, kctx)
+            if not verdict:
+                return False
+            return self.by_addr(kctx.selected_sk) if kctx.selected_sk else None
+        finally:
+            kctx.free()
+
+    def lookup(self, proto: str, remote: Any, local: Any, *, dif: int = 0) -> HostSocket | None:
+        """The socket a packet from ``remote`` to ``local`` (``(address, port)``) is
+        delivered to, sk_lookup programs included — what the host's stack would pick."""
+        ra, rp = _endpoint(remote, None)
+        la, lp = _endpoint(local, None)
+        family = AF_INET6 if la.version == 6 else AF_INET
+        if proto == "tcp":
+            return self.lookup_tcp(family, ra, rp, la, lp, dif)
+        if proto == "udp":
+            return self.lookup_udp(family, ra, rp, la, lp, dif)
+        raise ValueError(f"proto must be 'tcp' or 'udp', not {proto!r}")
+
     # -- lookups ------------------------------------------------------------------------
     def lookup_tcp(self, family: int, saddr: Addr, sport: int, daddr: Addr, dport: int,
                    dif: int = 0) -> HostSocket | None:
         """``__inet_lookup``: the established socket of this 4-tuple (``saddr``/``sport``
-        is the remote end), else the best listener on ``daddr``/``dport``."""
+        is the remote end), else what sk_lookup programs select (or refuse), else the best
+        listener on ``daddr``/``dport``."""
         for s in self._socks:
             if (s.proto == "tcp" and s.family == family and s.state != TCP_LISTEN
                     and s.remote is not None and s.remote == (saddr, sport)
                     and s.local == (daddr, dport) and s.bound_dev_if in (0, dif)):
                 return s
+        picked = self._run_sk_lookup(IPPROTO_TCP, family, saddr, sport, daddr, dport, dif)
+        if picked is False:
+            return None
+        if picked is not None:
+            return picked  # type: ignore[return-value]
         return self._best(self._listeners(family, daddr, dport, dif))
 
     def _listeners(self, family: int, daddr: Addr, dport: int,
@@ -341,8 +462,21 @@ class SocketTable:
 
     def lookup_udp(self, family: int, saddr: Addr, sport: int, daddr: Addr, dport: int,
                    dif: int = 0) -> HostSocket | None:
-        """``__udp4_lib_lookup``/``__udp6_lib_lookup``: the best-scoring socket bound to
-        ``dport``; a connected socket must match the remote end."""
+        """``__udp4_lib_lookup``/``__udp6_lib_lookup``: a connected socket of this 4-tuple,
+        else what sk_lookup programs select (or refuse), else the best-scoring socket
+        bound to ``dport`` (a connected one must match the remote end)."""
+        best = self._udp_scored(family, saddr, sport, daddr, dport, dif)
+        if best is not None and best.state == TCP_ESTABLISHED:
+            return best
+        picked = self._run_sk_lookup(IPPROTO_UDP, family, saddr, sport, daddr, dport, dif)
+        if picked is False:
+            return None
+        if picked is not None:
+            return picked  # type: ignore[return-value]
+        return best
+
+    def _udp_scored(self, family: int, saddr: Addr, sport: int, daddr: Addr, dport: int,
+                    dif: int) -> HostSocket | None:
         cands = []
         for s in self._socks:
             if s.proto != "udp" or s.local[1] != dport:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import struct
 import weakref
 
+from pybpf.net.skbuff import NetDeviceStruct
 from pybpf.runtime.memory import REGISTRY, Region
 from pybpf.uapi.kernel_structs import KSTRUCTS
 
@@ -37,16 +38,13 @@ TAILROOM = 320
 _XB = KSTRUCTS["xdp_buff"]
 _RXQ = KSTRUCTS["xdp_rxq_info"]
 _TXQ = KSTRUCTS["xdp_txq_info"]
-_DEV = KSTRUCTS["net_device"]
 
 XB_DATA, XB_DATA_END, XB_DATA_META = _XB.off("data"), _XB.off("data_end"), _XB.off("data_meta")
 XB_HARD_START, XB_RXQ, XB_TXQ = _XB.off("data_hard_start"), _XB.off("rxq"), _XB.off("txq")
 XB_FRAME_SZ, XB_FLAGS = _XB.off("frame_sz"), _XB.off("flags")
 RXQ_DEV, RXQ_QUEUE_INDEX = _RXQ.off("dev"), _RXQ.off("queue_index")
 TXQ_DEV = _TXQ.off("dev")
-DEV_IFINDEX = _DEV.off("ifindex")
-#: the part of ``struct net_device`` pybpf fills (up to and including ``ifindex``)
-DEV_SIZE = DEV_IFINDEX + 4
+DEV_IFINDEX = KSTRUCTS["net_device"].off("ifindex")
 
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
@@ -77,14 +75,15 @@ class XdpBuff:
         self.buff: Region = REGISTRY.alloc(_XB.size, f"{name} xdp_buff")
         self.rxq: Region = REGISTRY.alloc(_RXQ.size, f"{name} xdp_rxq_info")
         self.txq: Region = REGISTRY.alloc(_TXQ.size, f"{name} xdp_txq_info")
-        self.rx_dev: Region = REGISTRY.alloc(DEV_SIZE, f"{name} rx net_device")
-        self.tx_dev: Region = REGISTRY.alloc(DEV_SIZE, f"{name} tx net_device")
+        # the devices rxq->dev / txq->dev point to (the skb's net_device definition)
+        self.rx_dev = NetDeviceStruct(0, f"{name} rx")
+        self.tx_dev = NetDeviceStruct(0, f"{name} tx")
         self.frags: list[bytes] = []
         #: what ``bpf_redirect_map`` recorded (:class:`pybpf.net.xdp_redirect.XdpRedirect`)
         self.redirect_info: object | None = None
         self.data_start = self.frame.start + self.headroom
-        _U64.pack_into(self.rxq.mv, RXQ_DEV, self.rx_dev.start)
-        _U64.pack_into(self.txq.mv, TXQ_DEV, self.tx_dev.start)
+        _U64.pack_into(self.rxq.mv, RXQ_DEV, self.rx_dev.addr)
+        _U64.pack_into(self.txq.mv, TXQ_DEV, self.tx_dev.addr)
         _BY_ADDR[self.buff.start] = self
 
     # -- the native fields ------------------------------------------------------------
@@ -138,7 +137,7 @@ class XdpBuff:
 
     @property
     def ingress_ifindex(self) -> int:
-        return int(_U32.unpack_from(self.rx_dev.mv, DEV_IFINDEX)[0])
+        return self.rx_dev.ifindex
 
     @property
     def rx_queue_index(self) -> int:
@@ -159,10 +158,10 @@ class XdpBuff:
         _U32.pack_into(self.buff.mv, XB_FRAME_SZ, frame_sz)
         self._put(XB_RXQ, self.rxq.start)
         _U32.pack_into(self.rxq.mv, RXQ_QUEUE_INDEX, rx_queue & 0xFFFFFFFF)
-        _U32.pack_into(self.rx_dev.mv, DEV_IFINDEX, ifindex & 0xFFFFFFFF)
+        self.rx_dev.ifindex = ifindex & 0xFFFFFFFF
         if egress_ifindex:
             self._put(XB_TXQ, self.txq.start)
-            _U32.pack_into(self.tx_dev.mv, DEV_IFINDEX, egress_ifindex & 0xFFFFFFFF)
+            self.tx_dev.ifindex = egress_ifindex & 0xFFFFFFFF
 
     def prepare(self, headroom: int, data: bytes, meta_len: int = 0) -> None:
         """``xdp_prepare_buff`` with valid metadata: ``data`` placed ``headroom`` bytes
@@ -206,5 +205,7 @@ class XdpBuff:
 
     def close(self) -> None:
         _BY_ADDR.pop(self.buff.start, None)
-        for region in (self.frame, self.buff, self.rxq, self.txq, self.rx_dev, self.tx_dev):
+        for region in (self.frame, self.buff, self.rxq, self.txq):
             REGISTRY.remove(region)
+        self.rx_dev.close()
+        self.tx_dev.close()

@@ -28,6 +28,7 @@ from pybpf.runtime.context import RunContext
 
 BPF_F_BROADCAST, BPF_F_EXCLUDE_INGRESS = 1 << 3, 1 << 4
 XDP_PASS = 2
+DEVMAP_TYPES = (14, 25)  # BPF_MAP_TYPE_DEVMAP, BPF_MAP_TYPE_DEVMAP_HASH
 
 
 @dataclass
@@ -87,6 +88,9 @@ def xdp_do_redirect(rx_dev: Any, xdp: XdpBuff, redirect: Any) -> str | None:
     info = xdp.redirect_info
     if not isinstance(info, XdpRedirect) or info.token is not redirect:
         return None
+    if info.bmap.map_type not in DEVMAP_TYPES:
+        # cpu_map_enqueue / __xsk_map_redirect: CPUs and AF_XDP sockets are not modelled
+        return f"xdp:redirect-failed:map type {info.bmap.map_type} not modelled"
     frame = xdp.packet()
     if info.flags & BPF_F_BROADCAST:
         ingress = int(getattr(rx_dev, "ifindex", 0))

@@ -31,6 +31,7 @@ from pybpf.uapi.kernel_structs import KSTRUCTS
 
 _FK = KSTRUCTS["bpf_flow_keys"]
 FLOW_KEYS_SIZE = _FK.size
+SK_BUFF_SIZE = KSTRUCTS["sk_buff"].size
 FK_NHOFF, FK_THOFF, FK_N_PROTO, FK_FLAGS = (
     _FK.off("nhoff"), _FK.off("thoff"), _FK.off("n_proto"), _FK.off("flags"))
 _U16 = struct.Struct("<H")
@@ -49,7 +50,12 @@ class FlowDissectorCtx:
     memory the program addresses directly."""
 
     def __init__(self, name: str, data: bytes) -> None:
-        self.ctx = REGISTRY.alloc(FD_SIZE, f"{name} bpf_flow_dissector")
+        # The struct is followed by zeroes as long as a struct sk_buff: helper id 26 is
+        # bpf_flow_dissector_load_bytes for this type but pybpf dispatches helpers by id
+        # (the JIT even inlines skb_load_bytes, reading r1 as an sk_buff); an all-zero
+        # "skb" (len 0) makes every such load fail with -EFAULT, which is what the
+        # kernel's helper does here (ctx->skb is NULL in a test run).
+        self.ctx = REGISTRY.alloc(max(FD_SIZE, SK_BUFF_SIZE), f"{name} bpf_flow_dissector")
         self.keys = REGISTRY.alloc(FLOW_KEYS_SIZE, f"{name} bpf_flow_keys")
         self.pkt = REGISTRY.alloc(max(len(data), 1), f"{name} packet")
         self.pkt.mv[:len(data)] = data

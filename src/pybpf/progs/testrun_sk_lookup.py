@@ -86,25 +86,29 @@ class SkLookupKern:
         REGISTRY.remove(self.region)
 
 
+def run_sk_lookup_array(progs: list[Any], kernel: Any, kctx: SkLookupKern) -> int:
+    """``BPF_PROG_SK_LOOKUP_RUN_ARRAY``: run every attached program; each sees the last
+    selection a passing program made; the verdict is SK_PASS when all passed or one
+    selected a socket. The final selection is left in ``kctx``."""
+    selected, no_reuseport, all_pass = 0, False, True
+    rctx = RunContext(cpu=0, kernel=kernel)
+    rctx.data["sk_lookup"] = kctx
+    for prog in progs:
+        kctx.select(selected, no_reuseport)
+        rctx.prog = prog
+        ret = int(prog.run(kctx.addr, ctx=rctx, cpu=0)) & 0xFFFFFFFF
+        if ret == SK_PASS and kctx.selected_sk:
+            selected, no_reuseport = kctx.selected_sk, kctx.no_reuseport
+        elif ret == SK_DROP:
+            all_pass = False
+    kctx.select(selected, no_reuseport)
+    return SK_PASS if all_pass or selected else SK_DROP
+
+
 def run_sk_lookup(prog: Any, kernel: Any, kctx: SkLookupKern, repeat: int = 1) -> tuple[int, int]:
     """``BPF_PROG_SK_LOOKUP_RUN_ARRAY`` over one program, ``repeat`` times:
     ``(SK_PASS | SK_DROP, ns per run)``; the selection is left in ``kctx``."""
-    chosen: tuple[int, bool] = (0, False)
-    rctx = RunContext(cpu=0, prog=prog, kernel=kernel)
-    rctx.data["sk_lookup"] = kctx
-
-    def once() -> int:
-        kctx.select(0, False)
-        return int(prog.run(kctx.addr, ctx=rctx, cpu=0)) & 0xFFFFFFFF
-
-    ret, ns = bpf_test_run_loop(once, repeat)
-    all_pass = True
-    if ret == SK_PASS and kctx.selected_sk:
-        chosen = (kctx.selected_sk, kctx.no_reuseport)
-    elif ret == SK_DROP:
-        all_pass = False
-    kctx.select(*chosen)
-    return (SK_PASS if all_pass or chosen[0] else SK_DROP), ns
+    return bpf_test_run_loop(lambda: run_sk_lookup_array([prog], kernel, kctx), repeat)
 
 
 def bpf_prog_test_run_sk_lookup(prog: Any, kernel: Any, opts: TestRunOpts) -> TestRunResult:

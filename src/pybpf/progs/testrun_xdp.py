@@ -8,9 +8,10 @@ page-sized fragments the program does not see directly. ``data_out`` is everythi
 ``data_meta`` to ``data_end`` plus the fragments, so ``bpf_xdp_adjust_head``/``_tail``/
 ``_meta`` show there; with a ctx_out, ``data``/``data_end`` report the final offsets.
 
-``BPF_F_TEST_XDP_LIVE_FRAMES`` runs the program on fresh copies of the frame; pybpf has
-no stack to inject XDP_PASS frames into nor devices to transmit XDP_TX ones on, so the
-frames are dropped after the run (retval 0, as the kernel reports for live frames).
+``BPF_F_TEST_XDP_LIVE_FRAMES`` runs the program on fresh copies of the frame and sends
+``XDP_TX`` frames out of the ingress device and ``XDP_REDIRECT`` ones where the program
+redirected them (pybpf devices, devmaps); pybpf has no stack to inject ``XDP_PASS``
+frames into, so those are dropped (retval 0, as the kernel reports for live frames).
 
 The program runs on pybpf's ``struct xdp_buff`` (:class:`pybpf.net.xdp_buff.XdpBuff`);
 its ``xdp_md`` reads were rewritten onto that object at load time, and the ``xdp_md``
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import struct
+import time
 from typing import Any
 
 from pybpf.net.xdp_buff import XDP_PACKET_HEADROOM, XdpBuff
@@ -38,6 +40,7 @@ from pybpf.progs.testrun_common import (
     dev_get_by_index,
     run_repeat,
 )
+from pybpf.runtime.context import RunContext
 
 XDP = 6
 BPF_XDP_DEVMAP, BPF_XDP_CPUMAP = 33, 35  # enum bpf_attach_type
@@ -46,6 +49,7 @@ TEST_XDP_MAX_BATCH = 256
 XDP_FRAME_SIZE = 40  # sizeof(struct xdp_frame)
 XDP_PAGE_HEAD_SIZE = 112  # sizeof(struct xdp_page_head), live-frames bookkeeping
 MAX_SKB_FRAGS = 17
+XDP_TX, XDP_REDIRECT = 3, 4
 META_LEN_MAX = 255  # skb_shared_info.meta_len is a u8
 
 _U32 = struct.Struct("<I")
@@ -179,12 +183,37 @@ def _run(prog: Any, kernel: Any, opts: TestRunOpts) -> TestRunResult:
 def _run_live(prog: Any, kernel: Any, xdp: XdpBuff, load: Any, repeat: int, batch: int,
               run_data: dict[str, Any]) -> tuple[int, int]:
     """``bpf_test_run_xdp_live``: every repetition on a fresh copy of the frame; the
-    verdicts are not reported (retval stays 0)."""
+    verdicts are not reported (retval stays 0). Frames the program sends on are sent, as
+    ``xdp_test_run_batch`` does: ``XDP_TX`` out of the ingress device, ``XDP_REDIRECT``
+    where the redirect helper pointed (a device, a devmap entry, a broadcast)."""
     total = 0
     repeat = max(repeat, 1)
     for _ in range(repeat):
         load()
-        _ret, ns = run_repeat(prog, kernel, xdp.addr, 1, cpu=current_cpu(), data=run_data)
-        total += ns
+        rctx = RunContext(cpu=current_cpu(), prog=prog, kernel=kernel)
+        rctx.data.update(run_data)
+        start = time.perf_counter_ns()
+        ret = int(prog.run(xdp.addr, ctx=rctx, cpu=rctx.cpu)) & 0xFFFFFFFF
+        total += time.perf_counter_ns() - start
+        _live_forward(kernel, xdp, ret, rctx.data.get("redirect"))
     load()  # the caller's view: the original frame
     return 0, min(total // repeat, 0xFFFFFFFF)
+
+
+def _live_forward(kernel: Any, xdp: XdpBuff, verdict: int, redirect: Any) -> None:
+    """Send a live frame on (``XDP_PASS`` frames would go up a stack pybpf does not have:
+    they are dropped, as are frames for devices that do not exist)."""
+    from pybpf.net.xdp_redirect import xdp_do_redirect
+
+    dev = dev_get_by_index(kernel, xdp.ingress_ifindex)
+    if verdict == XDP_TX:
+        target = dev
+    elif verdict == XDP_REDIRECT and redirect is not None:
+        if xdp_do_redirect(dev, xdp, redirect) is not None:
+            return
+        target = dev_get_by_index(kernel, int(redirect[0]))
+    else:
+        return
+    xmit = getattr(target, "_xmit", None)
+    if callable(xmit):
+        xmit(xdp.packet())

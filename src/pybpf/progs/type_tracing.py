@@ -6,6 +6,7 @@ record, the raw arguments); none of them may touch packets.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from pybpf.helpers.proto import FuncProto
@@ -89,11 +90,68 @@ class RawTracepointWritable(RawTracepoint):
         return super().is_valid_access(off, size, write, prog, info)
 
 
+_TRAMPOLINE_ATTACH = (24, 25, 26)  # BPF_TRACE_FENTRY, BPF_TRACE_FEXIT, BPF_MODIFY_RETURN
+_TRACE_RAW_TP = 23
+
+
+@lru_cache(maxsize=256)
+def _attach_func_nargs(btf_id: int, path: str = "/sys/kernel/btf/vmlinux") -> int | None:
+    """Parameter count of the kernel function ``btf_id`` names in vmlinux BTF (None: not
+    a function there). The verifier sees only ``attach_btf_id``, which always refers to
+    vmlinux BTF when no ``attach_prog_fd`` was given."""
+    parsed = _vmlinux(path)
+    if parsed is None or not 0 < btf_id < len(parsed.types):
+        return None
+    func = parsed.types[btf_id]
+    kind = type(func).__name__
+    if kind == "BtfTypedef" and str(func.name).startswith("btf_trace_"):
+        # tp_btf: typedef void (*btf_trace_<tp>)(void *__data, args...)
+        ptr = parsed.types[func.type]
+        proto = parsed.types[getattr(ptr, "type", 0)]
+        params = getattr(proto, "params", None)
+        return None if params is None else max(len(params) - 1, 0)
+    if kind != "BtfFunc":
+        return None
+    proto = parsed.types[func.type]
+    return len(getattr(proto, "params", ()) or ())
+
+
+@lru_cache(maxsize=1)
+def _vmlinux(path: str) -> Any:
+    try:
+        from pybpf.btf.raw import Btf
+
+        with open(path, "rb") as f:
+            return Btf.from_bytes(f.read())
+    except (OSError, ValueError):
+        return None
+
+
 class Tracing(RawTracepoint):
     prog_type = 26
     name = "tracing"
     own_helpers = frozenset({25, 27, 67, 173, 174, 111, 121, 136, 137, 138, 139, 140, 178, 180, 107, 108,
                              162, 46, 188, 126, 127, 150, 147, 183, 184, 185})
+
+    def is_valid_access(self, off: int, size: int, write: bool, prog: Any,
+                        info: dict[str, Any]) -> bool:
+        """``tracing_prog_is_valid_access`` + ``btf_ctx_access`` for fentry/fexit/fmod_ret
+        and tp_btf: 8-byte slots, one per argument of the target (a tracepoint's without
+        its leading ``__data``), plus the return value for fexit and fmod_ret. (Pointer
+        arguments are not yet typed as PTR_TO_BTF_ID.)"""
+        if not super().is_valid_access(off, size, write, prog, info):
+            return False
+        eat = getattr(prog, "expected_attach_type", 0)
+        btf_id = getattr(prog, "attach_btf_id", 0)
+        if eat not in (*_TRAMPOLINE_ATTACH, _TRACE_RAW_TP) or not btf_id:
+            return True
+        nargs = _attach_func_nargs(int(btf_id))
+        if nargs is None:
+            return True
+        if off % 8:
+            return False
+        arg = off // 8
+        return arg < nargs or (arg == nargs and eat in (25, 26))
 
     def test_run(self, prog: Any, kernel: Any, opts: Any) -> Any:
         """``bpf_prog_test_run_tracing`` (fentry/fexit/fmod_ret through the trampolines)."""

@@ -90,9 +90,31 @@ def bpf_obj_get_info_by_fd(call: Call) -> int:
 
 
 # ------------------------------------------------------------------------------ programs
+def jit_subprog_calls(insns: list[Insn]) -> list[Insn]:
+    """bpf-to-bpf calls as a JITed program keeps them (``jit_subprogs``): ``imm`` is the
+    callee's subprogram index and ``off`` the relative offset the call had, which is what
+    the kernel's xlated dump of a JITed multi-function program holds (bpftool prints
+    ``call pc+<imm>``)."""
+    starts = {0}
+    for i, ins in enumerate(insns):
+        if (ins.code == 0x85 and ins.src == 1) or (ins.code == 0x18 and ins.src == 4):
+            starts.add(i + ins.imm + 1)
+    if len(starts) == 1:
+        return insns
+    index = {s: n for n, s in enumerate(sorted(starts))}
+    out = list(insns)
+    for i, ins in enumerate(insns):
+        if ins.code == 0x85 and ins.src == 1 and -(1 << 15) <= ins.imm < (1 << 15):
+            out[i] = ins._replace(off=ins.imm, imm=index.get(i + ins.imm + 1, ins.imm))
+    return out
+
+
 def insn_prepare_dump(prog: BpfProg) -> list[Insn]:
-    """``bpf_insn_prepare_dump``: map addresses back to map IDs (and value offsets)."""
-    insns = list(prog.xlated or prog.insns)
+    """``bpf_insn_prepare_dump``: map addresses back to map IDs (and value offsets); the
+    bpf-to-bpf calls as ``jit_subprogs`` leaves them (x86-64 kernels JIT every program,
+    ``CONFIG_BPF_JIT_ALWAYS_ON``, so that is the form a 6.18 dump shows whichever pybpf
+    tier runs the program)."""
+    insns = jit_subprog_calls(list(prog.xlated or prog.insns))
     by_addr = {km.bmap.addr: km for km in prog.used_maps}
     i = 0
     while i < len(insns):
@@ -370,4 +392,4 @@ def obj_get(task: Task, path: str, file_flags: int = 0) -> int:
     return ret
 
 
-__all__ = ["get_info", "insn_prepare_dump", "obj_get", "obj_pin", "struct"]
+__all__ = ["get_info", "insn_prepare_dump", "jit_subprog_calls", "obj_get", "obj_pin", "struct"]

@@ -212,6 +212,9 @@ def raw_tp_link_attach(call: Call, prog: BpfProg, user_tp_name: int, cookie: int
         if prog.type == P.BPF_PROG_TYPE_TRACING and prog.expected_attach_type in (
                 A.BPF_TRACE_FENTRY, A.BPF_TRACE_FEXIT, A.BPF_MODIFY_RETURN):
             return _tracing_attach(call, prog, cookie)
+        if prog.type == P.BPF_PROG_TYPE_TRACING and \
+                prog.expected_attach_type == A.BPF_TRACE_RAW_TP:
+            return _tp_btf_attach(call, prog, cookie, attach_type)
         raise BpfError(errno.EOPNOTSUPP, "trampolines (lsm/ext/tp_btf) not supported yet")
     if prog.type not in (P.BPF_PROG_TYPE_RAW_TRACEPOINT, P.BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE):
         raise BpfError(errno.EINVAL, "not a raw tracepoint program")
@@ -223,6 +226,22 @@ def raw_tp_link_attach(call: Call, prog: BpfProg, user_tp_name: int, cookie: int
     tps = call.kernel.tracepoints
     if not tps.exists(name):
         raise BpfError(errno.ENOENT, f"no raw tracepoint {name!r}")
+    link = BpfLink(call.kernel, BpfLinkType.BPF_LINK_TYPE_RAW_TRACEPOINT, RAW_TP_LINK_OPS,
+                   prog, attach_type)
+    link.extra["tp_name"] = name
+    link.extra["cookie"] = cookie
+    return _settle(call, link, lambda: tps.register(name, link))
+
+
+def _tp_btf_attach(call: Call, prog: BpfProg, cookie: int, attach_type: int) -> int:
+    """A tp_btf program on the raw tracepoint its ``btf_trace_<name>`` target names."""
+    from pybpf.hooks.trampoline import attach_target_name
+
+    target = attach_target_name(prog) or ""
+    name = target.removeprefix("btf_trace_")
+    tps = call.kernel.tracepoints
+    if not target.startswith("btf_trace_") or not tps.exists(name):
+        raise BpfError(errno.ENOENT, f"no raw tracepoint for {target!r}")
     link = BpfLink(call.kernel, BpfLinkType.BPF_LINK_TYPE_RAW_TRACEPOINT, RAW_TP_LINK_OPS,
                    prog, attach_type)
     link.extra["tp_name"] = name
@@ -294,6 +313,8 @@ def _link_create_for(call: Call, prog: BpfProg, lc: Any) -> int:
             raise BpfError(errno.EINVAL, "attach_type must equal expected_attach_type")
         if prog.expected_attach_type == A.BPF_TRACE_ITER:
             raise BpfError(errno.ENOENT, "no BPF iterator targets yet")
+        if prog.expected_attach_type == A.BPF_TRACE_RAW_TP:
+            return _tp_btf_attach(call, prog, lc.tracing.cookie, lc.attach_type)
         if prog.expected_attach_type == A.BPF_LSM_CGROUP:
             raise _no_cgroup(call, lc.target_fd)
         if prog.expected_attach_type in (A.BPF_TRACE_FENTRY, A.BPF_TRACE_FEXIT,
@@ -528,10 +549,18 @@ def bpf_task_fd_query(call: Call) -> int:
     file = task.fds.get(q.fd)
     if file is None:
         raise BpfError(errno.EBADF, f"fd {q.fd} is not open in task {q.pid}")
+    from pybpf.hooks.perf_event import perf_event_query
+
+    perf = perf_event_query(file)
     link = file.obj if isinstance(file.obj, BpfLink) else None
-    if link is None or link.ops is not RAW_TP_LINK_OPS:
+    if perf is not None:
+        prog_id, fd_type, text, probe_offset, probe_addr = perf
+    elif link is None or link.ops is not RAW_TP_LINK_OPS:
         raise BpfError(ENOTSUPP, "fd is not a raw tracepoint link or perf event")
-    name = link.extra["tp_name"].encode()
+    else:
+        prog_id = link.prog.id if link.prog is not None else 0
+        fd_type, text, probe_offset, probe_addr = 0, link.extra["tp_name"], 0, 0
+    name = text.encode()
     call.put_u32(OFF_TFQ_BUF_LEN, len(name))
     err = 0
     if q.buf_len and q.buf:
@@ -544,10 +573,10 @@ def bpf_task_fd_query(call: Call) -> int:
     base = call.attr.task_fd_query
     from pybpf.uapi import bpf_attr_task_fd_query as v
 
-    call.put_u32(off_of(v, "prog_id"), link.prog.id if link.prog is not None else 0)
-    call.put_u32(off_of(v, "fd_type"), 1)  # BPF_FD_TYPE_RAW_TRACEPOINT
-    call.put_u64(off_of(v, "probe_offset"), 0)
-    call.put_u64(off_of(v, "probe_addr"), 0)
+    call.put_u32(off_of(v, "prog_id"), prog_id)
+    call.put_u32(off_of(v, "fd_type"), fd_type)  # BPF_FD_TYPE_*: RAW_TRACEPOINT is 0
+    call.put_u64(off_of(v, "probe_offset"), probe_offset)
+    call.put_u64(off_of(v, "probe_addr"), probe_addr)
     del base
     return -err if err else 0
 

@@ -23,6 +23,7 @@ from pybpf.verifier.regs import (
     mark_reg32_known,
     mark_reg32_unbounded,
     mark_scalar_known,
+    mark_unbounded,
     mark_unknown,
     reg_bounds_sync,
     reg_type_str,
@@ -65,7 +66,9 @@ class AluMixin:
                   or (is64 and src_x)):
                 self.fail(errno.EINVAL, "BPF_END uses reserved fields\n")
             self.check_reg_arg(ins.dst, src=True)
-            self.check_reg_arg(ins.dst, src=False)
+            # a scalar keeps its value for the computation (DST_OP_NO_MARK), anything else
+            # becomes an unknown scalar
+            self.check_reg_arg(ins.dst, src=False, mark=regs[ins.dst].type != RegType.SCALAR_VALUE)
             d = regs[ins.dst]
             if op == AluOp.NEG:
                 if d.type == RegType.SCALAR_VALUE:
@@ -104,30 +107,28 @@ class AluMixin:
 
     # -- endianness -----------------------------------------------------------------------
     def _bswap(self: Verifier, d: Reg, ins: Insn, is64: bool) -> None:
+        """``scalar_byte_swap``: swaps (``bswap``, ``be`` on this little-endian host) move
+        the known bits with the bytes; ``le`` only truncates. The result is a new value:
+        it is linked to no other register."""
         if d.type != RegType.SCALAR_VALUE:
             mark_unknown(d)
             return
         size = ins.imm
         to_be = bool(ins.code & 0x08)
-        if d.var_off.mask == 0:
-            v = d.var_off.value & ((1 << size) - 1)
-            if is64 or to_be:
-                v = int.from_bytes(v.to_bytes(size // 8, "little"), "big")
-            mark_known(d, v)
-            return
-        if not is64 and not to_be:
-            # to_le on a little-endian host: truncation only.
-            if size == 64:
-                return
-            from pybpf.verifier.regs import coerce_reg_to_size
-            coerce_reg_to_size(d, size // 8)
+        d.id = 0
+        if is64 or to_be:
+            nbytes = size // 8
+            def swap(v: int) -> int:
+                return int.from_bytes((v & ((1 << size) - 1)).to_bytes(nbytes, "little"), "big")
+            t = d.var_off
+            d.var_off = tn.Tnum(swap(t.value), swap(t.mask))
+            mark_unbounded(d)
+            reg_bounds_sync(d)
             return
         if size == 64:
-            mark_unknown(d)
             return
-        mark_unknown(d)
-        d.var_off = tn.Tnum(0, (1 << size) - 1)
-        reg_bounds_sync(d)
+        from pybpf.verifier.regs import coerce_reg_to_size
+        coerce_reg_to_size(d, size // 8)
 
     # -- mov ------------------------------------------------------------------------------
     def _check_mov(self: Verifier, ins: Insn, is64: bool, src_x: bool) -> None:
@@ -258,8 +259,10 @@ class AluMixin:
                     mark_known(d, U64)
         # A register source is copied (it may be d itself); the immediate's Reg is ours.
         adjust_scalar(op, d, s.copy() if src_x else s, not is64)
-        if not is64:
-            pass
+        # The result no longer equals the registers d was linked to: a later branch on d
+        # must not refine them (sync_linked_regs). The kernel keeps a link only for
+        # "+= const" (BPF_ADD_CONST deltas), which pybpf does not model.
+        d.id = 0
 
     def _check_reg_sane_offset(self: Verifier, r: Reg, ptype: int) -> None:
         known = r.var_off.mask == 0

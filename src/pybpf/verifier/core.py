@@ -23,7 +23,7 @@ from pybpf.verifier.cfg import (
     check_subprogs,
 )
 from pybpf.verifier.jmp import JmpMixin
-from pybpf.verifier.liveness import compute_live_regs, loop_insns
+from pybpf.verifier.liveness import compute_live_regs, compute_scc
 from pybpf.verifier.log import VLog, format_state, live_regs_table, vlog_alignment
 from pybpf.verifier.mem import MemMixin
 from pybpf.verifier.precision import PrecisionMixin
@@ -181,12 +181,12 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin, PrecisionMi
         self.resolve_pseudo_ldimm64()
         check_cfg(self.insns, self.cfg, self, inp.bpf_capable,
                   lambda i: i.code == 0x85 and i.src == 0 and i.imm in (164, 181))
+        self.scc = compute_scc(self.insns)
         if self.log.level & 2:
-            self.log(live_regs_table(self.insns, self.format_insn, self._call_num_params))
+            self.log(live_regs_table(self.insns, self.format_insn, self._call_num_params, self.scc))
         self.stack_live = StackLiveness(self.insns, [sp.start for sp in subs], self.cfg.prune_points,
                                         self.log if self.log.level & 2 else None)
         self.live_regs = compute_live_regs(self.insns, self._call_num_params)
-        self.loop_insn_set = loop_insns(self.insns)
         self.do_check()
         if self.log.pop_log:  # log_level 1 keeps only the path to an error
             self.log.reset(0)
@@ -414,6 +414,7 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin, PrecisionMi
 
     def _process_exit(self) -> bool:
         self.log.mark_all_scratched()
+        self.state.insn_idx = self.insn_idx
         self.update_branch_counts(self.state)
         self.stack_live.update_live_stack(self.state)
         return self.pop_stack()

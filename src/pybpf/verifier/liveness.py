@@ -4,11 +4,10 @@
   instruction, the registers some path from it reads before writing. A checkpoint's dead
   registers cannot influence what happens after it, so they are cleared before it is used
   for pruning (``clean_func_state``), and any value in the current state matches them.
-* :func:`loop_insns` — instructions on a cycle of the graph (a strongly connected component
-  with a back-edge: what 6.18 calls an SCC). A finished checkpoint inside a loop may still
-  lack precision marks that later iterations would add, so pybpf compares such states by
-  range for every scalar (the kernel's ``RANGE_WITHIN`` for incomplete SCC visits) instead
-  of trusting its precision marks.
+* :func:`compute_scc` — the kernel's ``compute_scc``: every instruction on a cycle of the
+  graph gets the id (from 1) of its strongly connected component, 0 otherwise. The
+  level-2 log prints the ids in the live-registers table and ``SCC enter``/``SCC exit``
+  when the verification path enters and leaves a loop.
 """
 
 from __future__ import annotations
@@ -120,15 +119,18 @@ def _cfg_edges(insns: list[Any], i: int) -> list[int]:
     return [i + 1]
 
 
-def loop_insns(insns: list[Any]) -> frozenset[int]:
-    """Instructions that lie on a cycle (iterative Tarjan SCC)."""
+def compute_scc(insns: list[Any]) -> list[int]:
+    """SCC id of every instruction (iterative Tarjan from each unvisited instruction in
+    order, successors fall-through first; ids in completion order, singletons without a
+    self-loop get 0)."""
     n = len(insns)
     succ = [[s for s in _cfg_edges(insns, i) if 0 <= s < n] for i in range(n)]
     index = [-1] * n
     low = [0] * n
     on_stack = [False] * n
     stack: list[int] = []
-    out: set[int] = set()
+    scc = [0] * n
+    next_id = 1
     counter = 0
     for root in range(n):
         if index[root] >= 0:
@@ -165,8 +167,10 @@ def loop_insns(insns: list[Any]) -> frozenset[int]:
                     if w == v:
                         break
                 if len(comp) > 1 or v in succ[v]:
-                    out.update(comp)
-    return frozenset(out)
+                    for w in comp:
+                        scc[w] = next_id
+                    next_id += 1
+    return scc
 
 
-__all__ = ["compute_live_regs", "insn_successors", "insn_use_def", "loop_insns"]
+__all__ = ["compute_live_regs", "compute_scc", "insn_successors", "insn_use_def"]

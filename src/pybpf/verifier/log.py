@@ -227,15 +227,17 @@ class VLog:
 
 # -- log_level 2 preamble: "func#N @S" and "Live regs before insn:" --------------------------
 
-def live_regs_table(insns: list[Any], fmt: Any, num_params: Any) -> str:
+def live_regs_table(insns: list[Any], fmt: Any, num_params: Any, scc: list[int] | None = None) -> str:
     """The "Live regs before insn:" table of ``compute_live_registers`` (log_level 2):
-    a backward fixed point of ``use | (live_after & ~def)`` over the instruction graph."""
+    a backward fixed point of ``use | (live_after & ~def)`` over the instruction graph,
+    each line led by the instruction's loop (SCC) id when it has one."""
     n = len(insns)
     live = compute_live_regs(insns, num_params)
     out = ["Live regs before insn:\n"]
     i = 0
     while i < n:
         regs = "".join(str(j) if live[i] >> j & 1 else "." for j in range(10))
-        out.append(f"    {i:3d}: {regs} {fmt(i)}\n")
+        lead = f"{scc[i]:3d} " if scc and scc[i] else "    "
+        out.append(f"{lead}{i:3d}: {regs} {fmt(i)}\n")
         i += 2 if insns[i].code == 0x18 else 1
     return "".join(out)

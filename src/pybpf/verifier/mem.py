@@ -322,6 +322,11 @@ class MemMixin:
             st = f.stack[spi]
             self.log.scratched_stack |= 1 << spi
             b = slot % 8
+            if zero and st.types[b] == STACK_SPILL and st.is_spill() and st.spilled is not None and \
+                    st.spilled.type == RegType.SCALAR_VALUE and st.spilled.is_const() and \
+                    st.spilled.var_off.value == 0:
+                zero_used = True  # writing 0 over a spilled 0 keeps the spill
+                continue
             if st.is_spill():
                 st.types = [STACK_MISC if t == STACK_SPILL else t for t in st.types]
                 st.spilled = None

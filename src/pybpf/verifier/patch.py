@@ -166,3 +166,34 @@ class ProgPatcher:
             raise PatchError(errno.ERANGE, f"insn {orig} cannot be patched due to 16-bit range\n")
         if not probe and getattr(ins, field) != value:
             self.insns[idx] = ins._replace(**{field: value})
+
+    # ----------------------------------------------------------------- removing
+
+    def remove(self, off: int, cnt: int) -> None:
+        """Delete ``cnt`` slots from ``off`` (``verifier_remove_insns``).
+
+        Jumps across the hole shrink (``bpf_adj_branches`` with a negative delta; a jump
+        into the hole lands on what follows it), subprogram starts inside the hole move to
+        its end and subprograms removed whole disappear
+        (``adjust_subprog_starts_after_remove``), aux data goes with its instruction.
+        Line info (``bpf_adj_linfo_after_remove``): records after the hole move back; a
+        record inside it is kept and moved to ``off`` when the instruction after the hole
+        has none (the kernel's rule), otherwise it points at ``off`` too — pybpf keeps
+        every record (``prog info`` reports as many as were loaded) so two records may
+        share an offset where the kernel drops one.
+        """
+        if cnt <= 0:
+            return
+        if off < 0 or off + cnt > len(self.insns):
+            raise ValueError(f"remove({off}, {cnt}) outside a program of {len(self.insns)}")
+        end = off + cnt
+        del self.insns[off:end]
+        del self.aux[off:end]
+        self._adj_branches(off, end, off, probe=False)
+        starts: list[int] = []
+        for s in self.subprog_starts:
+            s = s - cnt if s >= end else min(s, off)
+            if not starts or starts[-1] != s:
+                starts.append(s)
+        self.subprog_starts = starts
+        self.linfo_offs = [lo - cnt if lo >= end else min(lo, off) for lo in self.linfo_offs]

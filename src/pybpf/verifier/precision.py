@@ -223,12 +223,12 @@ class PrecisionMixin:
                     if fr >= len(st.frames):
                         continue
                     func = st.frames[fr]
-                    for r in range(32):
-                        if not bt.is_reg(r, fr):
+                    for regno in range(11):
+                        if not bt.is_reg(regno, fr):
                             continue
-                        reg = func.regs[r]
+                        reg = func.regs[regno]
                         if reg.type != RegType.SCALAR_VALUE or reg.precise:
-                            bt.clear_reg(r, fr)
+                            bt.clear_reg(regno, fr)
                         else:
                             reg.precise = True
                     for spi in range(64):
@@ -299,9 +299,9 @@ class PrecisionMixin:
                         slot.spilled.type == RegType.SCALAR_VALUE:
                     slot.spilled.precise = False
 
-    def propagate_precision(self: Verifier, old: VState, all_scalars: bool = False) -> None:
+    def propagate_precision(self: Verifier, old: VState) -> None:
         """After pruning against ``old``: what ``old``'s continuation needed precise, the
-        current path needs too (``all_scalars``: every scalar ``old`` compared by range)."""
+        current path needs too."""
         bt = BacktrackState(self.state.curframe)
         log = self.log
         lvl2 = bool(log.enabled and log.level & 2)
@@ -311,7 +311,7 @@ class PrecisionMixin:
             text = ""
             for i in range(10):
                 r = func.regs[i]
-                if r.type != RegType.SCALAR_VALUE or not (r.precise or all_scalars):
+                if r.type != RegType.SCALAR_VALUE or not r.precise:
                     continue
                 text += (f"frame {fr}: propagating r{i}" if first else f",r{i}")
                 bt.set_reg(i, fr)
@@ -320,7 +320,7 @@ class PrecisionMixin:
                 if slot.types[7] != STACK_SPILL or slot.spilled is None:
                     continue
                 r = slot.spilled
-                if r.type != RegType.SCALAR_VALUE or not (r.precise or all_scalars):
+                if r.type != RegType.SCALAR_VALUE or not r.precise:
                     continue
                 text += (f"frame {fr}: propagating fp{(-i - 1) * 8}" if first else f",fp{(-i - 1) * 8}")
                 bt.set_slot(i, fr)

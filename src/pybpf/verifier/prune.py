@@ -15,11 +15,13 @@ Two things make "at least as general" cheaper than comparing everything, as in 6
   see :mod:`.precision`) matches any scalar. After a prune, what the old state needed
   precise is made precise along the current path (``propagate_precision``).
 
-Inside loops (``liveness.loop_insns``) a finished checkpoint's precision marks may still
-be incomplete (later iterations add more), so there every scalar is compared by range
-(the kernel's ``RANGE_WITHIN`` for an unfinished SCC), and a prune there makes every
-compared scalar precise. Stack liveness (6.18's ``liveness.c``) is not modelled: every
-stack slot of the old state is compared.
+Only finished checkpoints (``branches == 0``) are used for pruning, so every continuation
+of the old state has been explored and its precision and liveness marks are complete; that
+holds inside loops too (6.18 compares them ``NOT_EXACT`` unless an iterator or ``may_goto``
+loop pruned against a state still being explored, which pybpf never does). Unprivileged
+programs treat every scalar as precise (the kernel marks them all precise there).
+The SCC visits of 6.18 (``maybe_enter_scc``/``maybe_exit_scc``) are tracked for the
+level-2 log's ``SCC enter``/``SCC exit`` lines.
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ _EXACT_FIELDS = ("type", "off", "var_off", "smin", "smax", "umin", "umax", "s32_
                  "u32_min", "u32_max", "map_ptr", "range", "mem_size", "frameno", "subprogno")
 
 
-# ``enum exact_level``; LOOP is pybpf's RANGE_WITHIN: every scalar compared by range, but
-# a register the old state never had (or that is dead there) still matches anything.
+# ``enum exact_level``; LOOP: every scalar compared by range (all scalars precise, as for
+# unprivileged programs), while a register the old state never had still matches anything.
 NOT_EXACT, EXACT, LOOP = 0, 1, 2
 
 
@@ -232,25 +234,30 @@ def states_maybe_looping(o: VState, c: VState, sig: tuple | None = None) -> bool
 
 class PruneMixin:
     def init_prune(self: Verifier) -> None:
-        self.explored: dict[int, list[VState]] = {}  # every checkpoint, per instruction
-        self.done_states: dict[int, list[VState]] = {}  # fully explored: usable for pruning
-        self.live_count: dict[int, int] = {}  # checkpoints still on the DFS path
-        self.by_sig: dict[int, dict[tuple, list[VState]]] = {}
+        # checkpoints per explored_bucket(), oldest first (searched newest first); one with
+        # branches == 0 is finished and can prune
+        self.explored: dict[int, list[VState]] = {}
+        self.by_sig: dict[int, dict[tuple, list[VState]]] = {}  # same, by register signature
+        self.explored_size = 0
+        self.free_list_size = 0
+        # BPF_F_TEST_STATE_FREQ: a checkpoint at every prune point (selftests use it)
+        self.test_state_freq = bool(self.inp.prog_flags & (1 << 3))
         self.total_states = 0
         self.peak_states = 0
         self.max_states_per_insn = 0
         self.live_regs: list[int] | None = None  # compute_live_registers, set by run()
-        self.loop_insn_set: frozenset[int] = frozenset()
+        self.scc: list[int] = []  # compute_scc, set by run()
+        self.scc_entry: dict[tuple[tuple[int, ...], int], VState | None] = {}
 
     def update_branch_counts(self: Verifier, st: VState | None) -> None:
         while st is not None:
             st.branches -= 1
             if st.branches > 0:
                 break
-            if getattr(st, "checkpoint", False):
-                idx = st.insn_idx
-                self.live_count[idx] -= 1
-                self.done_states.setdefault(idx, []).append(st)
+            if self.scc_entry:
+                self.maybe_exit_scc(st)
+            if getattr(st, "in_free_list", False):
+                self.free_list_size -= 1  # an evicted checkpoint is finished: free it
             st = st.parent
 
     def clean_verifier_state(self: Verifier, st: VState) -> None:
@@ -278,65 +285,125 @@ class PruneMixin:
     def clean_live_states(self: Verifier, idx: int, cur: VState) -> None:
         """``clean_live_states``: clean the finished checkpoints here, once, when a state
         with the same call sites arrives (their liveness marks are complete by then)."""
-        for old in self.done_states.get(idx, ()):
-            if getattr(old, "cleaned", False) or len(old.frames) != len(cur.frames):
+        for old in self.explored.get(self.explored_bucket(idx), ()):
+            if old.insn_idx != idx or old.branches or old.cleaned or \
+                    len(old.frames) != len(cur.frames):  # type: ignore[attr-defined]
                 continue
             if any(a.callsite != b.callsite for a, b in zip(old.frames, cur.frames)):
                 continue
             self.clean_verifier_state(old)
 
-    def in_loop(self: Verifier, st: VState) -> bool:
-        """The state's position, or a call it is inside, lies on a cycle of the program."""
-        loops = self.loop_insn_set
-        if not loops:
-            return False
-        if st.insn_idx in loops:
-            return True
-        return any(f.callsite in loops for f in st.frames[1:])
+    # -- SCC visits (log only) ---------------------------------------------------------------
+    def scc_callchain(self: Verifier, st: VState) -> tuple[tuple[int, ...], int] | None:
+        """``compute_scc_callchain``: the call sites down to the topmost frame whose
+        position lies in a loop, and that loop's id; None outside loops."""
+        scc = self.scc
+        sites: list[int] = []
+        last = len(st.frames) - 1
+        for i in range(last + 1):
+            ip = st.insn_idx if i == last else st.frames[i + 1].callsite
+            k = scc[ip] if 0 <= ip < len(scc) else 0
+            if k:
+                return tuple(sites), k
+            if i == last:
+                return None
+            sites.append(ip)
+        return None
+
+    @staticmethod
+    def _fmt_scc(cc: tuple[tuple[int, ...], int]) -> str:
+        text = "("
+        for c in cc[0]:
+            if not c:
+                break
+            text += f"{c},"
+        return text + f"{cc[1]})"
+
+    def maybe_enter_scc(self: Verifier, st: VState) -> None:
+        cc = self.scc_callchain(st)
+        if cc is None:
+            return
+        if self.scc_entry.get(cc) is None:
+            self.scc_entry[cc] = st
+            if self.log.enabled and self.log.level & 2:
+                self.log(f"SCC enter {self._fmt_scc(cc)}\n")
+
+    def maybe_exit_scc(self: Verifier, st: VState) -> None:
+        cc = self.scc_callchain(st)
+        if cc is None or self.scc_entry.get(cc) is not st:
+            return
+        if self.log.enabled and self.log.level & 2:
+            self.log(f"SCC exit {self._fmt_scc(cc)}\n")
+        self.scc_entry[cc] = None
 
     def is_state_visited(self: Verifier, idx: int) -> bool:
+        """``is_state_visited``: prune the current path if a finished checkpoint here is at
+        least as general; detect an infinite loop against one still being explored;
+        otherwise maybe store the current state as a new checkpoint.
+
+        Checkpoints are tried newest first, as the kernel keeps them; one that keeps missing
+        is evicted (``miss_cnt > hit_cnt * n + n``) and stays counted in ``peak_states``
+        until its exploration finishes."""
         cur = self.state
-        add_new = False
-        if self.jmps_processed - self.prev_jmps_processed >= 2 and \
-                self.insn_processed - self.prev_insn_processed >= 8:
-            add_new = True
-        force = idx in self.cfg.force_checkpoints
-        if force:
-            add_new = True
-        sigmap = self.by_sig.setdefault(idx, {})
-        # The signature is only needed when a checkpoint exists here or one is added below
-        # (nothing between here and there changes the registers).
-        sig = reg_signature(cur.cur) if sigmap else None
-        for old in sigmap.get(sig, ()) if sig is not None else ():
-            if old.branches > 0 and states_maybe_looping(old, cur) and states_equal(old, cur, EXACT):
-                self.verbose(f"infinite loop detected at insn {idx}\n")
-                self.verbose("cur state:" + format_state(cur.cur) + "\n")
-                self.verbose("old state:" + format_state(old.frames[cur.curframe]) + "\n")
-                from pybpf.verifier.cfg import VerifyError
-                raise VerifyError(errno.EINVAL, "infinite loop")
-        done = self.done_states.get(idx)
-        if done:
+        force = self.test_state_freq or idx in self.cfg.force_checkpoints or len(cur.hist) > 40
+        add_new = force or (self.jmps_processed - self.prev_jmps_processed >= 2
+                            and self.insn_processed - self.prev_insn_processed >= 8)
+        bucket = self.explored_bucket(idx)
+        lst = self.explored.get(bucket)
+        states_cnt = 0
+        sig = None
+        if lst:
             cur.insn_idx = idx
             self.clean_live_states(idx, cur)
-            loop = self.in_loop(cur)
-            mode = LOOP if loop or not self.bpf_capable else NOT_EXACT
-            for old in done:
-                if states_equal(old, cur, mode, self.allow_uninit_stack):
+            sigmap = self.by_sig.get(idx)
+            looping: set[int] | None = None
+            if sigmap:
+                sig = reg_signature(cur.cur)
+                same_sig = sigmap.get(sig)
+                if same_sig:
+                    looping = {id(x) for x in same_sig}
+            quiet = not force and self.jmps_processed - self.prev_jmps_processed < 20 and \
+                self.insn_processed - self.prev_insn_processed < 100
+            mode = NOT_EXACT if self.bpf_capable else LOOP
+            n = len(lst)
+            i = n - 1
+            while i >= 0:
+                old = lst[i]
+                states_cnt += 1
+                if old.insn_idx != idx:  # another instruction hashed to the same list
+                    i -= 1
+                    continue
+                if old.branches:
+                    if looping is not None and id(old) in looping and states_maybe_looping(old, cur) and \
+                            old.may_goto_depth == cur.may_goto_depth and states_equal(old, cur, EXACT):
+                        self.verbose(f"infinite loop detected at insn {idx}\n")
+                        self.verbose("cur state:" + format_state(cur.cur) + "\n")
+                        self.verbose("old state:" + format_state(old.frames[cur.curframe]) + "\n")
+                        from pybpf.verifier.cfg import VerifyError
+                        raise VerifyError(errno.EINVAL, "infinite loop")
+                    if quiet:
+                        add_new = False
+                elif states_equal(old, cur, mode, self.allow_uninit_stack):
+                    old.hit_cnt += 1  # type: ignore[attr-defined]
                     if idx in self.cfg.jmp_points:
                         self.push_insn_history()
-                    self.propagate_precision(old, all_scalars=loop and self.bpf_capable)
+                    self.propagate_precision(old)
                     return True
-        lst = self.explored.setdefault(idx, [])
-        if self.live_count.get(idx, 0) > 0 and not force and \
-                self.jmps_processed - self.prev_jmps_processed < 20 and \
-                self.insn_processed - self.prev_insn_processed < 100:
-            add_new = False
-        if len(lst) > self.max_states_per_insn:
-            self.max_states_per_insn = len(lst)
+                # miss
+                if add_new:
+                    old.miss_cnt += 1  # type: ignore[attr-defined]
+                    k = 64 if old.branches and idx in self.cfg.force_checkpoints else 3
+                    if old.miss_cnt > old.hit_cnt * k + k:  # type: ignore[attr-defined]
+                        self.evict_state(bucket, i, old)
+                i -= 1
+        if states_cnt > self.max_states_per_insn:
+            self.max_states_per_insn = states_cnt
         if not add_new:
             return False
         self.total_states += 1
-        self.peak_states += 1
+        self.explored_size += 1
+        if self.explored_size + self.free_list_size > self.peak_states:
+            self.peak_states = self.explored_size + self.free_list_size
         self.prev_jmps_processed = self.jmps_processed
         self.prev_insn_processed = self.insn_processed
         if self.bpf_capable:  # forget inherited precision: see precision.py
@@ -346,16 +413,44 @@ class PruneMixin:
         new.parent = cur.parent
         new.insn_idx = idx
         new.checkpoint = True  # type: ignore[attr-defined]
+        new.hit_cnt = 0  # type: ignore[attr-defined]
+        new.miss_cnt = 0  # type: ignore[attr-defined]
+        new.in_free_list = False  # type: ignore[attr-defined]
+        new.cleaned = False  # type: ignore[attr-defined]
         cur.parent = new
         cur.branches = 1
         cur.first_insn_idx = idx
         cur.hist = []
-        lst.append(new)
+        self.explored.setdefault(bucket, []).append(new)
+        self.maybe_enter_scc(new)
         if sig is None:
             sig = reg_signature(cur.cur)
-        sigmap.setdefault(sig, []).append(new)
-        self.live_count[idx] = self.live_count.get(idx, 0) + 1
+        new.sig = sig  # type: ignore[attr-defined]
+        self.by_sig.setdefault(idx, {}).setdefault(sig, []).append(new)
         return False
+
+    def explored_bucket(self: Verifier, idx: int) -> int:
+        """``explored_state``: checkpoints live in ``prog->len`` lists hashed by instruction
+        and call site; ``max_states_per_insn`` counts a whole list, collisions included."""
+        return ((idx ^ self.state.cur.callsite) & 0xFFFFFFFF) % len(self.insns)
+
+    def evict_state(self: Verifier, bucket: int, pos: int, st: VState) -> None:
+        """Drop a checkpoint that keeps missing from the list of candidates; it is freed
+        (leaves ``peak_states``) once its own exploration is finished."""
+        del self.explored[bucket][pos]
+        sigmap = self.by_sig.get(st.insn_idx, {})
+        same_sig = sigmap.get(st.sig, [])  # type: ignore[attr-defined]
+        for j, x in enumerate(same_sig):
+            if x is st:  # identity: VState's dataclass == compares contents
+                del same_sig[j]
+                break
+        if not same_sig:
+            sigmap.pop(st.sig, None)  # type: ignore[attr-defined]
+        self.explored_size -= 1
+        st.in_free_list = True  # type: ignore[attr-defined]
+        self.free_list_size += 1
+        if st.branches == 0:
+            self.free_list_size -= 1
 
 
 __all__ = ["EXACT", "LOOP", "NOT_EXACT", "PTR_MAYBE_NULL", "PruneMixin", "states_equal"]

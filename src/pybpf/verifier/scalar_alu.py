@@ -289,10 +289,9 @@ def fork_candidate(d: Reg) -> bool | None:
 def adjust_scalar(op: int, d: Reg, s: Reg, alu32: bool) -> None:
     """Apply ``d op= s`` to the bounds of scalar ``d``."""
     if not safe_to_compute(op, s, alu32):
-        mark_unknown(d, d.precise)
-        if alu32:
-            zext_32_to_64(d)
-            reg_bounds_sync(d)
+        # the kernel gives up entirely here (no zero-extension even for alu32): a 32-bit
+        # div/mod or variable shift leaves a fully unknown 64-bit scalar
+        mark_unknown(d)
         return
     if op == AluOp.ADD:
         _add32(d, s)

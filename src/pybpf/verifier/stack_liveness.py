@@ -113,7 +113,7 @@ class StackLiveness:
                  log: Callable[[str], None] | None) -> None:
         self.insns = insns
         self.starts = starts
-        self.ends = starts[1:] + [len(insns)]
+        self.ends = [*starts[1:], len(insns)]
         self.prune_points = prune_points
         self.log = log  # set only at log level 2
         self.postorder, self.po_starts = compute_postorder(insns, starts)
@@ -273,11 +273,11 @@ class StackLiveness:
             cnt += 1
             changed = False
             for frame in range(inst.curframe + 1):
-                m = inst.frames.get(frame)
-                if m is None:
+                fm = inst.frames.get(frame)
+                if fm is None:
                     continue
                 for idx in order:
-                    changed |= self._update_insn(inst, frame, m, idx)
+                    changed |= self._update_insn(inst, frame, fm, idx)
             if not changed:
                 break
         if self.log is not None:
@@ -287,7 +287,7 @@ class StackLiveness:
 
     def _propagate_to_outer(self, inst: FuncInstance) -> None:
         """A callee's entry marks become its call instruction's marks in the caller."""
-        outer = self._lookup(inst.callchain[:-2] + (self.starts[self._caller_subprog(inst)],))
+        outer = self._lookup((*inst.callchain[:-2], self.starts[self._caller_subprog(inst)]))
         callsite = inst.callchain[-2]
         self._reset_writes(outer, callsite)
         for frame in range(inst.curframe):

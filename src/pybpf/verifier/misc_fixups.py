@@ -1,0 +1,196 @@
+"""``do_misc_fixups``: the rewrites after ``convert_ctx_accesses`` that change xlated code.
+
+What the kernel does here and pybpf does too, most common first:
+
+- division and modulo by a register get their exceptions defined away
+  (``[R,W]x div 0 -> 0``, ``mod 0 -> dst``, ``sdiv -1 -> neg``, ``smod -1 -> 0``), and
+  ``sdiv``/``smod`` by the constant -1 become ``neg`` / ``w = 0``;
+- map helpers whose map is known at the call site become calls of the map type's own
+  function (``call htab_map_update_elem``), and ``bpf_map_lookup_elem`` on a hash map
+  becomes the type's ``map_gen_lookup`` sequence::
+
+      call __htab_map_lookup_elem
+      if r0 == 0x0 goto pc+1
+      r0 += offsetof(struct htab_elem, key) + round_up(key_size, 8)
+
+The kernel-internal functions these calls reach are in :mod:`pybpf.helpers.internal`
+(ids from ``INTERNAL_BASE``), so the interpreter and the JIT's Python bridge run them.
+
+Not done (documented in docs/xlated.md): array/percpu inlined lookups, LRU and
+map-in-map ``map_gen_lookup``, ``BPF_TAIL_CALL`` opcode rewrite, inlined
+``bpf_get_smp_processor_id``/``jiffies64``/``get_func_arg``, ``bpf_loop`` inlining.
+
+The call-site map (``insn_aux_data.map_ptr_state``) is recorded by
+:func:`_install_map_ptr_recorder` around ``check_helper_call`` until the verifier records
+it itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pybpf.isa.insn import Insn
+from pybpf.verifier.fixups import register_fixup_pass
+from pybpf.verifier.patch import ProgPatcher
+
+if TYPE_CHECKING:
+    from pybpf.verifier.core import Verifier
+
+BPF_ALU, BPF_JMP, BPF_JMP32, BPF_ALU64 = 0x04, 0x05, 0x06, 0x07
+BPF_DIV, BPF_MOD, BPF_XOR, BPF_MOV, BPF_NEG, BPF_ADD = 0x30, 0x90, 0xA0, 0xB0, 0x80, 0x00
+BPF_JEQ, BPF_JNE, BPF_JGT, BPF_JA = 0x10, 0x50, 0x20, 0x00
+BPF_K, BPF_X = 0x00, 0x08
+CALL = 0x85
+REG_AX = 11
+
+FUNC_map_lookup_elem, FUNC_map_update_elem, FUNC_map_delete_elem = 1, 2, 3
+FUNC_map_push_elem, FUNC_map_pop_elem, FUNC_map_peek_elem = 87, 88, 89
+FUNC_for_each_map_elem, FUNC_map_lookup_percpu_elem = 164, 195
+MAP_FUNCS = frozenset({FUNC_map_lookup_elem, FUNC_map_update_elem, FUNC_map_delete_elem,
+                       FUNC_map_push_elem, FUNC_map_pop_elem, FUNC_map_peek_elem,
+                       FUNC_for_each_map_elem, FUNC_map_lookup_percpu_elem, 51})
+POISON = object()  # the kernel's BPF_MAP_PTR_POISON: different maps reach one call
+
+
+# ------------------------------------------------------------------- call-site maps
+
+
+def _install_map_ptr_recorder() -> None:
+    """Record, per helper call, the map in R1 (``record_func_map``)."""
+    from pybpf.verifier.core import Verifier
+    from pybpf.verifier.regs import RegType
+
+    original = Verifier.check_helper_call
+    if getattr(original, "_records_map_ptr", False):
+        return
+
+    def check_helper_call(self: Any, ins: Insn) -> None:
+        if ins.imm in MAP_FUNCS:
+            r1 = self.regs[1]
+            m = getattr(r1, "map_ptr", None) if r1.type == RegType.CONST_PTR_TO_MAP else None
+            if m is not None:
+                aux = self.aux[self.insn_idx]
+                prev = aux.get("map_ptr")
+                aux["map_ptr"] = m if prev is None or prev is m else POISON
+        original(self, ins)
+
+    check_helper_call._records_map_ptr = True  # type: ignore[attr-defined]
+    Verifier.check_helper_call = check_helper_call  # type: ignore[method-assign]
+
+
+# ------------------------------------------------------------------- div / mod
+
+
+def _div_mod_patch(ins: Insn) -> list[Insn] | None:
+    """The guard sequence for one div/mod instruction, or ``None``."""
+    cls, op, src = ins.code & 0x07, ins.code & 0xF0, ins.code & 0x08
+    if cls not in (BPF_ALU, BPF_ALU64) or op not in (BPF_DIV, BPF_MOD):
+        return None
+    is64 = cls == BPF_ALU64
+    isdiv = op == BPF_DIV
+    signed = ins.off == 1
+    jmp = BPF_JMP if is64 else BPF_JMP32
+    alu = BPF_ALU64 if is64 else BPF_ALU
+    d = ins.dst
+    if src == BPF_K:
+        if not (signed and ins.imm == -1):
+            return None
+        if isdiv:
+            return [Insn(alu | BPF_NEG | BPF_K, d, 0, 0, 0)]
+        return [Insn(BPF_ALU | BPF_MOV | BPF_K, d, 0, 0, 0)]
+    s = ins.src
+    if signed and isdiv:
+        return [Insn(BPF_ALU64 | BPF_MOV | BPF_X, REG_AX, s, 0, 0),
+                Insn(alu | BPF_ADD | BPF_K, REG_AX, 0, 0, 1),
+                Insn(jmp | BPF_JGT | BPF_K, REG_AX, 0, 4, 1),
+                Insn(jmp | BPF_JEQ | BPF_K, REG_AX, 0, 1, 0),
+                Insn(alu | BPF_MOV | BPF_K, d, 0, 0, 0),
+                Insn(alu | BPF_NEG | BPF_K, d, 0, 0, 0),
+                Insn(BPF_JMP | BPF_JA, 0, 0, 1, 0),
+                ins]
+    if signed:
+        seq = [Insn(BPF_ALU64 | BPF_MOV | BPF_X, REG_AX, s, 0, 0),
+               Insn(alu | BPF_ADD | BPF_K, REG_AX, 0, 0, 1),
+               Insn(jmp | BPF_JGT | BPF_K, REG_AX, 0, 3, 1),
+               Insn(jmp | BPF_JEQ | BPF_K, REG_AX, 0, 3 + (0 if is64 else 1), 1),
+               Insn(BPF_ALU | BPF_MOV | BPF_K, d, 0, 0, 0),
+               Insn(BPF_JMP | BPF_JA, 0, 0, 1, 0),
+               ins,
+               Insn(BPF_JMP | BPF_JA, 0, 0, 1, 0),
+               Insn(BPF_ALU | BPF_MOV | BPF_X, d, d, 0, 0)]
+        return seq[:-2] if is64 else seq
+    if isdiv:
+        return [Insn(jmp | BPF_JNE | BPF_K, s, 0, 2, 0),
+                Insn(BPF_ALU | BPF_XOR | BPF_X, d, d, 0, 0),
+                Insn(BPF_JMP | BPF_JA, 0, 0, 1, 0),
+                ins]
+    seq = [Insn(jmp | BPF_JEQ | BPF_K, s, 0, 1 + (0 if is64 else 1), 0),
+           ins,
+           Insn(BPF_JMP | BPF_JA, 0, 0, 1, 0),
+           Insn(BPF_ALU | BPF_MOV | BPF_X, d, d, 0, 0)]
+    return seq[:-2] if is64 else seq
+
+
+# ------------------------------------------------------------------- map helpers
+
+
+def _htab_gen_lookup(m: Any) -> list[Insn]:
+    """``htab_map_gen_lookup``: call the table walk, step from element to value."""
+    from pybpf.helpers.internal import HTAB_MAP_LOOKUP_ELEM, htab_elem_value_off
+
+    return [Insn(CALL, 0, 0, 0, HTAB_MAP_LOOKUP_ELEM),
+            Insn(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1, 0),
+            Insn(BPF_ALU64 | BPF_ADD | BPF_K, 0, 0, 0, htab_elem_value_off(m.key_size))]
+
+
+#: map type -> ``map_gen_lookup`` (the types pybpf inlines as the kernel does)
+GEN_LOOKUP: dict[int, Callable[[Any], list[Insn]]] = {
+    1: _htab_gen_lookup,  # BPF_MAP_TYPE_HASH
+}
+
+
+def _map_call(v: Verifier, p: ProgPatcher, i: int) -> int:
+    """Rewrite the map helper call at ``i``; returns how many slots it now takes."""
+    from pybpf.helpers.internal import map_op_call_id
+
+    ins = p.insns[i]
+    m = p.aux[i].get("map_ptr")
+    if m is None or m is POISON:
+        return 1
+    mtype = int(getattr(m, "map_type", -1))
+    if ins.imm == FUNC_map_lookup_elem and mtype in GEN_LOOKUP:
+        new = GEN_LOOKUP[mtype](m)
+        p.patch(i, new)
+        return len(new)
+    fid = map_op_call_id(mtype, ins.imm)
+    if fid is not None:
+        p.insns[i] = ins._replace(imm=fid)
+    return 1
+
+
+# ------------------------------------------------------------------- the pass
+
+
+def misc_fixups(v: Verifier, p: ProgPatcher) -> None:
+    """One walk over the program, as ``do_misc_fixups``."""
+    jit_requested = True  # pybpf programs are always JIT-able (``prog->jit_requested``)
+    i = 0
+    while i < len(p.insns):
+        ins = p.insns[i]
+        if ins.code == 0x18:
+            i += 2
+            continue
+        new = _div_mod_patch(ins)
+        if new is not None:
+            p.patch(i, new)
+            i += len(new)
+            continue
+        if ins.code == CALL and ins.src == 0 and ins.imm in MAP_FUNCS and jit_requested:
+            i += _map_call(v, p, i)
+            continue
+        i += 1
+
+
+_install_map_ptr_recorder()
+register_fixup_pass(60, misc_fixups)
