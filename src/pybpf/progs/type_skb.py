@@ -6,7 +6,6 @@ may read or write and whether ``data``/``data_end`` become packet pointers.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from pybpf.isa.insn import Insn
@@ -39,26 +38,16 @@ REMOTE_IP6, LOCAL_IP6, REMOTE_PORT, LOCAL_PORT, DATA_META = 100, 116, 132, 136, 
 FLOW_KEYS, TSTAMP, WIRE_LEN, GSO_SEGS, SK, GSO_SIZE, TSTAMP_TYPE, HWTSTAMP = 144, 152, 160, 164, 168, 176, 180, 184
 VLAN_PRESENT, VLAN_TCI, VLAN_PROTO, INGRESS_IFINDEX, IFINDEX = 20, 24, 28, 36, 40
 
-# prog->tstamp_type_access: the kernel's is_valid_access sets it on the bpf_prog when a tc
-# program reads __sk_buff.tstamp_type, and convert_ctx_access reads it. pybpf's two
-# callbacks get different objects (the verifier's prog info / the BpfProg), so the prog info
-# of the program being verified on this thread is remembered here.
-_VERIFYING = threading.local()
-
-
-def _note_prog(prog: Any, tstamp_type_read: bool = False) -> None:
-    if getattr(_VERIFYING, "prog", None) is not prog:
-        _VERIFYING.prog = prog
-        _VERIFYING.tstamp_type_access = False
-    if tstamp_type_read:
-        _VERIFYING.tstamp_type_access = True
+def _note_tstamp_type_read(prog: Any) -> None:
+    """``prog->tstamp_type_access``: set by ``is_valid_access`` when a tc program reads
+    ``__sk_buff.tstamp_type``; ``convert_ctx_access`` (same prog object) then converts
+    ``tstamp`` reads differently."""
+    if prog is not None:
+        prog.tstamp_type_access = True
 
 
 def _tstamp_type_access(prog: Any) -> bool:
-    flag = getattr(prog, "tstamp_type_access", None)
-    if flag is not None:
-        return bool(flag)
-    return bool(getattr(_VERIFYING, "tstamp_type_access", False))
+    return bool(getattr(prog, "tstamp_type_access", False))
 
 
 def _in(off: int, start: int, size: int) -> bool:
@@ -328,7 +317,6 @@ class SocketFilter(SkbProgType):
     own_helpers = frozenset({26, 68, 46, 47, 25})
 
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
-        _note_prog(prog)
         if _in(off, TC_CLASSID, 4) or _in(off, DATA, 4) or _in(off, DATA_META, 4) or _in(off, DATA_END, 4) \
                 or FAMILY <= off < LOCAL_PORT + 4 or _in(off, TSTAMP, 8) or _in(off, WIRE_LEN, 4) \
                 or _in(off, HWTSTAMP, 8):
@@ -361,7 +349,8 @@ class SchedCls(SkbProgType):
         return unclone_prologue(direct_write, TC_ACT_SHOT)
 
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
-        _note_prog(prog, not write and off == TSTAMP_TYPE)
+        if not write and off == TSTAMP_TYPE:
+            _note_tstamp_type_read(prog)
         if write and not (_in(off, MARK, 4) or _in(off, TC_INDEX, 4) or _in(off, PRIORITY, 4)
                           or _in(off, TC_CLASSID, 4) or _in(off, CB0, 20) or _in(off, TSTAMP, 8)
                           or _in(off, QUEUE_MAPPING, 4)):
@@ -392,7 +381,6 @@ class CgroupSkb(SkbProgType):
     ret_range = (0, 3)
 
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
-        _note_prog(prog)
         if _in(off, TC_CLASSID, 4) or _in(off, DATA_META, 4) or _in(off, WIRE_LEN, 4):
             return False
         if write and not (_in(off, MARK, 4) or _in(off, PRIORITY, 4) or _in(off, CB0, 20)
@@ -410,7 +398,6 @@ class LwtOut(SkbProgType):
     own_helpers = frozenset({26, 39 + 0, 28, 17, 24, 34, 25, 8, 33})
 
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
-        _note_prog(prog)
         if _in(off, TC_CLASSID, 4) or FAMILY <= off < LOCAL_PORT + 4 or _in(off, DATA_META, 4) \
                 or _in(off, TSTAMP, 8) or _in(off, WIRE_LEN, 4) or _in(off, HWTSTAMP, 8):
             return False
@@ -462,7 +449,6 @@ class SkSkb(SkbProgType):
         return unclone_prologue(direct_write, SK_DROP)
 
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
-        _note_prog(prog)
         if _in(off, TC_CLASSID, 4) or _in(off, DATA_META, 4) or _in(off, TSTAMP, 8) \
                 or _in(off, WIRE_LEN, 4) or _in(off, HWTSTAMP, 8):
             return False

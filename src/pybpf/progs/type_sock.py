@@ -148,6 +148,10 @@ class SkMsg(ProgTypeBase):
     pkt_read = pkt_write = True
     own_helpers = frozenset({60, 71, 61, 62, 63, 90, 91, 25, 15, 107, 108, 122, 17})
 
+    def gen_prologue(self, direct_write: bool, prog: Any) -> list[Any]:
+        """``bpf_noop_prologue``: direct packet writes need no unclone here."""
+        return []
+
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
         if write or off % size:
             return False
@@ -224,6 +228,10 @@ class CgroupSockopt(ProgTypeBase):
     inherit = "base"
     pkt_read = pkt_write = True
     own_helpers = frozenset({122, 107, 108, 49, 57, 96, 25} | CGROUP_COMMON | CGROUP_CURRENT)
+
+    def gen_prologue(self, direct_write: bool, prog: Any) -> list[Any]:
+        """``bpf_noop_prologue``: direct packet writes need no unclone here."""
+        return []
     ret_range = (0, 1)
 
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:

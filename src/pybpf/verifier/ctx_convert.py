@@ -96,7 +96,8 @@ def convert_ctx_accesses(v: Verifier, p: ProgPatcher) -> None:
     if not PTR_CONVERTERS:
         _load_ptr_converters()
     ops = v.prog_ops
-    prog = getattr(v.inp, "prog", None)
+    # the object the type's is_valid_access saw, as the kernel passes one bpf_prog to both
+    prog = getattr(v, "prog_info", None)
     convert = getattr(ops, "convert_ctx_access", None)
     gen_prologue = getattr(ops, "gen_prologue", None)
     direct_write = bool(getattr(v, "seen_direct_write", False))

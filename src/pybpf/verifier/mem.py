@@ -508,8 +508,8 @@ class MemMixin:
         elif reg.type in (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META):
             if t == BPF_WRITE and not self.may_access_direct_pkt_data(t):
                 self.fail(errno.EACCES, "cannot write into packet\n")
-            if t == BPF_WRITE and getattr(self.prog_ops, "gen_prologue", None) is not None:
-                self.seen_direct_write = True  # the type's gen_prologue unclones the skb
+            if t == BPF_WRITE:
+                self.seen_direct_write = True  # the type's gen_prologue runs (tc: unclone)
             self.check_packet_access(regno, off, size, False)
             if t == BPF_READ and value_regno >= 0:
                 mark_unknown(regs[value_regno])
