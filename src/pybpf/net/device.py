@@ -78,7 +78,7 @@ class XdpSlot:
     flags: int = 0
 
 
-class HostSocket:
+class PacketSocket:
     """A packet socket bound to a device, with an optional BPF socket filter.
 
     The filter's return value is how many bytes of the packet to keep (0: drop), as for
@@ -128,7 +128,7 @@ class NetDevice:
         self.xdp_state = [XdpSlot(), XdpSlot(), XdpSlot()]
         self.tcx_ingress = MprogEntry()
         self.tcx_egress = MprogEntry()
-        self.sockets: list[HostSocket] = []
+        self.sockets: list[PacketSocket] = []
         self.delivered: list[bytes] = []  # what reached the host stack
         self.wire: list[bytes] = []  # what left the host (no peer)
         self.keep_packets = True  # False: count only (long pcaps)
@@ -166,9 +166,9 @@ class NetDevice:
 
         dev_xdp_attach(self, None, None, 0)
 
-    def socket(self, filter: Any = None) -> HostSocket:
+    def socket(self, filter: Any = None) -> PacketSocket:
         """A packet socket bound to this device, optionally with a socket filter."""
-        sock = HostSocket(self)
+        sock = PacketSocket(self)
         if filter is not None:
             sock.attach_filter(filter)
         self.sockets.append(sock)
@@ -267,7 +267,7 @@ class NetDevice:
         sctx: SkbCtx = self._pctx("skb", progs[0].type)
         sctx.load(data, ifindex=self.ifindex, ingress_ifindex=self.ifindex if ingress else 0,
                   pkt_type=eth_type_trans_pkt_type(data, self) if ingress
-                  else PACKET_OUTGOING)
+                  else PACKET_OUTGOING, at_ingress=ingress)
         ret, redir = TCX_NEXT, None
         for prog in progs:
             try:
@@ -293,7 +293,7 @@ class NetDevice:
         target.transmit(data)
         return f"tc:redirect:{target.name}"
 
-    def _sock_deliver(self, sock: HostSocket, data: bytes, meta: dict[str, int]) -> None:
+    def _sock_deliver(self, sock: PacketSocket, data: bytes, meta: dict[str, int]) -> None:
         prog = sock.filter
         keep = len(data)
         if prog is not None:
