@@ -104,8 +104,10 @@ class HelperTable:
     without touching the prototype the verifier sees.
     """
 
-    def __init__(self, protos: dict[int, FuncProto] | None = None) -> None:
+    def __init__(self, protos: dict[int, FuncProto] | None = None,
+                 overridden: set[int] | None = None) -> None:
         self._protos: dict[int, FuncProto] = dict(protos or {})
+        self._overridden: set[int] = set(overridden or ())
 
     def register(self, proto: FuncProto) -> FuncProto:
         self._protos[proto.func_id] = proto
@@ -117,6 +119,12 @@ class HelperTable:
     def override(self, func_id: int, impl: HelperImpl) -> None:
         proto = self._protos[func_id]
         self._protos[func_id] = FuncProto(**{**proto.__dict__, "impl": impl})
+        self._overridden.add(func_id)
+
+    def overridden(self, func_id: int) -> bool:
+        """Whether the host replaced this helper's implementation (it then wins over a
+        program type's own implementation of the id as well)."""
+        return func_id in self._overridden
 
     def impls(self) -> dict[int, HelperImpl]:
         return {fid: p.impl for fid, p in self._protos.items() if p.impl is not None}
@@ -128,4 +136,4 @@ class HelperTable:
         return iter(self._protos.values())
 
     def copy(self) -> HelperTable:
-        return HelperTable(self._protos)
+        return HelperTable(self._protos, self._overridden)

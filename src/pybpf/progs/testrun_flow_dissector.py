@@ -31,7 +31,6 @@ from pybpf.uapi.kernel_structs import KSTRUCTS
 
 _FK = KSTRUCTS["bpf_flow_keys"]
 FLOW_KEYS_SIZE = _FK.size
-SK_BUFF_SIZE = KSTRUCTS["sk_buff"].size
 FK_NHOFF, FK_THOFF, FK_N_PROTO, FK_FLAGS = (
     _FK.off("nhoff"), _FK.off("thoff"), _FK.off("n_proto"), _FK.off("flags"))
 _U16 = struct.Struct("<H")
@@ -50,12 +49,9 @@ class FlowDissectorCtx:
     memory the program addresses directly."""
 
     def __init__(self, name: str, data: bytes) -> None:
-        # The struct is followed by zeroes as long as a struct sk_buff: helper id 26 is
-        # bpf_flow_dissector_load_bytes for this type but pybpf dispatches helpers by id
-        # (the JIT even inlines skb_load_bytes, reading r1 as an sk_buff); an all-zero
-        # "skb" (len 0) makes every such load fail with -EFAULT, which is what the
-        # kernel's helper does here (ctx->skb is NULL in a test run).
-        self.ctx = REGISTRY.alloc(max(FD_SIZE, SK_BUFF_SIZE), f"{name} bpf_flow_dissector")
+        # ctx->skb stays NULL: a test run dissects without an skb, so the type's
+        # load_bytes (pybpf.helpers.flow_dissector) fails with -EFAULT as the kernel's does
+        self.ctx = REGISTRY.alloc(FD_SIZE, f"{name} bpf_flow_dissector")
         self.keys = REGISTRY.alloc(FLOW_KEYS_SIZE, f"{name} bpf_flow_keys")
         self.pkt = REGISTRY.alloc(max(len(data), 1), f"{name} packet")
         self.pkt.mv[:len(data)] = data

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pybpf.helpers.flow_dissector import flow_dissector_load_bytes
 from pybpf.isa.insn import Insn
 from pybpf.progs.ops import TestRunOpts, TestRunResult, register_prog_type
 from pybpf.progs.type_base import ProgTypeBase
@@ -36,6 +37,7 @@ class FlowDissector(ProgTypeBase):
     ctx_size = SKB_SIZE
     pkt_read = True
     own_helpers = frozenset({26})  # bpf_flow_dissector_load_bytes, under skb_load_bytes' id
+    helper_impls = {26: flow_dissector_load_bytes}
 
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any,
                         info: dict[str, Any]) -> bool:

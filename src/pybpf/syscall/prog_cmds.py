@@ -156,6 +156,11 @@ def select_runtime(prog: BpfProg, insns: list[Any]) -> None:
     ops = find_prog_type(prog.type)
     ld_abs = getattr(ops, "ld_abs", None) if ops is not None else None
     helpers = kernel.helpers.impls()
+    # a type's own implementation of an id (the kernel's per-type bpf_func_proto: the flow
+    # dissector's load_bytes is not skb_load_bytes), unless the host overrode the helper
+    for fid, impl in (getattr(ops, "helper_impls", None) or {}).items():
+        if not kernel.helpers.overridden(fid):
+            helpers[fid] = impl
     name = prog.name_str or "prog"
     from pybpf.jit import select_runtime as jit_select_runtime  # falls back to the interpreter
 
