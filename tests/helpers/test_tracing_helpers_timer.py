@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -17,7 +16,6 @@ from typing import Any
 import pytest
 
 import pybpf.skel as skel
-from pybpf.helpers.timer import find_timer
 from pybpf.kernel import Kernel
 
 OBJ = str(Path(__file__).parent / "progs" / "tracing_timer.o")
@@ -25,26 +23,6 @@ EINVAL, EBUSY, EDEADLK = -22, -16, -35
 MS = 1_000_000
 FIRST = [EINVAL, EINVAL, EINVAL, EINVAL, 0, EBUSY, EINVAL, 0, EINVAL, 0]
 AGAIN = [EINVAL, 0, 0, EINVAL, EBUSY, EBUSY, 0, 0, EINVAL, 0]  # cancel dropped the callback
-
-
-@pytest.fixture(autouse=True)
-def _timer_record(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Until the map layer records ``struct bpf_timer`` fields itself (requested of the
-    maps owner: ``BpfMap.btf_value_type_id`` should add ``("timer", find_timer(...), 16)``
-    to ``btf_record``), add the record after the map's own parsing."""
-    from pybpf.maps.core import BpfMap
-
-    prop = BpfMap.__dict__["btf_value_type_id"]
-
-    def setter(self: Any, tid: int) -> None:
-        prop.fset(self, tid)
-        if self.btf is not None and not any(f[0] == "timer" for f in self.btf_record):
-            off = find_timer(self.btf, tid)
-            if off >= 0:
-                self.btf_record = [*self.btf_record, ("timer", off, 16)]
-
-    monkeypatch.setattr(BpfMap, "btf_value_type_id", property(prop.fget, setter))
-    yield
 
 
 def _elem(obj: Any, where: ModuleType | Kernel, key: int) -> tuple[int, ...]:

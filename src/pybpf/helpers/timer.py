@@ -200,47 +200,6 @@ class BpfTimers:
         return ran[0]
 
 
-SIZEOF_BPF_TIMER = 16
-BPF_TIMER_NAME = "bpf_timer"
-
-
-def find_timer(btf: Any, value_type_id: int) -> int:
-    """Offset of the ``struct bpf_timer`` member of a map value type (BTF), or -1 — the
-    ``BPF_TIMER`` field of the kernel's ``btf_parse_fields`` (top-level members only; a
-    second timer is ``-E2BIG``, a misaligned one ``-EINVAL``, both raised as BpfError).
-
-    The map layer records it as ``("timer", off, 16)`` in ``bmap.btf_record`` for the
-    verifier's ``process_timer_func``.
-    """
-    from pybpf.errors import BpfError
-
-    parsed = btf.parsed() if hasattr(btf, "parsed") else btf
-    types = parsed.types
-    if btf is None or not 0 < value_type_id < len(types):
-        return -1
-
-    def skip(tid: int) -> Any:
-        t = types[tid]
-        while t.kind.name in ("TYPEDEF", "VOLATILE", "CONST", "RESTRICT", "TYPE_TAG"):
-            t = types[t.type]
-        return t
-
-    value = skip(value_type_id)
-    if value.kind.name != "STRUCT":
-        return -1
-    found = -1
-    for member in value.members:
-        mtype = skip(member.type)
-        if mtype.kind.name != "STRUCT" or mtype.name != BPF_TIMER_NAME:
-            continue
-        if found >= 0:
-            raise BpfError(errno.E2BIG, "more than one bpf_timer in the value")
-        if member.bit_offset % 64 or mtype.size != SIZEOF_BPF_TIMER:
-            raise BpfError(errno.EINVAL, "misaligned or mis-sized bpf_timer")
-        found = member.bit_offset // 8
-    return found
-
-
 def bpf_timers(kernel: Any) -> BpfTimers:
     """The instance's :class:`BpfTimers` (created on first use)."""
     timers = kernel.__dict__.get("_bpf_timers")

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pybpf.runtime.cpus import num_possible_cpus
 from pybpf.runtime.memory import REGISTRY, MemoryRegistry, Region
+from pybpf.uapi import BPF_F_RDONLY, BPF_F_WRONLY
 
 if TYPE_CHECKING:
     from pybpf.maps.ops import MapOps
@@ -113,7 +114,10 @@ class BpfMap:
         self.key_size = attr.key_size
         self.value_size = attr.value_size
         self.max_entries = attr.max_entries
-        self.map_flags = attr.map_flags
+        # bpf_map_flags_retain_permanent: BPF_F_RDONLY/WRONLY say what the creating fd may
+        # do (its f_mode), not what the map is; map info reports them cleared
+        self.create_flags = attr.map_flags
+        self.map_flags = attr.map_flags & ~(BPF_F_RDONLY | BPF_F_WRONLY)
         self.map_extra = attr.map_extra
         self.name = attr.map_name
         self.nr_cpus = attr.nr_cpus
@@ -162,11 +166,14 @@ class BpfMap:
         ...)`` passes both in the attr; either way the record is found here and errors
         (E2BIG, EINVAL, EOPNOTSUPP) fail the creation.
         """
-        from pybpf.maps.btf_record import apply_btf_record
+        from pybpf.maps.btf_record import SIZEOF_BPF_TIMER, apply_btf_record, find_timer
 
         off = apply_btf_record(self, self.btf, tid)
+        timer_off = find_timer(self.btf, tid) if self.btf is not None else -1
         self._btf_value_type_id = tid
         self.btf_record = [("spin_lock", off, 4)] if off >= 0 else []
+        if timer_off >= 0:
+            self.btf_record.append(("timer", timer_off, SIZEOF_BPF_TIMER))
         if off >= 0 or self._spin_lock_off >= 0:
             self.has_record = off >= 0
             if hasattr(self, "header"):

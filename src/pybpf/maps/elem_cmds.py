@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 def default_perms(bmap: BpfMap) -> tuple[bool, bool]:
     """(can_read, can_write) of an fd created by MAP_CREATE (``bpf_get_file_flag``)."""
-    return not bmap.map_flags & BPF_F_WRONLY, not bmap.map_flags & BPF_F_RDONLY
+    return not bmap.create_flags & BPF_F_WRONLY, not bmap.create_flags & BPF_F_RDONLY
 
 
 def _check_perms(bmap: BpfMap, read: bool, write: bool, can_read: bool | None,

@@ -81,9 +81,9 @@ def map_mmap(bmap: BpfMap, writable: bool = True, length: int | None = None,
     if offset < 0 or offset % PAGE_SIZE or length <= 0 or offset + length > total:
         raise BpfError(errno.EINVAL, "range outside the map's value pages")
     if can_write is None:
-        can_write = not bmap.map_flags & BPF_F_RDONLY
+        can_write = not bmap.create_flags & BPF_F_RDONLY
     if can_read is None:
-        can_read = not bmap.map_flags & BPF_F_WRONLY
+        can_read = not bmap.create_flags & BPF_F_WRONLY
     if not can_read:
         raise BpfError(errno.EACCES, "map fd is write-only")
     if not can_write and not writable:

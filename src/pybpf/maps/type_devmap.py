@@ -12,8 +12,9 @@ EEXIST, delete always succeeds in range. DEVMAP_HASH is a hash over
 ``roundup_pow_of_two(max_entries)`` buckets; :func:`sys_get_next_key` walks them in the
 kernel's order (bucket by bucket, newest first within a bucket), so iteration matches.
 
-``bpf_redirect_map`` reaches an entry through :meth:`DevMapOps.redirect_entry`; the
-redirect itself (devmap program, broadcast) is :mod:`pybpf.helpers.xdp`'s business.
+``bpf_redirect_map`` (:mod:`pybpf.helpers.xdp`) finds an entry through
+:meth:`DevMapOps.redirect_entry`; sending the frame (the entry's program, broadcasts) is
+:mod:`pybpf.net.xdp_redirect`'s business, once the XDP program has returned.
 """
 
 from __future__ import annotations
