@@ -476,6 +476,22 @@ class Kernel:
                                freq=freq, cpus=tuple(cpus), timer=timer, task=task)
 
     @property
+    def netns(self) -> Any:
+        """The instance's network namespace (:class:`pybpf.net.netns.NetNs`): flow
+        dissector and SK_LOOKUP attachments."""
+        from pybpf.net.netns import init_net
+
+        return init_net(self)
+
+    def netns_fd(self, task: Task | None = None) -> int:
+        """An fd naming the instance's network namespace in ``task`` (default: the root
+        task), as ``open("/proc/self/ns/net")``: the ``target_fd`` of flow dissector and
+        SK_LOOKUP links and of ``PROG_QUERY``."""
+        from pybpf.net.netns import netns_fd
+
+        return netns_fd(self, task)
+
+    @property
     def bpf_timers(self) -> Any:
         """The clock and queue of ``bpf_timer``s (:class:`pybpf.helpers.timer.BpfTimers`):
         ``advance(ns)`` on the virtual clock, or ``start()`` for real time."""

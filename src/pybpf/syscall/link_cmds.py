@@ -326,7 +326,9 @@ def _link_create_for(call: Call, prog: BpfProg, lc: Any) -> int:
             return _tracing_attach(call, prog, lc.tracing.cookie)
         raise BpfError(errno.EOPNOTSUPP, "trampolines not supported yet")
     if t in (P.BPF_PROG_TYPE_FLOW_DISSECTOR, P.BPF_PROG_TYPE_SK_LOOKUP):
-        raise _no_netns(call, lc.target_fd)
+        from pybpf.net.netns import netns_bpf_link_create
+
+        return netns_bpf_link_create(call, prog, lc)
     if t in (P.BPF_PROG_TYPE_SK_MSG, P.BPF_PROG_TYPE_SK_SKB):
         raise _sockmap_from_fd(call, lc.target_fd)
     if t == P.BPF_PROG_TYPE_XDP:
@@ -440,7 +442,9 @@ def bpf_prog_attach(call: Call) -> int:
         if ptype == P.BPF_PROG_TYPE_LIRC_MODE2:
             raise BpfError(errno.EINVAL, "LIRC not built")
         if ptype == P.BPF_PROG_TYPE_FLOW_DISSECTOR:
-            raise BpfError(errno.EOPNOTSUPP, "flow dissector attachment not supported yet")
+            from pybpf.net.netns import netns_bpf_prog_attach
+
+            return netns_bpf_prog_attach(call, prog, a)  # the namespace keeps the reference
         if ptype == P.BPF_PROG_TYPE_SCHED_CLS:
             if a.attach_type in (A.BPF_TCX_INGRESS, A.BPF_TCX_EGRESS):
                 from pybpf.hooks.netattach import tcx_prog_attach
@@ -475,7 +479,12 @@ def bpf_prog_detach(call: Call) -> int:
         if ptype == P.BPF_PROG_TYPE_LIRC_MODE2:
             raise BpfError(errno.EINVAL, "LIRC not built")
         if ptype == P.BPF_PROG_TYPE_FLOW_DISSECTOR:
-            raise BpfError(errno.ENOENT, "no flow dissector attached")
+            from pybpf.net.netns import netns_bpf_prog_detach
+
+            if a.target_fd:
+                raise BpfError(errno.EINVAL, "target_fd must be 0")
+            prog = prog_get(call.task, a.attach_bpf_fd, ptype)
+            return netns_bpf_prog_detach(call, prog, a)
         if ptype in _CGROUP_PROG_TYPES or ptype == P.BPF_PROG_TYPE_LSM:
             raise _no_cgroup(call, a.target_fd)
         if ptype == P.BPF_PROG_TYPE_SCHED_CLS:
@@ -505,7 +514,9 @@ def bpf_prog_query(call: Call) -> int:
     if atype == A.BPF_LIRC_MODE2:
         raise BpfError(errno.EINVAL, "LIRC not built")
     if atype in (A.BPF_FLOW_DISSECTOR, A.BPF_SK_LOOKUP):
-        raise _no_netns(call, q.target_fd)
+        from pybpf.net.netns import netns_bpf_prog_query
+
+        return netns_bpf_prog_query(call, q)
     if atype in (A.BPF_SK_SKB_STREAM_PARSER, A.BPF_SK_SKB_STREAM_VERDICT,
                  A.BPF_SK_MSG_VERDICT, A.BPF_SK_SKB_VERDICT):
         raise _sockmap_from_fd(call, q.target_fd)
