@@ -22,8 +22,15 @@ lint: venv
 	$(BIN)/ruff check src tests tools bench
 	$(BIN)/mypy
 
+# every test that runs programs runs on both tiers: the whole suite on the JIT (the default
+# bpf_jit_enable=1), then the program-running directories again on the interpreter
+INTERP_TIER_DIRS = tests/progs tests/helpers tests/net tests/hooks tests/maps tests/syscall \
+                   tests/core tests/cli tests/verifier/test_ctx_convert_skb.py \
+                   tests/verifier/test_ctx_convert_xdp.py tests/test_program_scapy.py
+
 pytest: venv
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+	PYBPF_JIT_ENABLE=0 $(BIN)/pytest -q $(INTERP_TIER_DIRS)
 
 test: lint pytest
 

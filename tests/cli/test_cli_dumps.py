@@ -80,6 +80,7 @@ def test_xlated_json_matches_bpftool_fields(live_dir: Path) -> None:
     assert opc[2]["opcodes"]["code"].startswith("0x") and "opcodes" not in ours[0]
 
 
+@pytest.mark.jit_tier
 def test_dump_jited_layout() -> None:
     out = run("prog", "dump", "jited", "name", "xdp_globals", "linum",
               "--obj", str(EXAMPLES / "globals_calls.o")).splitlines()
