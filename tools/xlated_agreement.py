@@ -55,8 +55,14 @@ def _u64(first: Insn, second: Insn) -> int:
 
 
 def render(insns: Sequence[Insn], call_name: Callable[[int], str | None],
-           map_ref: Callable[[Insn, Insn], str | None]) -> list[str]:
-    """bpftool's text of ``insns`` with calls named and map references by role."""
+           map_ref: Callable[[Insn, Insn], str | None], pcrel_off: bool = False) -> list[str]:
+    """bpftool's text of ``insns`` with calls named and map references by role.
+
+    ``pcrel_off``: bpf-to-bpf calls show ``off`` (the relative target ``jit_subprogs``
+    keeps there), as bpftool prints them, instead of ``imm`` (the subprogram index).
+    """
+    if pcrel_off:
+        insns = [i._replace(imm=i.off) if i.code == CALL and i.src == 1 else i for i in insns]
 
     def imm64(first: Insn, second: Insn, value: int) -> str | None:
         return map_ref(first, second)
@@ -326,12 +332,11 @@ def object_programs(path: Path) -> list[Outcome]:
             names = {}
             for mid in show.get("map_ids", []):
                 names[mid] = _bpftool("map", "show", "id", str(mid))["name"]
-            lines = []
-            for rec in dump:
-                text = _CALL_IMM.sub(r"\1", rec["disasm"])
-                text = re.sub(r"map\[id:(\d+)\]", lambda m: f"map[{names.get(int(m.group(1)), m.group(1))}]",
-                              text)
-                lines.append(text)
+            def by_name(m: re.Match[str], names: dict[int, str] = names) -> str:
+                return f"map[{names.get(int(m.group(1)), m.group(1))}]"
+
+            lines = [re.sub(r"map\[id:(\d+)\]", by_name, _CALL_IMM.sub(r"\1", rec["disasm"]))
+                     for rec in dump]
             kernel[show["name"]] = lines
     finally:
         shutil.rmtree(pin, ignore_errors=True)
@@ -351,7 +356,7 @@ def pybpf_object(path: Path) -> dict[str, list[str] | None]:
     k = Kernel()
     try:
         obj = pybpf.load(str(path), kernel=k)
-    except Exception as e:  # noqa: BLE001 - reported as a skip
+    except Exception as e:  # reported as a skip
         return {path.stem: None} if not str(e) else {f"{path.stem} ({str(e)[:40]})": None}
     with obj:
         for p in obj.progs:
@@ -365,7 +370,7 @@ def pybpf_object(path: Path) -> dict[str, list[str] | None]:
 
             ids = {km.id: name for name, km in maps.items()}
             out[p.name] = render(insn_prepare_dump(bp), pybpf_call_namer(bp.type),
-                                 _kernel_map_ref(ids))
+                                 _kernel_map_ref(ids), pcrel_off=True)
     return out
 
 
@@ -428,11 +433,11 @@ def main(argv: list[str] | None = None) -> int:
         for c in cases:
             if not (c.get("kernel") or {}).get("accepted"):
                 continue
-            if args.maps == "none" and c["fixups"] or args.maps == "only" and not c["fixups"]:
+            if (args.maps == "none" and c["fixups"]) or (args.maps == "only" and not c["fixups"]):
                 continue
             try:
                 outs.append(corpus_case(c))
-            except Exception as e:  # noqa: BLE001 - a crash is a finding, keep going
+            except Exception as e:  # a crash is a finding, keep going
                 outs.append(Outcome(f"{c['index']}", None, None, f"crash {type(e).__name__}"))
         report("corpus (map-free)", [o for o in outs if not o.extra.get("maps")
                                       and "map" not in o.skip], args.list)

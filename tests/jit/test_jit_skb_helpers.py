@@ -198,3 +198,37 @@ def test_csum_replace_matches_the_kernel(kernel: ModuleType,
         kernel.close(res.fd)
         kernel.close(fd)
     assert csum_tiers[1].run(fields, packet) == theirs
+
+
+def test_csum_update_is_native_and_agrees_on_a_checksum_complete_skb() -> None:
+    """``bpf_csum_update`` on skbs with and without ``CHECKSUM_COMPLETE`` (test_run's skbs
+    never have it, so the skb is built directly), both tiers on twin skbs."""
+    from pybpf.helpers.csum import csum_update
+    from pybpf.jit import compile_program
+    from pybpf.net.skbuff import CHECKSUM_COMPLETE, CHECKSUM_NONE, SkBuff
+    from pybpf.runtime.context import RunContext
+    from pybpf.runtime.interpreter import CompiledProgram
+
+    insns = [Insn(0x85, 0, 0, 0, 40), EXIT]  # r0 = csum_update(r1, r2)
+    interp = CompiledProgram(insns, helpers={40: csum_update})
+    jit = compile_program(insns, helpers={40: csum_update})
+    assert not jit.code.translation.uses_bridge
+    skbs = [SkBuff(f"csum_update {t}", 512) for t in ("interp", "jit")]
+    try:
+        for summed in (CHECKSUM_COMPLETE, CHECKSUM_NONE, 1, 3):
+            for seed, addend in ((0, 0), (0xFFFFFFFF, 1), (0x1234, 0xFFFF0000),
+                                 (0x80000000, 0x80000000), (7, (1 << 40) | 5)):
+                got = []
+                for skb, runner in zip(skbs, (interp, jit), strict=True):
+                    skb.reset(64)
+                    skb.put(bytes(range(40)))
+                    skb.ip_summed = summed
+                    skb.u("csum", seed)
+                    ctx = RunContext()
+                    ctx.data["skb"] = skb
+                    got.append((runner.run(skb.addr, addend, ctx=ctx), skb.u("csum"),
+                                skb.ip_summed))
+                assert got[1] == got[0], (summed, seed, addend)
+    finally:
+        for skb in skbs:
+            skb.close()

@@ -256,3 +256,37 @@ def test_ctx_is_the_target_arguments(kern: Kernel, btf_ids: dict[str, int], eat:
     with pytest.raises(BpfError) as exc:
         _load(kern, text, eat, target, btf_ids)
     assert exc.value.errno == errno.EACCES
+
+
+def test_fentry_on_a_kernel_function_the_host_simulates(kern: Kernel) -> None:
+    """Any vmlinux function can be traced once the host gives it a body."""
+    btf = kern.vmlinux_btf
+    assert btf is not None
+    fid = next(t.id for t in btf.parsed().types
+               if type(t).__name__ == "BtfFunc" and t.name == "tcp_v4_connect")
+    m = _array(kern)
+    prog = Program.load(kern, TRACING, assemble(_store_ctx_slot(m, 2), syntax="kernel"),
+                        expected_attach_type=FENTRY, attach_btf_id=fid)
+    with pytest.raises(BpfError) as exc:
+        prog.attach_trace()
+    assert exc.value.errno == errno.ENOENT  # no body yet: nothing to trampoline
+    connect = register_host_function(kern, "tcp_v4_connect", lambda sk, uaddr, alen: 0, 3,
+                                     ret_bits=32, ret_signed=True)
+    with prog.attach_trace():
+        assert connect(0, 0, 16) == 0
+    assert _lookup(kern, m) == 16
+
+
+@pytest.mark.parametrize("ptype", [2, 5, 7, 24])  # kprobe, tracepoint, perf_event, raw_tp_w
+def test_types_without_test_run_vs_kernel(kernel: ModuleType, kern: Kernel, ptype: int) -> None:
+    text = "r0 = 0\nexit"
+    r = kernel.prog_load(ptype, encode(assemble(text, syntax="kernel")))
+    assert r.errno == 0
+    try:
+        want = kernel.prog_test_run(r.fd, repeat=0).errno
+    finally:
+        os.close(r.fd)
+    prog = Program.load(kern, ptype, assemble(text, syntax="kernel"))
+    with pytest.raises(BpfError) as exc:
+        prog.test_run(repeat=0)
+    assert exc.value.errno == want == 524  # ENOTSUPP

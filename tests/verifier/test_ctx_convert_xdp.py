@@ -169,3 +169,20 @@ exit
     out = prog.test_run(bytes(60))
     assert out.retval == (1 << 16) | 60  # test runs use lo (ifindex 1), queue 0
     assert any(i.code == 0x79 for i in prog.obj.xlated)  # 64-bit xdp_buff loads
+
+
+def test_direct_packet_write(kernel: ModuleType, kernel_fds: Any) -> None:
+    """A direct packet write marks the program (``seen_direct_write``): XDP's prologue is
+    the kernel's no-op one, so the xlated code gains nothing in front."""
+    text = """
+r2 = *(u32 *)(r1 + 0)
+r3 = *(u32 *)(r1 + 4)
+r4 = r2
+r4 += 2
+if r4 > r3 goto +2
+r5 = 7
+*(u8 *)(r2 + 0) = r5
+r0 = 2
+exit
+"""
+    assert compare(kernel, kernel_fds, text)

@@ -217,8 +217,9 @@ def corpus_counts(levels: tuple[int, ...] = (1, 2)) -> None:
     cases = [c for c in corpus.load() if not c["fixups"] and c["kernel"] is not None
              and int(c["insn_cnt"]) < 4000 and int(c["index"]) not in (809, 810)]
     total = dict.fromkeys(levels, 0)
+    stats_line = re.compile(r"^processed .*$", re.M)
     for level in levels:
-        same = 0
+        same = stats = 0
         for c in cases:
             raw = bytes.fromhex(c["insns"])
             kw = dict(prog_type=int(c["prog_type"]),
@@ -234,7 +235,10 @@ def corpus_counts(levels: tuple[int, ...] = (1, 2)) -> None:
             total[level] += 1
             got = bpf_check(VerifierInput(insns=decode(raw), log_level=level, **kw))  # type: ignore[arg-type]
             same += normalise(want.log) == normalise(got.log)
-        print(f"corpus level {level}: {same}/{total[level]} exact (map-free cases)")
+            stats += stats_line.findall(want.log) == stats_line.findall(got.log)
+        print(f"corpus level {level}: {same}/{total[level]} exact (map-free cases), "
+              f"statistics line (processed/max_states_per_insn/total_states/peak_states) "
+              f"{stats}/{total[level]}")
 
 
 if __name__ == "__main__":

@@ -288,12 +288,53 @@ def prog_dump_xlated(how: str, what: str, flags: tuple[str, ...], live: bool,
     info = _prog_info(how, what, live, objs)
     if not info.insns:
         raise fail("no instructions returned")
-    records = xlated_records(info, linum, live)
+    records = _name_calls(xlated_records(info, linum, live), live, _prog_type(how, what, live))
     as_json, pretty = json_mode()
     if as_json:
         click.echo(dumps(xlated_json(records, opcodes), pretty))
     else:
         _write(xlated_plain(records, opcodes))
+
+
+def _prog_type(how: str, what: str, live: bool) -> int:
+    """``bpf_prog_info.type`` of the program (helper names depend on it)."""
+    from pybpf.uapi import bpf_prog_info
+
+    sys_ = backend(live)
+    fd = object_fd(sys_, "prog", how, what)
+    try:
+        return int(get_info(sys_, fd, bpf_prog_info()).type)
+    finally:
+        sys_.close(fd)
+
+
+def _name_calls(records: list[dict[str, Any]], live: bool, prog_type: int) -> list[dict[str, Any]]:
+    """Helper calls named as bpftool names them: the kernel function the call was
+    resolved to (``call bpf_user_rnd_u32#…``, ``call __htab_map_lookup_elem#…``).
+
+    A live program's immediate is relative to ``__bpf_call_base`` (negative ones too); a
+    pybpf program's is the helper id or an internal target id
+    (:mod:`pybpf.helpers.internal`), named per program type.
+    """
+    from pybpf.cli._proginfo import live_helper_name
+    from pybpf.helpers.internal import xlated_call_name
+
+    live_name = live_helper_name() if live else None
+    for rec in records:
+        raw = rec["raw"]
+        if len(raw) != 8 or raw[0] != 0x85:
+            continue
+        if raw[1] >> 4 == 1:  # bpf-to-bpf: bpftool prints `off`, the relative target
+            rec["disasm"] = f"(85) call pc{int.from_bytes(raw[2:4], 'little', signed=True):+d}"
+            continue
+        if raw[1] >> 4 != 0:
+            continue
+        imm = int.from_bytes(raw[4:8], "little", signed=True)
+        name = (live_name(imm & 0xFFFFFFFF) if live_name is not None
+                else xlated_call_name(imm, prog_type))
+        if name is not None:
+            rec["disasm"] = f"(85) call {name}#{imm}"
+    return records
 
 
 @prog_dump.command("jited", help=_DUMP_HELP.format(kind="jited"))

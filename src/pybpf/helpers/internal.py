@@ -17,6 +17,10 @@ Ids (``INTERNAL_BASE + n``) and what the implementation returns:
                                         round_up(key_size, 8)`` (the program adds that
                                         back), or 0. pybpf's hash layout differs from
                                         the kernel's, but only the sum is ever used.
+``+2..4``   ``bpf_skb_load_helper_{8,    ``LD_ABS``/``LD_IND`` as ``bpf_gen_ld_abs``
+            16,32}_no_cache``           rewrites them: ``(skb, offset)`` -> the bytes
+                                        in network order, or ``-EFAULT`` (the program
+                                        then returns 0).
 ``+0x100``  map types' own operations     ``bpf_map_*_elem`` called directly on the map
  and up     (``htab_map_update_elem``…)     type's function (``do_misc_fixups`` turns a map
                                         helper whose map is known into ``call
@@ -33,6 +37,7 @@ names any call immediate of a pybpf xlated program as the kernel's dump would.
 
 from __future__ import annotations
 
+from errno import EFAULT
 from typing import Any
 
 from pybpf.helpers.proto import FuncProto, RetType
@@ -40,6 +45,8 @@ from pybpf.helpers.proto import FuncProto, RetType
 #: First id of a kernel-internal call target (not a ``BPF_FUNC_*``).
 INTERNAL_BASE = 0x10000
 HTAB_MAP_LOOKUP_ELEM = INTERNAL_BASE + 1
+#: size in bytes -> ``bpf_skb_load_helper_<bits>_no_cache``
+SKB_LOAD_HELPER = {1: INTERNAL_BASE + 2, 2: INTERNAL_BASE + 3, 4: INTERNAL_BASE + 4}
 
 #: ``offsetof(struct htab_elem, key)`` on x86-64 6.18 (BTF: ``struct htab_elem``).
 HTAB_ELEM_KEY_OFF = 48
@@ -47,6 +54,7 @@ HTAB_ELEM_KEY_OFF = 48
 #: internal id -> kernel function name
 INTERNAL_NAMES: dict[int, str] = {
     HTAB_MAP_LOOKUP_ELEM: "__htab_map_lookup_elem",
+    **{fid: f"bpf_skb_load_helper_{8 * size}_no_cache" for size, fid in SKB_LOAD_HELPER.items()},
 }
 
 #: helper -> the kernel function its proto points at, where that is not ``bpf_<name>``
@@ -64,7 +72,7 @@ KERNEL_FUNC_NAMES: dict[int, str] = {
 MAP_OPS_NAMES: dict[tuple[int, int], str] = {
     (1, 2): "htab_map_update_elem", (1, 3): "htab_map_delete_elem",
     (1, 164): "bpf_for_each_hash_elem",
-    (2, 2): "array_map_update_elem", (2, 3): "array_map_delete_elem",
+    (2, 1): "array_map_lookup_elem", (2, 2): "array_map_update_elem", (2, 3): "array_map_delete_elem",
     (2, 164): "bpf_for_each_array_elem",
     (5, 1): "htab_percpu_map_lookup_elem", (5, 2): "htab_percpu_map_update_elem",
     (5, 3): "htab_map_delete_elem", (5, 195): "htab_percpu_map_lookup_percpu_elem",
@@ -107,7 +115,7 @@ _BY_PROG_TYPE: list[tuple[int, tuple[int, ...], str]] = [
     (84, (18,), "bpf_sock_addr_sk_lookup_tcp"), (85, (18,), "bpf_sock_addr_sk_lookup_udp"),
     (99, (18,), "bpf_sock_addr_skc_lookup_tcp"),
     (25, _SKB_TYPES, "bpf_skb_event_output"), (25, (6,), "bpf_xdp_event_output"),
-    (25, (9, 13, 16, 18, 25), "bpf_event_output_data"),
+    (25, (9, 13, 15, 16, 18, 23, 25), "bpf_event_output_data"),
     (25, (5,), "bpf_perf_event_output_tp"), (25, (17, 24), "bpf_perf_event_output_raw_tp"),
     (122, (18,), "bpf_get_netns_cookie_sock_addr"), (122, (9,), "bpf_get_netns_cookie_sock"),
     (122, (13,), "bpf_get_netns_cookie_sock_ops"), (122, (16,), "bpf_get_netns_cookie_sk_msg"),
@@ -116,7 +124,7 @@ _BY_PROG_TYPE: list[tuple[int, tuple[int, ...], str]] = [
     (39, (14,), "sk_skb_pull_data"), (50, (14,), "sk_skb_change_tail"),
     (38, (14,), "sk_skb_change_head"), (43, (14,), "sk_skb_adjust_room"),
     (69, (6,), "bpf_xdp_fib_lookup"), (69, _TC, "bpf_skb_fib_lookup"),
-    (26, (22,), "bpf_flow_dissector_load_bytes"),
+    (26, (22,), "bpf_flow_dissector_load_bytes"), (124, (30,), "bpf_sk_lookup_assign"),
     (67, (7,), "bpf_get_stackid_pe"), (67, (5,), "bpf_get_stackid_tp"),
     (67, (17, 24), "bpf_get_stackid_raw_tp"),
 ]
@@ -160,13 +168,38 @@ def _map_op_impl(func_id: int) -> Any:
     return impl
 
 
+def _skb_load_helper(size: int) -> Any:
+    def impl(ctx: Any, r1: int, r2: int, *_: int) -> int:
+        from pybpf.progs.testrun_skb import skb_ld_abs
+
+        value = skb_ld_abs(ctx, r1, r2 & 0xFFFFFFFF, size)
+        return (-EFAULT if value is None else int(value)) & 0xFFFFFFFFFFFFFFFF
+
+    impl.__name__ = f"bpf_skb_load_helper_{8 * size}_no_cache"
+    return impl
+
+
 IMPLS: dict[int, Any] = {
     HTAB_MAP_LOOKUP_ELEM: _htab_map_lookup_elem,
+    **{fid: _skb_load_helper(size) for size, fid in SKB_LOAD_HELPER.items()},
     **{_MAP_OPS_IDS[key]: _map_op_impl(key[1]) for key in MAP_OPS_NAMES},
 }
 
 PROTOS = [FuncProto(fid, INTERNAL_NAMES[fid], impl, RetType.RET_INTEGER)
           for fid, impl in IMPLS.items()]
+
+
+def generic_helper(fid: int, key_size: int = 0) -> tuple[int, int] | None:
+    """For a native tier: ``(generic helper id, bias)`` such that internal target ``fid``
+    returns ``generic(...) - bias`` when the result is non-zero (``bias`` is the
+    element-to-value step of ``__htab_map_lookup_elem`` for ``key_size``, else 0), or
+    ``None`` for an id that is not such a wrapper (the load helpers)."""
+    if fid == HTAB_MAP_LOOKUP_ELEM:
+        return 1, htab_elem_value_off(key_size)
+    for key, ident in _MAP_OPS_IDS.items():
+        if ident == fid:
+            return key[1], 0
+    return None
 
 
 def xlated_call_name(imm: int, prog_type: int = 0) -> str | None:

@@ -20,10 +20,11 @@ failed load zeroes the buffer and returns -EFAULT, as the Python implementation
 side keeps) the same call site takes the Python implementation through the bridge.
 ``bpf_l3_csum_replace``/``bpf_l4_csum_replace`` of a 2- or 4-byte field (flags 2 or 4)
 rewrite the 16-bit checksum natively (:func:`pybpf.helpers.csum.csum_replace`'s
-arithmetic); other flags go through the bridge the same way.
+arithmetic); other flags go through the bridge the same way. ``bpf_csum_update`` adds to
+a ``CHECKSUM_COMPLETE`` skb's ``csum`` natively (``ip_summed`` is a bit field of the
+native ``struct sk_buff``).
 
-``xdp_adjust_tail``, ``xdp_load/store_bytes``, ``csum_update`` and the other skb helpers
-keep their Python callbacks: whether a frame has fragments, the fragments
+``xdp_adjust_tail``, ``xdp_load/store_bytes`` and the other skb helpers keep their Python callbacks: whether a frame has fragments, the fragments
 themselves and the checksum state live in Python objects (``XdpBuff.frags``,
 :class:`pybpf.net.skbuff.SkBuff`), not in native memory the JIT could read.
 """
@@ -340,7 +341,7 @@ def _csum_replace(b: ir.IRBuilder, old: ir.Value, size: ir.Value, frm: ir.Value,
     s = b.add(b.and_(c, _c(M16)), b.lshr(c, _c(16)))
     s = b.add(b.and_(s, _c(M16)), b.lshr(s, _c(16)))
     four = b.and_(b.not_(s), _c(M16))
-    return b.select(b.icmp_unsigned("==", size, _c(2)), two, b.add(four, _c(0)) if False else two)
+    return b.select(b.icmp_unsigned("==", size, _c(2)), two, four)
 
 
 def _csum_replace_gen(func_id: int) -> NativeGen:
@@ -385,6 +386,33 @@ def _csum_replace_gen(func_id: int) -> NativeGen:
     return gen
 
 
+def gen_csum_update(em: Emitter, args: list[ir.Value]) -> ir.Value:
+    """``bpf_csum_update``: a ``CHECKSUM_COMPLETE`` skb's ``csum`` plus ``csum`` (ones'-
+    complement), stored and returned; any other skb: -ENOTSUPP."""
+    from pybpf.net.skbuff import CHECKSUM_COMPLETE, IP_SUMMED_SHIFT, PKT_TYPE_OFFSET, SK_BUFF
+
+    b = em.b
+    skb, addend = args[0], args[1]
+    flags = b.zext(b.load(b.inttoptr(b.add(skb, _c(PKT_TYPE_OFFSET)), PTR),
+                          typ=ir.IntType(8)), I64)
+    complete = b.icmp_unsigned("==", b.and_(b.lshr(flags, _c(IP_SUMMED_SHIFT)), _c(3)),
+                               _c(CHECKSUM_COMPLETE))
+    update = em.new_block("csum_update")
+    done = em.new_block("csum_update_done")
+    pre = b.block
+    b.cbranch(complete, update, done)
+    b.position_at_end(update)
+    ptr = b.inttoptr(b.add(skb, _c(SK_BUFF.off("csum"))), PTR)
+    new = _csum_add32(b, b.zext(b.load(ptr, typ=I32), I64), b.and_(addend, _c(M32)))
+    b.store(b.trunc(new, I32), ptr)
+    b.branch(done)
+    b.position_at_end(done)
+    r0 = b.phi(I64)
+    r0.add_incoming(_c(-ENOTSUPP), pre)
+    r0.add_incoming(new, update)
+    return r0
+
+
 def _skb_applies(tr: Translator, consts: dict[int, int]) -> bool:
     if tr.sanitize:
         return False
@@ -398,6 +426,7 @@ def _skb_applies(tr: Translator, consts: dict[int, int]) -> bool:
 gen_skb_load_bytes.applies = _skb_applies  # type: ignore[attr-defined]
 gen_skb_store_bytes.applies = _skb_applies  # type: ignore[attr-defined]
 gen_skb_store_bytes.slow_path = True  # type: ignore[attr-defined]
+gen_csum_update.applies = _skb_applies  # type: ignore[attr-defined]
 
 
 def register() -> None:
@@ -406,6 +435,7 @@ def register() -> None:
     native("csum_diff")(gen_csum_diff)
     native("skb_load_bytes")(gen_skb_load_bytes)
     native("skb_store_bytes")(gen_skb_store_bytes)
+    native("csum_update")(gen_csum_update)
     native("l3_csum_replace")(_csum_replace_gen(BPF_FUNC_L3_CSUM_REPLACE))
     native("l4_csum_replace")(_csum_replace_gen(BPF_FUNC_L4_CSUM_REPLACE))
     native("xdp_adjust_head")(gen_xdp_adjust_head)

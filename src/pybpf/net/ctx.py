@@ -14,7 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pybpf.net.skbuff import CB_TC_CLASSID, QDISC_CB_PRIV_LEN, NetDeviceStruct, SkBuff
+from pybpf.net.skbuff import (
+    CB_TC_CLASSID,
+    MONO_TC_OFFSET,
+    QDISC_CB_PRIV_LEN,
+    TC_AT_INGRESS_MASK,
+    NetDeviceStruct,
+    SkBuff,
+)
 
 NET_SKB_PAD = 64  # headroom an skb built by the receive path has before its MAC header
 MAX_FRAME = 9216  # jumbo frame; larger packets are refused by the device (rx_length_errors)
@@ -44,7 +51,10 @@ class SkbCtx(SkBuff):
         return self.frame.start + NET_SKB_PAD
 
     def load(self, data: bytes, *, ifindex: int, ingress_ifindex: int = 0, pkt_type: int = 0,
-             meta: dict[str, int] | None = None) -> None:
+             meta: dict[str, int] | None = None, at_ingress: bool = False) -> None:
+        """Put ``data`` on the skb as the receive/transmit path hands it to a hook;
+        ``at_ingress`` sets ``skb->tc_at_ingress`` (tc ingress), which changes how a
+        program's ``__sk_buff.tstamp`` accesses behave."""
         if len(data) > MAX_FRAME:
             raise ValueError(f"packet of {len(data)} bytes exceeds the {MAX_FRAME}-byte frame")
         self.netdev.ifindex = ifindex
@@ -58,6 +68,8 @@ class SkbCtx(SkBuff):
         self.pkt_type = pkt_type
         self.u("skb_iif", ingress_ifindex)
         self.pkt_len = len(data)
+        if at_ingress:
+            self.raw(MONO_TC_OFFSET, 1, self.raw(MONO_TC_OFFSET, 1) | TC_AT_INGRESS_MASK)
         self.compute_data_pointers()
         for name, value in (meta or {}).items():
             self._set_meta(name, value)

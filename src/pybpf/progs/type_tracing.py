@@ -164,6 +164,10 @@ class Lsm(Tracing):
     prog_type = 29
     name = "lsm"
 
+    def test_run(self, prog: Any, kernel: Any, opts: Any) -> Any:
+        """``lsm_prog_ops`` has no ``test_run``: ENOTSUPP."""
+        raise NotImplementedError
+
 
 class Syscall(TracingProtos):
     """``syscall_prog_func_proto``: bpf_sys_bpf, btf_find_by_name_kind, sys_close,

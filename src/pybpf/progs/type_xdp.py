@@ -86,14 +86,17 @@ class Xdp(ProgTypeBase):
             return None
         return out, 4
 
+    def gen_prologue(self, direct_write: bool, prog: Any) -> list[Insn]:
+        """``bpf_noop_prologue``: an xdp_buff is never shared, direct writes need no
+        preparation (the kernel still defines the op, so direct writes are legal)."""
+        return []
+
     def hook_ctx(self, kind: str, name: str) -> Any:
         """The per-packet object the device receive path runs XDP programs on."""
         from pybpf.net.xdp_buff import XdpBuff
 
         if kind != "xdp":
-            from pybpf.net.ctx import SkbCtx
-
-            return SkbCtx(name)
+            raise ValueError(f"XDP programs run on xdp buffers, not on {kind!r} contexts")
         return XdpBuff(name)
 
 

@@ -277,6 +277,8 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin, PrecisionMi
         st.branches = 1
         do_print_state = False
         log = self.log
+        prune_points = self.cfg.prune_points
+        jmp_points = self.cfg.jmp_points
         while True:
             if self.insn_idx >= n:
                 self.fail(errno.EFAULT, f"invalid insn idx {self.insn_idx} insn_cnt {n}\n")
@@ -287,9 +289,8 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin, PrecisionMi
                 self.fail(errno.E2BIG, f"BPF program is too large. Processed {self.insn_processed} insn\n")
             pruned = False
             self.cur_hist_ent = False
-            self.hist_prev_idx = self.prev_insn_idx
-            self.state.last_insn_idx = self.prev_insn_idx
-            if self.insn_idx in self.cfg.prune_points:
+            self.hist_prev_idx = self.state.last_insn_idx = self.prev_insn_idx
+            if self.insn_idx in prune_points:
                 pruned = self.is_state_visited(self.insn_idx)
             if pruned:
                 if log.enabled:
@@ -301,7 +302,7 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin, PrecisionMi
                     return
                 do_print_state = True
                 continue
-            if self.insn_idx in self.cfg.jmp_points:
+            if self.insn_idx in jmp_points:
                 self.push_insn_history()
             if log.enabled:
                 if do_print_state and log.level & 2:
@@ -316,7 +317,10 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin, PrecisionMi
                 log.prev_log_pos = log.size
             self.prev_insn_idx = self.insn_idx
             sl = self.stack_live
-            sl.reset_write_marks(self.state, self.insn_idx)
+            if sl.cur_instance is None or sl.any_write:
+                sl.reset_write_marks(self.state, self.insn_idx)
+            else:  # bpf_reset_stack_write_marks, inlined for the common case
+                sl.write_insn_idx = self.insn_idx
             if cls in (4, 7):
                 self.check_alu_op(ins)
             elif cls == 1:

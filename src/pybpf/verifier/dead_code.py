@@ -20,6 +20,7 @@ until it does so natively, :func:`_install_seen_recorder` observes the assignmen
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Any
 
 from pybpf.isa.insn import Insn
@@ -68,7 +69,7 @@ def _install_seen_recorder() -> None:
 
     if "prev_insn_idx" not in Verifier.__dict__ or not isinstance(
             Verifier.__dict__["prev_insn_idx"], _SeenRecorder):
-        Verifier.prev_insn_idx = _SeenRecorder()  # type: ignore[assignment,misc]
+        Verifier.prev_insn_idx = _SeenRecorder()  # type: ignore[assignment]
 
 
 def insn_seen(v: Verifier) -> list[bool] | None:
@@ -87,20 +88,26 @@ def insn_seen(v: Verifier) -> list[bool] | None:
     return out
 
 
-def _shadow_seen(v: Verifier) -> list[bool] | None:
-    """Re-verify quietly to learn what was reached (only for a run made before the
-    recorder was installed: the first program of a process)."""
-    import dataclasses
+def observed(v: Verifier) -> Verifier | None:
+    """``v`` if its run was observed by the recorders of the fixup passes (``insn_seen``,
+    call-site maps), else a quiet re-verification that was — only for runs made before
+    these modules were imported: the first program of a process. ``None`` if that fails.
+    """
+    if "insn_seen" in v.__dict__:
+        return v
+    if "_observed" not in v.__dict__:
+        import dataclasses
 
-    from pybpf.verifier.core import Verifier as V
+        from pybpf.verifier.core import Verifier as V
 
-    try:
-        inp = dataclasses.replace(v.inp, log_level=0)
-        shadow = V(inp)
-        shadow.run()
-    except Exception:  # noqa: BLE001 - no dead-code passes rather than a wrong result
-        return None
-    return insn_seen(shadow)
+        shadow: Verifier | None
+        try:
+            shadow = V(dataclasses.replace(v.inp, log_level=0))
+            shadow.run()
+        except Exception:  # no rewrite rather than a wrong one
+            shadow = None
+        v.__dict__["_observed"] = shadow
+    return v.__dict__["_observed"]
 
 
 # ------------------------------------------------------------------------- passes
@@ -162,6 +169,40 @@ def sanitize_dead_code(p: ProgPatcher, seen: list[bool]) -> None:
             p.insns[i] = TRAP
 
 
+def keep_unwalked_subprogs(p: ProgPatcher, seen: list[bool]) -> None:
+    """Callback subprograms nobody walked count as reached.
+
+    The kernel walks callbacks (``bpf_loop``, timers, ``for_each_map_elem``…) as part of
+    the caller's path; pybpf's verifier does not walk every callback body yet, and
+    removing one would break the program. So a subprogram none of whose instructions was
+    walked stays whole when a reached ``ld_imm64`` takes its address, or when such a
+    subprogram calls it. Other unwalked subprograms are dead (every call site is), and go
+    as in the kernel.
+    """
+    bounds = sorted({*p.subprog_starts, 0, len(seen)})
+    ranges = [(a, b) for a, b in itertools.pairwise(bounds) if a < b <= len(seen)]
+
+    def subprog_at(idx: int) -> tuple[int, int] | None:
+        return next(((a, b) for a, b in ranges if a <= idx < b), None)
+
+    work = [i + ins.imm + 1 for i, ins in enumerate(p.insns)
+            if ins.code == LD_IMM64 and ins.src == 4 and i < len(seen) and seen[i]]
+    done: set[tuple[int, int]] = set()
+    while work:
+        rng = subprog_at(work.pop())
+        if rng is None or rng in done:
+            continue
+        done.add(rng)
+        a, b = rng
+        if not any(seen[a:b]):
+            seen[a:b] = [True] * (b - a)
+        for i in range(a, b):
+            ins = p.insns[i]
+            if seen[i] and ((ins.code == 0x85 and ins.src == 1)
+                            or (ins.code == LD_IMM64 and ins.src == 4)):
+                work.append(i + ins.imm + 1)
+
+
 def dead_code_pass(v: Verifier, p: ProgPatcher) -> None:
     """The kernel's dead-code passes, privileged or not, between the loop inlining and
     ``convert_ctx_accesses``."""
@@ -169,9 +210,11 @@ def dead_code_pass(v: Verifier, p: ProgPatcher) -> None:
         return
     seen = insn_seen(v)
     if seen is None:
-        seen = _shadow_seen(v)
+        obs = observed(v)
+        seen = insn_seen(obs) if obs is not None else None
         if seen is None:
             return
+    keep_unwalked_subprogs(p, seen)
     if all(seen):
         if getattr(v, "bpf_capable", True):
             remove_nops(p)

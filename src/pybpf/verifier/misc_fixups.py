@@ -5,6 +5,8 @@ What the kernel does here and pybpf does too, most common first:
 - division and modulo by a register get their exceptions defined away
   (``[R,W]x div 0 -> 0``, ``mod 0 -> dst``, ``sdiv -1 -> neg``, ``smod -1 -> 0``), and
   ``sdiv``/``smod`` by the constant -1 become ``neg`` / ``w = 0``;
+- ``LD_ABS``/``LD_IND`` become calls of ``bpf_skb_load_helper_*_no_cache``
+  (``bpf_gen_ld_abs``), for the program types that have legacy packet loads;
 - map helpers whose map is known at the call site become calls of the map type's own
   function (``call htab_map_update_elem``), and ``bpf_map_lookup_elem`` on a hash map
   becomes the type's ``map_gen_lookup`` sequence::
@@ -16,7 +18,10 @@ What the kernel does here and pybpf does too, most common first:
 The kernel-internal functions these calls reach are in :mod:`pybpf.helpers.internal`
 (ids from ``INTERNAL_BASE``), so the interpreter and the JIT's Python bridge run them.
 
-Not done (documented in docs/xlated.md): array/percpu inlined lookups, LRU and
+- ``bpf_map_lookup_elem`` on a plain array becomes ``array_map_gen_lookup``'s bounds
+  check and address arithmetic (no call at all).
+
+Not done (documented in docs/xlated.md): mmap-able and per-CPU array lookups, LRU and
 map-in-map ``map_gen_lookup``, ``BPF_TAIL_CALL`` opcode rewrite, inlined
 ``bpf_get_smp_processor_id``/``jiffies64``/``get_func_arg``, ``bpf_loop`` inlining.
 
@@ -144,9 +149,43 @@ def _htab_gen_lookup(m: Any) -> list[Insn]:
             Insn(BPF_ALU64 | BPF_ADD | BPF_K, 0, 0, 0, htab_elem_value_off(m.key_size))]
 
 
-#: map type -> ``map_gen_lookup`` (the types pybpf inlines as the kernel does)
-GEN_LOOKUP: dict[int, Callable[[Any], list[Insn]]] = {
+BPF_F_INNER_MAP = 1 << 12
+
+
+def _array_gen_lookup(m: Any) -> list[Insn] | None:
+    """``array_map_gen_lookup``: bounds check and index arithmetic, no call.
+
+    The map must keep its values at ``map + offsetof(struct bpf_array, value)``
+    (``values_follow_header``: plain arrays, see :mod:`pybpf.maps.type_array`); maps made
+    for ``inner_map_fd`` templates are not inlined (``-EOPNOTSUPP``). pybpf maps are
+    created privileged (``bypass_spec_v1``): no index masking.
+    """
+    from pybpf.maps.type_array import ARRAY_VALUE_OFF
+
+    if not getattr(m, "values_follow_header", False) or m.map_flags & BPF_F_INNER_MAP:
+        return None
+    elem = (int(m.value_size) + 7) & ~7
+    scale = (Insn(BPF_ALU64 | 0x60 | BPF_K, 0, 0, 0, elem.bit_length() - 1)
+             if elem & (elem - 1) == 0 else Insn(BPF_ALU64 | 0x20 | BPF_K, 0, 0, 0, elem))
+    return [Insn(BPF_ALU64 | BPF_ADD | BPF_K, 1, 0, 0, ARRAY_VALUE_OFF),
+            Insn(0x61, 0, 2, 0, 0),  # r0 = *(u32 *)(r2 + 0): the index
+            Insn(BPF_JMP | 0x30 | BPF_K, 0, 0, 3, _s32(int(m.max_entries))),  # >= max
+            scale,
+            Insn(BPF_ALU64 | BPF_ADD | BPF_X, 0, 1, 0, 0),
+            Insn(BPF_JMP | BPF_JA, 0, 0, 1, 0),
+            Insn(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 0)]
+
+
+def _s32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >> 31 else v
+
+
+#: map type -> ``map_gen_lookup`` (the types pybpf inlines as the kernel does); ``None``
+#: from one is the kernel's ``-EOPNOTSUPP``: call the type's lookup instead.
+GEN_LOOKUP: dict[int, Callable[[Any], list[Insn] | None]] = {
     1: _htab_gen_lookup,  # BPF_MAP_TYPE_HASH
+    2: _array_gen_lookup,  # BPF_MAP_TYPE_ARRAY
 }
 
 
@@ -161,8 +200,9 @@ def _map_call(v: Verifier, p: ProgPatcher, i: int) -> int:
     mtype = int(getattr(m, "map_type", -1))
     if ins.imm == FUNC_map_lookup_elem and mtype in GEN_LOOKUP:
         new = GEN_LOOKUP[mtype](m)
-        p.patch(i, new)
-        return len(new)
+        if new is not None:
+            p.patch(i, new)
+            return len(new)
     fid = map_op_call_id(mtype, ins.imm)
     if fid is not None:
         p.insns[i] = ins._replace(imm=fid)
@@ -172,8 +212,55 @@ def _map_call(v: Verifier, p: ProgPatcher, i: int) -> int:
 # ------------------------------------------------------------------- the pass
 
 
+BPF_LD, BPF_ABS, BPF_IND, BPF_JSGE = 0x00, 0x20, 0x40, 0x70
+_LD_SIZE = {0x10: 1, 0x08: 2, 0x00: 4}
+
+
+def _gen_ld_abs(ins: Insn) -> list[Insn]:
+    """``bpf_gen_ld_abs``: a legacy packet load becomes a call of the load helper; a
+    failed load ends the program with 0, as the original instruction did."""
+    from pybpf.helpers.internal import SKB_LOAD_HELPER
+
+    out = []
+    if ins.code & 0xE0 == BPF_IND:
+        out.append(Insn(BPF_ALU64 | BPF_MOV | BPF_X, 2, ins.src, 0, 0))
+        if ins.imm:
+            out.append(Insn(BPF_ALU64 | BPF_ADD | BPF_K, 2, 0, 0, ins.imm))
+    else:
+        out.append(Insn(BPF_ALU64 | BPF_MOV | BPF_K, 2, 0, 0, ins.imm))
+    out += [Insn(BPF_ALU64 | BPF_MOV | BPF_X, 1, 6, 0, 0),  # ctx is in r6
+            Insn(CALL, 0, 0, 0, SKB_LOAD_HELPER[_LD_SIZE[ins.code & 0x18]]),
+            Insn(BPF_JMP | BPF_JSGE | BPF_K, 0, 0, 2, 0),
+            Insn(BPF_ALU | BPF_XOR | BPF_X, 0, 0, 0, 0),
+            Insn(BPF_JMP | 0x90, 0, 0, 0, 0)]
+    return out
+
+
+def _is_ld_abs(ins: Insn) -> bool:
+    return ins.code & 0x07 == BPF_LD and ins.code & 0xE0 in (BPF_ABS, BPF_IND) \
+        and ins.code & 0x18 in _LD_SIZE
+
+
+def _import_call_maps(v: Verifier, p: ProgPatcher) -> None:
+    """Call-site maps from an observed re-run when ``v`` ran before the recorder."""
+    from pybpf.verifier.dead_code import observed
+
+    if "insn_seen" in v.__dict__:
+        return
+    obs = observed(v)
+    if obs is None:
+        return
+    for ins, aux in zip(p.insns, p.aux):
+        if ins.code == CALL and ins.src == 0 and ins.imm in MAP_FUNCS:
+            orig = aux.get("orig_idx", -1)
+            if 0 <= orig < len(obs.aux) and "map_ptr" in obs.aux[orig]:
+                aux["map_ptr"] = obs.aux[orig]["map_ptr"]  # same fds, same maps
+
+
 def misc_fixups(v: Verifier, p: ProgPatcher) -> None:
     """One walk over the program, as ``do_misc_fixups``."""
+    _import_call_maps(v, p)
+    gen_ld_abs = getattr(v.prog_ops, "ld_abs", None) is not None
     jit_requested = True  # pybpf programs are always JIT-able (``prog->jit_requested``)
     i = 0
     while i < len(p.insns):
@@ -182,6 +269,8 @@ def misc_fixups(v: Verifier, p: ProgPatcher) -> None:
             i += 2
             continue
         new = _div_mod_patch(ins)
+        if new is None and gen_ld_abs and _is_ld_abs(ins):
+            new = _gen_ld_abs(ins)
         if new is not None:
             p.patch(i, new)
             i += len(new)

@@ -174,7 +174,7 @@ class ProgPatcher:
 
         Jumps across the hole shrink (``bpf_adj_branches`` with a negative delta; a jump
         into the hole lands on what follows it), subprogram starts inside the hole move to
-        its end and subprograms removed whole disappear
+        ``off`` (the instruction after the hole) and subprograms removed whole disappear
         (``adjust_subprog_starts_after_remove``), aux data goes with its instruction.
         Line info (``bpf_adj_linfo_after_remove``): records after the hole move back; a
         record inside it is kept and moved to ``off`` when the instruction after the hole

@@ -73,7 +73,8 @@ class BacktrackState:
         self.stack = [0] * MAX_CALL_FRAMES
 
     def empty(self) -> bool:
-        return not any(self.regs[i] | self.stack[i] for i in range(self.frame + 1))
+        regs, stack = self.regs, self.stack
+        return not any(regs[i] or stack[i] for i in range(self.frame + 1))
 
     def is_reg(self, r: int, frame: int | None = None) -> bool:
         return bool(self.regs[self.frame if frame is None else frame] >> r & 1)
@@ -115,6 +116,18 @@ class BacktrackState:
                 self.set_reg(n, fr)
             else:
                 self.set_slot(n, fr)
+
+
+def _bits(mask: int) -> list[int]:
+    """Indices of the set bits of ``mask``, lowest first."""
+    out = []
+    i = 0
+    while mask:
+        if mask & 1:
+            out.append(i)
+        mask >>= 1
+        i += 1
+    return out
 
 
 def _prev_insn_idx(st: VState, idx: int, hist_end: int) -> tuple[int, int]:
@@ -223,17 +236,13 @@ class PrecisionMixin:
                     if fr >= len(st.frames):
                         continue
                     func = st.frames[fr]
-                    for regno in range(11):
-                        if not bt.is_reg(regno, fr):
-                            continue
+                    for regno in _bits(bt.regs[fr]):
                         reg = func.regs[regno]
                         if reg.type != RegType.SCALAR_VALUE or reg.precise:
                             bt.clear_reg(regno, fr)
                         else:
                             reg.precise = True
-                    for spi in range(64):
-                        if not bt.is_slot(spi, fr):
-                            continue
+                    for spi in _bits(bt.stack[fr]):
                         if spi >= len(func.stack):
                             raise BacktrackError("stack slot out of bounds")
                         slot = func.stack[spi]
@@ -359,6 +368,10 @@ class PrecisionMixin:
                     bt.set_reg(sreg)
             elif x and sreg != 10:
                 bt.set_reg(sreg)
+        # An atomic fetch loads the old memory value into sreg (r0 for cmpxchg): like a fill,
+        # its precision comes from the stack slot. 6.18 still treats it as a store here (its
+        # log then backtracks the register's previous value); later kernels fixed that, and
+        # pybpf keeps the sound rule.
         elif cls == 1 or (cls == 3 and mode == 0xC0 and (ins.imm & 1)):
             load_reg = dreg
             if cls == 3:

@@ -240,6 +240,7 @@ class PruneMixin:
         self.by_sig: dict[int, dict[tuple, list[VState]]] = {}  # same, by register signature
         self.explored_size = 0
         self.free_list_size = 0
+        self.uncleaned = 0  # finished checkpoints not cleaned yet
         # BPF_F_TEST_STATE_FREQ: a checkpoint at every prune point (selftests use it)
         self.test_state_freq = bool(self.inp.prog_flags & (1 << 3))
         self.total_states = 0
@@ -256,8 +257,11 @@ class PruneMixin:
                 break
             if self.scc_entry:
                 self.maybe_exit_scc(st)
-            if getattr(st, "in_free_list", False):
-                self.free_list_size -= 1  # an evicted checkpoint is finished: free it
+            if getattr(st, "checkpoint", False):
+                if st.in_free_list:  # type: ignore[attr-defined]
+                    self.free_list_size -= 1  # an evicted checkpoint is finished: free it
+                else:
+                    self.uncleaned += 1  # finished: clean_live_states may clean it
             st = st.parent
 
     def clean_verifier_state(self: Verifier, st: VState) -> None:
@@ -265,6 +269,7 @@ class PruneMixin:
         current instruction, or the call a caller frame waits at) become NOT_INIT, and
         stack slots no continuation reads become invalid."""
         st.cleaned = True  # type: ignore[attr-defined]
+        self.uncleaned -= 1
         live = self.live_regs
         if live is None:
             return
@@ -282,12 +287,13 @@ class PruneMixin:
                     slot.spilled = None
                     slot.types = [STACK_INVALID] * 8
 
-    def clean_live_states(self: Verifier, idx: int, cur: VState) -> None:
+    def clean_live_states(self: Verifier, idx: int, cur: VState, lst: list[VState]) -> None:
         """``clean_live_states``: clean the finished checkpoints here, once, when a state
         with the same call sites arrives (their liveness marks are complete by then)."""
-        for old in self.explored.get(self.explored_bucket(idx), ()):
-            if old.insn_idx != idx or old.branches or old.cleaned or \
-                    len(old.frames) != len(cur.frames):  # type: ignore[attr-defined]
+        for old in lst:
+            if old.insn_idx != idx or old.branches or old.cleaned:  # type: ignore[attr-defined]
+                continue
+            if len(old.frames) != len(cur.frames):
                 continue
             if any(a.callsite != b.callsite for a, b in zip(old.frames, cur.frames)):
                 continue
@@ -354,7 +360,8 @@ class PruneMixin:
         sig = None
         if lst:
             cur.insn_idx = idx
-            self.clean_live_states(idx, cur)
+            if self.uncleaned:
+                self.clean_live_states(idx, cur, lst)
             sigmap = self.by_sig.get(idx)
             looping: set[int] | None = None
             if sigmap:
@@ -451,6 +458,8 @@ class PruneMixin:
         self.free_list_size += 1
         if st.branches == 0:
             self.free_list_size -= 1
+            if not st.cleaned:  # type: ignore[attr-defined]
+                self.uncleaned -= 1
 
 
 __all__ = ["EXACT", "LOOP", "NOT_EXACT", "PTR_MAYBE_NULL", "PruneMixin", "states_equal"]

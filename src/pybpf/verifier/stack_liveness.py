@@ -95,6 +95,7 @@ class FuncInstance:
         self.must_write_dropped = False
         self.frames: dict[int, FrameMasks] = {}
         self.must_write_set = [False] * size
+        self.mw_nonzero: set[int] = set()  # instructions with a non-empty must_write
 
     def masks(self, frame: int, create: bool = False) -> FrameMasks | None:
         m = self.frames.get(frame)
@@ -196,14 +197,10 @@ class StackLiveness:
             return
         if not self.any_write:  # fast path: the instruction wrote no whole slot
             i = self.write_insn_idx - inst.start
-            if inst.must_write_set[i]:
-                for m in inst.frames.values():
-                    if m.must_write[i]:
-                        self._commit(inst)
-                        return
-            else:
+            if not inst.must_write_set[i]:
                 inst.must_write_set[i] = True
-            self.write_insn_idx = 0
+            elif i in inst.mw_nonzero:  # a "must write" seen before is dropped now
+                self._commit(inst)
             return
         self._commit(inst)
 
@@ -225,6 +222,10 @@ class StackLiveness:
                 inst.updated = True
             if old & ~mask:
                 inst.must_write_dropped = True
+        if any(m.must_write[i] for m in inst.frames.values()):
+            inst.mw_nonzero.add(i)
+        else:
+            inst.mw_nonzero.discard(i)
         inst.must_write_set[i] = True
         self.write_insn_idx = 0
 
