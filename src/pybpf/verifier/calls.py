@@ -110,8 +110,25 @@ def base_arg(t: int) -> int:
     return t & 0xFF
 
 
+
+#: the kernel's ``BPF_MAP_PTR_POISON``: different maps reach one call site
+MAP_PTR_POISON = object()
+#: helpers whose call site remembers its map (tail_call, map ops, for_each, redirect_map)
+RECORD_MAP_FUNCS = frozenset({12, 1, 2, 3, 87, 88, 89, 164, 51, 195})
+
+
 class CallsMixin:
     # -- helpers --------------------------------------------------------------------------
+    def record_func_map(self: Verifier, meta: dict[str, Any], fid: int) -> None:
+        """``record_func_map``: the map a map helper call site works on, for the fixups
+        (``aux["map_ptr"]``; :data:`MAP_PTR_POISON` when paths bring different maps)."""
+        m = meta["map_ptr"]
+        if fid not in RECORD_MAP_FUNCS or m is None:
+            return
+        aux = self.aux[self.insn_idx]
+        prev = aux.get("map_ptr")
+        aux["map_ptr"] = m if prev is None or prev is m else MAP_PTR_POISON
+
     def check_helper_call(self: Verifier, ins: Insn) -> None:
         fid = ins.imm
         name = func_id_name(fid)
@@ -127,6 +144,7 @@ class CallsMixin:
                                 "access_size": 0, "regno": -1, "mem_size": 0, "msize_max": 0}
         for i in range(5):
             self.check_func_arg(i, meta, fn)
+        self.record_func_map(meta, fid)
         if fid == 12:  # record_func_key: a constant in-range key selects the target
             m, r3 = meta["map_ptr"], self.regs[3]
             if m is not None and r3.is_const() and r3.var_off.value < getattr(m, "max_entries", 0):

@@ -316,6 +316,7 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin, PrecisionMi
                 log.prev_insn_print_pos = log.size - log.prev_log_pos
                 log.prev_log_pos = log.size
             self.prev_insn_idx = self.insn_idx
+            self.aux[self.insn_idx]["seen"] = True  # insn_aux_data.seen, for the dead-code passes
             sl = self.stack_live
             if sl.cur_instance is None or sl.any_write:
                 sl.reset_write_marks(self.state, self.insn_idx)

@@ -13,15 +13,13 @@ For an unprivileged load it keeps the size and overwrites unreached instructions
 ``goto pc-1`` (``sanitize_dead_code``) so speculation cannot run them.
 
 "Reached" is the kernel's ``insn_aux_data.seen``: set when ``do_check`` processes an
-instruction (after the pruning check). pybpf's verifier records it in ``v.insn_seen``;
-until it does so natively, :func:`_install_seen_recorder` observes the assignment of
-``Verifier.prev_insn_idx`` that ``do_check`` makes at exactly that point.
+instruction (after the pruning check); pybpf's verifier records it as ``aux["seen"]``.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pybpf.isa.insn import Insn
 from pybpf.verifier.fixups import register_fixup_pass
@@ -41,73 +39,14 @@ TRAP = Insn(BPF_JMP | BPF_JA, 0, 0, -1, 0)
 # ------------------------------------------------------------------------- "seen"
 
 
-class _SeenRecorder:
-    """Data descriptor for ``Verifier.prev_insn_idx`` that also records each value.
-
-    ``do_check`` assigns ``prev_insn_idx = insn_idx`` once per processed instruction,
-    right where the kernel sets ``insn_aux_data[insn_idx].seen``; ``pop_stack`` assigns
-    the (already seen) jump a branch came from. The set lands in ``v.insn_seen``.
-    """
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
-        if obj is None:
-            return self
-        return obj.__dict__.get("_prev_insn_idx", -1)
-
-    def __set__(self, obj: Any, value: int) -> None:
-        d = obj.__dict__
-        d["_prev_insn_idx"] = value
-        seen = d.get("insn_seen")
-        if seen is None:
-            seen = d["insn_seen"] = set()
-        if value >= 0:
-            seen.add(value)
-
-
-def _install_seen_recorder() -> None:
-    from pybpf.verifier.core import Verifier
-
-    if "prev_insn_idx" not in Verifier.__dict__ or not isinstance(
-            Verifier.__dict__["prev_insn_idx"], _SeenRecorder):
-        Verifier.prev_insn_idx = _SeenRecorder()  # type: ignore[assignment]
-
-
-def insn_seen(v: Verifier) -> list[bool] | None:
-    """Per slot: did ``do_check`` reach it? ``None`` when the run was not observed."""
+def insn_seen(v: Verifier) -> list[bool]:
+    """Per slot: did ``do_check`` reach it (the second half of a reached ``ld_imm64`` too)?"""
     n = len(v.insns)
-    seen_set = v.__dict__.get("insn_seen")
-    if seen_set is None:
-        if not any("seen" in a for a in v.aux):
-            return None
-        out = [bool(a.get("seen")) for a in v.aux]
-    else:
-        out = [i in seen_set for i in range(n)]
-    for i, ins in enumerate(v.insns):  # the 2nd half of a reached ld_imm64 is reached
+    out = [bool(a.get("seen")) for a in v.aux[:n]]
+    for i, ins in enumerate(v.insns):
         if ins.code == LD_IMM64 and out[i] and i + 1 < n:
             out[i + 1] = True
     return out
-
-
-def observed(v: Verifier) -> Verifier | None:
-    """``v`` if its run was observed by the recorders of the fixup passes (``insn_seen``,
-    call-site maps), else a quiet re-verification that was — only for runs made before
-    these modules were imported: the first program of a process. ``None`` if that fails.
-    """
-    if "insn_seen" in v.__dict__:
-        return v
-    if "_observed" not in v.__dict__:
-        import dataclasses
-
-        from pybpf.verifier.core import Verifier as V
-
-        shadow: Verifier | None
-        try:
-            shadow = V(dataclasses.replace(v.inp, log_level=0))
-            shadow.run()
-        except Exception:  # no rewrite rather than a wrong one
-            shadow = None
-        v.__dict__["_observed"] = shadow
-    return v.__dict__["_observed"]
 
 
 # ------------------------------------------------------------------------- passes
@@ -209,11 +148,6 @@ def dead_code_pass(v: Verifier, p: ProgPatcher) -> None:
     if len(p.insns) != len(v.insns):  # an earlier pass changed the layout: no aux map
         return
     seen = insn_seen(v)
-    if seen is None:
-        obs = observed(v)
-        seen = insn_seen(obs) if obs is not None else None
-        if seen is None:
-            return
     keep_unwalked_subprogs(p, seen)
     if all(seen):
         if getattr(v, "bpf_capable", True):
@@ -227,5 +161,4 @@ def dead_code_pass(v: Verifier, p: ProgPatcher) -> None:
         sanitize_dead_code(p, seen)
 
 
-_install_seen_recorder()
 register_fixup_pass(20, dead_code_pass)

@@ -25,9 +25,8 @@ Not done (documented in docs/xlated.md): mmap-able and per-CPU array lookups, LR
 map-in-map ``map_gen_lookup``, ``BPF_TAIL_CALL`` opcode rewrite, inlined
 ``bpf_get_smp_processor_id``/``jiffies64``/``get_func_arg``, ``bpf_loop`` inlining.
 
-The call-site map (``insn_aux_data.map_ptr_state``) is recorded by
-:func:`_install_map_ptr_recorder` around ``check_helper_call`` until the verifier records
-it itself.
+The call-site map (``insn_aux_data.map_ptr_state``) is what the verifier's
+``record_func_map`` leaves in ``aux["map_ptr"]``.
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pybpf.isa.insn import Insn
+from pybpf.verifier.calls import MAP_PTR_POISON
 from pybpf.verifier.fixups import register_fixup_pass
 from pybpf.verifier.patch import ProgPatcher
 
@@ -55,33 +55,6 @@ FUNC_for_each_map_elem, FUNC_map_lookup_percpu_elem = 164, 195
 MAP_FUNCS = frozenset({FUNC_map_lookup_elem, FUNC_map_update_elem, FUNC_map_delete_elem,
                        FUNC_map_push_elem, FUNC_map_pop_elem, FUNC_map_peek_elem,
                        FUNC_for_each_map_elem, FUNC_map_lookup_percpu_elem, 51})
-POISON = object()  # the kernel's BPF_MAP_PTR_POISON: different maps reach one call
-
-
-# ------------------------------------------------------------------- call-site maps
-
-
-def _install_map_ptr_recorder() -> None:
-    """Record, per helper call, the map in R1 (``record_func_map``)."""
-    from pybpf.verifier.core import Verifier
-    from pybpf.verifier.regs import RegType
-
-    original = Verifier.check_helper_call
-    if getattr(original, "_records_map_ptr", False):
-        return
-
-    def check_helper_call(self: Any, ins: Insn) -> None:
-        if ins.imm in MAP_FUNCS:
-            r1 = self.regs[1]
-            m = getattr(r1, "map_ptr", None) if r1.type == RegType.CONST_PTR_TO_MAP else None
-            if m is not None:
-                aux = self.aux[self.insn_idx]
-                prev = aux.get("map_ptr")
-                aux["map_ptr"] = m if prev is None or prev is m else POISON
-        original(self, ins)
-
-    check_helper_call._records_map_ptr = True  # type: ignore[attr-defined]
-    Verifier.check_helper_call = check_helper_call  # type: ignore[method-assign]
 
 
 # ------------------------------------------------------------------- div / mod
@@ -195,7 +168,7 @@ def _map_call(v: Verifier, p: ProgPatcher, i: int) -> int:
 
     ins = p.insns[i]
     m = p.aux[i].get("map_ptr")
-    if m is None or m is POISON:
+    if m is None or m is MAP_PTR_POISON:
         return 1
     mtype = int(getattr(m, "map_type", -1))
     if ins.imm == FUNC_map_lookup_elem and mtype in GEN_LOOKUP:
@@ -241,25 +214,8 @@ def _is_ld_abs(ins: Insn) -> bool:
         and ins.code & 0x18 in _LD_SIZE
 
 
-def _import_call_maps(v: Verifier, p: ProgPatcher) -> None:
-    """Call-site maps from an observed re-run when ``v`` ran before the recorder."""
-    from pybpf.verifier.dead_code import observed
-
-    if "insn_seen" in v.__dict__:
-        return
-    obs = observed(v)
-    if obs is None:
-        return
-    for ins, aux in zip(p.insns, p.aux):
-        if ins.code == CALL and ins.src == 0 and ins.imm in MAP_FUNCS:
-            orig = aux.get("orig_idx", -1)
-            if 0 <= orig < len(obs.aux) and "map_ptr" in obs.aux[orig]:
-                aux["map_ptr"] = obs.aux[orig]["map_ptr"]  # same fds, same maps
-
-
 def misc_fixups(v: Verifier, p: ProgPatcher) -> None:
     """One walk over the program, as ``do_misc_fixups``."""
-    _import_call_maps(v, p)
     gen_ld_abs = getattr(v.prog_ops, "ld_abs", None) is not None
     jit_requested = True  # pybpf programs are always JIT-able (``prog->jit_requested``)
     i = 0
@@ -281,5 +237,4 @@ def misc_fixups(v: Verifier, p: ProgPatcher) -> None:
         i += 1
 
 
-_install_map_ptr_recorder()
 register_fixup_pass(60, misc_fixups)
