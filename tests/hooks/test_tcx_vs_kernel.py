@@ -8,18 +8,15 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from live_net import close_all, live_bpf, load_live, veth
 
 from pybpf.isa.asm import assemble
-from pybpf.isa.insn import encode
 from pybpf.kernel import Kernel
 from pybpf.program import Program
 from pybpf.uapi import (
@@ -148,45 +145,24 @@ _ops = st.lists(st.one_of(
     st.tuples(st.sampled_from(["link_detach", "link_close"]), st.integers(0, 3)),
 ), min_size=1, max_size=12)
 
-_PROG = encode(assemble("r0 = -1\nexit", syntax="kernel"))
+_PROG = "r0 = -1\nexit"
 
 
 @contextlib.contextmanager
 def _live_side(kernel: Any) -> Iterator[Side]:
-    name = "pbt" + uuid.uuid4().hex[:8]
-    r = subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"],
-                       capture_output=True, text=True)
-    if r.returncode:
-        pytest.skip(f"cannot create a veth here: {r.stderr.strip()}")
-    fds: list[int] = []
-    side: Side | None = None
-    try:
-        with open(f"/sys/class/net/{name}/ifindex") as f:
-            ifindex = int(f.read())
-        ids = []
-        for _ in range(NPROGS):
-            res = kernel.prog_load(BPF_PROG_TYPE_SCHED_CLS, _PROG)
-            assert res.fd >= 0, res.log
-            fds.append(res.fd)
-            ids.append(kernel.prog_info(res.fd).id)
-
-        def live_bpf(cmd: int, attr: Any) -> int:
-            ret, err = kernel.sys_bpf(cmd, attr)
-            return -err if err else ret
-
-        side = Side(live_bpf, ifindex, fds, ids, os.close)
-        yield side
-    finally:
-        for fd in fds + [f for f in (side.links if side else []) if f is not None]:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        subprocess.run(["ip", "link", "del", name], capture_output=True)
+    with veth("pbt") as (_name, _peer, ifindex):
+        fds, ids = load_live(kernel, BPF_PROG_TYPE_SCHED_CLS, _PROG, NPROGS)
+        side = Side(live_bpf(kernel), ifindex, fds, ids, os.close)
+        try:
+            yield side
+        finally:
+            close_all([*fds, *side.links])
 
 
 def _pybpf_side() -> Side:
     k = Kernel()
     dev = k.netdev("veth0", peer="veth1")
-    progs = [Program.load(k, BPF_PROG_TYPE_SCHED_CLS, assemble("r0 = -1\nexit", syntax="kernel"))
+    progs = [Program.load(k, BPF_PROG_TYPE_SCHED_CLS, assemble(_PROG, syntax="kernel"))
              for _ in range(NPROGS)]
     task = progs[0].task
     return Side(k.bpf, dev.ifindex, [p.fd for p in progs], [p.id for p in progs],

@@ -10,17 +10,15 @@ import ctypes
 import json
 import os
 import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from live_net import close_all, live_bpf, load_live, veth
 
 from pybpf.isa.asm import assemble
-from pybpf.isa.insn import encode
 from pybpf.kernel import Kernel
 from pybpf.program import Program
 from pybpf.uapi import (
@@ -132,34 +130,13 @@ def _ip_attached(name: str) -> dict[str, int]:
 
 @contextlib.contextmanager
 def _live_side(kernel: Any) -> Iterator[Side]:
-    name = "pbx" + uuid.uuid4().hex[:8]
-    r = subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"],
-                       capture_output=True, text=True)
-    if r.returncode:
-        pytest.skip(f"cannot create a veth here: {r.stderr.strip()}")
-    fds: list[int] = []
-    side: Side | None = None
-    try:
-        with open(f"/sys/class/net/{name}/ifindex") as f:
-            ifindex = int(f.read())
-        ids = []
-        for _ in range(NPROGS):
-            res = kernel.prog_load(BPF_PROG_TYPE_XDP, encode(assemble(_PROG, syntax="kernel")))
-            assert res.fd >= 0, res.log
-            fds.append(res.fd)
-            ids.append(kernel.prog_info(res.fd).id)
-
-        def live_bpf(cmd: int, attr: Any) -> int:
-            ret, err = kernel.sys_bpf(cmd, attr)
-            return -err if err else ret
-
-        side = Side(live_bpf, ifindex, fds, ids, os.close, lambda: _ip_attached(name))
-        yield side
-    finally:
-        for fd in fds + [f for f in (side.links if side else []) if f is not None]:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        subprocess.run(["ip", "link", "del", name], capture_output=True)
+    with veth("pbx") as (name, _peer, ifindex):
+        fds, ids = load_live(kernel, BPF_PROG_TYPE_XDP, _PROG, NPROGS)
+        side = Side(live_bpf(kernel), ifindex, fds, ids, os.close, lambda: _ip_attached(name))
+        try:
+            yield side
+        finally:
+            close_all([*fds, *side.links])
 
 
 def _pybpf_side() -> Side:

@@ -3,16 +3,13 @@ real interface through AF_PACKET (a veth pair created for the test; root only)."
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import subprocess
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from live_net import veth
 
 import pybpf.skel as skel
 from pybpf.kernel import Kernel
@@ -50,25 +47,9 @@ def test_pcapng_from_scapy_feeds_a_device(tmp_path: Path) -> None:
     assert per_proto == {0: 1, P.IPPROTO_TCP: 6, P.IPPROTO_UDP: 6}
 
 
-@contextlib.contextmanager
-def _veth() -> Iterator[tuple[str, str]]:
-    a = "pbc" + uuid.uuid4().hex[:8]
-    b = a + "p"
-    r = subprocess.run(["ip", "link", "add", a, "type", "veth", "peer", "name", b],
-                       capture_output=True, text=True)
-    if r.returncode:
-        pytest.skip(f"cannot create a veth here: {r.stderr.strip()}")
-    try:
-        for n in (a, b):
-            subprocess.run(["ip", "link", "set", n, "up"], check=True, capture_output=True)
-        yield a, b
-    finally:
-        subprocess.run(["ip", "link", "del", a], capture_output=True)
-
-
 def test_capture_from_a_real_interface_runs_the_device_hooks() -> None:
     frames = _frames()
-    with _veth() as (a, b):
+    with veth("pbc", up=True) as (a, b, _ifindex):
         k = Kernel()
         cnt = skel.load(EXAMPLES / "xdp_counter.o", kernel=k)
         dev = k.netdev("veth0")

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from live_net import live_bpf, load_live
 
 from pybpf.isa.asm import assemble
-from pybpf.isa.insn import encode
 from pybpf.kernel import Kernel
 from pybpf.program import Program
 from pybpf.uapi import (
@@ -134,17 +134,11 @@ def _live(kernel: Any, ops: list[list[Any]]) -> list[Any]:
             ns_fd = os.open("/proc/self/ns/net", os.O_RDONLY)
             fds, ids = [], []
             for ptype, text in PROGS:
-                res = kernel.prog_load(ptype, encode(assemble(text, syntax="kernel")),
-                                       expected_attach_type=_eat(ptype))
-                assert res.fd >= 0, res.log
-                fds.append(res.fd)
-                ids.append(kernel.prog_info(res.fd).id)
+                fd, pid = load_live(kernel, ptype, text, 1, _eat(ptype))
+                fds += fd
+                ids += pid
 
-            def live_bpf(cmd: int, attr: Any) -> int:
-                ret, err = kernel.sys_bpf(cmd, attr)
-                return -err if err else ret
-
-            result: Any = run_sequence(Side(live_bpf, ns_fd, fds, ids, os.close), ops)
+            result: Any = run_sequence(Side(live_bpf(kernel), ns_fd, fds, ids, os.close), ops)
         except BaseException as e:
             result = {"error": repr(e)}
         os.write(wfd, json.dumps(result).encode())
