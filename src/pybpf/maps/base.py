@@ -143,3 +143,19 @@ class BaseMapOps:
     def map_for_each_callback(self, bmap: BpfMap, callback: ForEachCallback,
                               cpu: int = 0) -> int:
         return -errno.EINVAL
+
+
+class NoProgElemOps(BaseMapOps):
+    """Maps whose elements programs never reach through the map helpers (fd arrays,
+    cpumaps, xskmaps): lookups find nothing, updates and deletes are refused — the
+    verifier already keeps programs from calling them; this is the runtime's guard."""
+
+    def map_lookup_elem(self, bmap: BpfMap, key_addr: int, cpu: int = 0) -> int:
+        return 0
+
+    def map_update_elem(self, bmap: BpfMap, key_addr: int, value_addr: int, flags: int,
+                        cpu: int = 0) -> int:
+        return -errno.EOPNOTSUPP
+
+    def map_delete_elem(self, bmap: BpfMap, key_addr: int, cpu: int = 0) -> int:
+        return -errno.EOPNOTSUPP

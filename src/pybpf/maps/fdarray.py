@@ -16,7 +16,7 @@ from typing import Any
 
 from pybpf.errors import BpfError
 from pybpf.maps.arraybase import SIZEOF_BPF_ARRAY, array_get_next_key, array_map_alloc_check
-from pybpf.maps.base import BaseMapOps
+from pybpf.maps.base import BaseMapOps, NoProgElemOps
 from pybpf.maps.batch import BatchResult, generic_lookup_batch, generic_update_batch
 from pybpf.maps.common import ENOTSUPP
 from pybpf.maps.core import BpfMap, MapAttr
@@ -49,7 +49,7 @@ class FdArrayMap(BpfMap):
         return old
 
 
-class FdArrayOps(BaseMapOps):
+class FdArrayOps(NoProgElemOps):
     fd_values = True
     fd_kind = "map"
     has_sys_lookup = False
@@ -123,15 +123,6 @@ class FdArrayOps(BaseMapOps):
         assert isinstance(bmap, FdArrayMap)
         return bmap.objects[index] if 0 <= index < bmap.max_entries else None
 
-    def map_lookup_elem(self, bmap: BpfMap, key_addr: int, cpu: int = 0) -> int:
-        return 0
-
-    def map_update_elem(self, bmap: BpfMap, key_addr: int, value_addr: int, flags: int,
-                        cpu: int = 0) -> int:
-        return -errno.EOPNOTSUPP
-
-    def map_delete_elem(self, bmap: BpfMap, key_addr: int, cpu: int = 0) -> int:
-        return -errno.EOPNOTSUPP
 
 
 class FdArrayBatchOps(FdArrayOps):

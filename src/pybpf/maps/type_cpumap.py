@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pybpf.errors import BpfError
-from pybpf.maps.base import BaseMapOps
+from pybpf.maps.arraybase import array_get_next_key
+from pybpf.maps.base import BaseMapOps, NoProgElemOps
 from pybpf.maps.core import BpfMap, MapAttr
 from pybpf.maps.fdmaps import resolve_fd
 from pybpf.maps.ops import register_map_ops
@@ -61,7 +62,7 @@ def _put(entry: CpuEntry | None) -> None:
         entry.prog.put()
 
 
-class CpuMapOps(BaseMapOps):
+class CpuMapOps(NoProgElemOps):
     """``cpu_map_ops``."""
 
     map_type = BPF_MAP_TYPE_CPUMAP
@@ -141,27 +142,13 @@ class CpuMapOps(BaseMapOps):
         _put(old)
 
     def sys_get_next_key(self, bmap: BpfMap, key: bytes | None) -> bytes:
-        idx = _U32.unpack_from(key)[0] if key is not None else 0xFFFFFFFF
-        if idx >= bmap.max_entries:
-            return _U32.pack(0)
-        if idx == bmap.max_entries - 1:
-            raise BpfError(errno.ENOENT)
-        return _U32.pack(idx + 1)
+        return array_get_next_key(bmap, key)
 
     def redirect_entry(self, bmap: BpfMap, idx: int) -> CpuEntry | None:
         """``__cpu_map_lookup_elem``."""
         assert isinstance(bmap, CpuMap)
         return bmap.entries.get(idx)
 
-    def map_lookup_elem(self, bmap: BpfMap, key_addr: int, cpu: int = 0) -> int:
-        return 0  # the verifier offers programs no lookup of a cpumap
-
-    def map_update_elem(self, bmap: BpfMap, key_addr: int, value_addr: int, flags: int,
-                        cpu: int = 0) -> int:
-        return -errno.EOPNOTSUPP
-
-    def map_delete_elem(self, bmap: BpfMap, key_addr: int, cpu: int = 0) -> int:
-        return -errno.EOPNOTSUPP
 
 
 register_map_ops(CpuMapOps())

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pybpf.errors import BpfError
+from pybpf.maps.arraybase import array_get_next_key
 from pybpf.maps.base import BaseMapOps
 from pybpf.maps.common import check_mem
 from pybpf.maps.core import BpfMap, MapAttr
@@ -248,12 +249,7 @@ class DevMapOps(BaseMapOps):
 
     def sys_get_next_key(self, bmap: BpfMap, key: bytes | None) -> bytes:
         """``dev_map_get_next_key``: array order over all slots, occupied or not."""
-        idx = _U32.unpack_from(key)[0] if key is not None else 0xFFFFFFFF
-        if idx >= bmap.max_entries:
-            return _U32.pack(0)
-        if idx == bmap.max_entries - 1:
-            raise BpfError(errno.ENOENT)
-        return _U32.pack(idx + 1)
+        return array_get_next_key(bmap, key)
 
     # -- program side -----------------------------------------------------------------
     def lookup_entry(self, bmap: BpfMap, idx: int) -> DevEntry | None:

@@ -17,7 +17,8 @@ import struct
 from typing import Any
 
 from pybpf.errors import BpfError
-from pybpf.maps.base import BaseMapOps
+from pybpf.maps.arraybase import array_get_next_key
+from pybpf.maps.base import NoProgElemOps
 from pybpf.maps.core import BpfMap, MapAttr
 from pybpf.maps.fdmaps import resolve_fd
 from pybpf.maps.ops import register_map_ops
@@ -33,7 +34,7 @@ SIZEOF_XSK_MAP = 256
 _U32 = struct.Struct("<I")
 
 
-class XskMapOps(BaseMapOps):
+class XskMapOps(NoProgElemOps):
     """``xsk_map_ops``."""
 
     map_type = BPF_MAP_TYPE_XSKMAP
@@ -79,25 +80,11 @@ class XskMapOps(BaseMapOps):
             raise BpfError(errno.EINVAL)
 
     def sys_get_next_key(self, bmap: BpfMap, key: bytes | None) -> bytes:
-        idx = _U32.unpack_from(key)[0] if key is not None else 0xFFFFFFFF
-        if idx >= bmap.max_entries:
-            return _U32.pack(0)
-        if idx == bmap.max_entries - 1:
-            raise BpfError(errno.ENOENT)
-        return _U32.pack(idx + 1)
+        return array_get_next_key(bmap, key)
 
     def redirect_entry(self, bmap: BpfMap, idx: int) -> Any:
         return None  # __xsk_map_lookup_elem: no sockets
 
-    def map_lookup_elem(self, bmap: BpfMap, key_addr: int, cpu: int = 0) -> int:
-        return 0
-
-    def map_update_elem(self, bmap: BpfMap, key_addr: int, value_addr: int, flags: int,
-                        cpu: int = 0) -> int:
-        return -errno.EOPNOTSUPP
-
-    def map_delete_elem(self, bmap: BpfMap, key_addr: int, cpu: int = 0) -> int:
-        return -errno.EOPNOTSUPP
 
 
 register_map_ops(XskMapOps())
