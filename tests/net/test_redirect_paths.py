@@ -80,3 +80,15 @@ def test_redirect_verdicts_match_the_kernel(kernel: Any, ptype: int, flags: int)
     mine = Program.load(k, ptype, assemble(text, syntax="kernel")).test_run(PKT)
     assert want.errno == 0
     assert mine.retval == want.retval
+
+
+@pytest.mark.parametrize(("flags", "where"), [(0, "wire"), (BPF_F_INGRESS, "delivered")])
+def test_clone_redirect_sends_a_copy_and_the_original_goes_on(flags: int, where: str) -> None:
+    """``bpf_clone_redirect`` from tc ingress: a copy leaves through (or arrives at) the
+    target device, and the program's own verdict still decides the original."""
+    k, a, _b, c = _net()
+    text = f"r6 = r1\nr2 = {c.ifindex}\nr3 = {flags}\ncall 13\nr0 = 0\nexit"  # TC_ACT_OK
+    Program.load(k, SCHED_CLS, assemble(text, syntax="kernel")).attach_tcx(a)
+    assert a.receive(PKT) == "pass"
+    assert getattr(c, where) == [PKT]
+    assert a.delivered == [PKT]
