@@ -147,3 +147,23 @@ def test_socket_filter_without_ld_abs_reaching_it(kernel: ModuleType) -> None:
     mine, live = _pair(kernel, "socket_filter.o")
     for pkt in (bytes(64), b"\xff" * 12 + b"\x86\xdd" + bytes(60)):
         _agree(mine.progs.tcp_port_filter, live.progs.tcp_port_filter, pkt)
+
+
+def test_tc_counter(kernel: ModuleType) -> None:
+    """The tc counter example: retval/data_out per packet and its hash map's contents."""
+    mine, live = _pair(kernel, "tc_counter.o")
+
+    @given(packets)
+    @AGREE
+    def agree(pkt: bytes) -> None:
+        _agree(mine.progs.tc_count, live.progs.tc_count, pkt)
+
+    agree()
+    fd = live.maps.tc_stats.fd
+    theirs = {}
+    for kb in kernel.map_keys(fd, 4):
+        eth_proto, ip_proto, pkt_type = struct.unpack("<HBB", kb)
+        theirs[(eth_proto, ip_proto, pkt_type)] = struct.unpack("<QQ", kernel.map_lookup(fd, kb, 16))
+    ours = {(k["eth_proto"], k["ip_proto"], k["pkt_type"]): (v["packets"], v["bytes"])
+            for k, v in mine.maps.tc_stats.items()}
+    assert ours == theirs and ours
