@@ -112,3 +112,22 @@ def test_prologue_jumps_to_the_start_skip_it() -> None:
     p.patch(0, [_mov(7), _mov(8), insns[0]])
     p.adjust_jmp_off(0, 2)
     assert 3 + p.insns[3].off + 1 == 2
+
+
+def test_remove_drops_line_info_of_removed_insns_like_the_kernel() -> None:
+    """``bpf_adj_linfo_after_remove``: records in the hole go; the first live instruction
+    inherits the last removed record when it has none of its own."""
+    insns = [_mov(i) for i in range(8)] + [Insn(EXIT)]
+    p = ProgPatcher(insns, linfo_offs=[0, 2, 3, 6])
+    p.remove(2, 3)  # slots 2..4 go; slot 5 had no record: it inherits record #2 (off 3)
+    assert p.linfo_offs == [0, 2, 3] and p.linfo_ids == [0, 2, 3]
+    q = ProgPatcher(insns, linfo_offs=[0, 2, 3, 5])
+    q.remove(2, 3)  # slot 5 has its own record: records #1 and #2 both go
+    assert q.linfo_offs == [0, 2] and q.linfo_ids == [0, 3]
+
+
+def test_remove_of_a_whole_subprogram_drops_it() -> None:
+    insns = [_mov(0), Insn(EXIT), _mov(1), Insn(EXIT), _mov(2), Insn(EXIT)]
+    p = ProgPatcher(insns, subprog_starts=[0, 2, 4, 6])
+    p.remove(2, 2)
+    assert p.subprog_starts == [0, 2, 4] and p.subprog_ids == [0, 2, 3]

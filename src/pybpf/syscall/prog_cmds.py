@@ -175,22 +175,35 @@ def select_runtime(prog: BpfProg, insns: list[Any]) -> None:
         prog.jited_linfo = list(sel.info.jited_line_info)
 
 
-def _adjust_btf_offsets(prog: BpfProg, starts: list[int], linfo_offs: list[int] | None) -> None:
-    """After the fixups grew or shrank the program, ``func_info``/``line_info`` records
-    report xlated instruction offsets (the kernel adjusts ``aux->linfo`` in place and
-    ``adjust_btf_func`` sets each ``func_info.insn_off`` to its subprogram's start)."""
-    if linfo_offs and prog.line_info and prog.line_info_rec_size >= 16:
-        raw = bytearray(prog.line_info)
-        for k, off in enumerate(linfo_offs[:prog.nr_linfo]):
-            raw[k * prog.line_info_rec_size:k * prog.line_info_rec_size + 4] = \
-                (off & 0xFFFFFFFF).to_bytes(4, "little")
-        prog.line_info = bytes(raw)
-    if prog.func_info and prog.func_info_rec_size >= 8 and len(starts) == prog.func_info_cnt:
-        raw = bytearray(prog.func_info)
-        for k, off in enumerate(starts):
-            raw[k * prog.func_info_rec_size:k * prog.func_info_rec_size + 4] = \
-                (off & 0xFFFFFFFF).to_bytes(4, "little")
-        prog.func_info = bytes(raw)
+def _adjust_btf_offsets(prog: BpfProg, starts: list[int], extra: dict[str, Any]) -> None:
+    """After the fixups grew or shrank the program, ``func_info``/``line_info`` describe
+    the xlated program, as the kernel's ``aux->linfo``/``func_info`` do: offsets moved,
+    records of removed instructions and removed subprograms dropped."""
+    linfo_offs = extra.get("linfo_insn_offs")
+    linfo_ids = extra.get("linfo_ids")
+    rec = prog.line_info_rec_size
+    if linfo_offs is not None and prog.line_info and rec >= 16:
+        old = bytes(prog.line_info)
+        ids = linfo_ids if linfo_ids is not None else list(range(len(linfo_offs)))
+        out = bytearray()
+        for rid, off in zip(ids, linfo_offs, strict=True):
+            r = bytearray(old[rid * rec:(rid + 1) * rec])
+            r[0:4] = (off & 0xFFFFFFFF).to_bytes(4, "little")
+            out += r
+        prog.line_info, prog.nr_linfo = bytes(out), len(ids)
+    frec = prog.func_info_rec_size
+    sub_ids = extra.get("subprog_ids")
+    if prog.func_info and frec >= 8:
+        old = bytes(prog.func_info)
+        ids = sub_ids if sub_ids is not None else list(range(len(starts)))
+        if len(ids) != len(starts) or max(ids, default=-1) >= prog.func_info_cnt:
+            return
+        out = bytearray()
+        for sid, off in zip(ids, starts, strict=True):
+            r = bytearray(old[sid * frec:(sid + 1) * frec])
+            r[0:4] = (off & 0xFFFFFFFF).to_bytes(4, "little")
+            out += r
+        prog.func_info, prog.func_info_cnt = bytes(out), len(ids)
 
 
 def _linfo_insn_offs(prog: BpfProg) -> list[int]:
@@ -427,7 +440,7 @@ def _bpf_check(call: Call, prog: BpfProg) -> None:
     prog.stack_depth = res.stack_depth
     starts = list(res.subprog_starts or [0])
     prog.func_cnt = len(starts) if len(starts) > 1 else 0
-    _adjust_btf_offsets(prog, starts, res.extra.get("linfo_insn_offs"))
+    _adjust_btf_offsets(prog, starts, res.extra)
     for bmap in res.used_maps:
         kmap = kernel.kmap_of(bmap)
         if kmap is not None and kmap not in prog.used_maps:

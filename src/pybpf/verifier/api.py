@@ -116,4 +116,6 @@ def bpf_check(inp: VerifierInput) -> VerifierResult:
                           extra={"insn_processed": v.insn_processed, "time_us": elapsed_us,
                                  "max_stack": dict(v.max_stack),
                                  "linfo_insn_offs": list(patcher.linfo_offs),
+                                 "linfo_ids": list(patcher.linfo_ids),
+                                 "subprog_ids": list(patcher.subprog_ids[:-1]),
                                  "insn_aux": patcher.aux})

@@ -79,6 +79,10 @@ class ProgPatcher:
             a.setdefault("orig_idx", orig_idx[i] if orig_idx is not None else i)
         self.subprog_starts: list[int] = list(subprog_starts)
         self.linfo_offs: list[int] = list(linfo_offs)
+        # which original subprograms / line-info records are still there (removal drops
+        # whole subprograms and the line info of removed instructions, as the kernel does)
+        self.subprog_ids: list[int] = list(range(len(self.subprog_starts)))
+        self.linfo_ids: list[int] = list(range(len(self.linfo_offs)))
 
     def __len__(self) -> int:
         return len(self.insns)
@@ -176,11 +180,9 @@ class ProgPatcher:
         into the hole lands on what follows it), subprogram starts inside the hole move to
         ``off`` (the instruction after the hole) and subprograms removed whole disappear
         (``adjust_subprog_starts_after_remove``), aux data goes with its instruction.
-        Line info (``bpf_adj_linfo_after_remove``): records after the hole move back; a
-        record inside it is kept and moved to ``off`` when the instruction after the hole
-        has none (the kernel's rule), otherwise it points at ``off`` too — pybpf keeps
-        every record (``prog info`` reports as many as were loaded) so two records may
-        share an offset where the kernel drops one.
+        Line info (``bpf_adj_linfo_after_remove``): records of removed instructions go,
+        except that the first live instruction after the hole inherits the last removed
+        record when it has none of its own; records after the hole move back.
         """
         if cnt <= 0:
             return
@@ -190,10 +192,42 @@ class ProgPatcher:
         del self.insns[off:end]
         del self.aux[off:end]
         self._adj_branches(off, end, off, probe=False)
-        starts: list[int] = []
-        for s in self.subprog_starts:
-            s = s - cnt if s >= end else min(s, off)
-            if not starts or starts[-1] != s:
-                starts.append(s)
-        self.subprog_starts = starts
-        self.linfo_offs = [lo - cnt if lo >= end else min(lo, off) for lo in self.linfo_offs]
+        self._remove_subprogs(off, end)
+        self._remove_linfo(off, end)
+
+    def _remove_subprogs(self, off: int, end: int) -> None:
+        """``adjust_subprog_starts_after_remove``: subprograms starting inside the hole
+        vanish, unless the hole only cut the front of one (which then starts at ``off``);
+        the last entry is the fake exit subprogram."""
+        cnt = end - off
+        starts, ids = self.subprog_starts, self.subprog_ids
+        n = len(starts) - 1  # real subprograms
+        i = next((k for k in range(n) if starts[k] >= off), n)
+        j = next((k for k in range(i, n) if starts[k] >= end), n)
+        if starts[j] != end:
+            j -= 1  # only the front of the previous subprogram goes
+        if j > i:
+            del starts[i:j]
+            del ids[i:j]
+        elif i < len(starts) and starts[i] == off:
+            i += 1
+        for k in range(i, len(starts)):
+            starts[k] -= cnt
+
+    def _remove_linfo(self, off: int, end: int) -> None:
+        """``bpf_adj_linfo_after_remove``."""
+        cnt = end - off
+        offs, ids = self.linfo_offs, self.linfo_ids
+        first = next((i for i, lo in enumerate(offs) if lo >= off), len(offs))
+        i = first
+        while i < len(offs) and offs[i] < end:
+            i += 1
+        removed = i - first
+        if len(self.insns) != off and removed and (i == len(offs) or offs[i] != end):
+            removed -= 1  # the first live insn inherits the last removed record
+            i -= 1
+            offs[i] = end
+        del offs[first:first + removed]
+        del ids[first:first + removed]
+        self.linfo_offs = [lo - cnt if k >= first else lo for k, lo in enumerate(offs)]
+        self.linfo_ids = ids
