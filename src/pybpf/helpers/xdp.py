@@ -3,7 +3,11 @@
 They work on the program's own ``struct xdp_buff`` (``r1``, a
 :class:`pybpf.net.xdp_buff.XdpBuff`): moving its native ``data``/``data_meta``/
 ``data_end`` fields is what the program sees on its next ctx read, as in the kernel
-(``net/core/filter.c``). Fragments of a multi-buffer frame are the object's ``frags``.
+(``net/core/filter.c``). Fragments of a multi-buffer frame are the object's ``frags``;
+whether there are any is ``XDP_FLAGS_HAS_FRAGS`` in the native ``xdp_buff.flags``
+(``XdpBuff.has_frags``), which the helpers test as the kernel's do. These functions are
+the reference the JIT's native versions (:mod:`pybpf.jit.pktgen`) follow on linear
+frames and call for fragmented ones.
 """
 
 from __future__ import annotations
@@ -88,7 +92,7 @@ def xdp_adjust_tail(ctx: RunContext, xdp: int, offset: int, *_: int) -> int:
         return _neg(EINVAL)
     offset = _s32(offset)
     data, data_end = b.data, b.data_end
-    if b.frags:
+    if b.has_frags:
         return _frags_adjust_tail(b, data_end - data, offset)
     new = data_end + offset
     if new > b.hard_end or new < data + ETH_HLEN:
@@ -113,6 +117,7 @@ def _frags_adjust_tail(b: XdpBuff, linear: int, offset: int) -> int:
             frags[-1] = frags[-1][:len(frags[-1]) - cut]
             if not frags[-1]:
                 frags.pop()
+        b.frags = frags  # the last fragment gone: xdp_buff_clear_frags_flag
         if not frags and shrink:
             b.data_end = b.data_end - shrink
         return 0

@@ -24,14 +24,22 @@ arithmetic); other flags go through the bridge the same way. ``bpf_csum_update``
 a ``CHECKSUM_COMPLETE`` skb's ``csum`` natively (``ip_summed`` is a bit field of the
 native ``struct sk_buff``).
 
-``xdp_adjust_tail``, ``xdp_load/store_bytes`` and the other skb helpers keep their Python callbacks: whether a frame has fragments, the fragments
-themselves and the checksum state live in Python objects (``XdpBuff.frags``,
-:class:`pybpf.net.skbuff.SkBuff`), not in native memory the JIT could read.
+``bpf_xdp_adjust_tail``, ``bpf_xdp_load_bytes`` and ``bpf_xdp_store_bytes`` are native
+for linear frames: ``xdp_buff.flags`` carries the kernel's ``XDP_FLAGS_HAS_FRAGS``
+(:class:`pybpf.net.xdp_buff.XdpBuff` keeps it in step with its Python list of
+fragments), so the native code tests the flag as the kernel's helper does and moves
+``data_end`` (zeroing grown bytes) or copies within ``data``..``data_end`` with the
+Python implementation's checks; a fragmented frame takes the Python implementation
+(:mod:`pybpf.helpers.xdp`) through the bridge from the same call site.
+
+The other skb helpers keep their Python callbacks: the checksum and hash state they
+update live in :class:`pybpf.net.skbuff.SkBuff`, not in native memory the JIT could read.
 """
 
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 import llvmlite.ir as ir
 
@@ -218,6 +226,131 @@ def _xdp_applies(tr: Translator, consts: dict[int, int]) -> bool:
 
 gen_xdp_adjust_head.applies = _xdp_applies  # type: ignore[attr-defined]
 gen_xdp_adjust_meta.applies = _xdp_applies  # type: ignore[attr-defined]
+
+
+# --- XDP: the tail and bytes of a linear frame (fragments: the Python helpers) ----------
+BPF_FUNC_XDP_ADJUST_TAIL, BPF_FUNC_XDP_LOAD_BYTES, BPF_FUNC_XDP_STORE_BYTES = 65, 189, 190
+MAX_XDP_SPAN = 0xFFFF  # bpf_xdp_pointer: larger offsets or lengths are -EFAULT
+
+
+def _xdp_linear_consts() -> tuple[int, int, int, int]:
+    from pybpf.net.xdp_buff import TAILROOM, XB_FLAGS, XB_FRAME_SZ, XDP_FLAGS_HAS_FRAGS
+
+    return XB_FLAGS, XDP_FLAGS_HAS_FRAGS, XB_FRAME_SZ, TAILROOM
+
+
+def _xdp_adjust_tail_fn(tr: Translator) -> ir.Function:
+    """``bpf_xdp_adjust_tail`` of a linear frame: ``data_end`` moves by ``offset``, no
+    further than ``xdp_data_hard_end`` (the ``skb_shared_info`` tailroom stays) and
+    keeping ETH_HLEN bytes; grown bytes are zeroed."""
+    fn, b, fresh = _xdp_fn(tr, "adjust_tail")
+    if not fresh:
+        return fn
+    data_off, end_off, _meta_off, hard_off, _frame, eth_hlen, _meta_max = _xdp_consts()
+    _flags_off, _has_frags, frame_sz_off, tailroom = _xdp_linear_consts()
+    xdp, off_in = fn.args
+    offset = b.sext(b.trunc(off_in, I32), I64)
+    data = b.load(_field(b, xdp, data_off), typ=I64)
+    data_end = b.load(_field(b, xdp, end_off), typ=I64)
+    hard = b.load(_field(b, xdp, hard_off), typ=I64)
+    frame_sz = b.zext(b.load(_field(b, xdp, frame_sz_off), typ=I32), I64)
+    new = b.add(data_end, offset)
+    hard_end = b.sub(b.add(hard, frame_sz), _c(tailroom))
+    bad = b.or_(b.icmp_signed(">", new, hard_end),
+                b.icmp_signed("<", new, b.add(data, _c(eth_hlen))))
+    _fail(fn, b, bad, errno.EINVAL, "bounds")
+    grown = b.select(b.icmp_signed(">", offset, _c(0)), offset, _c(0))
+    memset = _mem_intrinsic(tr, "llvm.memset.p0.i64", ir.IntType(8))
+    b.call(memset, [b.inttoptr(data_end, PTR), ir.Constant(ir.IntType(8), 0), grown,
+                    ir.Constant(ir.IntType(1), 0)])
+    b.store(new, _field(b, xdp, end_off))
+    b.ret(_c(0))
+    return fn
+
+
+def _xdp_copy_fn(tr: Translator, store: bool) -> ir.Function:
+    """``i64 copy(xdp, offset, buf, len)`` within a linear frame: ``bpf_xdp_pointer``'s
+    checks (-EFAULT beyond 0xffff, -EINVAL past ``data_end``), then a copy out of
+    (load) or into (store) the packet. ``memmove``: ``buf`` may point into the packet,
+    and the Python implementation reads the whole source before writing."""
+    name = "store_bytes" if store else "load_bytes"
+    key = f"xdp_{name}_fn"
+    fn: ir.Function | None = tr.notes.get(key)
+    if fn is not None:
+        return fn
+    fn = ir.Function(tr.module, ir.FunctionType(I64, [I64, I64, I64, I64]),
+                     name=f"{tr.prefix}_xdp_{name}")
+    fn.linkage = "internal"
+    fn.attributes.add("nounwind")
+    tr.notes[key] = fn
+    data_off, end_off, *_rest = _xdp_consts()
+    xdp, off_in, buf, len_in = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    offset, length = b.and_(off_in, _c(M32)), b.and_(len_in, _c(M32))
+    _fail(fn, b, b.or_(b.icmp_unsigned(">", offset, _c(MAX_XDP_SPAN)),
+                       b.icmp_unsigned(">", length, _c(MAX_XDP_SPAN))), errno.EFAULT, "span")
+    data = b.load(_field(b, xdp, data_off), typ=I64)
+    data_end = b.load(_field(b, xdp, end_off), typ=I64)
+    _fail(fn, b, b.icmp_signed(">", b.add(offset, length), b.sub(data_end, data)),
+          errno.EINVAL, "len")
+    pkt = b.inttoptr(b.add(data, offset), PTR)
+    other = b.inttoptr(buf, PTR)
+    memmove = _mem_intrinsic(tr, "llvm.memmove.p0.p0.i64", PTR)
+    dst, src = (pkt, other) if store else (other, pkt)
+    b.call(memmove, [dst, src, length, ir.Constant(ir.IntType(1), 0)])
+    b.ret(_c(0))
+    return fn
+
+
+def _xdp_linear_or_python(func_id: int, native_fn: Any, nargs: int, tag: str) -> NativeGen:
+    """A call site that runs ``native_fn`` (r1..r``nargs``) when ``xdp_buff.flags`` has
+    no ``XDP_FLAGS_HAS_FRAGS`` and the Python implementation otherwise."""
+
+    def gen(em: Emitter, args: list[ir.Value]) -> ir.Value:
+        b = em.b
+        flags_off, has_frags, _frame_sz_off, _tailroom = _xdp_linear_consts()
+        flags = b.load(_field(b, args[0], flags_off), typ=I32)
+        frags = b.icmp_unsigned("!=", b.and_(flags, ir.Constant(I32, has_frags)),
+                                ir.Constant(I32, 0))
+        fast = em.new_block(f"{tag}_linear")
+        slow = em.new_block(f"{tag}_frags")
+        done = em.new_block(f"{tag}_done")
+        b.cbranch(frags, slow, fast)
+        b.position_at_end(fast)
+        r0_fast = b.call(native_fn(em.tr), list(args[:nargs]))
+        fast_end = b.block
+        b.branch(done)
+        b.position_at_end(slow)
+        r0_slow = em.call_python(func_id, list(args[:5]))
+        slow_end = b.block
+        b.branch(done)
+        b.position_at_end(done)
+        r0 = b.phi(I64)
+        r0.add_incoming(r0_fast, fast_end)
+        r0.add_incoming(r0_slow, slow_end)
+        return r0
+
+    gen.applies = _xdp_linear_applies  # type: ignore[attr-defined]
+    gen.slow_path = True  # type: ignore[attr-defined]
+    return gen
+
+
+def _xdp_linear_applies(tr: Translator, consts: dict[int, int]) -> bool:
+    if not _xdp_applies(tr, consts):
+        return False
+    try:
+        _xdp_linear_consts()
+    except (ImportError, KeyError):
+        return False
+    return True
+
+
+gen_xdp_adjust_tail = _xdp_linear_or_python(BPF_FUNC_XDP_ADJUST_TAIL, _xdp_adjust_tail_fn, 2,
+                                            "xdp_tail")
+gen_xdp_load_bytes = _xdp_linear_or_python(
+    BPF_FUNC_XDP_LOAD_BYTES, lambda tr: _xdp_copy_fn(tr, False), 4, "xdp_load")
+gen_xdp_store_bytes = _xdp_linear_or_python(
+    BPF_FUNC_XDP_STORE_BYTES, lambda tr: _xdp_copy_fn(tr, True), 4, "xdp_store")
 
 
 # --- skb: bytes in and out of struct sk_buff's linear data ---------------------------------
@@ -440,3 +573,6 @@ def register() -> None:
     native("l4_csum_replace")(_csum_replace_gen(BPF_FUNC_L4_CSUM_REPLACE))
     native("xdp_adjust_head")(gen_xdp_adjust_head)
     native("xdp_adjust_meta")(gen_xdp_adjust_meta)
+    native("xdp_adjust_tail")(gen_xdp_adjust_tail)
+    native("xdp_load_bytes")(gen_xdp_load_bytes)
+    native("xdp_store_bytes")(gen_xdp_store_bytes)

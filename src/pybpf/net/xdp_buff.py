@@ -18,6 +18,10 @@ The frame is ordinary registered memory: with 64-bit pointers in ``xdp_buff`` th
 no longer has to live below 4 GiB. Fragments of a multi-buffer frame (test runs with more
 data than one page holds) are kept as a Python list of byte strings on the object, where
 the kernel keeps them in ``skb_shared_info``; programs reach them only through helpers.
+Whether there are any is also in native memory, as in the kernel: assigning ``frags``
+sets or clears ``XDP_FLAGS_HAS_FRAGS`` in ``xdp_buff.flags``, so the JIT's native XDP
+helpers (:mod:`pybpf.jit.pktgen`) take the linear path without asking Python and call
+the Python helpers only for a fragmented frame.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ ETH_HLEN = 14
 #: largest frame the device path accepts (a jumbo frame) and the skb_shared_info tailroom
 MAX_FRAME = 9216
 TAILROOM = 320
+#: ``enum xdp_buff_flags`` (include/net/xdp.h): the buffer has fragments
+XDP_FLAGS_HAS_FRAGS = 1 << 0
 
 _XB = KSTRUCTS["xdp_buff"]
 _RXQ = KSTRUCTS["xdp_rxq_info"]
@@ -78,7 +84,7 @@ class XdpBuff:
         # the devices rxq->dev / txq->dev point to (the skb's net_device definition)
         self.rx_dev = NetDeviceStruct(0, f"{name} rx")
         self.tx_dev = NetDeviceStruct(0, f"{name} tx")
-        self.frags: list[bytes] = []
+        self._frags: list[bytes] = []
         #: what ``bpf_redirect_map`` recorded (:class:`pybpf.net.xdp_redirect.XdpRedirect`)
         self.redirect_info: object | None = None
         self.data_start = self.frame.start + self.headroom
@@ -134,6 +140,29 @@ class XdpBuff:
     def hard_end(self) -> int:
         """``xdp_data_hard_end``: the ``skb_shared_info`` tailroom stays reserved."""
         return self.data_hard_start + self.frame_sz - TAILROOM
+
+    @property
+    def flags(self) -> int:
+        """``xdp_buff.flags`` (``enum xdp_buff_flags``)."""
+        return int(_U32.unpack_from(self.buff.mv, XB_FLAGS)[0])
+
+    @property
+    def has_frags(self) -> bool:
+        """``xdp_buff_has_frags``: what the helpers (and the JIT's) test."""
+        return bool(self.flags & XDP_FLAGS_HAS_FRAGS)
+
+    @property
+    def frags(self) -> list[bytes]:
+        """The fragments, in order (a list the helpers edit in place; assign it again
+        after removing the last one so the native flag follows)."""
+        return self._frags
+
+    @frags.setter
+    def frags(self, value: list[bytes]) -> None:
+        """``xdp_buff_set_frags_flag``/``xdp_buff_clear_frags_flag`` with the list."""
+        self._frags = value
+        flags = self.flags & ~XDP_FLAGS_HAS_FRAGS
+        _U32.pack_into(self.buff.mv, XB_FLAGS, flags | (XDP_FLAGS_HAS_FRAGS if value else 0))
 
     @property
     def ingress_ifindex(self) -> int:
