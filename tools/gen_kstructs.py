@@ -37,7 +37,8 @@ STRUCTS = [
     "perf_sample_data", "bpf_raw_tracepoint_args", "pt_regs", "task_struct", "bpf_array",
     "bpf_htab", "htab_elem", "bpf_map", "bpf_ringbuf", "xdp_sock", "net", "ip_tunnel_info",
     "ip_tunnel_key", "dst_entry", "bpf_nh_params", "bpf_redirect_info", "bpf_cgroup_dev_ctx",
-    "in6_addr", "sk_buff_head",
+    "in6_addr", "sk_buff_head", "sockaddr", "sockaddr_in", "sockaddr_in6", "in_addr",
+    "bpf_cg_run_ctx", "sk_msg_sg", "tcp_skb_cb", "minmax_sample",
 ]
 #: nested named members walked into with a dotted prefix (struct -> members)
 EXPAND = {
@@ -48,7 +49,7 @@ EXPAND = {
 #: huge structs: keep only members whose dotted path starts with one of these
 KEEP_ONLY = {
     "task_struct": ("pid", "tgid", "comm", "cred", "real_parent", "group_leader", "flags",
-                    "thread_pid", "stack"),
+                    "thread_pid", "stack", "bpf_ctx"),
     "net_device": ("ifindex", "name", "flags", "mtu", "type", "nd_net", "_rx", "real_num_rx_queues"),
     "net": ("ns", "net_cookie", "ifindex"),
 }

@@ -6,7 +6,10 @@ with ``BPF_LINK_CREATE`` (attach type ``BPF_PERF_EVENT``, ``target_fd`` = the ev
 pybpf's events are the host hooks — a declared tracepoint
 (:mod:`pybpf.hooks.tracepoint`), a kprobe or kretprobe on a Python function
 (:mod:`pybpf.hooks.kprobe`), a software cpu-clock timer (:mod:`pybpf.hooks.perf_timer`)
-— and :func:`perf_event_open` gives any of them an fd in a task's fd table.
+— and :func:`perf_event_open` gives any of them an fd in a task's fd table. A PERF_EVENT
+program on a cpu-clock event runs, as in the kernel, on a ``bpf_perf_event_data_kern``
+pointing at the sample's ``pt_regs`` and ``perf_sample_data``
+(:class:`pybpf.hooks.perf_timer.PerfSample`; ``event_of(k, fd).hook.tick(addr=, regs=)``).
 
 ``bpf_perf_link_attach`` rules, as the live kernel answers them (tests/hooks/
 test_perf_event_link.py compares): ``flags`` non-zero → EINVAL; ``target_fd`` not open or

@@ -1,12 +1,29 @@
 """Socket-level program types: cgroup sock / sock_addr / sockopt / sysctl / device, sock_ops,
 sk_msg and sk_reuseport, each with its own ctx struct and rules (``net/core/filter.c``,
-``kernel/bpf/cgroup.c``). sk_lookup has its own module, :mod:`pybpf.progs.type_sk_lookup`."""
+``kernel/bpf/cgroup.c``). sk_lookup has its own module, :mod:`pybpf.progs.type_sk_lookup`.
+
+After verification each type's ctx accesses are rewritten onto the kernel's internal
+object (``bpf_sock_addr_kern``, ``bpf_sock_ops_kern``, ``sk_msg``, ``sk_reuseport_kern``,
+``bpf_sysctl_kern``, ``bpf_sockopt_kern``; a cgroup/sock ctx is the ``struct sock``
+itself; cgroup/device has no conversion) by the converters in
+:mod:`pybpf.progs.cgroup_ctx_convert`, :mod:`pybpf.progs.sockmap_ctx_convert` and
+:mod:`pybpf.progs.sock_ops_convert`, so ``prog dump xlated`` equals bpftool's."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pybpf.progs.cgroup_ctx_convert import (
+    cg_sockopt_convert_ctx_access,
+    sock_addr_convert_ctx_access,
+    sysctl_convert_ctx_access,
+)
 from pybpf.progs.ops import register_prog_type
+from pybpf.progs.sock_ops_convert import sock_ops_convert_ctx_access
+from pybpf.progs.sockmap_ctx_convert import (
+    sk_msg_convert_ctx_access,
+    sk_reuseport_convert_ctx_access,
+)
 from pybpf.progs.type_base import CGROUP_COMMON, CGROUP_CURRENT, ProgTypeBase, narrow_ok
 from pybpf.verifier.regs import PTR_MAYBE_NULL, RegType
 from pybpf.verifier.sock_access import sock_is_valid
@@ -17,6 +34,7 @@ INET4_POST_BIND, INET6_POST_BIND, UDP4_SENDMSG, UDP6_SENDMSG = 12, 13, 14, 15
 UDP4_RECVMSG, UDP6_RECVMSG = 19, 20
 INET4_GETPEERNAME, INET6_GETPEERNAME, INET4_GETSOCKNAME, INET6_GETSOCKNAME = 29, 30, 31, 32
 INET_SOCK_RELEASE = 34
+CGROUP_GETSOCKOPT, CGROUP_SETSOCKOPT = 21, 22
 
 
 def _wide_ok(off: int, size: int, start: int, end: int) -> bool:
@@ -94,7 +112,13 @@ class SockAddr(ProgTypeBase):
                 return False
             info["reg_type"] = RegType.PTR_TO_SOCKET
             return True
-        return not write and size == 4
+        # user_family, family, type, protocol: whole reads only (nothing else is a field)
+        return off in (0, 28, 32, 36) and not write and size == 4
+
+    def convert_ctx_access(self, write: bool, insn: Any, prog: Any) -> tuple[list[Any], int] | None:
+        """onto ``struct bpf_sock_addr_kern``
+        (:func:`pybpf.progs.cgroup_ctx_convert.sock_addr_convert_ctx_access`)."""
+        return sock_addr_convert_ctx_access(write, insn)
 
     def return_range(self, prog: Any) -> tuple[int, int] | None:
         att = getattr(prog, "expected_attach_type", 0)
@@ -113,17 +137,30 @@ class SockOps(ProgTypeBase):
     ret_range = (0, 1)
 
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
+        """``sock_ops_is_valid_access``: ``reply`` and ``sk_txhash`` are the only writable
+        fields; the 8-byte fields (byte counters, pointers, hwtstamp) are read whole, the
+        skb's tcp flags may be read narrow, everything else is a whole u32."""
         if off < 0 or off >= 224 or off % size:
             return False
         if write:
-            return off in (4, 8, 12, 16, 20) and size == 4
-        if off == 184:
+            return off in (4, 164) and size == 4
+        if 168 <= off < 184 or 216 <= off < 224:  # bytes_received/acked, skb_hwtstamp
+            return size == 8
+        if 184 <= off < 208:  # sk, skb_data, skb_data_end
             if size != 8:
                 return False
-            info["reg_type"] = RegType.PTR_TO_SOCKET | PTR_MAYBE_NULL
+            info["reg_type"] = (RegType.PTR_TO_SOCKET | PTR_MAYBE_NULL, RegType.PTR_TO_PACKET,
+                                RegType.PTR_TO_PACKET_END)[(off - 184) // 8]
             return True
-        info["ctx_field_size"] = 4
-        return size == 8 if off >= 160 and off in (160, 168, 176, 192, 200, 208) else narrow_ok(size, 4)
+        if off == 212:  # skb_tcp_flags
+            info["ctx_field_size"] = 4
+            return narrow_ok(size, 4)
+        return size == 4
+
+    def convert_ctx_access(self, write: bool, insn: Any, prog: Any) -> tuple[list[Any], int] | None:
+        """onto ``struct bpf_sock_ops_kern``
+        (:func:`pybpf.progs.sock_ops_convert.sock_ops_convert_ctx_access`)."""
+        return sock_ops_convert_ctx_access(write, insn)
 
 
 class CgroupDevice(ProgTypeBase):
@@ -168,6 +205,11 @@ class SkMsg(ProgTypeBase):
             return size == 4
         return False
 
+    def convert_ctx_access(self, write: bool, insn: Any, prog: Any) -> tuple[list[Any], int] | None:
+        """onto ``struct sk_msg``
+        (:func:`pybpf.progs.sockmap_ctx_convert.sk_msg_convert_ctx_access`)."""
+        return sk_msg_convert_ctx_access(write, insn)
+
 
 class SkReuseport(ProgTypeBase):
     prog_type = 21
@@ -200,6 +242,11 @@ class SkReuseport(ProgTypeBase):
             return narrow_ok(size, 4)
         return False
 
+    def convert_ctx_access(self, write: bool, insn: Any, prog: Any) -> tuple[list[Any], int] | None:
+        """onto ``struct sk_reuseport_kern``
+        (:func:`pybpf.progs.sockmap_ctx_convert.sk_reuseport_convert_ctx_access`)."""
+        return sk_reuseport_convert_ctx_access(write, insn)
+
 
 class CgroupSysctl(ProgTypeBase):
     prog_type = 23
@@ -221,6 +268,11 @@ class CgroupSysctl(ProgTypeBase):
             return narrow_ok(size, 4)
         return size == 4
 
+    def convert_ctx_access(self, write: bool, insn: Any, prog: Any) -> tuple[list[Any], int] | None:
+        """onto ``struct bpf_sysctl_kern``
+        (:func:`pybpf.progs.cgroup_ctx_convert.sysctl_convert_ctx_access`)."""
+        return sysctl_convert_ctx_access(write, insn)
+
 
 class CgroupSockopt(ProgTypeBase):
     prog_type = 25
@@ -235,18 +287,32 @@ class CgroupSockopt(ProgTypeBase):
     ret_range = (0, 1)
 
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
+        """``cg_sockopt_is_valid_access``: ``retval`` belongs to getsockopt programs,
+        ``level``/``optname`` may be rewritten by setsockopt programs, ``optlen`` by
+        both; everything else is read-only."""
         if off < 0 or off >= 40 or off % size:
             return False
-        if off == 0:
-            info["reg_type"] = RegType.PTR_TO_SOCKET
-            return size == 8 and not write
-        if off == 8:
-            info["reg_type"] = RegType.PTR_TO_PACKET
-            return size == 8 and not write
-        if off == 16:
-            info["reg_type"] = RegType.PTR_TO_PACKET_END
-            return size == 8 and not write
+        att = getattr(prog, "expected_attach_type", 0)
+        if write:
+            if off == 36:
+                return size == 4 and att == CGROUP_GETSOCKOPT
+            if off in (24, 28):
+                return size == 4 and att == CGROUP_SETSOCKOPT
+            return off == 32 and size == 4
+        if off < 24:  # the sk, optval, optval_end pointers: whole 8-byte reads only
+            if size != 8:
+                return False
+            info["reg_type"] = (RegType.PTR_TO_SOCKET, RegType.PTR_TO_PACKET,
+                                RegType.PTR_TO_PACKET_END)[off // 8]
+            return True
+        if off == 36:
+            return size == 4 and att == CGROUP_GETSOCKOPT
         return size == 4
+
+    def convert_ctx_access(self, write: bool, insn: Any, prog: Any) -> tuple[list[Any], int] | None:
+        """onto ``struct bpf_sockopt_kern``
+        (:func:`pybpf.progs.cgroup_ctx_convert.cg_sockopt_convert_ctx_access`)."""
+        return cg_sockopt_convert_ctx_access(write, insn)
 
 
 for _t in (CgroupSock, SockAddr, SockOps, CgroupDevice, SkMsg, SkReuseport, CgroupSysctl,

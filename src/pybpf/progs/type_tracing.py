@@ -10,6 +10,7 @@ from functools import lru_cache
 from typing import Any
 
 from pybpf.helpers.proto import FuncProto
+from pybpf.isa.insn import Insn
 from pybpf.progs.ops import register_prog_type
 from pybpf.progs.type_base import ProgTypeBase, narrow_ok
 from pybpf.verifier.regs import RegType
@@ -52,7 +53,17 @@ class Tracepoint(TracingProtos):
         return 8 <= off < PERF_MAX_TRACE_SIZE and not write and off % size == 0
 
 
+#: ``struct bpf_perf_event_data`` (uapi): ``regs`` (a ``pt_regs``), then these two u64s
+PE_SAMPLE_PERIOD, PE_ADDR = PT_REGS_SIZE, PT_REGS_SIZE + 8
+BPF_LDX_MEM_DW = 0x01 | 0x60 | 0x18
+
+
 class PerfEvent(TracingProtos):
+    """The ctx a program sees is ``struct bpf_perf_event_data``; what it runs on is the
+    kernel's ``struct bpf_perf_event_data_kern`` {``regs``, ``data``, ``event``} —
+    :mod:`pybpf.hooks.perf_timer` builds one — so every field read goes through a pointer
+    (:meth:`convert_ctx_access`)."""
+
     prog_type = 7
     name = "perf_event"
     ctx_size = PT_REGS_SIZE + 16
@@ -66,6 +77,22 @@ class PerfEvent(TracingProtos):
             info["ctx_field_size"] = 8
             return narrow_ok(size, 8)
         return size == 8
+
+    def convert_ctx_access(self, write: bool, insn: Insn,
+                           prog: Any) -> tuple[list[Insn], int] | None:
+        """``pe_prog_convert_ctx_access``: ``sample_period``/``addr`` are read from the
+        ``perf_sample_data`` behind ``data``; anything else is a ``pt_regs`` slot behind
+        ``regs``, read as a whole ``long``."""
+        from pybpf.uapi.kernel_structs import KSTRUCTS
+
+        kern, sample = KSTRUCTS["bpf_perf_event_data_kern"], KSTRUCTS["perf_sample_data"]
+        dst, src = insn.dst, insn.src
+        member = {PE_SAMPLE_PERIOD: "period", PE_ADDR: "addr"}.get(insn.off)
+        if member is not None:
+            return [Insn(BPF_LDX_MEM_DW, dst, src, kern.off("data"), 0),
+                    Insn(BPF_LDX_MEM_DW, dst, dst, sample.off(member), 0)], 8
+        return [Insn(BPF_LDX_MEM_DW, dst, src, kern.off("regs"), 0),
+                Insn(BPF_LDX_MEM_DW, dst, dst, insn.off, 0)], 0
 
 
 class RawTracepoint(TracingProtos):

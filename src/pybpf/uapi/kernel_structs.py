@@ -1070,6 +1070,7 @@ TASK_STRUCT = _s('task_struct', 3264, {
     'thread_pid': (1368, 8),
     'cred': (1736, 8),
     'comm': (1752, 16),
+    'bpf_ctx': (3008, 8),
 })
 
 BPF_ARRAY = _s('bpf_array', 312, {
@@ -1290,4 +1291,69 @@ SK_BUFF_HEAD = _s('sk_buff_head', 24, {
     'list': (0, 16),
     'qlen': (16, 4),
     'lock': (20, 4),
+})
+
+SOCKADDR = _s('sockaddr', 16, {
+    'sa_family': (0, 2),
+    'sa_data_min': (2, 14),
+    '__empty_sa_data': (2, 0),
+    'sa_data': (2, 0),
+})
+
+SOCKADDR_IN = _s('sockaddr_in', 16, {
+    'sin_family': (0, 2),
+    'sin_port': (2, 2),
+    'sin_addr': (4, 4),
+    '__pad': (8, 8),
+})
+
+SOCKADDR_IN6 = _s('sockaddr_in6', 28, {
+    'sin6_family': (0, 2),
+    'sin6_port': (2, 2),
+    'sin6_flowinfo': (4, 4),
+    'sin6_addr': (8, 16),
+    'sin6_scope_id': (24, 4),
+})
+
+IN_ADDR = _s('in_addr', 4, {
+    's_addr': (0, 4),
+})
+
+BPF_CG_RUN_CTX = _s('bpf_cg_run_ctx', 16, {
+    'run_ctx': (0, 0),
+    'prog_item': (0, 8),
+    'retval': (8, 4),
+})
+
+SK_MSG_SG = _s('sk_msg_sg', 640, {
+    'start': (0, 4),
+    'curr': (4, 4),
+    'end': (8, 4),
+    'size': (12, 4),
+    'copybreak': (16, 4),
+    'copy': (24, 8),
+    'data': (32, 608),
+})
+
+TCP_SKB_CB = _s('tcp_skb_cb', 48, {
+    'seq': (0, 4),
+    'end_seq': (4, 4),
+    'tcp_tw_isn': (8, 4),
+    'tcp_gso_segs': (8, 2),
+    'tcp_gso_size': (10, 2),
+    'tcp_flags': (12, 2),
+    'sacked': (14, 1),
+    'ip_dsfield': (15, 1),
+    'txstamp_ack': (16, 1, 128, 2),
+    'eor': (16, 1, 130, 1),
+    'has_rxtstamp': (16, 1, 131, 1),
+    'unused': (16, 1, 132, 4),
+    'ack_seq': (20, 4),
+    'tx': (24, 24),
+    'header': (24, 24),
+})
+
+MINMAX_SAMPLE = _s('minmax_sample', 8, {
+    't': (0, 4),
+    'v': (4, 4),
 })
