@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pybpf.errors import BpfError
 from pybpf.helpers.proto import HelperTable
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from pybpf.core.prog import BpfProg
     from pybpf.maps.core import BpfMap
 
+
+_T = TypeVar("_T")
 
 class Cap(IntEnum):
     """The capabilities the BPF subsystem looks at (``include/uapi/linux/capability.h``)."""
@@ -396,17 +398,24 @@ class Kernel:
         return MapHandle.create(self, map_type, key_size, value_size, max_entries, map_flags,
                                 name=name, **kw)
 
+    def subsystem(self, key: str, factory: Callable[[Kernel], _T]) -> _T:
+        """The instance's state of one subsystem (devices, sockets, routes, timers…),
+        created on first use — exactly once, even when threads race for it."""
+        obj = self.__dict__.get(key)
+        if obj is None:
+            with self.lock:
+                obj = self.__dict__.get(key)
+                if obj is None:
+                    obj = self.__dict__[key] = factory(self)
+        return obj
+
     # -- host hooks (pybpf.net, pybpf.hooks) ---------------------------------------------
     @property
     def netdevs(self) -> Any:
         """The instance's network devices (:class:`pybpf.net.device.NetDevices`)."""
-        devs = self.__dict__.get("_netdevs")
-        if devs is None:
-            from pybpf.net.device import NetDevices
+        from pybpf.net.device import NetDevices
 
-            with self.lock:
-                devs = self.__dict__.setdefault("_netdevs", NetDevices(self))
-        return devs
+        return self.subsystem("_netdevs", NetDevices)
 
     def netdev(self, name: str, *, peer: str | None = None, mac: str | bytes | None = None,
                broadcast: str | bytes | None = None) -> Any:
@@ -439,13 +448,9 @@ class Kernel:
     @property
     def host_tracepoints(self) -> Any:
         """Tracepoints the host declared (:class:`pybpf.hooks.tracepoint.HostTracepoints`)."""
-        tps = self.__dict__.get("_host_tps")
-        if tps is None:
-            from pybpf.hooks.tracepoint import HostTracepoints
+        from pybpf.hooks.tracepoint import HostTracepoints
 
-            with self.lock:
-                tps = self.__dict__.setdefault("_host_tps", HostTracepoints(self))
-        return tps
+        return self.subsystem("_host_tps", HostTracepoints)
 
     def tracepoint(self, category: str, name: str,
                    fields: Iterable[tuple[str, str]] | None = None) -> Any:

@@ -202,11 +202,7 @@ class BpfTimers:
 
 def bpf_timers(kernel: Any) -> BpfTimers:
     """The instance's :class:`BpfTimers` (created on first use)."""
-    timers = kernel.__dict__.get("_bpf_timers")
-    if timers is None:
-        with kernel.lock:
-            timers = kernel.__dict__.setdefault("_bpf_timers", BpfTimers(kernel))
-    return timers
+    return kernel.subsystem("_bpf_timers", BpfTimers)
 
 
 # ------------------------------------------------------------------------ helpers

@@ -220,11 +220,7 @@ class HostFunctions:
 
 def host_functions(kernel: Any) -> HostFunctions:
     """The instance's :class:`HostFunctions` (created on first use)."""
-    funcs = kernel.__dict__.get("_host_functions")
-    if funcs is None:
-        with kernel.lock:
-            funcs = kernel.__dict__.setdefault("_host_functions", HostFunctions(kernel))
-    return funcs
+    return kernel.subsystem("_host_functions", HostFunctions)
 
 
 def register_host_function(kernel: Any, name: str, body: Callable[..., int], nargs: int,

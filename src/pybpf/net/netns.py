@@ -80,11 +80,7 @@ class NetNs:
 
 def init_net(kernel: Any) -> NetNs:
     """The instance's namespace (created on first use)."""
-    ns = kernel.__dict__.get("_init_net")
-    if ns is None:
-        with kernel.lock:
-            ns = kernel.__dict__.setdefault("_init_net", NetNs(kernel))
-    return ns
+    return kernel.subsystem("_init_net", NetNs)
 
 
 def netns_fd(kernel: Any, task: Any = None) -> int:

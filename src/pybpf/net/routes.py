@@ -401,8 +401,4 @@ def from_host(table: RouteTable, state: dict[str, Any] | None = None) -> None:
 
 def route_table(kernel: Any) -> RouteTable:
     """``kernel.routes``, created on first use."""
-    table = kernel.__dict__.get("_routes")
-    if table is None:
-        with kernel.lock:
-            table = kernel.__dict__.setdefault("_routes", RouteTable(kernel))
-    return table
+    return kernel.subsystem("_routes", RouteTable)

@@ -550,12 +550,8 @@ def parse_tuple(mem: bytes) -> tuple[int, Addr, int, Addr, int] | None:
 
 def socket_table(kernel: Any) -> SocketTable:
     """``kernel.sockets``, created on first use (also for kernels without the property)."""
-    table = getattr(kernel, "__dict__", {}).get("_sockets") if kernel is not None else None
-    if table is None:
-        if kernel is None:
-            from pybpf.kernel import default_kernel
+    if kernel is None:
+        from pybpf.kernel import default_kernel
 
-            kernel = default_kernel()
-        with kernel.lock:
-            table = kernel.__dict__.setdefault("_sockets", SocketTable(kernel))
-    return table
+        kernel = default_kernel()
+    return kernel.subsystem("_sockets", SocketTable)
