@@ -9,7 +9,6 @@ sockets declared with the same addresses. Retval and the xlated program (the
 
 from __future__ import annotations
 
-import ctypes
 import socket
 import struct
 from collections.abc import Iterator
@@ -66,17 +65,7 @@ def lookup_prog(tup: list[Insn], *, helper: int = 84, field: int | None = 4, siz
 
 
 def kernel_xlated(kernel: ModuleType, fd: int) -> list[Insn]:
-    info = kernel.prog_info(fd)
-    n = info.xlated_prog_len
-    buf = ctypes.create_string_buffer(n)
-    info2 = type(info)()
-    info2.xlated_prog_len = n
-    info2.xlated_prog_insns = ctypes.addressof(buf)
-    kernel.obj_get_info_by_fd(fd, info2)
-    raw = buf.raw
-    return [Insn(raw[i], raw[i + 1] & 0xF, raw[i + 1] >> 4,
-                 struct.unpack_from("<h", raw, i + 2)[0], struct.unpack_from("<i", raw, i + 4)[0])
-            for i in range(0, n, 8)]
+    return kernel.prog_xlated(fd)
 
 
 def _no_calls(insns: list[Insn]) -> list[Insn]:

@@ -8,11 +8,10 @@ most direct golden for the kernel-syntax disassembler.
 
 from __future__ import annotations
 
-import ctypes
 import re
 from types import ModuleType
 
-from pybpf.isa.insn import Insn, decode, encode
+from pybpf.isa.insn import Insn, encode
 
 SOCKET_FILTER = 1
 _LIVE_RE = re.compile(r"^Live regs before insn:\n((?:\s*\d+: [0-9.]{10} .*\n)+)", re.M)
@@ -41,14 +40,4 @@ def live_listing(log: str) -> list[str]:
 
 def xlated(kernel: ModuleType, fd: int) -> list[Insn]:
     """The program as the kernel keeps it after verification (``xlated_prog_insns``)."""
-    from pybpf.uapi import bpf_prog_info
-
-    info = bpf_prog_info()
-    assert kernel.obj_get_info_by_fd(fd, info) == 0
-    n = info.xlated_prog_len
-    buf = ctypes.create_string_buffer(n)
-    info2 = bpf_prog_info()
-    info2.xlated_prog_len = n
-    info2.xlated_prog_insns = ctypes.addressof(buf)
-    assert kernel.obj_get_info_by_fd(fd, info2) == 0
-    return decode(buf.raw[:n])
+    return kernel.prog_xlated(fd)

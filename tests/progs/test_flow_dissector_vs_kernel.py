@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 import pybpf.skel as skel
 from pybpf.errors import BpfError
 from pybpf.isa.asm import assemble
-from pybpf.isa.insn import Insn, decode, encode
+from pybpf.isa.insn import Insn, encode
 from pybpf.kernel import Kernel
 from pybpf.program import Program
-from pybpf.uapi import BpfCmd, bpf_attr_test, bpf_prog_info
+from pybpf.uapi import BpfCmd, bpf_attr_test
 
 FLOW_DISSECTOR = 22
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -228,14 +228,7 @@ def test_offsets_clamped(kernel: ModuleType, kernel_fds: Any, nhoff: int, thoff:
 # --------------------------------------------------------------------------- verifier
 
 def _kernel_xlated(kernel: ModuleType, fd: int) -> list[Insn]:
-    info = bpf_prog_info()
-    assert kernel.obj_get_info_by_fd(fd, info) == 0
-    buf = ctypes.create_string_buffer(info.xlated_prog_len)
-    info2 = bpf_prog_info()
-    info2.xlated_prog_len = info.xlated_prog_len
-    info2.xlated_prog_insns = ctypes.addressof(buf)
-    assert kernel.obj_get_info_by_fd(fd, info2) == 0
-    return decode(buf.raw)
+    return kernel.prog_xlated(fd)
 
 
 def _norm(insns: list[Insn]) -> list[Insn]:

@@ -8,7 +8,6 @@ errno of the test_run rules.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import socket
 import struct
@@ -123,17 +122,7 @@ def both(kernel: ModuleType) -> Any:
 
 def kernel_xlated(kernel: ModuleType, fd: int) -> list[Insn]:
     """The live kernel's xlated program, helper-call immediates (addresses) blanked."""
-    info = kernel.prog_info(fd)
-    buf = ctypes.create_string_buffer(info.xlated_prog_len)
-    info2 = type(info)()
-    info2.xlated_prog_len = info.xlated_prog_len
-    info2.xlated_prog_insns = ctypes.addressof(buf)
-    kernel.obj_get_info_by_fd(fd, info2)
-    out = []
-    for i in range(0, len(buf.raw), 8):
-        code, regs, off, imm = struct.unpack_from("<BBhi", buf.raw, i)
-        out.append(Insn(code, regs & 0xF, regs >> 4, off, imm))
-    return no_calls(out)
+    return no_calls(kernel.prog_xlated(fd))
 
 
 def no_calls(insns: list[Insn]) -> list[tuple[int, ...]]:

@@ -13,7 +13,6 @@ converter fails too.
 
 from __future__ import annotations
 
-import ctypes
 from types import ModuleType
 from typing import Any
 
@@ -21,7 +20,7 @@ import pytest
 
 from pybpf.errors import BpfError
 from pybpf.isa.asm import assemble
-from pybpf.isa.insn import Insn, decode, encode
+from pybpf.isa.insn import Insn, encode
 from pybpf.kernel import Kernel
 from pybpf.program import Program
 
@@ -31,17 +30,7 @@ SIZES = {8: "u64", 4: "u32", 2: "u16", 1: "u8"}
 
 
 def kernel_xlated(kernel: ModuleType, fd: int) -> list[Insn]:
-    from pybpf.uapi import bpf_prog_info
-
-    info = bpf_prog_info()
-    assert kernel.obj_get_info_by_fd(fd, info) == 0
-    n = info.xlated_prog_len
-    buf = ctypes.create_string_buffer(n)
-    info2 = bpf_prog_info()
-    info2.xlated_prog_len = n
-    info2.xlated_prog_insns = ctypes.addressof(buf)
-    assert kernel.obj_get_info_by_fd(fd, info2) == 0
-    return decode(buf.raw[:n])
+    return kernel.prog_xlated(fd)
 
 
 def normalise(insns: list[Insn]) -> list[Insn]:

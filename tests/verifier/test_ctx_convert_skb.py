@@ -11,7 +11,6 @@ have equal xlated code, helper-call immediates (kernel addresses) normalised awa
 
 from __future__ import annotations
 
-import ctypes
 from types import ModuleType
 from typing import Any
 
@@ -19,7 +18,7 @@ import pytest
 
 from pybpf.errors import BpfError
 from pybpf.isa.asm import assemble
-from pybpf.isa.insn import Insn, decode, encode
+from pybpf.isa.insn import Insn, encode
 from pybpf.kernel import Kernel
 from pybpf.program import Program
 
@@ -37,17 +36,7 @@ MOV_K, EXIT = 0xB7, 0x95
 
 
 def kernel_xlated(kernel: ModuleType, fd: int) -> list[Insn]:
-    from pybpf.uapi import bpf_prog_info
-
-    info = bpf_prog_info()
-    assert kernel.obj_get_info_by_fd(fd, info) == 0
-    n = info.xlated_prog_len
-    buf = ctypes.create_string_buffer(n)
-    info2 = bpf_prog_info()
-    info2.xlated_prog_len = n
-    info2.xlated_prog_insns = ctypes.addressof(buf)
-    assert kernel.obj_get_info_by_fd(fd, info2) == 0
-    return decode(buf.raw[:n])
+    return kernel.prog_xlated(fd)
 
 
 def normalise(insns: list[Insn]) -> list[Insn]:

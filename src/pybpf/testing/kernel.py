@@ -555,6 +555,19 @@ def prog_info(fd: int) -> bpf_prog_info:
     return info
 
 
+def prog_xlated(fd: int) -> list[Any]:
+    """The program as the kernel keeps it after verification and its rewrites
+    (``xlated_prog_insns``), as :class:`pybpf.isa.insn.Insn` slots."""
+    from pybpf.isa.insn import decode
+
+    n = prog_info(fd).xlated_prog_len
+    buf = ctypes.create_string_buffer(n)
+    info = bpf_prog_info()
+    info.xlated_prog_len, info.xlated_prog_insns = n, ctypes.addressof(buf)
+    _check(0, obj_get_info_by_fd(fd, info), "BPF_OBJ_GET_INFO_BY_FD")
+    return decode(buf.raw[:n])
+
+
 def map_info(fd: int) -> bpf_map_info:
     info = bpf_map_info()
     _check(0, obj_get_info_by_fd(fd, info), "BPF_OBJ_GET_INFO_BY_FD")
