@@ -126,7 +126,14 @@ class Outcome:
         return self.kernel is not None and self.kernel == self.ours
 
 
+#: the per-CPU address move (``BPF_MOV64_PERCPU_REG``): pybpf prints it as 6.18's verifier
+#: log does; the installed bpftool (7.1) predates it and prints a plain register move
+_PERCPU_MOV = re.compile(r"([rw]\d+) = &\(void __percpu \*\)\(([rw]\d+)\)")
+
+
 def _finish(o: Outcome) -> Outcome:
+    if o.ours is not None:
+        o.ours = [_PERCPU_MOV.sub(r"\1 = \2", ln) for ln in o.ours]
     if o.kernel is not None and o.ours is not None:
         o.kind = "equal" if o.kernel == o.ours else classify(o.kernel, o.ours)
     return o

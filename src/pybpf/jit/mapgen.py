@@ -40,6 +40,7 @@ import llvmlite.ir as ir
 
 from pybpf.isa.insn import Insn, imm64
 from pybpf.jit.translate import I8, I16, I32, I64, PTR, Emitter, Translator, _typed_callee
+from pybpf.runtime.interpreter import PCPU_UNIT_STRIDE
 
 M64 = (1 << 64) - 1
 MAX_INLINE_KEY = 128
@@ -786,9 +787,10 @@ def _cpu(em: Emitter) -> ir.Value:
 
 
 def _array_slot(b: ir.IRBuilder, spec: ArraySpec, idx: ir.Value, cpu: ir.Value) -> ir.Value:
-    if spec.percpu:
-        idx = b.add(b.mul(idx, _c(spec.nr_cpus)), cpu)
-    return b.add(_c(spec.data), b.mul(idx, _c(spec.stride)))
+    slot = b.add(_c(spec.data), b.mul(idx, _c(spec.stride)))
+    if spec.percpu:  # CPU ``cpu``'s copy: one per-CPU stride per CPU (maps/type_percpu_array)
+        slot = b.add(slot, b.mul(cpu, _c(PCPU_UNIT_STRIDE)))
+    return slot
 
 
 def _array_lookup(em: Emitter, spec: ArraySpec, key: ir.Value, cpu: ir.Value) -> ir.Value:

@@ -44,7 +44,6 @@ from pybpf.isa.opcodes import (
     JmpOp,
     Kind,
     OpSpec,
-    lookup,
 )
 from pybpf.jit.state import (
     BRIDGE_CALLX,
@@ -58,6 +57,7 @@ from pybpf.jit.state import (
     REASON_WRITE,
     Status,
 )
+from pybpf.runtime.interpreter import BPF_ADDR_PERCPU, PCPU_UNIT_STRIDE, insn_spec
 
 I1 = ir.IntType(1)
 I8 = ir.IntType(8)
@@ -140,7 +140,7 @@ def decode_specs(insns: Sequence[Insn]) -> list[OpSpec | None]:
             specs.append(None)
             skip = False
             continue
-        spec = lookup(ins.code, ins.off, ins.imm)
+        spec = insn_spec(ins)
         specs.append(spec)
         skip = spec is not None and spec.is_wide
     return specs
@@ -978,6 +978,10 @@ class Translator:
         def widen(v: ir.Value) -> ir.Value:
             return v if spec.is64 else b.zext(v, I64)
 
+        if k is Kind.MOV and spec.variant == BPF_ADDR_PERCPU:  # this CPU's copy
+            cpu = b.load(b.gep(st.jctx, [ir.Constant(I64, FIELD["cpu"])], source_etype=I64),
+                         typ=I64)
+            return b.add(self._get(b, st, ins.src), b.mul(cpu, ir.Constant(I64, PCPU_UNIT_STRIDE)))
         if k is Kind.MOV:
             if spec.src_reg:
                 s = self._get(b, st, ins.src)

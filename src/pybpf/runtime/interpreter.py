@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pybpf.errors import BpfFault
@@ -38,6 +38,35 @@ from pybpf.runtime.memory import REGISTRY, MemoryRegistry
 M64 = 0xFFFFFFFFFFFFFFFF
 M32 = 0xFFFFFFFF
 S64 = 1 << 63
+
+#: pybpf's per-CPU memory model: CPU ``c``'s copy of any per-CPU object lies
+#: ``c * PCPU_UNIT_STRIDE`` bytes after CPU 0's, for every object, as the kernel's per-CPU
+#: units do; ``this_cpu_off(c)`` is what the per-CPU mov (``BPF_MOV64_PERCPU_REG``) adds.
+PCPU_UNIT_STRIDE = 1 << 30
+
+
+def this_cpu_off(cpu: int) -> int:
+    """The per-CPU offset of ``cpu`` (the kernel's ``this_cpu_off``)."""
+    return cpu * PCPU_UNIT_STRIDE
+
+
+def insn_spec(ins: Insn) -> OpSpec | None:
+    """:func:`lookup`, plus the kernel-internal per-CPU mov the verifier's rewrites emit.
+
+    ``BPF_MOV64_PERCPU_REG`` (``mov64`` with ``off = BPF_ADDR_PERCPU``) has no row of its
+    own: no loaded program may contain it (the verifier refuses it as reserved fields).
+    """
+    spec = lookup(ins.code, ins.off, ins.imm)
+    if spec is None and ins.code == _MOV64_X and ins.off == BPF_ADDR_PERCPU and not ins.imm:
+        return MOV64_PERCPU
+    return spec
+
+
+_MOV64_X = 0xBF
+BPF_ADDR_PERCPU = -1
+_MOV64_REG = lookup(_MOV64_X, 0)
+assert _MOV64_REG is not None
+MOV64_PERCPU = replace(_MOV64_REG, name="mov64_percpu", variant=BPF_ADDR_PERCPU)
 S32 = 1 << 31
 
 HelperFn = Callable[..., int]
@@ -223,7 +252,7 @@ class CompiledProgram:
                 specs.append(None)
                 skip = False
                 continue
-            spec = lookup(ins.code, ins.off, ins.imm)
+            spec = insn_spec(ins)
             specs.append(spec)
             skip = spec is not None and spec.is_wide
         return specs
@@ -425,6 +454,9 @@ class CompiledProgram:
         else:
             src = f"{(ins.imm & M64) if is64 else (ins.imm & M32):#x}"
         k = spec.kind
+        if k is Kind.MOV and spec.variant == BPF_ADDR_PERCPU:
+            expr = f"({src} + E.cpu * {PCPU_UNIT_STRIDE:#x}) & {M64:#x}"
+            return [f"{d} = {expr}"], None, {ins.src}, {ins.dst}
         if k is Kind.MOV:
             expr = src if (is64 or not spec.src_reg) else f"{src} & {M32:#x}"
             return [f"{d} = {expr}"], None, {ins.src} if spec.src_reg else set(), {ins.dst}

@@ -21,7 +21,10 @@ The kernel-internal functions these calls reach are in :mod:`pybpf.helpers.inter
 - ``bpf_map_lookup_elem`` on a plain array becomes ``array_map_gen_lookup``'s bounds
   check and address arithmetic (no call at all).
 
-Not done (documented in docs/xlated.md): mmap-able and per-CPU array lookups, LRU and
+- ``bpf_map_lookup_elem`` on a per-CPU array becomes ``percpu_array_map_gen_lookup``'s
+  ``pptrs`` load and per-CPU mov (``BPF_MOV64_PERCPU_REG``, run by both tiers).
+
+Not done (documented in docs/xlated.md): mmap-able array lookups, LRU and
 map-in-map ``map_gen_lookup``, ``BPF_TAIL_CALL`` opcode rewrite, inlined
 ``bpf_get_smp_processor_id``/``jiffies64``/``get_func_arg``, ``bpf_loop`` inlining.
 
@@ -149,6 +152,29 @@ def _array_gen_lookup(m: Any) -> list[Insn] | None:
             Insn(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 0)]
 
 
+def _percpu_array_gen_lookup(m: Any) -> list[Insn] | None:
+    """``percpu_array_map_gen_lookup``: index the ``pptrs`` table, then step to this
+    CPU's copy with the per-CPU mov (``BPF_MOV64_PERCPU_REG``, ``off = -1``).
+
+    The map must keep a ``pptrs`` table at ``map + offsetof(struct bpf_array, pptrs)`` and
+    its copies one per-CPU stride apart (:mod:`pybpf.maps.type_percpu_array`).
+    """
+    from pybpf.maps.type_percpu_array import ARRAY_PPTRS_OFF
+    from pybpf.runtime.interpreter import BPF_ADDR_PERCPU
+
+    if getattr(m, "pptrs", None) is None or m.map_flags & BPF_F_INNER_MAP:
+        return None
+    return [Insn(BPF_ALU64 | BPF_ADD | BPF_K, 1, 0, 0, ARRAY_PPTRS_OFF),
+            Insn(0x61, 0, 2, 0, 0),  # r0 = *(u32 *)(r2 + 0): the index
+            Insn(BPF_JMP | 0x30 | BPF_K, 0, 0, 5, _s32(int(m.max_entries))),  # >= max
+            Insn(BPF_ALU64 | 0x60 | BPF_K, 0, 0, 0, 3),  # r0 <<= 3
+            Insn(BPF_ALU64 | BPF_ADD | BPF_X, 0, 1, 0, 0),
+            Insn(0x79, 0, 0, 0, 0),  # r0 = *(u64 *)(r0 + 0): pptrs[index]
+            Insn(BPF_ALU64 | BPF_MOV | BPF_X, 0, 0, BPF_ADDR_PERCPU, 0),
+            Insn(BPF_JMP | BPF_JA, 0, 0, 1, 0),
+            Insn(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 0)]
+
+
 def _s32(v: int) -> int:
     v &= 0xFFFFFFFF
     return v - (1 << 32) if v >> 31 else v
@@ -159,6 +185,7 @@ def _s32(v: int) -> int:
 GEN_LOOKUP: dict[int, Callable[[Any], list[Insn] | None]] = {
     1: _htab_gen_lookup,  # BPF_MAP_TYPE_HASH
     2: _array_gen_lookup,  # BPF_MAP_TYPE_ARRAY
+    6: _percpu_array_gen_lookup,  # BPF_MAP_TYPE_PERCPU_ARRAY
 }
 
 
