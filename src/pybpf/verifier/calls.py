@@ -167,7 +167,7 @@ class CallsMixin:
             self.mark_chain_precision(2)
         elif fid == 93:
             pass
-        elif fid in (181, 164, 170):
+        elif fid in (181, 164, 170, 180):
             if fid == 181:  # bpf_loop: flags == 0 allows inlining, nr_loops bounds the callback
                 if regs[4].is_const() and regs[4].var_off.value == 0:
                     self.mark_chain_precision(4)
@@ -450,9 +450,6 @@ class CallsMixin:
             self.fail(errno.EINVAL, f"R{regno} doesn't have constant offset. kptr has to be at the "
                                     "constant offset\n")
 
-    def push_callback(self: Verifier, ins: Insn, meta: dict[str, Any], fid: int) -> None:
-        return
-
     def clear_all_pkt_pointers(self: Verifier) -> None:
         for r in self.state.all_regs():
             if r.is_pkt_pointer() or r.type == R.PTR_TO_PACKET_END:
@@ -488,6 +485,9 @@ class CallsMixin:
         r0 = callee.regs[0]
         if r0.type == R.PTR_TO_STACK:
             self.fail(errno.EINVAL, "cannot return stack pointer to the caller\n")
+        if callee.in_callback:
+            self.callback_exit()
+            return
         caller = st.frames[-2]
         caller.regs[0].assign(r0)
         self.insn_idx = callee.callsite + 1
@@ -505,7 +505,9 @@ class CallsMixin:
         ops = self.prog_ops
         rng = None
         exit_ctx = "At program exit"
-        if ops is not None and hasattr(ops, "return_range"):
+        if self.state.cur.in_async_callback:  # timer callbacks must return 0
+            exit_ctx, rng = "At async callback return", (0, 0)
+        elif ops is not None and hasattr(ops, "return_range"):
             rng = ops.return_range(self.prog_info)
         if rng is None:
             return
@@ -514,14 +516,19 @@ class CallsMixin:
         self.mark_chain_precision(0)
         lo, hi = rng
         if not (reg.smin >= lo and reg.smax <= hi):
-            text = f"{exit_ctx} the register R0 has"
-            unknown = True
-            if reg.smin > S64_MIN:
-                text += f" smin={reg.smin}"
-                unknown = False
-            if reg.smax < S64_MAX:
-                text += f" smax={reg.smax}"
-                unknown = False
-            if unknown:
-                text += " unknown scalar value"
-            self.fail(errno.EINVAL, text + f" should have been in [{lo}, {hi}]\n")
+            self.fail(errno.EINVAL, invalid_scalar_text(reg, lo, hi, exit_ctx, "R0"))
+
+
+def invalid_scalar_text(reg: Reg, lo: int, hi: int, ctx: str, name: str) -> str:
+    """``verbose_invalid_scalar``: why a returned scalar is out of its allowed range."""
+    text = f"{ctx} the register {name} has"
+    unknown = True
+    if reg.smin > S64_MIN:
+        text += f" smin={reg.smin}"
+        unknown = False
+    if reg.smax < S64_MAX:
+        text += f" smax={reg.smax}"
+        unknown = False
+    if unknown:
+        text += " unknown scalar value"
+    return text + f" should have been in [{lo}, {hi}]\n"

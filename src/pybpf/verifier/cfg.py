@@ -44,6 +44,7 @@ class SubprogInfo:
     has_tail_call: bool = False
     has_ld_abs: bool = False
     is_cb: bool = False
+    is_async_cb: bool = False  # a timer callback: verified as its own path, its own stack root
     changes_pkt_data: bool = False
 
 

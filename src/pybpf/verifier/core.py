@@ -14,6 +14,7 @@ from typing import Any
 
 from pybpf.isa.insn import Insn
 from pybpf.verifier.alu import AluMixin
+from pybpf.verifier.callbacks import SYNC_CALLBACK_HELPERS, CallbacksMixin
 from pybpf.verifier.calls import CallsMixin
 from pybpf.verifier.cfg import (
     CfgInfo,
@@ -45,7 +46,7 @@ BPF_F_ANY_ALIGNMENT = 1 << 1
 MAX_BPF_STACK = 512
 
 
-class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin, PrecisionMixin):
+class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMixin, PrecisionMixin):
     insn_idx: int
     prev_insn_idx: int
     insn_processed: int
@@ -89,6 +90,7 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin, PrecisionMi
         self.nr_cpus = _nr_cpus()
         self.max_stack: dict[int, int] = {}
         self.scratched = 0
+        self.calls_callback: set[int] = set()  # sync callback helper call sites
         self.init_prune()
         self.init_precision()
 
@@ -180,7 +182,10 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin, PrecisionMi
         check_subprogs(self.insns, subs, self)
         self.resolve_pseudo_ldimm64()
         check_cfg(self.insns, self.cfg, self, inp.bpf_capable,
-                  lambda i: i.code == 0x85 and i.src == 0 and i.imm in (164, 181))
+                  lambda i: i.code == 0x85 and i.src == 0 and i.imm in SYNC_CALLBACK_HELPERS)
+        self.calls_callback = {i for i in self.cfg.force_checkpoints
+                               if self.insns[i].code == 0x85 and self.insns[i].src == 0
+                               and self.insns[i].imm in SYNC_CALLBACK_HELPERS}
         self.scc = compute_scc(self.insns)
         if self.log.level & 2:
             self.log(live_regs_table(self.insns, self.format_insn, self._call_num_params, self.scc))
@@ -512,7 +517,10 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin, PrecisionMi
             d = self.max_stack.get(s, 0)
             return (d + 15) // 16 * 16
 
-        def walk(s: int, frame: int, total: int) -> None:
+        def walk(s: int, frame: int, total: int, in_cb: bool = False) -> None:
+            in_cb = in_cb or subs[s].is_cb
+            if subs[s].has_ld_abs and in_cb:
+                self.fail(errno.EINVAL, "cannot use BPF_LD_[ABS|IND] within callback\n")
             total += depth_of(s)
             if total > MAX_BPF_STACK:
                 self.fail(errno.EACCES, f"combined stack size of {frame + 1} calls is {total}. Too large\n")
@@ -522,13 +530,17 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, PruneMixin, PrecisionMi
                 ins = insns[i]
                 if (ins.code == 0x85 and ins.src == 1) or (ins.code == 0x18 and ins.src == 4):
                     t = self.cfg.subprog_of(i + ins.imm + 1)
-                    if ins.code == 0x18:
+                    # a callback referenced here runs on top of this frame, unless it is a
+                    # timer callback: that one starts its own chain (below)
+                    if ins.code == 0x18 and subs[t].is_async_cb:
                         continue
                     if frame + 1 >= 8:
                         self.fail(errno.E2BIG, f"the call stack of {frame + 1} frames is too deep !\n")
-                    walk(t, frame + 1, total)
+                    walk(t, frame + 1, total, in_cb)
 
-        walk(0, 0, 0)
+        for s in range(len(subs)):
+            if s == 0 or subs[s].is_async_cb:
+                walk(s, 0, 0)
 
 
 def _may_access_skb(prog_type: int) -> bool:

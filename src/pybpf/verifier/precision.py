@@ -404,6 +404,14 @@ class PrecisionMixin:
                         bt.clear_reg(i)
                         bt.set_reg(i, bt.frame - 1)
                 bt.subprog_exit()
+            elif op == 0x80 and ins.src == 0 and idx in self.calls_callback and idx != subseq_idx - 1:
+                # leaving a callback backwards to the helper that invoked it: R1-R5 of the
+                # callback were set by the helper, not passed from the caller's registers
+                if bt.regs[bt.frame] & ~REGMASK_ARGS or bt.stack[bt.frame]:
+                    raise BacktrackError("callback entry")
+                for i in range(1, 6):
+                    bt.clear_reg(i)
+                bt.subprog_exit()
             elif op == 0x80:
                 if ins.src == 2 and ins.imm == 0:
                     raise BacktrackError("kfunc")
@@ -411,6 +419,9 @@ class PrecisionMixin:
                 if bt.regs[bt.frame] & REGMASK_ARGS:
                     raise BacktrackError("helper args")
             elif op == 0x90:  # exit: entering the callee backwards
+                if subseq_idx >= 0 and subseq_idx in self.calls_callback:
+                    for i in range(1, 6):  # a callback's caller registers are not its results
+                        bt.clear_reg(i)
                 from_call = subseq_idx - 1 >= 0 and self.insns[subseq_idx - 1].code == 0x85 and \
                     self.insns[subseq_idx - 1].src == 1
                 r0 = from_call and bt.is_reg(0)

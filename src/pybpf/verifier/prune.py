@@ -30,6 +30,7 @@ import errno
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
+from pybpf.verifier.callbacks import force_loop_precision
 from pybpf.verifier.log import format_state
 from pybpf.verifier.regs import PTR_MAYBE_NULL, Reg, RegType, mark_not_init, mark_unknown
 from pybpf.verifier.state import (
@@ -191,7 +192,7 @@ def stacksafe(o: FuncState, c: FuncState, ids: _IdMap, exact: int, allow_uninit:
 
 
 def func_states_equal(o: FuncState, c: FuncState, ids: _IdMap, exact: int, allow_uninit: bool = True) -> bool:
-    if o.callsite != c.callsite:
+    if o.callsite != c.callsite or o.callback_depth > c.callback_depth:
         return False
     for i in range(11):
         if not regsafe(o.regs[i], c.regs[i], ids, exact):
@@ -380,9 +381,23 @@ class PruneMixin:
                 if old.insn_idx != idx:  # another instruction hashed to the same list
                     i -= 1
                     continue
-                if old.branches:
+                if old.branches and idx in self.calls_callback:
+                    # a callback call site on the current path: the next iteration is
+                    # safe if it stays within the ranges of this one (RANGE_WITHIN)
+                    if states_equal(old, cur, LOOP):
+                        old.hit_cnt += 1  # type: ignore[attr-defined]
+                        if idx in self.cfg.jmp_points:
+                            self.push_insn_history()
+                        self.propagate_precision(old)
+                        force_loop_precision(old, cur)
+                        return True
+                    if quiet:
+                        add_new = False
+                elif old.branches:
                     if looping is not None and id(old) in looping and states_maybe_looping(old, cur) and \
-                            old.may_goto_depth == cur.may_goto_depth and states_equal(old, cur, EXACT):
+                            old.may_goto_depth == cur.may_goto_depth and \
+                            old.callback_unroll_depth == cur.callback_unroll_depth and \
+                            states_equal(old, cur, EXACT):
                         self.verbose(f"infinite loop detected at insn {idx}\n")
                         self.verbose("cur state:" + format_state(cur.cur) + "\n")
                         self.verbose("old state:" + format_state(old.frames[cur.curframe]) + "\n")

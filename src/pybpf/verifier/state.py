@@ -46,7 +46,8 @@ class StackSlot:
 class FuncState:
     """One call frame: registers, stack, and where it was called from."""
 
-    __slots__ = ("callsite", "frameno", "in_callback", "regs", "stack", "subprogno")
+    __slots__ = ("callback_depth", "callback_ret_range", "callsite", "frameno", "in_async_callback",
+                 "in_callback", "regs", "stack", "subprogno")
 
     def __init__(self, frameno: int = 0, subprogno: int = 0, callsite: int = -1) -> None:
         self.frameno = frameno
@@ -55,6 +56,9 @@ class FuncState:
         self.regs = [Reg() for _ in range(MAX_BPF_REG)]
         self.stack: list[StackSlot] = []
         self.in_callback = False
+        self.in_async_callback = False
+        self.callback_depth = 0  # callbacks of this frame's bpf_loop call unrolled so far
+        self.callback_ret_range = (0, 0)
         for r in self.regs:
             mark_not_init(r)
         fp = self.regs[BPF_REG_FP]
@@ -70,6 +74,9 @@ class FuncState:
         f.subprogno = self.subprogno
         f.callsite = self.callsite
         f.in_callback = self.in_callback
+        f.in_async_callback = self.in_async_callback
+        f.callback_depth = self.callback_depth
+        f.callback_ret_range = self.callback_ret_range
         f.regs = [r.copy() for r in self.regs]
         f.stack = [s.copy() for s in self.stack]
         return f
@@ -117,6 +124,7 @@ class VState:
     first_insn_idx: int = 0
     last_insn_idx: int = -1
     hist: list[tuple[int, int, int, tuple]] = field(default_factory=list)
+    callback_unroll_depth: int = 0
 
     @property
     def cur(self) -> FuncState:
@@ -130,7 +138,7 @@ class VState:
         return VState([f.copy() for f in self.frames], [RefState(r.id, r.insn_idx, r.kind) for r in self.refs],
                       self.active_lock, self.active_rcu, 0, self.insn_idx, self.may_goto_depth,
                       self.loop_entry, self.parent, self.first_insn_idx, self.last_insn_idx,
-                      list(self.hist))
+                      list(self.hist), self.callback_unroll_depth)
 
     def all_regs(self):
         """Every register of every frame, including spilled ones (``bpf_for_each_reg_in_vstate``)."""
