@@ -40,7 +40,7 @@ import llvmlite.ir as ir
 
 from pybpf.isa.insn import Insn, imm64
 from pybpf.jit.translate import I8, I16, I32, I64, PTR, Emitter, Translator, _typed_callee
-from pybpf.runtime.interpreter import PCPU_UNIT_STRIDE
+from pybpf.runtime.cpus import PCPU_UNIT_STRIDE
 
 M64 = (1 << 64) - 1
 MAX_INLINE_KEY = 128

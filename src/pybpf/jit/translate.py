@@ -57,7 +57,8 @@ from pybpf.jit.state import (
     REASON_WRITE,
     Status,
 )
-from pybpf.runtime.interpreter import BPF_ADDR_PERCPU, PCPU_UNIT_STRIDE, insn_spec
+from pybpf.runtime.cpus import PCPU_UNIT_STRIDE
+from pybpf.runtime.interpreter import BPF_ADDR_PERCPU, insn_spec
 
 I1 = ir.IntType(1)
 I8 = ir.IntType(8)

@@ -8,7 +8,7 @@ Layout, as the kernel's per-CPU allocator gives it (so the verifier can inline l
     value of key i on CPU c   = pptrs[i] + this_cpu_off(c)
                               = data + c * PCPU_UNIT_STRIDE + i * elem_size
 
-``this_cpu_off`` / ``PCPU_UNIT_STRIDE`` (:mod:`pybpf.runtime.interpreter`) are pybpf's
+``this_cpu_off`` / ``PCPU_UNIT_STRIDE`` (:mod:`pybpf.runtime.cpus`) are pybpf's
 per-CPU offsets: one stride for every per-CPU object, which is what lets the per-CPU mov
 (``BPF_MOV64_PERCPU_REG``) find a CPU's copy without knowing the map. Each CPU's block of
 ``max_entries * elem_size`` bytes is its own registered region inside one anonymous
@@ -39,7 +39,7 @@ from pybpf.maps.core import _BY_ADDR, MAP_HEADER_SIZE, BpfMap, MapAttr
 from pybpf.maps.ops import register_map_ops
 from pybpf.maps.storage import alloc_region, map_regions
 from pybpf.maps.type_array import ArrayMap, ArrayOps
-from pybpf.runtime.interpreter import PCPU_UNIT_STRIDE, this_cpu_off
+from pybpf.runtime.cpus import PCPU_UNIT_STRIDE, this_cpu_off
 from pybpf.runtime.memory import Region
 from pybpf.uapi import BPF_EXIST, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_NOEXIST
 

@@ -33,3 +33,14 @@ def check_cpu(cpu: int) -> int:
     if not 0 <= cpu < n:
         raise ValueError(f"cpu {cpu} is not a possible CPU (0..{n - 1})")
     return cpu
+
+
+#: pybpf's per-CPU memory model: CPU ``c``'s copy of any per-CPU object lies
+#: ``c * PCPU_UNIT_STRIDE`` bytes after CPU 0's, for every object, as the kernel's per-CPU
+#: units do; ``this_cpu_off(c)`` is what the per-CPU mov (``BPF_MOV64_PERCPU_REG``) adds.
+PCPU_UNIT_STRIDE = 1 << 30
+
+
+def this_cpu_off(cpu: int) -> int:
+    """The per-CPU offset of ``cpu`` (the kernel's ``this_cpu_off``)."""
+    return cpu * PCPU_UNIT_STRIDE

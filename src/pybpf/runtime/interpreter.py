@@ -33,22 +33,12 @@ from pybpf.isa.opcodes import (
     lookup,
 )
 from pybpf.runtime.context import RunContext
+from pybpf.runtime.cpus import PCPU_UNIT_STRIDE
 from pybpf.runtime.memory import REGISTRY, MemoryRegistry
 
 M64 = 0xFFFFFFFFFFFFFFFF
 M32 = 0xFFFFFFFF
 S64 = 1 << 63
-
-#: pybpf's per-CPU memory model: CPU ``c``'s copy of any per-CPU object lies
-#: ``c * PCPU_UNIT_STRIDE`` bytes after CPU 0's, for every object, as the kernel's per-CPU
-#: units do; ``this_cpu_off(c)`` is what the per-CPU mov (``BPF_MOV64_PERCPU_REG``) adds.
-PCPU_UNIT_STRIDE = 1 << 30
-
-
-def this_cpu_off(cpu: int) -> int:
-    """The per-CPU offset of ``cpu`` (the kernel's ``this_cpu_off``)."""
-    return cpu * PCPU_UNIT_STRIDE
-
 
 def insn_spec(ins: Insn) -> OpSpec | None:
     """:func:`lookup`, plus the kernel-internal per-CPU mov the verifier's rewrites emit.
