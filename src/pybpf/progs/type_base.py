@@ -7,6 +7,7 @@ what its programs may return. Concrete types subclass :class:`ProgTypeBase`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pybpf.helpers.proto import FuncProto
@@ -72,9 +73,14 @@ class ProgTypeBase:
     def return_range(self, prog: Any) -> tuple[int, int] | None:
         return self.ret_range
 
+    #: ``(write, insn) -> (insns, target_size)`` for types whose conversion needs nothing
+    #: of the program (most cgroup/socket types); ``None``: the ctx is read in place
+    ctx_converter: Callable[[bool, Any], tuple[list[Any], int] | None] | None = None
+
     def convert_ctx_access(self, write: bool, insn: Any,
                            prog: Any) -> tuple[list[Any], int] | None:
-        return None  # the ctx is read in place
+        conv = type(self).ctx_converter
+        return conv(write, insn) if conv is not None else None
 
     def test_run(self, prog: Any, kernel: Any, opts: Any) -> Any:
         raise NotImplementedError
@@ -82,3 +88,9 @@ class ProgTypeBase:
 
 def narrow_ok(size: int, default: int) -> bool:
     return size <= default and (size & (size - 1)) == 0
+
+
+def bpf_noop_prologue(self: Any, direct_write: bool, prog: Any) -> list[Any]:
+    """``bpf_noop_prologue``, as a type's ``gen_prologue``: direct packet writes are legal
+    and need no preparation (the buffer is never shared)."""
+    return []

@@ -24,7 +24,13 @@ from pybpf.progs.sockmap_ctx_convert import (
     sk_msg_convert_ctx_access,
     sk_reuseport_convert_ctx_access,
 )
-from pybpf.progs.type_base import CGROUP_COMMON, CGROUP_CURRENT, ProgTypeBase, narrow_ok
+from pybpf.progs.type_base import (
+    CGROUP_COMMON,
+    CGROUP_CURRENT,
+    ProgTypeBase,
+    bpf_noop_prologue,
+    narrow_ok,
+)
 from pybpf.verifier.regs import PTR_MAYBE_NULL, RegType
 from pybpf.verifier.sock_access import sock_is_valid
 
@@ -115,10 +121,7 @@ class SockAddr(ProgTypeBase):
         # user_family, family, type, protocol: whole reads only (nothing else is a field)
         return off in (0, 28, 32, 36) and not write and size == 4
 
-    def convert_ctx_access(self, write: bool, insn: Any, prog: Any) -> tuple[list[Any], int] | None:
-        """onto ``struct bpf_sock_addr_kern``
-        (:func:`pybpf.progs.cgroup_ctx_convert.sock_addr_convert_ctx_access`)."""
-        return sock_addr_convert_ctx_access(write, insn)
+    ctx_converter = staticmethod(sock_addr_convert_ctx_access)  # onto struct bpf_sock_addr_kern
 
     def return_range(self, prog: Any) -> tuple[int, int] | None:
         att = getattr(prog, "expected_attach_type", 0)
@@ -157,10 +160,7 @@ class SockOps(ProgTypeBase):
             return narrow_ok(size, 4)
         return size == 4
 
-    def convert_ctx_access(self, write: bool, insn: Any, prog: Any) -> tuple[list[Any], int] | None:
-        """onto ``struct bpf_sock_ops_kern``
-        (:func:`pybpf.progs.sock_ops_convert.sock_ops_convert_ctx_access`)."""
-        return sock_ops_convert_ctx_access(write, insn)
+    ctx_converter = staticmethod(sock_ops_convert_ctx_access)  # onto struct bpf_sock_ops_kern
 
 
 class CgroupDevice(ProgTypeBase):
@@ -185,9 +185,7 @@ class SkMsg(ProgTypeBase):
     pkt_read = pkt_write = True
     own_helpers = frozenset({60, 71, 61, 62, 63, 90, 91, 25, 15, 107, 108, 122, 17})
 
-    def gen_prologue(self, direct_write: bool, prog: Any) -> list[Any]:
-        """``bpf_noop_prologue``: direct packet writes need no unclone here."""
-        return []
+    gen_prologue = bpf_noop_prologue
 
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
         if write or off % size:
@@ -205,10 +203,7 @@ class SkMsg(ProgTypeBase):
             return size == 4
         return False
 
-    def convert_ctx_access(self, write: bool, insn: Any, prog: Any) -> tuple[list[Any], int] | None:
-        """onto ``struct sk_msg``
-        (:func:`pybpf.progs.sockmap_ctx_convert.sk_msg_convert_ctx_access`)."""
-        return sk_msg_convert_ctx_access(write, insn)
+    ctx_converter = staticmethod(sk_msg_convert_ctx_access)  # onto struct sk_msg
 
 
 class SkReuseport(ProgTypeBase):
@@ -242,10 +237,7 @@ class SkReuseport(ProgTypeBase):
             return narrow_ok(size, 4)
         return False
 
-    def convert_ctx_access(self, write: bool, insn: Any, prog: Any) -> tuple[list[Any], int] | None:
-        """onto ``struct sk_reuseport_kern``
-        (:func:`pybpf.progs.sockmap_ctx_convert.sk_reuseport_convert_ctx_access`)."""
-        return sk_reuseport_convert_ctx_access(write, insn)
+    ctx_converter = staticmethod(sk_reuseport_convert_ctx_access)  # onto struct sk_reuseport_kern
 
 
 class CgroupSysctl(ProgTypeBase):
@@ -268,10 +260,7 @@ class CgroupSysctl(ProgTypeBase):
             return narrow_ok(size, 4)
         return size == 4
 
-    def convert_ctx_access(self, write: bool, insn: Any, prog: Any) -> tuple[list[Any], int] | None:
-        """onto ``struct bpf_sysctl_kern``
-        (:func:`pybpf.progs.cgroup_ctx_convert.sysctl_convert_ctx_access`)."""
-        return sysctl_convert_ctx_access(write, insn)
+    ctx_converter = staticmethod(sysctl_convert_ctx_access)  # onto struct bpf_sysctl_kern
 
 
 class CgroupSockopt(ProgTypeBase):
@@ -281,9 +270,7 @@ class CgroupSockopt(ProgTypeBase):
     pkt_read = pkt_write = True
     own_helpers = frozenset({122, 107, 108, 49, 57, 96, 25} | CGROUP_COMMON | CGROUP_CURRENT)
 
-    def gen_prologue(self, direct_write: bool, prog: Any) -> list[Any]:
-        """``bpf_noop_prologue``: direct packet writes need no unclone here."""
-        return []
+    gen_prologue = bpf_noop_prologue
     ret_range = (0, 1)
 
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
@@ -309,10 +296,7 @@ class CgroupSockopt(ProgTypeBase):
             return size == 4 and att == CGROUP_GETSOCKOPT
         return size == 4
 
-    def convert_ctx_access(self, write: bool, insn: Any, prog: Any) -> tuple[list[Any], int] | None:
-        """onto ``struct bpf_sockopt_kern``
-        (:func:`pybpf.progs.cgroup_ctx_convert.cg_sockopt_convert_ctx_access`)."""
-        return cg_sockopt_convert_ctx_access(write, insn)
+    ctx_converter = staticmethod(cg_sockopt_convert_ctx_access)  # onto struct bpf_sockopt_kern
 
 
 for _t in (CgroupSock, SockAddr, SockOps, CgroupDevice, SkMsg, SkReuseport, CgroupSysctl,

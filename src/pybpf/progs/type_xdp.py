@@ -23,7 +23,7 @@ from pybpf.net.xdp_buff import (
     XB_TXQ,
 )
 from pybpf.progs.ops import register_prog_type
-from pybpf.progs.type_base import ProgTypeBase
+from pybpf.progs.type_base import ProgTypeBase, bpf_noop_prologue
 from pybpf.verifier.regs import RegType
 
 BPF_XDP_DEVMAP = 33  # enum bpf_attach_type
@@ -86,10 +86,7 @@ class Xdp(ProgTypeBase):
             return None
         return out, 4
 
-    def gen_prologue(self, direct_write: bool, prog: Any) -> list[Insn]:
-        """``bpf_noop_prologue``: an xdp_buff is never shared, direct writes need no
-        preparation (the kernel still defines the op, so direct writes are legal)."""
-        return []
+    gen_prologue = bpf_noop_prologue  # an xdp_buff is never shared
 
     def hook_ctx(self, kind: str, name: str) -> Any:
         """The per-packet object the device receive path runs XDP programs on."""
