@@ -39,6 +39,7 @@ update live in :class:`pybpf.net.skbuff.SkBuff`, not in native memory the JIT co
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from typing import Any
 
 import llvmlite.ir as ir
@@ -213,15 +214,23 @@ def gen_xdp_adjust_meta(em: Emitter, args: list[ir.Value]) -> ir.Value:
     return em.b.call(_xdp_adjust_meta_fn(em.tr), args[:2])
 
 
-def _xdp_applies(tr: Translator, consts: dict[int, int]) -> bool:
-    """Native when the XDP buffer layout is importable and not in sanitize mode."""
-    if tr.sanitize:
-        return False
-    try:
-        _xdp_consts()
-    except (ImportError, KeyError):
-        return False
-    return True
+def _layout_applies(layout: Callable[[], object]) -> Callable[[Translator, dict[int, int]], bool]:
+    """An ``applies`` predicate: native when the buffer ``layout`` (the object's offsets)
+    is importable and the program is not compiled in sanitize mode."""
+
+    def applies(tr: Translator, consts: dict[int, int]) -> bool:
+        if tr.sanitize:
+            return False
+        try:
+            layout()
+        except (ImportError, KeyError):
+            return False
+        return True
+
+    return applies
+
+
+_xdp_applies = _layout_applies(lambda: _xdp_consts())
 
 
 gen_xdp_adjust_head.applies = _xdp_applies  # type: ignore[attr-defined]
@@ -546,14 +555,7 @@ def gen_csum_update(em: Emitter, args: list[ir.Value]) -> ir.Value:
     return r0
 
 
-def _skb_applies(tr: Translator, consts: dict[int, int]) -> bool:
-    if tr.sanitize:
-        return False
-    try:
-        _skb_consts()
-    except (ImportError, KeyError):
-        return False
-    return True
+_skb_applies = _layout_applies(lambda: _skb_consts())
 
 
 gen_skb_load_bytes.applies = _skb_applies  # type: ignore[attr-defined]
