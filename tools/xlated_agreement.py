@@ -13,7 +13,9 @@ differ between two kernels:
   (``map[kind]`` / ``map[kind][0]+off``);
 - call immediates: the kernel's ``__bpf_call_base``-relative address (looked up in
   ``/proc/kallsyms``, as bpftool does) and pybpf's id both become the callee's name
-  (``call __htab_map_lookup_elem``).
+  (``call __htab_map_lookup_elem``);
+- addresses of the kernel variables inlined helpers load (``jiffies``, ``cpu_number``)
+  become ``&jiffies`` / ``&cpu_number`` on both sides.
 
 Prints ``xlated equal A/B`` per source, and the kinds of the differences left (the first
 differing hunk of each unequal program, classified by what the kernel emitted there).
@@ -38,7 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from pybpf.isa.disasm import disasm_kernel  # noqa: E402
+from pybpf.isa.disasm import bpftool_imm64, disasm_kernel  # noqa: E402
 from pybpf.isa.insn import Insn, decode  # noqa: E402
 
 LD_IMM64 = 0x18
@@ -55,7 +57,8 @@ def _u64(first: Insn, second: Insn) -> int:
 
 
 def render(insns: Sequence[Insn], call_name: Callable[[int], str | None],
-           map_ref: Callable[[Insn, Insn], str | None], pcrel_off: bool = False) -> list[str]:
+           map_ref: Callable[[Insn, Insn], str | None], pcrel_off: bool = False,
+           kfunc_name: Callable[[int], str | None] | None = None) -> list[str]:
     """bpftool's text of ``insns`` with calls named and map references by role.
 
     ``pcrel_off``: bpf-to-bpf calls show ``off`` (the relative target ``jit_subprogs``
@@ -65,9 +68,13 @@ def render(insns: Sequence[Insn], call_name: Callable[[int], str | None],
         insns = [i._replace(imm=i.off) if i.code == CALL and i.src == 1 else i for i in insns]
 
     def imm64(first: Insn, second: Insn, value: int) -> str | None:
+        if first.src == 4:  # BPF_PSEUDO_FUNC: bpftool's ``subprog[+N]``
+            return bpftool_imm64(first, second, value)
         return map_ref(first, second)
 
     def target(ins: Insn) -> str | None:  # disasm names only non-negative immediates
+        if ins.src == 2:  # kfunc: pybpf keeps the vmlinux BTF id, the kernel an address
+            return (kfunc_name or call_name)(ins.imm)
         return call_name(ins.imm) if ins.src == 0 else None
 
     lines = disasm_kernel(list(insns), helper_name=call_name, pseudo_imm64=imm64,
@@ -92,6 +99,13 @@ def classify(kernel: list[str], ours: list[str]) -> str:
                 return "map lookup inlined"
             if "goto pc+0" in otext:
                 return "nop removal"
+        if re.search(r"\(bc\) (w\d+) = \1$", ktext, re.M) and "atomic_cmpxchg" in "\n".join(
+                kernel[max(i1 - 1, 0):i2]):
+            return "zext after cmpxchg"
+        if "&jiffies" in ktext or "&cpu_number" in ktext:
+            return "helper inlined"
+        if "+35)" in ktext or "+= 304" in ktext:
+            return "map lookup inlined"
         if tag == "insert" or (len(o) > len(k)):
             if "goto pc+0" in otext or "goto pc-1" in otext:
                 return "nop/dead code (pybpf kept)"
@@ -131,9 +145,73 @@ class Outcome:
 _PERCPU_MOV = re.compile(r"([rw]\d+) = &\(void __percpu \*\)\(([rw]\d+)\)")
 
 
+_KVARS: dict[int, str] | None = None
+_KVAR_LINE = re.compile(r"^(\((?:18|b7)\) [rw]\d+ = )(0x[0-9a-f]+|-?\d+)$")
+
+
+def kernel_variables() -> dict[int, str]:
+    """Addresses of the kernel variables inlined helpers load (``jiffies``,
+    ``cpu_number``), on both sides, to the variable's name.
+
+    The kernel's are read off the xlated dump of a one-call program (data symbols are not
+    in ``/proc/kallsyms`` without ``CONFIG_KALLSYMS_ALL``); pybpf's are
+    :mod:`pybpf.runtime.kvars`'s. ``cpu_number`` goes in through a 32-bit immediate, so
+    its key is the address truncated to 32 bits.
+    """
+    global _KVARS
+    if _KVARS is not None:
+        return _KVARS
+    from pybpf.runtime.kvars import cpu_number_addr, jiffies_addr
+    from pybpf.testing import kernel as K
+
+    out: dict[int, str] = {jiffies_addr(): "jiffies"}
+    cpu = cpu_number_addr()
+    if cpu is not None:
+        out[cpu & 0xFFFFFFFF] = "cpu_number"
+    for fid, name in ((118, "jiffies"), (8, "cpu_number")):
+        with K.KernelFds() as fds:
+            res = fds.prog_load(1, _pack([Insn(CALL, 0, 0, 0, fid), Insn(0x95, 0, 0, 0, 0)]))
+            if not res.ok:
+                continue
+            first = K.prog_xlated(res.fd)
+        if first and first[0].code == LD_IMM64:
+            out[_u64(first[0], first[1])] = name
+        elif first and first[0].code == 0xB7:
+            out[first[0].imm & 0xFFFFFFFF] = name
+    _KVARS = out
+    return out
+
+
+_TIMER_AUX = re.compile(r"^\(18\) r3 = 0x[0-9a-f]+$")
+
+
+def _name_kvars(lines: list[str]) -> list[str]:
+    """``r0 = 0xffffffff83009980`` / ``r0 = -2085568460`` -> ``r0 = &jiffies`` /
+    ``r0 = &cpu_number`` where the value is a kernel variable's address; the ``r3 =
+    prog->aux`` before ``call bpf_timer_set_callback`` -> ``r3 = &prog_aux``."""
+    kv = kernel_variables()
+    out = []
+    for n, ln in enumerate(lines):
+        if _TIMER_AUX.match(ln) and n + 1 < len(lines) \
+                and lines[n + 1].startswith("(85) call bpf_timer_set_callback"):
+            out.append("(18) r3 = &prog_aux")
+            continue
+        m = _KVAR_LINE.match(ln)
+        if m:
+            value = int(m.group(2), 0)
+            name = kv.get(value & 0xFFFFFFFFFFFFFFFF) if ln.startswith("(18)") \
+                else kv.get(value & 0xFFFFFFFF)
+            if name:
+                ln = f"{m.group(1)}&{name}"
+        out.append(ln)
+    return out
+
+
 def _finish(o: Outcome) -> Outcome:
     if o.ours is not None:
-        o.ours = [_PERCPU_MOV.sub(r"\1 = \2", ln) for ln in o.ours]
+        o.ours = _name_kvars([_PERCPU_MOV.sub(r"\1 = \2", ln) for ln in o.ours])
+    if o.kernel is not None:
+        o.kernel = _name_kvars(o.kernel)
     if o.kernel is not None and o.ours is not None:
         o.kind = "equal" if o.kernel == o.ours else classify(o.kernel, o.ours)
     return o
@@ -147,6 +225,26 @@ def pybpf_call_namer(prog_type: int) -> Callable[[int], str | None]:
     from pybpf.helpers.internal import xlated_call_name
 
     return lambda imm: xlated_call_name(imm, prog_type)
+
+
+def pybpf_kfunc_namer(kernel: Any = None) -> Callable[[int], str | None]:
+    """pybpf's kfunc calls keep the kfunc's vmlinux BTF id: its FUNC's name."""
+    from pybpf.btf.raw import BtfFunc
+
+    if kernel is None:
+        from pybpf.kernel import default_kernel
+
+        kernel = default_kernel()
+    obj = getattr(kernel, "vmlinux_btf", None)
+    btf = obj.parsed() if obj is not None else None
+
+    def name(imm: int) -> str | None:
+        if btf is None or not 0 < imm < len(btf.types):
+            return None
+        t = btf.types[imm]
+        return t.name if isinstance(t, BtfFunc) else None
+
+    return name
 
 
 def _pybpf_map_ref(maps: dict[str, Any]) -> Callable[[Insn, Insn], str | None]:
@@ -275,6 +373,8 @@ def corpus_case(case: dict[str, Any]) -> Outcome:
             insns[i] = insns[i]._replace(imm=kmaps[fx["kind"]])
         res = fds.prog_load(case["prog_type"], _pack(insns), prog_flags=_flags(case),
                             expected_attach_type=case.get("expected_attach_type") or 0)
+        if not res.ok and res.errno == 22 and _subprog_starts(insns) != [0]:
+            res = _load_with_func_info(fds, case, insns)
         if not res.ok:
             return Outcome(name, None, None, f"kernel load errno {res.errno}")
         kinsns, _ = kernel_xlated(res.fd)
@@ -294,8 +394,55 @@ def corpus_case(case: dict[str, Any]) -> Outcome:
     from pybpf.syscall.info import jit_subprog_calls
 
     ours = render(jit_subprog_calls(list(r.insns)), pybpf_call_namer(case["prog_type"]),
-                  _pybpf_map_ref(kinds))
+                  _pybpf_map_ref(kinds), kfunc_name=pybpf_kfunc_namer())
     return _finish(Outcome(name, ktext, ours, extra={"maps": bool(case["fixups"])}))
+
+
+def _subprog_starts(insns: Sequence[Insn]) -> list[int]:
+    starts = {0}
+    for i, ins in enumerate(insns):
+        if (ins.code == CALL and ins.src == 1) or (ins.code == LD_IMM64 and ins.src == 4):
+            starts.add(i + ins.imm + 1)
+    return sorted(starts)
+
+
+def _callback_btf() -> bytes:
+    """Raw BTF: ``int main(void)`` and ``int cb(int i, void *c)``, both static."""
+    import struct
+
+    strings = b"\0int\0main\0cb\0i\0c\0"
+    types = b"".join([
+        struct.pack("<IIII", 1, 1 << 24, 4, (1 << 24) | 32),  # [1] INT int
+        struct.pack("<III", 0, 13 << 24, 1),  # [2] FUNC_PROTO int(void)
+        struct.pack("<III", 5, 12 << 24, 2),  # [3] FUNC main
+        struct.pack("<III", 0, (13 << 24) | 2, 1) + struct.pack("<IIII", 13, 1, 15, 6),
+        struct.pack("<III", 10, 12 << 24, 4),  # [5] FUNC cb
+        struct.pack("<III", 0, 2 << 24, 0),  # [6] PTR void
+    ])
+    header = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
+    return header + types + strings
+
+
+def _load_with_func_info(fds: Any, case: dict[str, Any], insns: Sequence[Insn]) -> Any:
+    """Cases with subprograms (callbacks: ``bpf_loop``…) need BTF func_info in the live
+    kernel (``missing btf func_info``); the corpus has none. Synthetic BTF: ``main`` for
+    the program, a static ``cb(int, void *)`` for every other subprogram (the kernel
+    checks a static callback's arguments against it only to log)."""
+    import os
+    import struct
+
+    from pybpf.testing import kernel as K
+
+    btf = K.btf_load(_callback_btf())
+    if not btf.ok:
+        return btf
+    finfo = b"".join(struct.pack("<II", s, 3 if s == 0 else 5) for s in _subprog_starts(insns))
+    try:
+        return fds.prog_load(case["prog_type"], _pack(insns), prog_flags=_flags(case),
+                             expected_attach_type=case.get("expected_attach_type") or 0,
+                             prog_btf_fd=btf.fd, func_info=finfo, func_info_rec_size=8)
+    finally:
+        os.close(btf.fd)
 
 
 def _flags(case: dict[str, Any]) -> int:
@@ -377,7 +524,8 @@ def pybpf_object(path: Path) -> dict[str, list[str] | None]:
 
             ids = {km.id: name for name, km in maps.items()}
             out[p.name] = render(insn_prepare_dump(bp), pybpf_call_namer(bp.type),
-                                 _kernel_map_ref(ids), pcrel_off=True)
+                                 _kernel_map_ref(ids), pcrel_off=True,
+                                 kfunc_name=pybpf_kfunc_namer(k))
     return out
 
 

@@ -21,6 +21,7 @@ from pybpf.helpers.maps import MAP_HELPERS
 from pybpf.isa.insn import Insn, ld_imm64
 from pybpf.jit import compile_program, mapgen
 from pybpf.maps.api import create_map
+from pybpf.maps.bpf_lru import REF_WORD
 from pybpf.maps.ringbuf_consumer import RingBufConsumer
 from pybpf.runtime.context import RunContext
 from pybpf.runtime.interpreter import CompiledProgram
@@ -153,7 +154,7 @@ def test_lru_lookup_is_native_and_sets_the_reference_bit() -> None:
     assert not jit.code.translation.uses_bridge
     for k in (1, 3, 5, 11):
         assert jit.run(k) == interp.run(k)
-    ref = [[m.e32[i * m.ew + 3] for i in range(m.n_elems)] for m in maps]
+    ref = [[m.e32[i * m.ew + REF_WORD] for i in range(m.n_elems)] for m in maps]
     assert ref[0] == ref[1] and any(ref[1])
 
 
@@ -533,7 +534,7 @@ def test_internal_htab_lookup_call_is_native(map_type: int) -> None:
     for k in range(-1, 14):
         assert jit.run(k & 0xFFFFFFFF) == interp.run(k & 0xFFFFFFFF), k
     if map_type == LRU_HASH:
-        ref = [[m.e32[i * m.ew + 3] for i in range(m.n_elems)] for m in maps]
+        ref = [[m.e32[i * m.ew + REF_WORD] for i in range(m.n_elems)] for m in maps]
         assert ref[0] == ref[1] and any(ref[1])
 
 

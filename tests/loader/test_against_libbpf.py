@@ -28,7 +28,7 @@ import pytest
 from pybpf.btf.raw import Btf
 from pybpf.btf.relo_core import CandidateIndex
 from pybpf.loader.elf_object import open_object
-from pybpf.loader.externs import KernelFacts
+from pybpf.loader.externs import KernelFacts, resolve_externs
 from pybpf.loader.load import LiveSyscalls, create_max_entries, load_object, possible_cpus
 from pybpf.loader.relocate import RelocateOptions, relocate
 
@@ -56,6 +56,7 @@ def compare_with_libbpf(path: Path, vml: CandidateIndex) -> tuple[int, list[str]
     """(programs compared, differences) between libbpf and pybpf for one object."""
     ref = oracle.libbpf_load_each(str(path))
     obj = open_object(path)
+    resolve_externs(obj, KernelFacts.host(vml.btf))  # kfunc externs (examples/iter_sum.o), as libbpf
     diffs = []
     for name, insns in ref.programs.items():
         for p in obj.programs:

@@ -26,7 +26,7 @@ from pybpf.errors import BpfError
 from pybpf.isa.insn import Insn, encode, ld_imm64
 from pybpf.maps import elem_cmds
 from pybpf.maps.api import create_map
-from pybpf.maps.bpf_lru import FREE, INACTIVE, LOCAL_FREE
+from pybpf.maps.bpf_lru import FREE, INACTIVE, LOCAL_FREE, REF_WORD
 from pybpf.maps.core import BpfMap, num_possible_cpus, on_cpu
 from pybpf.maps.htab import HashTab
 from pybpf.runtime.memory import REGISTRY
@@ -217,11 +217,11 @@ def test_syscall_lookups_do_not_set_the_ref_bit() -> None:
     elem_cmds.map_update_elem(bmap, bytes(4), bytes(8))
     elem_cmds.map_lookup_elem(bmap, bytes(4))
     idx = bmap.index[bytes(4)]
-    assert bmap.e32[idx * bmap.ew + 3] == 0
+    assert bmap.e32[idx * bmap.ew + REF_WORD] == 0
     key = REGISTRY.alloc(4, "key")
     try:
         assert bmap.ops.map_lookup_elem(bmap, key.start, 0)  # type: ignore[call-arg]
-        assert bmap.e32[idx * bmap.ew + 3] == 1
+        assert bmap.e32[idx * bmap.ew + REF_WORD] == 1
     finally:
         REGISTRY.remove(key)
         bmap.ops.map_free(bmap)

@@ -18,7 +18,7 @@ from typing import Any
 
 from pybpf.btf.raw import Btf, BtfFormatError, BtfFunc, BtfFuncProto, BtfPtr, BtfType
 from pybpf.cli._target import get_info
-from pybpf.isa.disasm import disasm_kernel
+from pybpf.isa.disasm import bpftool_imm64, disasm_kernel
 from pybpf.isa.insn import Insn, decode, encode
 from pybpf.uapi import BpfCmd, BpfFuncId, bpf_attr_get_id
 
@@ -182,14 +182,6 @@ def live_helper_name() -> Callable[[int], str | None]:
     return name
 
 
-def _pseudo_imm64(first: Insn, second: Insn, value: int) -> str | None:
-    if first.src == 1:  # BPF_PSEUDO_MAP_FD: the kernel reports the map id in xlated code
-        return f"map[id:{first.imm & 0xFFFFFFFF}]"
-    if first.src == 2:  # BPF_PSEUDO_MAP_VALUE
-        return f"map[id:{first.imm & 0xFFFFFFFF}][0]+{second.imm & 0xFFFFFFFF}"
-    return None
-
-
 def _hex(b: bytes) -> list[str]:
     return [f"0x{x:02x}" for x in b]
 
@@ -204,7 +196,7 @@ def _opcodes(raw: bytes) -> Record:
 def xlated_records(info: ProgInfo, linum: bool, live: bool = False) -> list[Record]:
     """One record per instruction: slot, proto, src/file/line, disasm, raw bytes."""
     helper = live_helper_name() if live else helper_name
-    lines = disasm_kernel(info.insns, helper_name=helper, pseudo_imm64=_pseudo_imm64)
+    lines = disasm_kernel(info.insns, helper_name=helper, pseudo_imm64=bpftool_imm64)
     funcs = {off: tid for off, tid in info.func_info}
     linfo = {rec[0]: rec for rec in info.line_info}
     out: list[Record] = []

@@ -21,6 +21,9 @@ Ids (``INTERNAL_BASE + n``) and what the implementation returns:
             16,32}_no_cache``           rewrites them: ``(skb, offset)`` -> the bytes
                                         in network order, or ``-EFAULT`` (the program
                                         then returns 0).
+``+5``      ``__htab_map_lookup_elem``  on a HASH_OF_MAPS (``htab_of_map_gen_lookup``):
+                                        the element, moved back as for ``+1``; the
+                                        program loads the inner map from its value.
 ``+0x100``  map types' own operations     ``bpf_map_*_elem`` called directly on the map
  and up     (``htab_map_update_elem``…)     type's function (``do_misc_fixups`` turns a map
                                         helper whose map is known into ``call
@@ -47,13 +50,22 @@ INTERNAL_BASE = 0x10000
 HTAB_MAP_LOOKUP_ELEM = INTERNAL_BASE + 1
 #: size in bytes -> ``bpf_skb_load_helper_<bits>_no_cache``
 SKB_LOAD_HELPER = {1: INTERNAL_BASE + 2, 2: INTERNAL_BASE + 3, 4: INTERNAL_BASE + 4}
+#: ``__htab_map_lookup_elem`` as ``htab_of_map_gen_lookup`` calls it: the same kernel
+#: function, a pybpf id of its own because the generic helper on a HASH_OF_MAPS returns
+#: the inner map, while this returns the element (the program loads the inner map from
+#: the element's value slot)
+HTAB_OF_MAPS_LOOKUP_ELEM = INTERNAL_BASE + 5
 
 #: ``offsetof(struct htab_elem, key)`` on x86-64 6.18 (BTF: ``struct htab_elem``).
 HTAB_ELEM_KEY_OFF = 48
+#: ``offsetof(struct htab_elem, lru_node) + offsetof(struct bpf_lru_node, ref)``: the byte
+#: an inlined LRU lookup sets (pybpf's element keeps its ref word there, see maps/htab.py)
+LRU_REF_OFF = 35
 
 #: internal id -> kernel function name
 INTERNAL_NAMES: dict[int, str] = {
     HTAB_MAP_LOOKUP_ELEM: "__htab_map_lookup_elem",
+    HTAB_OF_MAPS_LOOKUP_ELEM: "__htab_map_lookup_elem",
     **{fid: f"bpf_skb_load_helper_{8 * size}_no_cache" for size, fid in SKB_LOAD_HELPER.items()},
 }
 
@@ -149,6 +161,22 @@ def _htab_map_lookup_elem(ctx: Any, r1: int, r2: int, *_: int) -> int:
     return (value - htab_elem_value_off(key_size)) & 0xFFFFFFFFFFFFFFFF
 
 
+def _htab_of_maps_lookup_elem(ctx: Any, r1: int, r2: int, *_: int) -> int:
+    """The element holding ``key`` in a HASH_OF_MAPS, moved back as
+    :func:`_htab_map_lookup_elem`'s result is: its value slot (the inner map's address)
+    is at the result plus ``htab_elem_value_off(key_size)``."""
+    from pybpf.maps.core import map_from_addr
+    from pybpf.maps.htab import HtabOps
+
+    bmap = map_from_addr(r1)
+    if bmap is None:
+        return 0
+    slot = HtabOps.map_lookup_elem(bmap.ops, bmap, r2)  # type: ignore[arg-type]
+    if not slot:
+        return 0
+    return (slot - htab_elem_value_off(bmap.key_size)) & 0xFFFFFFFFFFFFFFFF
+
+
 def _generic(func_id: int) -> Any:
     """The generic map helper's implementation (looked up at call time, so a helper table
     override of the generic helper is not bypassed by the direct call)."""
@@ -181,6 +209,7 @@ def _skb_load_helper(size: int) -> Any:
 
 IMPLS: dict[int, Any] = {
     HTAB_MAP_LOOKUP_ELEM: _htab_map_lookup_elem,
+    HTAB_OF_MAPS_LOOKUP_ELEM: _htab_of_maps_lookup_elem,
     **{fid: _skb_load_helper(size) for size, fid in SKB_LOAD_HELPER.items()},
     **{_MAP_OPS_IDS[key]: _map_op_impl(key[1]) for key in MAP_OPS_NAMES},
 }

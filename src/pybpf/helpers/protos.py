@@ -122,6 +122,8 @@ _ALL = [
     _p(122, "get_netns_cookie", args=(CTX | MAYBE_NULL,)),
     _p(124, "sk_assign", args=(CTX, BTF_SOCK_COMMON, ANY)),  # tc's; sk_lookup has its own
     _p(125, "ktime_get_boot_ns"),
+    _p(126, "seq_printf", args=(int(A.ARG_PTR_TO_BTF_ID), RO_MEM, SIZE, RO_MEM | MAYBE_NULL, SIZE0),
+       gpl=True),
     _p(127, "seq_write", args=(int(A.ARG_PTR_TO_BTF_ID), RO_MEM, SIZE0), gpl=True),
     _p(130, "ringbuf_output", args=(MAP, RO_MEM, SIZE0, ANY)),
     _p(131, "ringbuf_reserve", RetType.RET_PTR_TO_MEM, (MAP, int(A.ARG_CONST_ALLOC_SIZE_OR_ZERO), ANY),
@@ -133,6 +135,7 @@ _ALL = [
     _p(139, "skc_to_tcp_request_sock", RetType.RET_PTR_TO_BTF_ID, (BTF_SOCK_COMMON,), ret_flags=R_MAYBE_NULL),
     _p(141, "get_task_stack", args=(int(A.ARG_PTR_TO_BTF_ID), UNINIT_MEM, SIZE0, ANY)),
     _p(147, "d_path", args=(int(A.ARG_PTR_TO_BTF_ID), UNINIT_MEM, SIZE0)),
+    _p(150, "seq_printf_btf", args=(int(A.ARG_PTR_TO_BTF_ID), RO_MEM, SIZE0, ANY), gpl=True),
     _p(153, "per_cpu_ptr", RetType.RET_PTR_TO_MEM_OR_BTF_ID, (int(A.ARG_PTR_TO_PERCPU_BTF_ID), ANY),
        ret_flags=R_MAYBE_NULL | R_RDONLY),
     _p(154, "this_cpu_ptr", RetType.RET_PTR_TO_MEM_OR_BTF_ID, (int(A.ARG_PTR_TO_PERCPU_BTF_ID),),

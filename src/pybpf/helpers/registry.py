@@ -50,6 +50,13 @@ def all_protos() -> dict[int, FuncProto]:
     from pybpf.helpers.protos import HELPER_PROTOS
 
     out = dict(HELPER_PROTOS)
+    from pybpf.helpers.dynptr import PROTOS_BY_ID as DYNPTR_PROTOS  # the dynptr helpers' own table
+
+    for fid, proto in DYNPTR_PROTOS.items():
+        out.setdefault(fid, proto)
+    from pybpf.helpers.btf_ptrs import protos_with_btf_ids  # BTF-pointer helpers and ids
+
+    out.update(protos_with_btf_ids(out))
     for fid, impl in helper_impls().items():
         if fid in out and out[fid].impl is None:
             out[fid] = dataclasses.replace(out[fid], impl=impl)

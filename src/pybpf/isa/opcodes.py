@@ -92,6 +92,11 @@ class Mode(IntEnum):
     ATOMIC = 0xC0
 
 
+#: kernel-internal LDX modes (``include/linux/filter.h``): loads that may fault
+PROBE_MEM = 0x20
+PROBE_MEMSX = 0x40
+
+
 class AtomicOp(IntEnum):
     """The ``imm`` of a ``BPF_ATOMIC`` instruction."""
 
@@ -185,6 +190,10 @@ class OpSpec:
     variant_field: str | None = None
     variant: int | None = None
     linux: bool = True  # False: Linux 6.18 rejects it ("unknown opcode"); conformance only
+    #: ``BPF_PROBE_MEM``/``BPF_PROBE_MEMSX``: a load the verifier's rewrite made of one
+    #: through a BTF pointer; an unreadable address yields 0 instead of a fault (the
+    #: kernel's exception table). Never accepted from user space (``linux`` is False).
+    probe: bool = False
 
     @property
     def cls(self) -> int:
@@ -288,6 +297,11 @@ def _build() -> list[OpSpec]:
             add(OpSpec(f"ldxs{s}", Cls.LDX | Mode.MEMSX | size, Kind.LDXSX, f"ldxs{s}",
                        size=nbytes))
         add(OpSpec(f"ldx{s}", Cls.LDX | Mode.MEM | size, Kind.LDX, f"ldx{s}", size=nbytes))
+        add(OpSpec(f"probe_ldx{s}", Cls.LDX | PROBE_MEM | size, Kind.LDX, f"probe_ldx{s}",
+                   size=nbytes, linux=False, probe=True))
+        if size != Size.DW:
+            add(OpSpec(f"probe_ldxs{s}", Cls.LDX | PROBE_MEMSX | size, Kind.LDXSX,
+                       f"probe_ldxs{s}", size=nbytes, linux=False, probe=True))
         add(OpSpec(f"st{s}", Cls.ST | Mode.MEM | size, Kind.ST, f"st{s}", size=nbytes))
         add(OpSpec(f"stx{s}", Cls.STX | Mode.MEM | size, Kind.STX, f"stx{s}", size=nbytes))
         if nbytes >= 4:

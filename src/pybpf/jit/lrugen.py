@@ -103,9 +103,9 @@ class LruOps:
         return b.add(b.shl(i, _c(2)), _c(field))
 
     def _clear_ref(self, b: ir.IRBuilder, i: ir.Value) -> None:
-        from pybpf.jit.mapgen import _c, _store
+        from pybpf.jit.mapgen import HTAB_ELEM_REF, _c, _store
 
-        _store(b, b.add(self.h.elem(b, i), _c(12)), _c(0, I32))
+        _store(b, b.add(self.h.elem(b, i), _c(HTAB_ELEM_REF)), _c(0, I32))
 
     def _del(self, b: ir.IRBuilder, i: ir.Value) -> None:
         p = self._rd(b, self._node(b, i, 0))
@@ -229,7 +229,7 @@ def lru_update(h: Any) -> ir.Function:
     existing key's CPU slot is written in place and its ref bit set; a new key takes the
     popped element with the other CPUs' slots zeroed; ``BPF_EXIST`` pops nothing.
     """
-    from pybpf.jit.mapgen import _c, _memcpy, _memset0, _store, jhash_ir
+    from pybpf.jit.mapgen import HTAB_ELEM_REF, _c, _memcpy, _memset0, _store, jhash_ir
 
     s = h.s
     lru = h.lru_ops()
@@ -276,7 +276,7 @@ def lru_update(h: Any) -> ir.Function:
     if s.percpu:
         b.position_at_end(have)
         old_idx = b.sub(old, _c(1))
-        _store(b, b.add(h.elem(b, old_idx), _c(12)), _c(1, I32))
+        _store(b, b.add(h.elem(b, old_idx), _c(HTAB_ELEM_REF)), _c(1, I32))
         _memcpy(h.tr, b, h.value_addr(b, old_idx, cpu), value, s.value_size)
         b.branch(finish)
         b.position_at_end(fresh)
@@ -302,7 +302,7 @@ def lru_update(h: Any) -> ir.Function:
         replace = fn.append_basic_block("replace")
         b.cbranch(exists, replace, finish)
         b.position_at_end(replace)
-        _store(b, b.add(h.elem(b, nidx), _c(12)), _c(1, I32))
+        _store(b, b.add(h.elem(b, nidx), _c(HTAB_ELEM_REF)), _c(1, I32))
         h._unlink(fn, b, old, h.bucket_addr(b, h_val))
         _count_add(h, b, -1)
         _free_elem(h, b, b.sub(old, _c(1)))

@@ -59,7 +59,8 @@ NATIVE_LRU_WRITES = os.environ.get("PYBPF_JIT_NATIVE_LRU_WRITES", "1") != "0"
 _HEADER = struct.Struct("<IIIIIIQQII")
 _HTAB_CTL = struct.Struct("<IIIIIIIIQQQQIIIIQQQ")  # pybpf.maps.htab control block
 CTL_COUNT, CTL_FREE_TOP, CTL_GEN = 24, 28, 32
-HTAB_ELEM_HDR = 16
+HTAB_ELEM_HDR = 32
+HTAB_ELEM_REF = 16  # the element's LRU ref word (pybpf.maps.htab)
 HTAB_FREE, HTAB_USED = 0, 1
 CTL_PERCPU, CTL_LRU, CTL_PERCPU_LRU, CTL_IN_PLACE = 1, 2, 4, 8
 
@@ -506,7 +507,7 @@ class _Htab:
         b.position_at_end(hit)
         idx = b.sub(found, _c(1))
         if self.s.lru:
-            _store(b, b.add(self.elem(b, idx), _c(12)), _c(1, I32))
+            _store(b, b.add(self.elem(b, idx), _c(HTAB_ELEM_REF)), _c(1, I32))
         b.ret(self.value_addr(b, idx, cpu))
         self._lookup = fn
         return fn
@@ -679,7 +680,7 @@ class _Htab:
         _store(b, e, b.trunc(head, I32))
         _store(b, b.add(e, _c(4)), h)
         _store(b, b.add(e, _c(8)), _c(HTAB_USED, I32))
-        _store(b, b.add(e, _c(12)), _c(0, I32))
+        _store(b, b.add(e, _c(HTAB_ELEM_REF)), _c(0, I32))
         _memcpy(self.tr, b, b.add(e, _c(HTAB_ELEM_HDR)), key, s.key_size)
         if value is not None:
             _memcpy(self.tr, b, b.add(e, _c(s.value_off)), value, s.value_size)
@@ -762,7 +763,7 @@ class _Htab:
         self._unlink(fn, b, old, self.bucket_addr(b, h))
         e = self.elem(b, b.sub(old, _c(1)))
         _store(b, b.add(e, _c(8)), _c(HTAB_FREE, I32))
-        _store(b, b.add(e, _c(12)), _c(0, I32))
+        _store(b, b.add(e, _c(HTAB_ELEM_REF)), _c(0, I32))
         top_ptr = self._ctl(CTL_FREE_TOP)
         top = _load(b, top_ptr, I32)
         slot = b.add(_c(s.free_stack), b.shl(b.zext(top, I64), _c(2)))

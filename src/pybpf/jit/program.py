@@ -206,7 +206,9 @@ class JitProgram:
         self.blind_map = list(blind_map) if blind_map is not None else None
         self._entry: Callable[..., int] = code.entry
         self._budgeted_twin: JitProgram | None = None
-        self._table = region_table(mem) if sanitize else None
+        # the region table: the sanitizer's checks, and BPF_PROBE_MEM loads (always checked)
+        self._table = region_table(mem) \
+            if sanitize or code.translation.notes.get("probe_loads") else None
 
     # -- running ----------------------------------------------------------------------
     def run(self, r1: int = 0, r2: int = 0, r3: int = 0, r4: int = 0, r5: int = 0, *,

@@ -871,6 +871,9 @@ class Translator:
                 return True
             self._set(b, st, ins.dst, ir.Constant(I64, imm64(ins, self.insns[pc + 1])))
             return False
+        if (k is Kind.LDX or k is Kind.LDXSX) and spec.probe:
+            self._probe_load(b, st, pc, ins, spec)
+            return False
         if k is Kind.LDX or k is Kind.LDXSX:
             ptr = self._addr(b, st, pc, ins.src, ins.off, spec.size, write=False)
             v = b.load(ptr, typ=INT[spec.size], align=1)
@@ -1061,6 +1064,30 @@ class Translator:
                 self._checked(b, st, pc, addr, size, write=False)
             self._checked(b, st, pc, addr, size, write=write)
         return b.inttoptr(addr, PTR)
+
+    def _probe_load(self, b: ir.IRBuilder, st: _FuncState, pc: int, ins: Insn,
+                    spec: OpSpec) -> None:
+        """``BPF_PROBE_MEM``/``BPF_PROBE_MEMSX``: load only from a registered region;
+        anything else reads as 0, as the kernel's exception table makes a faulting load
+        (always checked, sanitizing or not: BTF pointers are not proven in bounds)."""
+        self.notes["probe_loads"] = True  # the run needs the region table (program.py)
+        addr = b.add(self._get(b, st, ins.src), ir.Constant(I64, ins.off & M64))
+        res = b.call(self._check(), [st.jctx, addr, ir.Constant(I64, spec.size),
+                                     ir.Constant(I1, 0)])
+        pre = b.block
+        ok = b.append_basic_block(f"probe{pc}")
+        join = b.append_basic_block(f"probed{pc}")
+        b.cbranch(b.icmp_unsigned("==", res, ir.Constant(I64, 0)), ok, join)
+        b.position_at_end(ok)
+        v = b.load(b.inttoptr(addr, PTR), typ=INT[spec.size], align=1)
+        if spec.size < 8:
+            v = b.sext(v, I64) if spec.kind is Kind.LDXSX else b.zext(v, I64)
+        b.branch(join)
+        b.position_at_end(join)
+        phi = b.phi(I64)
+        phi.add_incoming(v, ok)
+        phi.add_incoming(ir.Constant(I64, 0), pre)
+        self._set(b, st, ins.dst, phi)
 
     def _checked(self, b: ir.IRBuilder, st: _FuncState, pc: int, addr: ir.Value, size: int,
                  *, write: bool) -> None:

@@ -28,6 +28,7 @@ from pybpf.btf.raw import (
     BtfEnum64,
     BtfFormatError,
     BtfFunc,
+    BtfFuncProto,
     BtfInt,
     BtfPtr,
     BtfStruct,
@@ -376,15 +377,31 @@ class _Opener:
                 int_id = next((t.id for t in btf.types
                                if isinstance(t, BtfInt) and t.bits == 32), 0)
                 new_vars, off = [], 0
+                dummy_id = 0
                 for vs in sec_t.vars:
                     vt = btf.types[vs.type]
                     if vt.name not in by_name:
                         raise LoaderError(errno.ESRCH, "failed to find extern definition for "
                                           f"BTF {btf_kind_str(vt)} '{vt.name}'")
+                    var_id = vs.type
                     if isinstance(vt, BtfVar):
                         vt.linkage = BTF_VAR_GLOBAL_ALLOCATED
                         vt.type = int_id
-                    new_vars.append(BtfVarSecinfo(vs.type, off, 4))
+                    elif isinstance(vt, BtfFunc):
+                        # the kernel takes no extern FUNCs: libbpf makes a kfunc extern a
+                        # global FUNC and lists a dummy int VAR in the DATASEC instead
+                        if not dummy_id:
+                            dummy_id = len(btf.types)
+                            btf.types.append(BtfVar(dummy_id, vt.name, vt.name_off, False, int_id,
+                                                    BTF_VAR_GLOBAL_ALLOCATED))
+                        proto = btf.types[vt.type]
+                        if isinstance(proto, BtfFuncProto):
+                            for prm in proto.params:
+                                if prm.type and not prm.name_off:
+                                    prm.name_off, prm.name = vt.name_off, vt.name
+                        vt.linkage = 1  # BTF_FUNC_GLOBAL
+                        var_id = dummy_id
+                    new_vars.append(BtfVarSecinfo(var_id, off, 4))
                     off += 4
                 sec_t.vars = tuple(new_vars)
                 sec_t.size = off

@@ -24,6 +24,7 @@ from pybpf.btf.relo_core import CandidateIndex
 from pybpf.btf.writer import to_bytes
 from pybpf.errors import BpfError
 from pybpf.isa.insn import encode
+from pybpf.loader.attach_btf import find_attach_btf_id, needs_attach_btf
 from pybpf.loader.elf_object import BpfObjectSpec
 from pybpf.loader.externs import KernelFacts, resolve_externs
 from pybpf.loader.model import LibbpfMapType, MapSpec, ProgramSpec
@@ -129,6 +130,8 @@ def load_object(obj: BpfObjectSpec, sys: Syscalls, *, target: CandidateIndex | N
         for p in obj.programs:
             if p.is_subprog or not p.autoload:
                 continue
+            if needs_attach_btf(p):
+                p.attach_btf_id = find_attach_btf_id(p, target.btf if target else None)
             lo.prog_fds[p.name] = _load_prog(sys, obj, p, lo.btf_fd, log_level)
         _init_slots(sys, obj, lo)
     except BaseException:

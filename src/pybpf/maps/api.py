@@ -451,6 +451,12 @@ class Map(MutableMapping[Any, Any]):
 
         return RingBufConsumer(self.bmap, callback)
 
+    def user_ring_buffer(self) -> Any:
+        """A producer for a USER_RINGBUF map (libbpf's ``user_ring_buffer__new``)."""
+        from pybpf.maps.user_ringbuf_producer import UserRingBuffer
+
+        return UserRingBuffer(self.bmap)
+
     def open_perf_buffer(self, callback: Callable[[int, bytes], None], page_cnt: int = 8,
                          lost_cb: Callable[[int, int], None] | None = None) -> Any:
         from pybpf.maps.perf_reader import PerfBuffer

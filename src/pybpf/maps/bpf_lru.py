@@ -18,7 +18,7 @@ algorithm, not just "some LRU": elements (LRU *nodes*) live on doubly linked lis
   ``max_entries / possible_cpus`` nodes; a new node goes straight to that CPU's INACTIVE
   list; an empty FREE list is refilled by shrinking 4 nodes.
 
-The *ref* bit of a node is word 3 of its hash element (:mod:`pybpf.maps.htab`): program
+The *ref* bit of a node is word ``REF_WORD`` (4, bytes 16..19) of its hash element (:mod:`pybpf.maps.htab`): program
 lookups set it (syscall lookups do not); every list move clears it.
 
 Native layout (u32 words at ``lru`` — control field 96 of the hash table)::
@@ -57,6 +57,8 @@ LOCAL_NR_SCANS = LOCAL_FREE_TARGET
 PERCPU_FREE_TARGET = 4
 PERCPU_NR_SCANS = PERCPU_FREE_TARGET
 NODE_WORDS = 4
+#: the u32 word of a hash element that is its LRU ref bit (any non-zero value is set)
+REF_WORD = 4
 
 
 def lru_words(n_elems: int, nr_cpus: int, percpu: bool) -> int:
@@ -71,7 +73,7 @@ class BpfLru:
 
     ``del_from_htab(idx) -> bool`` removes element ``idx`` from the hash table if it is
     there (``htab_lru_map_delete_node``); ``ref`` is the element words array and ``ew``
-    its stride, so ``ref[idx * ew + 3]`` is the node's ref bit.
+    its stride, so ``ref[idx * ew + REF_WORD]`` is the node's ref bit.
     """
 
     def __init__(self, region: Region, n_elems: int, nr_cpus: int, percpu: bool,
@@ -133,10 +135,10 @@ class BpfLru:
         return self.w[4 * head + 1] == head
 
     def is_ref(self, i: int) -> bool:
-        return bool(self.ref[i * self.ew + 3])
+        return bool(self.ref[i * self.ew + REF_WORD])
 
     def clear_ref(self, i: int) -> None:
-        self.ref[i * self.ew + 3] = 0
+        self.ref[i * self.ew + REF_WORD] = 0
 
     def node_type(self, i: int) -> int:
         return self.w[4 * i + 2]

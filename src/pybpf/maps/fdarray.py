@@ -5,7 +5,8 @@ rules); update takes only ``BPF_ANY`` (EINVAL), E2BIG past the end; delete is EN
 an empty slot; a syscall lookup returns the object's id for types that define one
 (PROG_ARRAY, ARRAY_OF_MAPS) and ENOTSUPP otherwise; program lookups are refused
 (``-EOPNOTSUPP``) except ARRAY_OF_MAPS, which yields the inner map's address.
-Storage: :mod:`pybpf.maps.fdmaps`.
+Storage: :mod:`pybpf.maps.fdmaps`; the slots are at ``map + FD_ARRAY_PTRS_OFF`` (312), as
+``struct bpf_array``'s ``ptrs``.
 """
 
 from __future__ import annotations
@@ -21,16 +22,22 @@ from pybpf.maps.batch import BatchResult, generic_lookup_batch, generic_update_b
 from pybpf.maps.common import ENOTSUPP
 from pybpf.maps.core import BpfMap, MapAttr
 from pybpf.maps.fdmaps import object_addr, object_id, resolve_fd
-from pybpf.maps.storage import alloc_region
+from pybpf.maps.storage import colocate_after_header
 from pybpf.uapi import BPF_ANY, BPF_F_RDONLY_PROG, BPF_F_WRONLY_PROG
 
 _U64 = struct.Struct("<Q")
+#: ``offsetof(struct bpf_array, ptrs)`` on x86-64 Linux 6.18: where an inlined
+#: ARRAY_OF_MAPS lookup (``array_of_map_gen_lookup``: ``r1 += 312``) finds the slots
+FD_ARRAY_PTRS_OFF = 312
 
 
 class FdArrayMap(BpfMap):
     def __init__(self, ops: BaseMapOps, attr: MapAttr) -> None:
         super().__init__(ops, attr)
-        self.slots = alloc_region(self, 8 * self.max_entries, "object slots")
+        # the slots sit where ``struct bpf_array`` keeps its ``ptrs``, so the verifier can
+        # inline program lookups as the kernel does (read-only for programs)
+        self.slots = colocate_after_header(self, FD_ARRAY_PTRS_OFF, 8 * self.max_entries,
+                                           "object slots")
         self.objects: list[Any] = [None] * self.max_entries
         self.write_header(elem_size=8, data=self.slots.start)
 

@@ -40,9 +40,15 @@ Native layout (all little-endian; ``header.data`` = elements, ``header.aux`` = c
       0  u32 next    index + 1 of the next element in the chain
       4  u32 hash    htab_map_hash(key)
       8  u32 state   0 free, 1 in the table
-      12 u32 ref     LRU reference bit (set by program lookups of LRU maps)
-      16 key         round_up(key_size, 8) bytes
+      12 u32 (unused)
+      16 u32 ref     LRU reference bit (set by program lookups of LRU maps; an inlined
+                     lookup, ``htab_lru_map_gen_lookup``, stores 1 into its byte 19)
+      20 (unused, 12 bytes)
+      32 key         round_up(key_size, 8) bytes
       value_off      value (round_up(value_size, 8) bytes), absent for PERCPU types
+                     (value_off = 32 + round_up(key_size, 8): the kernel's element puts
+                     the key at 48, so kernel-shaped offsets from ``value - (48 + round_up(
+                     key_size, 8))`` reach the value at +48+…, the ref byte at +35)
     per-CPU value  pcpu + (index * nr_cpus + cpu) * vstride
 
 Operations (what native code must do, and what this module does):
@@ -83,7 +89,7 @@ from pybpf.errors import BpfError
 from pybpf.maps import core
 from pybpf.maps.base import BaseMapOps, ForEachCallback
 from pybpf.maps.batch import BatchResult, check_elem_flags
-from pybpf.maps.bpf_lru import BpfLru, lru_words
+from pybpf.maps.bpf_lru import REF_WORD, BpfLru, lru_words
 from pybpf.maps.common import (
     BPF_F_ACCESS_MASK,
     ENOTSUPP,
@@ -118,10 +124,14 @@ SIZEOF_HTAB_ELEM = 48
 SIZEOF_BPF_HTAB = 896  # sizeof(struct bpf_htab) in 6.18 (fdinfo memlock)
 SIZEOF_LLIST_NODE = 8
 SIZEOF_BUCKET = 16
-ELEM_HDR = 16
+#: bytes before an element's key: the kernel's ``offsetof(struct htab_elem, key)`` minus
+#: 16, so that ``elem + ELEM_HDR - 13`` (where an inlined LRU lookup stores the ref byte,
+#: ``htab_elem + 35``, counted from the kernel-shaped element ``__htab_map_lookup_elem``
+#: hands out: value address minus ``48 + round_up(key_size, 8)``) is the ref word's last byte
+ELEM_HDR = 32
 CTL_SIZE = 128
 _CTL = struct.Struct("<IIIIIIIIQQQQIIIIQQQ")
-_ELEM_HDR = struct.Struct("<IIII")
+_ELEM_HDR = struct.Struct("<III4xI12x")  # next, hash, state, (pad), ref, (pad)
 FREE, USED = 0, 1
 
 
@@ -345,7 +355,7 @@ class HashTab(BpfMap):
         if self.lru_lists is not None:
             self.lru_lists.push_free(idx)
             return
-        self.e32[base + 3] = 0
+        self.e32[base + REF_WORD] = 0
         self.fs32[self.free_top] = idx  # type: ignore[index]
         self.free_top += 1
 
@@ -564,7 +574,7 @@ class HashTab(BpfMap):
             values, np.uint8, n * vs).reshape(n, vs)
         words[newidx, 1] = hashes
         words[newidx, 2] = USED
-        words[newidx, 3] = 0
+        words[newidx, REF_WORD] = 0
         all_b = np.concatenate((bucket, mb))
         group = np.concatenate((np.zeros(n, np.int64), np.ones(mb.size, np.int64)))
         rank = np.concatenate((-np.arange(n), md))
@@ -603,7 +613,7 @@ class HashTab(BpfMap):
         mb, md, mi = mb[keep], md[keep], mi[keep]
         self.relink(touched, mb, mi, np.lexsort((md, mb)))
         words[olds, 2] = FREE
-        words[olds, 3] = 0
+        words[olds, REF_WORD] = 0
         top = self.free_top
         np.frombuffer(self.free_stack.mv, "<u4")[top:top + n] = olds  # type: ignore[union-attr]
         self.free_top = top + n
@@ -632,7 +642,7 @@ class HashTab(BpfMap):
         voff, vs = self.value_off, self.value_size
         x32, fs32, nr_cpus, hash_of = self.x32, self.fs32, self.nr_cpus, self.hash_of
         gap = self.value_off - ELEM_HDR - self.key_size
-        pack_elem = struct.Struct(f"<IIII{self.key_size}s{gap}x{vs}s").pack_into
+        pack_elem = struct.Struct(f"<III4xI12x{self.key_size}s{gap}x{vs}s").pack_into
         get = index.get
         acquire, release = lock.acquire, lock.release
         bmap = self
@@ -976,7 +986,7 @@ class HtabOps(BaseMapOps):
         bmap.write_value(new, value, cpu, True, False)
         bmap.insert(key, bmap.hash_of(key), new)
         if old >= 0:
-            bmap.e32[new * bmap.ew + 3] = 1  # the replacement is referenced
+            bmap.e32[new * bmap.ew + REF_WORD] = 1  # the replacement is referenced
             bmap.unlink(old)
             bmap.count -= 1
             bmap.push_free(old)
@@ -995,7 +1005,7 @@ class HtabOps(BaseMapOps):
         err = HtabOps.check_flags(old, flags)
         if not err:
             if old >= 0:
-                bmap.e32[old * bmap.ew + 3] = 1
+                bmap.e32[old * bmap.ew + REF_WORD] = 1
                 bmap.write_value(old, value, cpu, from_sys, False)
             else:
                 bmap.write_value(new, value, cpu, from_sys, True)
@@ -1140,7 +1150,7 @@ class HtabOps(BaseMapOps):
             if idx is None:
                 return 0
             if bmap.lru:
-                bmap.e32[idx * bmap.ew + 3] = 1
+                bmap.e32[idx * bmap.ew + REF_WORD] = 1
             return bmap.value_addr(idx, cpu)
 
     def map_lookup_percpu_elem(self, bmap: BpfMap, key_addr: int, cpu: int) -> int:

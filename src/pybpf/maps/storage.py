@@ -60,3 +60,39 @@ def alloc_pages(bmap: BpfMap, size: int, what: str) -> Region:
     bmap.mem.add(region)
     map_regions(bmap).append(region)
     return region
+
+
+_GUARD = 16  # unregistered bytes around a colocated allocation, as the registry keeps
+
+
+def colocate_after_header(bmap: BpfMap, off: int, size: int, what: str, *,
+                          writable: bool = False) -> Region:
+    """Move ``bmap``'s header into one allocation with a table ``off`` bytes after it.
+
+    The kernel's inlined lookups (``map_gen_lookup``) address a map's table from the map
+    pointer itself (``r1 += offsetof(struct bpf_array, value)`` …); a pybpf map that keeps
+    its table where the kernel's struct does runs the very instructions the kernel's
+    xlated program holds. Header and table are two registered regions of one ctypes
+    buffer; the bytes between them stay unregistered (an access there faults). The
+    table is read-only for programs unless ``writable``; Python writes it through ``mv``.
+    """
+    from pybpf.maps.core import _BY_ADDR, MAP_HEADER_SIZE
+
+    check_mem(size)
+    size = max(size, 1)
+    total = _GUARD + off + size + _GUARD
+    buf = (ctypes.c_uint64 * ((total + 7) // 8))()
+    start = ctypes.addressof(buf) + _GUARD
+    raw = memoryview(buf).cast("B")
+    old = bytes(bmap.header.mv)
+    header = Region(start, MAP_HEADER_SIZE, bmap.header.name,
+                    raw[_GUARD:_GUARD + MAP_HEADER_SIZE], True, False, buf, bmap)
+    header.mv[:len(old)] = old
+    table = Region(start + off, size, f"map {bmap.name!r} {what}",
+                   raw[_GUARD + off:_GUARD + off + size], True, writable, buf, bmap)
+    bmap.release_header()
+    bmap.header = bmap.mem.add(header)
+    _BY_ADDR[header.start] = bmap
+    bmap.mem.add(table)
+    map_regions(bmap).append(table)
+    return table

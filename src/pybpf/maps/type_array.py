@@ -142,6 +142,19 @@ class ArrayMap(BpfMap):
         """
         return self.base + off
 
+    def read_const(self, off: int, size: int) -> int:
+        """``bpf_map_direct_read``: the ``size``-byte little-endian value at byte ``off``
+        of value 0, which the verifier treats as a constant when the map is read-only to
+        programs and frozen (``bpf_map_is_rdonly``: global ``.rodata``). ``ValueError``
+        where ``array_map_direct_value_addr`` fails (``max_entries != 1``, ``off`` past
+        the value) or while a syscall write is in flight (``bpf_map_write_active``)."""
+        if self.max_entries != 1 or not 0 <= off < self.value_size or \
+                off + size > self.value_size or size not in (1, 2, 4, 8):
+            raise ValueError(f"no direct read of {size} bytes at {off}")
+        if self.writecnt:
+            raise ValueError("map write in progress")
+        return int.from_bytes(self.vmv[off:off + size], "little")
+
     def mmap(self, writable: bool = True, length: int | None = None, offset: int = 0
              ) -> MapMmap:
         """A shared mapping of the values (``BPF_F_MMAPABLE`` arrays only), kernel rules:

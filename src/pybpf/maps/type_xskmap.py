@@ -6,7 +6,8 @@ not open, ENOTSOCK for one that is open but no socket (a map or program fd). The
 rules are the kernel's: creation (value size 4, flags NUMA/RDONLY/WRONLY only), updates
 (flags, E2BIG past the end), syscall lookups (EOPNOTSUPP: the value is a socket),
 deletes (EINVAL past the end, else success) and array-order iteration. Programs may look
-entries up (always NULL here) and redirect to them (``bpf_redirect_map`` then takes the
+entries up (always NULL here; the socket table is at ``map + 304`` as in ``struct xsk_map``,
+so the verifier inlines lookups as ``xsk_map_gen_lookup``) and redirect to them (``bpf_redirect_map`` then takes the
 fallback action, there being no socket).
 """
 
@@ -22,6 +23,7 @@ from pybpf.maps.base import NoProgElemOps
 from pybpf.maps.core import BpfMap, MapAttr
 from pybpf.maps.fdmaps import resolve_fd
 from pybpf.maps.ops import register_map_ops
+from pybpf.maps.storage import colocate_after_header
 from pybpf.uapi import (
     BPF_EXIST,
     BPF_F_NUMA_NODE,
@@ -31,6 +33,9 @@ from pybpf.uapi import (
 )
 
 SIZEOF_XSK_MAP = 256
+#: ``offsetof(struct xsk_map, xsk_map)`` on x86-64 Linux 6.18: the socket pointer table an
+#: inlined lookup (``xsk_map_gen_lookup``: ``r1 += 304``) indexes
+XSK_MAP_PTRS_OFF = 304
 _U32 = struct.Struct("<I")
 
 
@@ -46,7 +51,12 @@ class XskMapOps(NoProgElemOps):
                 or attr.map_flags & ~(BPF_F_NUMA_NODE | BPF_F_RDONLY | BPF_F_WRONLY)):
             raise BpfError(errno.EINVAL)
         attr.map_flags &= ~(BPF_F_RDONLY | BPF_F_WRONLY)  # bpf_map_init_from_attr
-        return BpfMap(self, attr)
+        bmap = BpfMap(self, attr)
+        # the socket table, where the kernel's inlined lookup reads it: all NULL, pybpf
+        # having no AF_XDP sockets
+        bmap.xsk_ptrs = colocate_after_header(  # type: ignore[attr-defined]
+            bmap, XSK_MAP_PTRS_OFF, 8 * bmap.max_entries, "sockets")
+        return bmap
 
     def mem_usage(self, bmap: BpfMap) -> int:
         return SIZEOF_XSK_MAP + 8 * bmap.max_entries

@@ -6,7 +6,6 @@ record, the raw arguments); none of them may touch packets.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 from pybpf.helpers.proto import FuncProto
@@ -17,6 +16,8 @@ from pybpf.verifier.regs import RegType
 
 PT_REGS_SIZE = 168
 PERF_MAX_TRACE_SIZE = 2048
+_TRACE_ITER = 28
+_ITER_ONLY_HELPERS = frozenset({126, 127, 150})  # bpf_seq_printf, seq_write, seq_printf_btf
 
 
 class TracingProtos(ProgTypeBase):
@@ -117,68 +118,39 @@ class RawTracepointWritable(RawTracepoint):
         return super().is_valid_access(off, size, write, prog, info)
 
 
-_TRAMPOLINE_ATTACH = (24, 25, 26)  # BPF_TRACE_FENTRY, BPF_TRACE_FEXIT, BPF_MODIFY_RETURN
-_TRACE_RAW_TP = 23
-
-
-@lru_cache(maxsize=256)
-def _attach_func_nargs(btf_id: int, path: str = "/sys/kernel/btf/vmlinux") -> int | None:
-    """Parameter count of the kernel function ``btf_id`` names in vmlinux BTF (None: not
-    a function there). The verifier sees only ``attach_btf_id``, which always refers to
-    vmlinux BTF when no ``attach_prog_fd`` was given."""
-    parsed = _vmlinux(path)
-    if parsed is None or not 0 < btf_id < len(parsed.types):
-        return None
-    func = parsed.types[btf_id]
-    kind = type(func).__name__
-    if kind == "BtfTypedef" and str(func.name).startswith("btf_trace_"):
-        # tp_btf: typedef void (*btf_trace_<tp>)(void *__data, args...)
-        ptr = parsed.types[func.type]
-        proto = parsed.types[getattr(ptr, "type", 0)]
-        params = getattr(proto, "params", None)
-        return None if params is None else max(len(params) - 1, 0)
-    if kind != "BtfFunc":
-        return None
-    proto = parsed.types[func.type]
-    return len(getattr(proto, "params", ()) or ())
-
-
-@lru_cache(maxsize=1)
-def _vmlinux(path: str) -> Any:
-    try:
-        from pybpf.btf.raw import Btf
-
-        with open(path, "rb") as f:
-            return Btf.from_bytes(f.read())
-    except (OSError, ValueError):
-        return None
-
-
 class Tracing(RawTracepoint):
     prog_type = 26
     name = "tracing"
     own_helpers = frozenset({25, 27, 67, 173, 174, 111, 121, 136, 137, 138, 139, 140, 178, 180, 107, 108,
                              162, 46, 188, 126, 127, 150, 147, 183, 184, 185})
 
+    def get_func_proto(self, func_id: int, prog: Any) -> FuncProto | None:
+        """``tracing_prog_func_proto``: the seq_file helpers only for iterators."""
+        if func_id in _ITER_ONLY_HELPERS and getattr(prog, "expected_attach_type", 0) != _TRACE_ITER:
+            return None
+        return super().get_func_proto(func_id, prog)
+
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any,
                         info: dict[str, Any]) -> bool:
-        """``tracing_prog_is_valid_access`` + ``btf_ctx_access`` for fentry/fexit/fmod_ret
-        and tp_btf: 8-byte slots, one per argument of the target (a tracepoint's without
-        its leading ``__data``), plus the return value for fexit and fmod_ret. (Pointer
-        arguments are not yet typed as PTR_TO_BTF_ID.)"""
+        """``tracing_prog_is_valid_access``: read-only, aligned, within the 12 argument
+        slots; then ``btf_ctx_access`` types the slot from the attach target's prototype
+        (tp_btf: the tracepoint's, without its leading ``__data``; fexit/fmod_ret: one
+        more slot for the return value)."""
         if not super().is_valid_access(off, size, write, prog, info):
             return False
+        from pybpf.verifier.btf_access import btf_ctx_access
+
+        return btf_ctx_access(off, size, write, prog, info)
+
+    def return_range(self, prog: Any) -> tuple[int, int] | None:
+        """``check_return_code``: fentry/fexit return 0, iterators 0 or 1; tp_btf and
+        fmod_ret return anything."""
         eat = getattr(prog, "expected_attach_type", 0)
-        btf_id = getattr(prog, "attach_btf_id", 0)
-        if eat not in (*_TRAMPOLINE_ATTACH, _TRACE_RAW_TP) or not btf_id:
-            return True
-        nargs = _attach_func_nargs(int(btf_id))
-        if nargs is None:
-            return True
-        if off % 8:
-            return False
-        arg = off // 8
-        return arg < nargs or (arg == nargs and eat in (25, 26))
+        if eat in (24, 25):  # BPF_TRACE_FENTRY, BPF_TRACE_FEXIT
+            return 0, 0
+        if eat == 28:  # BPF_TRACE_ITER
+            return 0, 1
+        return None
 
     def test_run(self, prog: Any, kernel: Any, opts: Any) -> Any:
         """``bpf_prog_test_run_tracing`` (fentry/fexit/fmod_ret through the trampolines)."""

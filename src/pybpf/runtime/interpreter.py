@@ -295,6 +295,7 @@ class CompiledProgram:
             "_callx": self._callx, "_helper": self._helper_call, "_kfunc": self._kfunc_call,
             "_jump_fault": _jump_fault,
         }
+        ns["_probe_ld"] = _probe_loader(load)
         ns.update(_atomic_ops(load, store))
         src: list[str] = []
         starts = [pc for pc in range(n) if leader[pc]]
@@ -395,7 +396,10 @@ class CompiledProgram:
             value = imm64(ins, self.insns[pc + 1])
             return [f"{d} = {value:#x}"], None, set(), {ins.dst}
         if k is Kind.LDX or k is Kind.LDXSX:
-            expr = f"ld({s} + {ins.off}, {spec.size}, {pc})"
+            if spec.probe:  # BPF_PROBE_MEM: an unreadable address reads as 0
+                expr = f"_probe_ld(({s} + {ins.off}) & {M64:#x}, {spec.size}, {pc})"
+            else:
+                expr = f"ld({s} + {ins.off}, {spec.size}, {pc})"
             if k is Kind.LDXSX:
                 sign = 1 << (spec.size * 8 - 1)
                 expr = f"((({expr}) ^ {sign:#x}) - {sign:#x}) & {M64:#x}"
@@ -624,6 +628,16 @@ def _bad_target(pc: int) -> Callable[[list[int], RunContext], int]:
     def fault(R: list[int], E: RunContext) -> int:
         raise BpfFault(pc, 0, 0, "jump into the middle of an instruction")
     return fault
+
+
+def _probe_loader(load: Callable[[int, int, int], int]) -> Callable[[int, int, int], int]:
+    """``BPF_PROBE_MEM``: the kernel's exception table turns a faulting load into 0."""
+    def probe_ld(addr: int, size: int, pc: int) -> int:
+        try:
+            return load(addr, size, pc)
+        except BpfFault:
+            return 0
+    return probe_ld
 
 
 def _jump_fault(pc: int, target: int) -> int:

@@ -106,6 +106,9 @@ def jit_subprog_calls(insns: list[Insn]) -> list[Insn]:
     for i, ins in enumerate(insns):
         if ins.code == 0x85 and ins.src == 1 and -(1 << 15) <= ins.imm < (1 << 15):
             out[i] = ins._replace(off=ins.imm, imm=index.get(i + ins.imm + 1, ins.imm))
+        elif ins.code == 0x18 and ins.src == 4 and i + 1 < len(insns) \
+                and i + ins.imm + 1 in index:  # callback address: subprog index in imm[1]
+            out[i + 1] = insns[i + 1]._replace(imm=index[i + ins.imm + 1])
     return out
 
 
@@ -113,7 +116,8 @@ def insn_prepare_dump(prog: BpfProg) -> list[Insn]:
     """``bpf_insn_prepare_dump``: map addresses back to map IDs (and value offsets); the
     bpf-to-bpf calls as ``jit_subprogs`` leaves them (x86-64 kernels JIT every program,
     ``CONFIG_BPF_JIT_ALWAYS_ON``, so that is the form a 6.18 dump shows whichever pybpf
-    tier runs the program)."""
+    tier runs the program). ``BPF_PROBE_MEM`` (and ``BPF_PROBE_MEM32``) loads read back as
+    the ``BPF_MEM`` ones they were; ``BPF_PROBE_MEMSX`` stays (bpftool: ``BUG_ldx_41``)."""
     insns = jit_subprog_calls(list(prog.xlated or prog.insns))
     by_addr = {km.bmap.addr: km for km in prog.used_maps}
     i = 0
@@ -134,6 +138,11 @@ def insn_prepare_dump(prog: BpfProg) -> list[Insn]:
                         break
             i += 2
             continue
+        cls, mode = ins.code & 0x07, ins.code & 0xE0
+        if cls == 0x01 and mode == 0x20:  # BPF_PROBE_MEM: shown as the BPF_MEM load it was
+            insns[i] = ins._replace(code=0x01 | 0x60 | (ins.code & 0x18))
+        elif cls in (0x01, 0x02, 0x03) and mode == 0xA0:  # BPF_PROBE_MEM32 likewise
+            insns[i] = ins._replace(code=cls | 0x60 | (ins.code & 0x18))
         i += 1
     return insns
 

@@ -57,6 +57,7 @@ from pybpf.uapi import (
     bpf_attr_info,
     bpf_attr_map_create,
     bpf_attr_map_elem,
+    bpf_attr_obj,
     bpf_attr_prog_load,
     bpf_attr_test,
     bpf_map_info,
@@ -536,6 +537,15 @@ def map_delete_batch(fd: int, keys: bytes, count: int, elem_flags: int = 0) -> i
 
 
 # --------------------------------------------------------------------------- info
+
+
+def obj_get(path: str, file_flags: int = 0) -> int:
+    """BPF_OBJ_GET: a new fd for the object pinned at ``path`` (raises on error)."""
+    name = ctypes.create_string_buffer(path.encode())
+    attr = bpf_attr_obj()
+    attr.pathname, attr.file_flags = ctypes.addressof(name), file_flags
+    ret, err = sys_bpf(BpfCmd.BPF_OBJ_GET, attr)
+    return _check(ret, err, f"BPF_OBJ_GET {path}")
 
 
 def obj_get_info_by_fd(fd: int, info: CData) -> int:

@@ -28,7 +28,7 @@ U64 = st.one_of(st.integers(0, 2**64 - 1),
 _ALU = [s for s in OPCODES if s.kind in (Kind.ALU, Kind.SDIV, Kind.SMOD, Kind.NEG, Kind.MOV,
                                          Kind.MOVSX, Kind.END, Kind.BSWAP)]
 _JMP = [s for s in OPCODES if s.kind is Kind.JMP]
-_MEM = [s for s in OPCODES if s.kind in (Kind.LDX, Kind.LDXSX, Kind.ST, Kind.STX)]
+_MEM = [s for s in OPCODES if s.kind in (Kind.LDX, Kind.LDXSX, Kind.ST, Kind.STX) and s.linux]
 _ATOMIC = [s for s in OPCODES if s.kind is Kind.ATOMIC
            and s.op not in (AtomicOp.LOAD_ACQ, AtomicOp.STORE_REL)]
 

@@ -13,6 +13,7 @@ from pybpf.verifier.cfg import VerifyError
 from pybpf.verifier.log import tnum_str
 from pybpf.verifier.regs import (
     PTR_MAYBE_NULL,
+    PTR_UNTRUSTED,
     S64_MAX,
     S64_MIN,
     Reg,
@@ -298,6 +299,8 @@ class AluMixin:
         if ptr.type & PTR_MAYBE_NULL:
             self.fail(errno.EACCES, f"R{dst} pointer arithmetic on {reg_type_str(ptr.type)} prohibited, "
                                     "null-check it first\n")
+        if ptr.base == RegType.PTR_TO_MEM and ptr.type & PTR_UNTRUSTED:
+            return  # read through BPF_PROBE_MEM: its offsets are not tracked
         base = ptr.base
         ok = base in _PTR_ARITH_OK
         if not ok and base == RegType.PTR_TO_FLOW_KEYS and known:

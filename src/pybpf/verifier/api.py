@@ -82,6 +82,7 @@ def bpf_check(inp: VerifierInput) -> VerifierResult:
         err = errno.EFAULT
     elapsed_us = (time.perf_counter_ns() - t0) // 1000
     log = v.log
+    stats_at = len(log.parts)  # fixup errors print before the stats, as in bpf_check
     if log.enabled or inp.log_level & BPF_LOG_STATS:
         stats = (f"processed {v.insn_processed} insns (limit 1000000) max_states_per_insn "
                  f"{v.max_states_per_insn} total_states {v.total_states} peak_states {v.peak_states} "
@@ -103,7 +104,10 @@ def bpf_check(inp: VerifierInput) -> VerifierResult:
     try:
         insns = apply_fixups(v, patcher)
     except PatchError as e:
-        v.verbose(e.message)
+        v.errors.append(e.message)
+        if v.log.enabled:
+            v.log.parts.insert(stats_at, e.message)
+            v.log.size += len(e.message)
         return VerifierResult(e.errno, v.log.text(), list(inp.insns), v.used_maps,
                               verified_insns=v.insn_processed,
                               extra={"error_line": e.message.strip(),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any
 
+from pybpf.verifier.loop_inline import update_loop_inline_state
 from pybpf.verifier.regs import (
     Reg,
     RegType,
@@ -34,7 +35,7 @@ MAX_CALL_FRAMES = 8
 FUNC_FOR_EACH_MAP_ELEM, FUNC_TIMER_SET_CALLBACK, FUNC_FIND_VMA, FUNC_LOOP, FUNC_USER_RINGBUF_DRAIN = \
     164, 170, 180, 181, 209
 #: ``is_sync_callback_calling_function``: helpers whose callback runs before they return
-SYNC_CALLBACK_HELPERS = frozenset({FUNC_FOR_EACH_MAP_ELEM, FUNC_FIND_VMA, FUNC_LOOP})
+SYNC_CALLBACK_HELPERS = frozenset({FUNC_FOR_EACH_MAP_ELEM, FUNC_FIND_VMA, FUNC_LOOP, FUNC_USER_RINGBUF_DRAIN})
 SET_CALLBACK_HELPERS = SYNC_CALLBACK_HELPERS | {FUNC_TIMER_SET_CALLBACK}
 #: map types with ``map_set_for_each_callback_args`` (array, hash and their variants)
 FOR_EACH_MAP_TYPES = frozenset({1, 2, 5, 6, 9, 10})
@@ -72,6 +73,8 @@ def set_find_vma_callback_state(v: Verifier, caller: FuncState, callee: FuncStat
     callee.regs[1].assign(caller.regs[1])
     _known_zero_ptr(callee.regs[2], RegType.PTR_TO_BTF_ID)
     callee.regs[2].btf_name = "vm_area_struct"
+    from pybpf.verifier.btf_access import helper_btf_id, vmlinux_btf  # btf_tracing_ids[VMA]
+    callee.regs[2].btf, callee.regs[2].btf_id = vmlinux_btf(v), helper_btf_id(v, "vm_area_struct")
     callee.regs[3].assign(caller.regs[4])
     for r in (4, 5):
         mark_not_init(callee.regs[r])
@@ -87,8 +90,22 @@ def set_timer_callback_state(v: Verifier, caller: FuncState, callee: FuncState, 
         mark_not_init(callee.regs[r])
 
 
+def set_user_ringbuf_callback_state(v: Verifier, caller: FuncState, callee: FuncState, callsite: int) -> None:
+    """``callback_fn(const struct bpf_dynptr *dynptr, void *ctx)`` of
+    ``bpf_user_ringbuf_drain``: R1 a CONST_PTR_TO_DYNPTR to a LOCAL dynptr over the record."""
+    from pybpf.helpers.dynptr import DynptrType
+    from pybpf.verifier.dynptr import mark_dynptr_cb_reg
+
+    mark_not_init(callee.regs[0])
+    mark_dynptr_cb_reg(v, callee.regs[1], DynptrType.BPF_DYNPTR_TYPE_LOCAL)
+    callee.regs[2].assign(caller.regs[3])
+    for r in (3, 4, 5):
+        mark_not_init(callee.regs[r])
+
+
 SET_CALLEE_STATE = {
     FUNC_LOOP: set_loop_callback_state,
+    FUNC_USER_RINGBUF_DRAIN: set_user_ringbuf_callback_state,
     FUNC_FOR_EACH_MAP_ELEM: set_map_elem_callback_state,
     FUNC_FIND_VMA: set_find_vma_callback_state,
 }
@@ -149,6 +166,8 @@ class CallbacksMixin:
         sub = meta.get("subprogno")
         if sub is None:
             return
+        if fid == FUNC_LOOP:  # may the call be inlined (optimize_bpf_loop)?
+            update_loop_inline_state(self, sub)
         caller = self.state.cur
         if fid == FUNC_TIMER_SET_CALLBACK:
             self.push_async_cb(sub, caller)

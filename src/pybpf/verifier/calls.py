@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from pybpf.helpers.proto import ArgFlag, ArgType, RetType
 from pybpf.helpers.protos import OBJ_RELEASE, func_id_name
 from pybpf.isa.insn import Insn
+from pybpf.verifier import dynptr
+from pybpf.verifier.map_key import lookup_cannot_fail, note_map_key
 from pybpf.verifier.regs import (
     MEM_PERCPU,
     MEM_RCU,
@@ -63,6 +65,7 @@ COMPATIBLE: dict[int, list[int]] = {
     ArgType.ARG_PTR_TO_CONST_STR: [R.PTR_TO_MAP_VALUE],
     ArgType.ARG_PTR_TO_TIMER: [R.PTR_TO_MAP_VALUE],
     ArgType.ARG_KPTR_XCHG_DEST: [R.PTR_TO_MAP_VALUE, R.PTR_TO_BTF_ID | (1 << 16)],
+    ArgType.ARG_PTR_TO_DYNPTR: [R.PTR_TO_STACK, R.CONST_PTR_TO_DYNPTR],
 }
 
 # map type -> helpers it may be passed to (check_map_func_compatibility, map side)
@@ -139,9 +142,14 @@ class CallsMixin:
             self.fail(errno.EINVAL, f"program of this type cannot use helper {name}#{fid}\n")
         if not self.inp.gpl_compatible and fn.gpl_only:
             self.fail(errno.EINVAL, "cannot call GPL-restricted function from non-GPL compatible program\n")
+        if fn.might_sleep and self.state.active_rcu:  # kfunc sections (verifier/kfuncs.py)
+            self.fail(errno.EINVAL, f"sleepable helper {name}#{fid} in rcu_read_lock region\n")
+        if fn.might_sleep and self.state.active_preempt_locks:
+            self.fail(errno.EINVAL, f"sleepable helper {name}#{fid} in non-preemptible region\n")
         meta: dict[str, Any] = {"func_id": fid, "pkt_access": fn.pkt_access, "map_ptr": None,
                                 "release_regno": 0, "ref_obj_id": 0, "raw_mode": False,
-                                "access_size": 0, "regno": -1, "mem_size": 0, "msize_max": 0}
+                                "access_size": 0, "regno": -1, "mem_size": 0, "msize_max": 0,
+                                "fn": fn}
         for i in range(5):
             self.check_func_arg(i, meta, fn)
         self.record_func_map(meta, fid)
@@ -153,7 +161,9 @@ class CallsMixin:
             for i in range(meta["access_size"]):
                 self.check_mem_access(meta["regno"], i, 1, BPF_WRITE, -1)
         regs = self.regs
-        if meta["release_regno"]:
+        if meta["release_regno"] and base_arg(fn.arg_types[meta["release_regno"] - 1]) == ArgType.ARG_PTR_TO_DYNPTR:
+            dynptr.unmark_stack_slots_dynptr(self, regs[meta["release_regno"]])
+        elif meta["release_regno"]:
             rid = meta["ref_obj_id"]
             if not self.release_reference(rid) and not (regs[meta["release_regno"]].is_const()
                                                         and regs[meta["release_regno"]].var_off.value == 0):
@@ -167,7 +177,9 @@ class CallsMixin:
             self.mark_chain_precision(2)
         elif fid == 93:
             pass
-        elif fid in (181, 164, 170, 180):
+        elif fid in dynptr.HELPER_CALL_CHECKS:
+            dynptr.HELPER_CALL_CHECKS[fid](self, fn, meta)
+        if fid in (181, 164, 170, 180, 209):
             if fid == 181:  # bpf_loop: flags == 0 allows inlining, nr_loops bounds the callback
                 if regs[4].is_const() and regs[4].var_off.value == 0:
                     self.mark_chain_precision(4)
@@ -188,6 +200,8 @@ class CallsMixin:
             if meta["map_ptr"] is None:
                 self.fail(errno.EINVAL, "kernel subsystem misconfigured verifier\n")
             r0.map_ptr = meta["map_ptr"]
+            if lookup_cannot_fail(meta):  # constant in-bounds array key: never NULL
+                rflags &= ~PTR_MAYBE_NULL
             r0.type = R.PTR_TO_MAP_VALUE | rflags
             if not rflags & PTR_MAYBE_NULL and self.has_spin_lock(meta["map_ptr"]):
                 self.id_gen += 1
@@ -207,10 +221,20 @@ class CallsMixin:
             mark_known(r0, 0)
             r0.type = R.PTR_TO_BTF_ID | rflags
             r0.btf_name = fn.extra.get("btf_name", "")
+            if "ret_btf" in fn.extra:  # ret_btf_id: a struct in vmlinux
+                from pybpf.verifier.btf_access import helper_btf_id, vmlinux_btf
+                r0.btf, r0.btf_id = vmlinux_btf(self), helper_btf_id(self, fn.extra["ret_btf"])
+                if not r0.btf_id:
+                    self.fail(errno.EINVAL, f"invalid return type {int(ret) | rflags} of func "
+                                            f"{name}#{fid}\n")
+                r0.btf_name = fn.extra["ret_btf"]
         if r0.type & PTR_MAYBE_NULL:
             self.id_gen += 1
             r0.id = self.id_gen
-        if fid in _PTR_CAST:
+        if fid == dynptr.FUNC_DYNPTR_DATA:  # is_dynptr_ref_function: a slice of the dynptr
+            r0.dynptr_id = meta["dynptr_id"]
+            r0.ref_obj_id = meta["ref_obj_id"]
+        elif fid in _PTR_CAST:
             r0.ref_obj_id = meta["ref_obj_id"]
         elif fid in _ACQUIRE or (fid == 1 and meta["map_ptr"] is not None
                                  and getattr(meta["map_ptr"], "map_type", 0) in (15, 18)):
@@ -265,7 +289,10 @@ class CallsMixin:
         else:
             self.check_reg_type(regno, at, meta)
             self.check_func_arg_reg_off(reg, regno, at)
-        if at & OBJ_RELEASE:
+        if at & OBJ_RELEASE and base == ArgType.ARG_PTR_TO_DYNPTR:
+            dynptr.check_release_dynptr_arg(self, reg, regno)
+            meta["release_regno"] = regno
+        elif at & OBJ_RELEASE:
             if not reg.ref_obj_id and not is_null:
                 self.fail(errno.EINVAL, f"R{regno} must be referenced when passed to release function\n")
             meta["release_regno"] = regno
@@ -278,6 +305,7 @@ class CallsMixin:
             if meta["map_ptr"] is None:
                 self.fail(errno.EACCES, "invalid map_ptr to access map->key\n")
             self.check_helper_mem_access(regno, meta["map_ptr"].key_size, BPF_READ, False, None)
+            note_map_key(self, meta, reg)  # 6.18: a constant array key (verifier/map_key.py)
         elif base == ArgType.ARG_PTR_TO_MAP_VALUE:
             if maybe_null and is_null:
                 return
@@ -309,6 +337,8 @@ class CallsMixin:
             meta["subprogno"] = reg.subprogno
         elif base == ArgType.ARG_KPTR_XCHG_DEST:
             self.process_kptr_func(regno, meta)
+        elif base == ArgType.ARG_PTR_TO_DYNPTR:
+            dynptr.process_dynptr_func(self, regno, at)
 
     def check_reg_type(self: Verifier, regno: int, at: int, meta: dict[str, Any]) -> None:
         reg = self.regs[regno]
@@ -319,13 +349,16 @@ class CallsMixin:
         if at & int(ArgFlag.PTR_MAYBE_NULL):
             t &= ~PTR_MAYBE_NULL
         if t in compat:
-            if base_arg(at) == ArgType.ARG_PTR_TO_BTF_ID and reg.base == R.PTR_TO_BTF_ID:
-                pass
+            if reg.base == R.PTR_TO_BTF_ID and reg.btf is not None:
+                from pybpf.verifier.btf_access import check_reg_type_btf
+                check_reg_type_btf(self, regno, at, compat is _MEM_TYPES, meta)
             return
         exp = ", ".join(reg_type_str(c) for c in compat)
         self.fail(errno.EACCES, f"R{regno} type={reg_type_str(reg.type)} expected={exp}\n")
 
     def check_func_arg_reg_off(self: Verifier, reg: Reg, regno: int, at: int) -> None:
+        if at & OBJ_RELEASE and base_arg(at) == ArgType.ARG_PTR_TO_DYNPTR and reg.type == R.PTR_TO_STACK:
+            return  # the dynptr may sit at any offset of the stack
         if at & OBJ_RELEASE:
             if reg.off:
                 self.fail(errno.EINVAL, f"R{regno} must have zero offset when passed to release func or "
@@ -397,6 +430,10 @@ class CallsMixin:
             leaked = True
         if leaked:
             self.fail(errno.EINVAL, f"{prefix} would lead to reference leak\n")
+        if check_lock and st.active_rcu:  # kfunc sections (verifier/kfuncs.py)
+            self.fail(errno.EINVAL, f"{prefix} cannot be used inside bpf_rcu_read_lock-ed region\n")
+        if check_lock and st.active_preempt_locks:
+            self.fail(errno.EINVAL, f"{prefix} cannot be used inside bpf_preempt_disable-ed region\n")
 
     def has_spin_lock(self, m: Any) -> bool:
         rec = getattr(m, "btf_record", None) or []
@@ -451,8 +488,10 @@ class CallsMixin:
                                     "constant offset\n")
 
     def clear_all_pkt_pointers(self: Verifier) -> None:
+        pkt_dynptrs = self.__dict__.get("pkt_dynptr_ids", ())  # slices of skb/xdp dynptrs (kfuncs)
         for r in self.state.all_regs():
-            if r.is_pkt_pointer() or r.type == R.PTR_TO_PACKET_END:
+            if r.is_pkt_pointer() or r.type == R.PTR_TO_PACKET_END or \
+                    (r.base == R.PTR_TO_MEM and r.dynptr_id and r.dynptr_id in pkt_dynptrs):
                 mark_unknown(r)
 
     # -- bpf-to-bpf calls -----------------------------------------------------------------

@@ -24,6 +24,13 @@ from pybpf.verifier.cfg import (
     check_subprogs,
 )
 from pybpf.verifier.jmp import JmpMixin
+from pybpf.verifier.kfuncs import (
+    add_kfunc_calls,
+    check_kfunc_call,
+    is_iter_next_call,
+    kfunc_name,
+    kfunc_num_params,
+)
 from pybpf.verifier.liveness import compute_live_regs, compute_scc
 from pybpf.verifier.log import VLog, format_state, live_regs_table, vlog_alignment
 from pybpf.verifier.mem import MemMixin
@@ -38,6 +45,7 @@ from pybpf.verifier.regs import (
 )
 from pybpf.verifier.stack_liveness import StackLiveness
 from pybpf.verifier.state import FuncState, VState
+from pybpf.verifier.zext import note_reg_arg
 
 BPF_COMPLEXITY_LIMIT_INSNS = 1_000_000
 BPF_COMPLEXITY_LIMIT_JMP_SEQ = 8192
@@ -56,6 +64,7 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
     cfg: CfgInfo
     id_gen: int
     state: VState
+    attach: Any = None  # attach_target.AttachTarget of a BTF-attached program
 
     def __init__(self, inp: Any) -> None:
         from pybpf.progs.ops import find_prog_type
@@ -134,9 +143,12 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
         if src:
             if reg.type == RegType.NOT_INIT:
                 self.fail(errno.EACCES, f"R{regno} !read_ok\n")
+            if reg.subreg_def:
+                note_reg_arg(self, regno, reg, True)
             return
         if regno == 10:
             self.fail(errno.EACCES, "frame pointer is read only\n")
+        note_reg_arg(self, regno, reg, False)
         if mark:
             mark_unknown(reg)
 
@@ -176,16 +188,20 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
     def run(self) -> None:
         inp = self.inp
         subs = add_subprogs(self.insns, self, inp.bpf_capable)
+        add_kfunc_calls(self)
         if self.log.level & 2:
             self.log("".join(f"func#{i} @{s.start}\n" for i, s in enumerate(subs)))
         self.cfg = CfgInfo(subs)
         check_subprogs(self.insns, subs, self)
         self.resolve_pseudo_ldimm64()
         check_cfg(self.insns, self.cfg, self, inp.bpf_capable,
-                  lambda i: i.code == 0x85 and i.src == 0 and i.imm in SYNC_CALLBACK_HELPERS)
+                  lambda i: (i.code == 0x85 and i.src == 0 and i.imm in SYNC_CALLBACK_HELPERS)
+                  or is_iter_next_call(self, i))
         self.calls_callback = {i for i in self.cfg.force_checkpoints
                                if self.insns[i].code == 0x85 and self.insns[i].src == 0
                                and self.insns[i].imm in SYNC_CALLBACK_HELPERS}
+        from pybpf.verifier.attach_target import check_attach_btf_id
+        check_attach_btf_id(self)
         self.scc = compute_scc(self.insns)
         if self.log.level & 2:
             self.log(live_regs_table(self.insns, self.format_insn, self._call_num_params, self.scc))
@@ -375,7 +391,7 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
                         self.fail(errno.EINVAL, "BPF_EXIT instruction in main prog cannot be used inside "
                                                 "bpf_spin_lock-ed region\n")
                     if not st.curframe:
-                        self.check_resource_leak(False, False, "BPF_EXIT instruction in main prog")
+                        self.check_resource_leak(False, True, "BPF_EXIT instruction in main prog")
                     if st.curframe:
                         self.prepare_func_exit()
                         sl.commit_write_marks()
@@ -407,6 +423,8 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
     def _call_num_params(self, ins: Insn) -> int | None:
         """Parameter count of a helper call for the live-register table (``None``: unknown,
         e.g. a helper this program type may not call)."""
+        if ins.code == 0x85 and ins.src == 2:
+            return kfunc_num_params(self, ins)
         if ins.code != 0x85 or ins.src != 0:
             return None
         try:
@@ -439,6 +457,8 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
         def call_target(ins: Insn) -> str | None:
             if ins.src == 1:
                 return f"{ins.imm:+d}"
+            if ins.src == 2:
+                return kfunc_name(self, ins)
             return None
 
         m = self.map_by_insn.get(idx)
@@ -504,9 +524,7 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
         mark_unknown(self.regs[0])
 
     def check_kfunc_call(self, ins: Insn) -> None:
-        if not ins.imm:
-            return
-        self.fail(errno.EACCES, "calling kernel function is not allowed\n")
+        check_kfunc_call(self, ins)  # verifier/kfuncs.py
 
     def check_max_stack_depth(self) -> None:
         """Combined stack of the deepest call chain must fit in 512 bytes."""
@@ -575,6 +593,8 @@ class _ProgInfo:
         self.attach_btf_id = inp.attach_btf_id
         self.bpf_capable = inp.bpf_capable
         self.gpl_compatible = inp.gpl_compatible
+        self.sleepable = bool(inp.prog_flags & (1 << 4))  # BPF_F_SLEEPABLE
+        self.attach: Any = None  # attach_target.AttachTarget (check_attach_btf_id)
 
 
 __all__ = ["PTR_MAYBE_NULL", "Verifier", "VerifyError"]

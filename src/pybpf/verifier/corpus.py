@@ -61,6 +61,17 @@ _RECORDS: dict[str, list[tuple[str, int, int]]] = {
 }
 
 
+def _attach_btf_id(case: dict[str, Any]) -> int:
+    """The id test_verifier gives ``attach_btf_name`` in vmlinux (as libbpf's
+    ``libbpf_find_vmlinux_btf_id``: ``bpf_iter_``/``btf_trace_``/``bpf_lsm_`` prefixes)."""
+    name = case.get("attach_btf_name")
+    if not name:
+        return 0
+    from pybpf.verifier.attach_target import vmlinux_btf_id
+
+    return vmlinux_btf_id(name, case.get("expected_attach_type") or 0)
+
+
 @dataclass
 class Prepared:
     inp: VerifierInput
@@ -140,7 +151,8 @@ def prepare(case: dict[str, Any]) -> Prepared:
     flags = case["prog_flags"]
     inp = VerifierInput(insns=insns, prog_type=case["prog_type"],
                         expected_attach_type=case.get("expected_attach_type") or 0,
-                        prog_flags=flags, log_level=0, map_by_fd=by_fd.get)
+                        prog_flags=flags, log_level=0, map_by_fd=by_fd.get,
+                        attach_btf_id=_attach_btf_id(case))
     prep = Prepared(inp, by_fd, stubs)
     if any(fx["kind"] == "kfunc_btf_id" for fx in case["fixups"]):
         prep.skip = "kfunc"

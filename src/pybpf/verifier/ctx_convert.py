@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from pybpf.isa.insn import Insn
 from pybpf.verifier.patch import PatchError, ProgPatcher
-from pybpf.verifier.regs import MEM_ALLOC, PTR_UNTRUSTED, RegType
+from pybpf.verifier.regs import MEM_ALLOC, MEM_RDONLY, PTR_UNTRUSTED, RegType
 
 if TYPE_CHECKING:
     from pybpf.verifier.core import Verifier
@@ -139,7 +139,8 @@ def convert_ctx_accesses(v: Verifier, p: ProgPatcher) -> None:
                           RegType.PTR_TO_TCP_SOCK, RegType.PTR_TO_XDP_SOCK):
             fn = PTR_CONVERTERS.get(int(ptr_type))
         elif ptr_type in (RegType.PTR_TO_BTF_ID, RegType.PTR_TO_BTF_ID | PTR_UNTRUSTED,
-                          RegType.PTR_TO_BTF_ID | MEM_ALLOC | PTR_UNTRUSTED):
+                          RegType.PTR_TO_BTF_ID | MEM_ALLOC | PTR_UNTRUSTED,
+                          RegType.PTR_TO_MEM | MEM_RDONLY | PTR_UNTRUSTED):
             if not write:
                 mode = BPF_PROBE_MEM if ins.code & 0xE0 == BPF_MEM else BPF_PROBE_MEMSX
                 p.insns[i] = ins._replace(code=BPF_LDX | mode | (ins.code & 0x18))

@@ -39,11 +39,14 @@ TRAP = Insn(BPF_JMP | BPF_JA, 0, 0, -1, 0)
 # ------------------------------------------------------------------------- "seen"
 
 
-def insn_seen(v: Verifier) -> list[bool]:
-    """Per slot: did ``do_check`` reach it (the second half of a reached ``ld_imm64`` too)?"""
-    n = len(v.insns)
-    out = [bool(a.get("seen")) for a in v.aux[:n]]
-    for i, ins in enumerate(v.insns):
+def insn_seen(p: ProgPatcher) -> list[bool]:
+    """Per slot: did ``do_check`` reach it (the second half of a reached ``ld_imm64`` too)?
+
+    Read off the patcher's aux data, which moves with its instruction through earlier
+    patches (``optimize_bpf_loop``'s slots inherit the call's ``seen``)."""
+    n = len(p.insns)
+    out = [bool(a.get("seen")) for a in p.aux[:n]]
+    for i, ins in enumerate(p.insns):
         if ins.code == LD_IMM64 and out[i] and i + 1 < n:
             out[i + 1] = True
     return out
@@ -109,14 +112,17 @@ def sanitize_dead_code(p: ProgPatcher, seen: list[bool]) -> None:
 
 
 def keep_unwalked_subprogs(p: ProgPatcher, seen: list[bool]) -> None:
-    """Callback subprograms nobody walked count as reached.
+    """Subprograms nobody walked that a reached call still calls count as reached.
 
     The kernel walks callbacks (``bpf_loop``, timers, ``for_each_map_elem``…) as part of
-    the caller's path; pybpf's verifier does not walk every callback body yet, and
-    removing one would break the program. So a subprogram none of whose instructions was
-    walked stays whole when a reached ``ld_imm64`` takes its address, or when such a
-    subprogram calls it. Other unwalked subprograms are dead (every call site is), and go
-    as in the kernel.
+    the caller's path, and removes a callback it never walked even where a reached
+    ``ld_imm64`` takes its address (corpus 195). pybpf's verifier walks every helper
+    callback as the kernel does, but maybe not every kfunc's callback yet: in a program
+    with kfunc calls, such ``ld_imm64`` targets stay whole. A reached bpf-to-bpf call
+    of an unwalked subprogram exists only after ``optimize_bpf_loop`` inlined a loop whose
+    callback no path runs (``nr_loops == 0``): the kernel removes the callback and leaves
+    the call pointing past it; pybpf keeps it, so that both runtimes can still compile the
+    call. Everything those subprograms call or reference stays too.
     """
     bounds = sorted({*p.subprog_starts, 0, len(seen)})
     ranges = [(a, b) for a, b in itertools.pairwise(bounds) if a < b <= len(seen)]
@@ -124,8 +130,11 @@ def keep_unwalked_subprogs(p: ProgPatcher, seen: list[bool]) -> None:
     def subprog_at(idx: int) -> tuple[int, int] | None:
         return next(((a, b) for a, b in ranges if a <= idx < b), None)
 
+    has_kfuncs = any(ins.code == 0x85 and ins.src == 2 for ins in p.insns)
     work = [i + ins.imm + 1 for i, ins in enumerate(p.insns)
-            if ins.code == LD_IMM64 and ins.src == 4 and i < len(seen) and seen[i]]
+            if i < len(seen) and seen[i] and ((ins.code == 0x85 and ins.src == 1)
+                                              or (has_kfuncs and ins.code == LD_IMM64
+                                                  and ins.src == 4))]
     done: set[tuple[int, int]] = set()
     while work:
         rng = subprog_at(work.pop())
@@ -145,9 +154,7 @@ def keep_unwalked_subprogs(p: ProgPatcher, seen: list[bool]) -> None:
 def dead_code_pass(v: Verifier, p: ProgPatcher) -> None:
     """The kernel's dead-code passes, privileged or not, between the loop inlining and
     ``convert_ctx_accesses``."""
-    if len(p.insns) != len(v.insns):  # an earlier pass changed the layout: no aux map
-        return
-    seen = insn_seen(v)
+    seen = insn_seen(p)
     keep_unwalked_subprogs(p, seen)
     if all(seen):
         if getattr(v, "bpf_capable", True):

@@ -11,9 +11,7 @@ from pybpf.isa.opcodes import JmpOp
 from pybpf.verifier import tnum as tn
 from pybpf.verifier.precision import INSN_F_DST_REG_STACK, INSN_F_SRC_REG_STACK, collect_linked_regs
 from pybpf.verifier.regs import (
-    MEM_RCU,
     PTR_MAYBE_NULL,
-    PTR_TRUSTED,
     Reg,
     RegType,
     mark_scalar_known,
@@ -50,14 +48,26 @@ def _const_val(r: Reg, is32: bool) -> int:
     return r.var_off.value & U32 if is32 else r.var_off.value
 
 
+#: pointer types whose base is never NULL (``reg_not_null``); BTF pointers only when trusted
+_NOT_NULL = frozenset({RegType.PTR_TO_SOCKET, RegType.PTR_TO_TCP_SOCK, RegType.PTR_TO_XDP_SOCK,
+                       RegType.PTR_TO_BUF, RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MAP_KEY,
+                       RegType.PTR_TO_SOCK_COMMON, RegType.PTR_TO_MEM, RegType.CONST_PTR_TO_MAP})
+BPF_MAX_VAR_OFF = 1 << 29
+
+
 def reg_not_null(r: Reg) -> bool:
+    """``reg_not_null``: a pointer known non-NULL — unless a huge variable offset could
+    wrap it to zero. An ``rcu_ptr_`` (or untrusted one) read from a struct may be NULL."""
     t = r.type
     if t & PTR_MAYBE_NULL:
         return False
+    if r.smin <= -BPF_MAX_VAR_OFF or r.smax >= BPF_MAX_VAR_OFF:
+        return False
     b = t & 0xFF
-    return b in (RegType.PTR_TO_SOCKET, RegType.PTR_TO_TCP_SOCK, RegType.PTR_TO_MAP_VALUE,
-                 RegType.PTR_TO_MAP_KEY, RegType.PTR_TO_SOCK_COMMON, RegType.PTR_TO_MEM) or \
-        (b == RegType.PTR_TO_BTF_ID and bool(t & (PTR_TRUSTED | MEM_RCU)))
+    if b == RegType.PTR_TO_BTF_ID:
+        from pybpf.verifier.btf_access import is_trusted_reg
+        return is_trusted_reg(r)
+    return b in _NOT_NULL
 
 
 def _pkt_any(r: Reg) -> bool:

@@ -79,6 +79,17 @@ def _scalar_ranges(r: Reg) -> list[str]:
     return out
 
 
+def _btf_name(r: Reg) -> str:
+    """``btf_type_name(reg->btf, reg->btf_id)``; registers typed before they carried a BTF
+    (helper returns described by name only) keep ``btf_name``."""
+    if r.btf is not None:
+        try:
+            return str(r.btf.types[r.btf_id].name)
+        except (AttributeError, IndexError):
+            return ""
+    return r.btf_name
+
+
 def format_reg(r: Reg, frameno: int) -> str:
     t = r.type
     out = ""
@@ -97,7 +108,7 @@ def format_reg(r: Reg, frameno: int) -> str:
             v = r.var_off.value
             return out + snum((v - (1 << 64) if v >> 63 else v) + r.off)
     if base_type(t) == RegType.PTR_TO_BTF_ID:
-        out += r.btf_name
+        out += _btf_name(r)
     parts: list[str] = []
     if r.id:
         parts.append(f"id={r.id}")
@@ -117,6 +128,9 @@ def format_reg(r: Reg, frameno: int) -> str:
         parts.append(f"r={unum(r.range)}")
     if base_type(t) == RegType.PTR_TO_MEM:
         parts.append(f"sz={unum(r.mem_size)}")
+    if t == RegType.CONST_PTR_TO_DYNPTR:  # mem_size holds reg->dynptr.type (verifier/dynptr.py)
+        from pybpf.verifier.dynptr import dynptr_type_str
+        parts.append(f"type={dynptr_type_str(r.mem_size)}")
     if r.var_off.mask == 0:
         if r.var_off.value:
             v = r.var_off.value
@@ -144,12 +158,26 @@ def format_state(f: FuncState, refs: list[int] | None = None,
         if regs_mask is not None and not (regs_mask >> i) & 1:
             continue
         out += f" R{i}=" + format_reg(r, f.frameno)
+    skip = -1
     for i, slot in enumerate(f.stack):
-        if stack_mask is not None and not (stack_mask >> i) & 1:
+        if i == skip:
             continue
         if all(t == STACK_INVALID for t in slot.types):
             continue
+        if stack_mask is not None and not (stack_mask >> i) & 1:
+            continue
+        if slot.types[7] == "d":  # STACK_DYNPTR: printed once, at its first (upper) slot
+            from pybpf.verifier.dynptr import format_dynptr_slot
+            out += format_dynptr_slot(f, i + 1)
+            skip = i + 1
+            continue
         types = "".join(slot.types)
+        it = getattr(slot, "iter", None)
+        if it is not None and slot.types[7] == "i":  # STACK_ITER: main slot only
+            if it.ref_obj_id:
+                from pybpf.verifier.iters import format_iter_slot
+                out += format_iter_slot((-i - 1) * 8, it)
+            continue
         if slot.types[7] == STACK_SPILL and slot.spilled is not None:
             j = slot.types.index(STACK_SPILL)
             out += f" fp{(-i - 1) * 8}={types[:j]}" + format_reg(slot.spilled, f.frameno)

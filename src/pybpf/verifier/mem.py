@@ -13,11 +13,13 @@ import errno
 from typing import TYPE_CHECKING, Any
 
 from pybpf.isa.insn import Insn
+from pybpf.verifier import dynptr
 from pybpf.verifier.log import tnum_str
 from pybpf.verifier.precision import stack_access_flags
 from pybpf.verifier.regs import (
     MEM_RDONLY,
     PTR_MAYBE_NULL,
+    PTR_UNTRUSTED,
     S64_MIN,
     Reg,
     RegType,
@@ -29,7 +31,9 @@ from pybpf.verifier.regs import (
     reg_type_str,
 )
 from pybpf.verifier.state import (
+    STACK_DYNPTR,
     STACK_INVALID,
+    STACK_ITER,
     STACK_MISC,
     STACK_SPILL,
     STACK_ZERO,
@@ -63,9 +67,9 @@ _SPILLABLE = {RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_STACK, RegType.PTR_TO_CTX
               RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META, RegType.PTR_TO_PACKET_END,
               RegType.PTR_TO_FLOW_KEYS, RegType.CONST_PTR_TO_MAP, RegType.PTR_TO_SOCKET,
               RegType.PTR_TO_SOCK_COMMON, RegType.PTR_TO_TCP_SOCK, RegType.PTR_TO_XDP_SOCK,
-              RegType.PTR_TO_BTF_ID, RegType.PTR_TO_BUF, RegType.PTR_TO_TP_BUFFER,
+              RegType.PTR_TO_BTF_ID, RegType.PTR_TO_BUF,
               RegType.PTR_TO_MEM, RegType.PTR_TO_FUNC, RegType.PTR_TO_MAP_KEY,
-              RegType.PTR_TO_ARENA, RegType.CONST_PTR_TO_DYNPTR}
+              RegType.PTR_TO_ARENA}  # not CONST_PTR_TO_DYNPTR: spilling one stores STACK_MISC
 
 _SK_TYPES = (RegType.PTR_TO_SOCKET, RegType.PTR_TO_SOCK_COMMON, RegType.PTR_TO_TCP_SOCK,
              RegType.PTR_TO_XDP_SOCK)
@@ -214,6 +218,8 @@ class MemMixin:
         ok = False
         if ops is not None:
             ok = ops.is_valid_access(off, size, t == BPF_WRITE, self.prog_info, info)
+        for line in info.pop("log", ()):  # btf_ctx_access's bpf_log lines
+            self.verbose(line)
         if ok:
             self.aux[self.insn_idx]["ctx_field_size"] = info.get("ctx_field_size", 0)
             return info
@@ -259,6 +265,8 @@ class MemMixin:
         slot = -off - 1
         spi = slot // 8
         st = f.stack[spi]
+        if st.types[0] == STACK_DYNPTR:  # writing into a dynptr destroys it (verifier/dynptr.py)
+            dynptr.destroy_if_dynptr_stack_slot(self, f, spi)
         if off % 8 == 0 and size == 8:  # only a whole-slot write screens off earlier reads
             self.stack_live.mark_write(f.frameno, 1 << spi)
         self.log.scratched_stack |= 1 << spi
@@ -289,6 +297,9 @@ class MemMixin:
             typ = STACK_MISC
             if st.is_spill() or any(t == STACK_SPILL for t in st.types):
                 st.types = [STACK_MISC if t == STACK_SPILL else t for t in st.types]
+            if st.types[7] == STACK_ITER:  # a write into an iterator scrubs it (verifier/iters.py)
+                st.types = [STACK_MISC if t == STACK_ITER else t for t in st.types]
+                st.iter = None
             st.spilled = None
             if (vreg is not None and vreg.is_const() and vreg.var_off.value == 0) or \
                     (vreg is None and is_st_mem and ins.imm == 0):
@@ -316,6 +327,8 @@ class MemMixin:
         zero = (vreg is not None and vreg.is_const() and vreg.var_off.value == 0) or \
             (vreg is None and (ins.code & 7) == 2 and ins.imm == 0)
         zero_used = False
+        for i in range(min_off, max_off):
+            dynptr.destroy_if_dynptr_stack_slot(self, f, (-i - 1) // 8)
         for i in range(min_off, max_off):
             slot = -i - 1
             spi = slot // 8
@@ -478,7 +491,10 @@ class MemMixin:
                 self.fail(errno.EACCES, f"R{regno} cannot write into {reg_type_str(reg.type)}\n")
             if reg.type & PTR_MAYBE_NULL:
                 self.fail(errno.EACCES, f"R{regno} invalid mem access '{reg_type_str(reg.type)}'\n")
-            self.check_mem_region_access(regno, off, size, reg.mem_size, False)
+            # untrusted read-only memory (a walked pointer to a non-struct) is read through
+            # BPF_PROBE_MEM: no bounds to check
+            if not (rdonly and reg.type & PTR_UNTRUSTED):
+                self.check_mem_region_access(regno, off, size, reg.mem_size, False)
             if t == BPF_READ and value_regno >= 0:
                 mark_unknown(regs[value_regno])
         elif reg.type == RegType.PTR_TO_CTX:
@@ -499,6 +515,11 @@ class MemMixin:
                     mark_known(d, 0)
                     d.type = rt
                     d.btf_name = info.get("btf_name", "")
+                    if base_type(rt) == RegType.PTR_TO_BTF_ID and info.get("btf") is not None:
+                        d.btf, d.btf_id = info["btf"], info["btf_id"]
+                        d.ref_obj_id = info.get("ref_obj_id", 0)
+                        from pybpf.verifier.btf_access import btf_type_name
+                        d.btf_name = btf_type_name(d.btf, d.btf_id)
                     if rt & PTR_MAYBE_NULL:
                         self.id_gen += 1
                         d.id = self.id_gen
@@ -535,6 +556,11 @@ class MemMixin:
                 mark_unknown(regs[value_regno])
         elif reg.type == RegType.CONST_PTR_TO_MAP:
             self.check_ptr_to_map_access(regno, off, size, t, value_regno)
+        elif b == RegType.PTR_TO_BUF and not reg.type & PTR_MAYBE_NULL:
+            self.check_buffer_access(regno, off, size, t, value_regno)
+        elif b == RegType.PTR_TO_BTF_ID and not reg.type & PTR_MAYBE_NULL and reg.btf is not None:
+            from pybpf.verifier.btf_access import check_ptr_to_btf_access
+            check_ptr_to_btf_access(self, regno, off, size, t, value_regno)
         else:
             self.fail(errno.EACCES, f"R{regno} invalid mem access '{reg_type_str(reg.type)}'\n")
         if size < 8 and value_regno >= 0 and t == BPF_READ and regs[value_regno].type == RegType.SCALAR_VALUE:
@@ -593,6 +619,28 @@ class MemMixin:
     def check_kptr_store(self: Verifier, reg: Reg, off: int, size: int, t: int, value_regno: int,
                          ins: Insn) -> None:
         return
+
+    def check_buffer_access(self: Verifier, regno: int, off: int, size: int, t: int,
+                            value_regno: int) -> None:
+        """PTR_TO_BUF (an iterator's key/value buffers): read-only ones refuse writes;
+        the largest offset reached is recorded for the attach-time size check
+        (``max_rdonly_access``/``max_rdwr_access`` of the program)."""
+        reg = self.regs[regno]
+        rdonly = bool(reg.type & MEM_RDONLY)
+        if rdonly and t == BPF_WRITE:
+            self.fail(errno.EACCES, f"R{regno} cannot write into {reg_type_str(reg.type)}\n")
+        info = "rdonly" if rdonly else "rdwr"
+        if off < 0:
+            self.fail(errno.EACCES, f"R{regno} invalid {info} buffer access: off={off}, size={size}\n")
+        if reg.var_off.mask != 0 or reg.var_off.value:
+            self.fail(errno.EACCES, f"R{regno} invalid variable buffer offset: off={off}, "
+                                    f"var_off={tnum_str(reg.var_off)}\n")
+        aux = getattr(getattr(self.inp, "prog", None), "aux", None)
+        if isinstance(aux, dict):
+            key = "max_rdonly_access" if rdonly else "max_rdwr_access"
+            aux[key] = max(aux.get(key, 0), off + size)
+        if value_regno >= 0 and (rdonly or t == BPF_READ):
+            mark_unknown(self.regs[value_regno])
 
     def check_ptr_to_map_access(self: Verifier, regno: int, off: int, size: int, t: int,
                                 value_regno: int) -> None:
@@ -665,6 +713,9 @@ class MemMixin:
             min_off = reg.smin + off
             max_off = reg.smax + off
         if meta is not None and meta.get("raw_mode"):
+            bad = dynptr.potential_dynptr_write(f, min_off, max_off + size)
+            if bad is not None:  # the helper's write could clobber a dynptr
+                self.fail(errno.EACCES, f"potential write to dynptr at off={bad} disallowed\n")
             meta["access_size"] = size
             meta["regno"] = regno
             return
@@ -690,9 +741,9 @@ class MemMixin:
                     st.spilled = None
                 continue
             if reg.var_off.mask == 0:
-                self.fail(errno.EACCES, f"invalid indirect read from stack R{regno} off {min_off}+"
+                self.fail(errno.EACCES, f"invalid read from stack R{regno} off {min_off}+"
                                         f"{i - min_off} size {size}\n")
-            self.fail(errno.EACCES, f"invalid indirect read from stack R{regno} var_off "
+            self.fail(errno.EACCES, f"invalid read from stack R{regno} var_off "
                                     f"{tnum_str(reg.var_off)}+{i - min_off} size {size}\n")
 
     # -- load / store / atomic instructions -----------------------------------------------
@@ -703,7 +754,7 @@ class MemMixin:
         ldsx = (ins.code & 0xE0) == 0x80
         self.check_mem_access(ins.src, ins.off, SIZE_BYTES[ins.code & 0x18], BPF_READ, ins.dst,
                               ldsx=ldsx, ins=ins)
-        self.save_aux_ptr_type(src_type)
+        self.save_aux_ptr_type(src_type, allow_trust_mismatch=True)
 
     def check_store(self: Verifier, ins: Insn) -> None:
         self.check_reg_arg(ins.src, src=True)
@@ -751,14 +802,26 @@ class MemMixin:
     def check_atomic_ldst(self: Verifier, ins: Insn) -> None:
         self.fail(errno.EINVAL, f"BPF_ATOMIC uses invalid atomic opcode {ins.imm & 0xFF:02x}\n")
 
-    def save_aux_ptr_type(self: Verifier, t: int) -> None:
+    def save_aux_ptr_type(self: Verifier, t: int, allow_trust_mismatch: bool = False) -> None:
         aux = self.aux[self.insn_idx]
         prev = aux.get("ptr_type")
         if prev is None:
             aux["ptr_type"] = t
             return
         if prev != t and (not _mismatch_ok(t) or not _mismatch_ok(prev)):
+            if allow_trust_mismatch and _mem_or_btf_id(t) and _mem_or_btf_id(prev):
+                # a load seeing a trusted pointer on one path and an untrusted one on
+                # another: keep the weaker type, so the load becomes BPF_PROBE_MEM
+                merged = RegType.PTR_TO_MEM if RegType.PTR_TO_MEM in (base_type(t), base_type(prev)) \
+                    else RegType.PTR_TO_BTF_ID
+                merged |= (t | prev) & (PTR_UNTRUSTED | MEM_RDONLY)
+                aux["ptr_type"] = merged
+                return
             self.fail(errno.EINVAL, "same insn cannot be used with different pointers\n")
+
+
+def _mem_or_btf_id(t: int) -> bool:
+    return base_type(t) in (RegType.PTR_TO_MEM, RegType.PTR_TO_BTF_ID)
 
 
 def _mismatch_ok(t: int) -> bool:

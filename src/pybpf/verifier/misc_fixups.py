@@ -24,9 +24,18 @@ The kernel-internal functions these calls reach are in :mod:`pybpf.helpers.inter
 - ``bpf_map_lookup_elem`` on a per-CPU array becomes ``percpu_array_map_gen_lookup``'s
   ``pptrs`` load and per-CPU mov (``BPF_MOV64_PERCPU_REG``, run by both tiers).
 
-Not done (documented in docs/xlated.md): mmap-able array lookups, LRU and
-map-in-map ``map_gen_lookup``, ``BPF_TAIL_CALL`` opcode rewrite, inlined
-``bpf_get_smp_processor_id``/``jiffies64``/``get_func_arg``, ``bpf_loop`` inlining.
+- ``bpf_map_lookup_elem`` on LRU_HASH, ARRAY_OF_MAPS, HASH_OF_MAPS and XSKMAP becomes
+  their ``map_gen_lookup`` (LRU: the ref byte store; map-in-map: the inner map pointer
+  load; xskmap: the socket table at ``map + 304``).
+
+- ``bpf_timer_set_callback`` gets ``r3 = prog->aux`` (an ``ld_imm64``) before it;
+
+- ``bpf_jiffies64`` and ``bpf_get_smp_processor_id`` are inlined
+  (:mod:`pybpf.verifier.inline_helpers`).
+
+Not done (documented in docs/xlated.md): mmap-able array lookups, ``BPF_TAIL_CALL``
+opcode rewrite (the dump shows the call either way), inlined ``get_func_arg`` and friends.
+``bpf_loop`` inlining is :mod:`pybpf.verifier.loop_inline` (it runs before this pass).
 
 The call-site map (``insn_aux_data.map_ptr_state``) is what the verifier's
 ``record_func_map`` leaves in ``aux["map_ptr"]``.
@@ -37,9 +46,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pybpf.isa.insn import Insn
+from pybpf.isa.insn import Insn, ld_imm64
 from pybpf.verifier.calls import MAP_PTR_POISON
 from pybpf.verifier.fixups import register_fixup_pass
+from pybpf.verifier.inline_helpers import inline_helper_call
 from pybpf.verifier.patch import ProgPatcher
 
 if TYPE_CHECKING:
@@ -55,6 +65,7 @@ REG_AX = 11
 FUNC_map_lookup_elem, FUNC_map_update_elem, FUNC_map_delete_elem = 1, 2, 3
 FUNC_map_push_elem, FUNC_map_pop_elem, FUNC_map_peek_elem = 87, 88, 89
 FUNC_for_each_map_elem, FUNC_map_lookup_percpu_elem = 164, 195
+FUNC_timer_set_callback = 170
 MAP_FUNCS = frozenset({FUNC_map_lookup_elem, FUNC_map_update_elem, FUNC_map_delete_elem,
                        FUNC_map_push_elem, FUNC_map_pop_elem, FUNC_map_peek_elem,
                        FUNC_for_each_map_elem, FUNC_map_lookup_percpu_elem, 51})
@@ -125,6 +136,24 @@ def _htab_gen_lookup(m: Any) -> list[Insn]:
             Insn(BPF_ALU64 | BPF_ADD | BPF_K, 0, 0, 0, htab_elem_value_off(m.key_size))]
 
 
+def _htab_lru_gen_lookup(m: Any) -> list[Insn]:
+    """``htab_lru_map_gen_lookup``: the table walk, then set the element's LRU ref byte
+    (``lru_node.ref``, element + 35) if it is clear, then step to the value.
+
+    The ref byte lands in the ref word of pybpf's element (:mod:`pybpf.maps.htab`: its
+    layout puts byte 19 of the element there, which is element + 35 counted from where
+    ``__htab_map_lookup_elem`` says the kernel-shaped element starts).
+    """
+    from pybpf.helpers.internal import HTAB_MAP_LOOKUP_ELEM, LRU_REF_OFF, htab_elem_value_off
+
+    return [Insn(CALL, 0, 0, 0, HTAB_MAP_LOOKUP_ELEM),
+            Insn(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 4, 0),
+            Insn(0x71, 1, 0, LRU_REF_OFF, 0),  # r1 = *(u8 *)(r0 + 35)
+            Insn(BPF_JMP | BPF_JNE | BPF_K, 1, 0, 1, 0),
+            Insn(0x72, 0, 0, LRU_REF_OFF, 1),  # *(u8 *)(r0 + 35) = 1
+            Insn(BPF_ALU64 | BPF_ADD | BPF_K, 0, 0, 0, htab_elem_value_off(m.key_size))]
+
+
 BPF_F_INNER_MAP = 1 << 12
 
 
@@ -175,6 +204,56 @@ def _percpu_array_gen_lookup(m: Any) -> list[Insn] | None:
             Insn(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 0)]
 
 
+def _array_of_map_gen_lookup(m: Any) -> list[Insn] | None:
+    """``array_of_map_gen_lookup``: index the slots, load the inner map pointer.
+
+    The map keeps its slots where ``struct bpf_array`` keeps ``ptrs``
+    (:data:`pybpf.maps.fdarray.FD_ARRAY_PTRS_OFF`); ``elem_size`` is 8 (a pointer).
+    """
+    from pybpf.maps.fdarray import FD_ARRAY_PTRS_OFF
+
+    slots = getattr(m, "slots", None)
+    if slots is None or slots.start != m.addr + FD_ARRAY_PTRS_OFF:
+        return None
+    return [Insn(BPF_ALU64 | BPF_ADD | BPF_K, 1, 0, 0, FD_ARRAY_PTRS_OFF),
+            Insn(0x61, 0, 2, 0, 0),  # r0 = *(u32 *)(r2 + 0): the index
+            Insn(BPF_JMP | 0x30 | BPF_K, 0, 0, 5, _s32(int(m.max_entries))),  # >= max
+            Insn(BPF_ALU64 | 0x60 | BPF_K, 0, 0, 0, 3),  # r0 <<= ilog2(8)
+            Insn(BPF_ALU64 | BPF_ADD | BPF_X, 0, 1, 0, 0),
+            Insn(0x79, 0, 0, 0, 0),  # r0 = *(u64 *)(r0 + 0): the inner map
+            Insn(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1, 0),
+            Insn(BPF_JMP | BPF_JA, 0, 0, 1, 0),
+            Insn(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 0)]
+
+
+def _htab_of_map_gen_lookup(m: Any) -> list[Insn]:
+    """``htab_of_map_gen_lookup``: find the element, load the inner map from its value."""
+    from pybpf.helpers.internal import HTAB_OF_MAPS_LOOKUP_ELEM, htab_elem_value_off
+
+    return [Insn(CALL, 0, 0, 0, HTAB_OF_MAPS_LOOKUP_ELEM),
+            Insn(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 2, 0),
+            Insn(BPF_ALU64 | BPF_ADD | BPF_K, 0, 0, 0, htab_elem_value_off(m.key_size)),
+            Insn(0x79, 0, 0, 0, 0)]  # r0 = *(u64 *)(r0 + 0): the inner map
+
+
+def _xsk_map_gen_lookup(m: Any) -> list[Insn] | None:
+    """``xsk_map_gen_lookup``: index the socket table at ``map + 304`` (all NULL in
+    pybpf, which has no AF_XDP sockets)."""
+    from pybpf.maps.type_xskmap import XSK_MAP_PTRS_OFF
+
+    table = getattr(m, "xsk_ptrs", None)
+    if table is None or table.start != m.addr + XSK_MAP_PTRS_OFF:
+        return None
+    return [Insn(0x61, 0, 2, 0, 0),  # r0 = *(u32 *)(r2 + 0): the index
+            Insn(BPF_JMP | 0x30 | BPF_K, 0, 0, 5, _s32(int(m.max_entries))),  # >= max
+            Insn(BPF_ALU64 | 0x60 | BPF_K, 0, 0, 0, 3),  # r0 <<= ilog2(8)
+            Insn(BPF_ALU64 | BPF_ADD | BPF_K, 1, 0, 0, XSK_MAP_PTRS_OFF),
+            Insn(BPF_ALU64 | BPF_ADD | BPF_X, 0, 1, 0, 0),
+            Insn(0x79, 0, 0, 0, 0),  # r0 = *(u64 *)(r0 + 0): the socket
+            Insn(BPF_JMP | BPF_JA, 0, 0, 1, 0),
+            Insn(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 0)]
+
+
 def _s32(v: int) -> int:
     v &= 0xFFFFFFFF
     return v - (1 << 32) if v >> 31 else v
@@ -186,6 +265,10 @@ GEN_LOOKUP: dict[int, Callable[[Any], list[Insn] | None]] = {
     1: _htab_gen_lookup,  # BPF_MAP_TYPE_HASH
     2: _array_gen_lookup,  # BPF_MAP_TYPE_ARRAY
     6: _percpu_array_gen_lookup,  # BPF_MAP_TYPE_PERCPU_ARRAY
+    9: _htab_lru_gen_lookup,  # BPF_MAP_TYPE_LRU_HASH
+    12: _array_of_map_gen_lookup,  # BPF_MAP_TYPE_ARRAY_OF_MAPS
+    13: _htab_of_map_gen_lookup,  # BPF_MAP_TYPE_HASH_OF_MAPS
+    17: _xsk_map_gen_lookup,  # BPF_MAP_TYPE_XSKMAP
 }
 
 
@@ -261,6 +344,21 @@ def misc_fixups(v: Verifier, p: ProgPatcher) -> None:
         if ins.code == CALL and ins.src == 0 and ins.imm in MAP_FUNCS and jit_requested:
             i += _map_call(v, p, i)
             continue
+        if ins.code == CALL and ins.src == 0 and ins.imm == FUNC_timer_set_callback:
+            # ``r3 = prog->aux`` before the call: the kernel's helper learns which program
+            # the callback belongs to. pybpf's finds it through the run context
+            # (helpers/timer.py), so the immediate is 0: the instruction is the kernel's,
+            # the address is not.
+            new = [*ld_imm64(3, 0), ins]
+            p.patch(i, new)
+            i += len(new)
+            continue
+        if ins.code == CALL and ins.src == 0:
+            new = inline_helper_call(ins, jit_requested)
+            if new is not None:
+                p.patch(i, new)
+                i += len(new)
+                continue
         i += 1
 
 

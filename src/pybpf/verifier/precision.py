@@ -257,7 +257,8 @@ class PrecisionMixin:
                     if lvl2:
                         from pybpf.verifier.log import format_state
                         log(f"mark_precise: frame{fr}: parent state regs={fmt_reg_mask(bt.regs[fr])} "
-                            f"stack={fmt_stack_mask(bt.stack[fr])}: " + format_state(func) + "\n")
+                            f"stack={fmt_stack_mask(bt.stack[fr])}: "
+                            + format_state(func, [r.id for r in st.refs]) + "\n")
                 if bt.empty():
                     return
                 subseq_idx = first_idx

@@ -30,11 +30,16 @@ import errno
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
+from pybpf.verifier import backedges
 from pybpf.verifier.callbacks import force_loop_precision
+from pybpf.verifier.dynptr import dynptr_slots_equal
+from pybpf.verifier.iters import cur_iter_active, iter_active_depths_differ, iters_equal
 from pybpf.verifier.log import format_state
 from pybpf.verifier.regs import PTR_MAYBE_NULL, Reg, RegType, mark_not_init, mark_unknown
 from pybpf.verifier.state import (
+    STACK_DYNPTR,
     STACK_INVALID,
+    STACK_ITER,
     STACK_MISC,
     STACK_SPILL,
     STACK_ZERO,
@@ -46,7 +51,8 @@ if TYPE_CHECKING:
     from pybpf.verifier.core import Verifier
 
 _EXACT_FIELDS = ("type", "off", "var_off", "smin", "smax", "umin", "umax", "s32_min", "s32_max",
-                 "u32_min", "u32_max", "map_ptr", "range", "mem_size", "frameno", "subprogno")
+                 "u32_min", "u32_max", "map_ptr", "range", "mem_size", "frameno", "subprogno",
+                 "btf", "btf_id", "dynptr_id")
 
 
 # ``enum exact_level``; LOOP: every scalar compared by range (all scalars precise, as for
@@ -113,6 +119,7 @@ def regsafe(o: Reg, c: Reg, ids: _IdMap, exact: int) -> bool:
     if b in (RegType.PTR_TO_MAP_KEY, RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MEM, RegType.PTR_TO_BUF,
              RegType.PTR_TO_TP_BUFFER):
         return (o.off == c.off and o.map_ptr is c.map_ptr and o.mem_size == c.mem_size
+                and o.dynptr_id == c.dynptr_id
                 and _range_within(o, c) and o.var_off.contains(c.var_off)
                 and ids.check(o.id, c.id) and ids.check(o.ref_obj_id, c.ref_obj_id))
     if b in (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META):
@@ -178,6 +185,10 @@ def stacksafe(o: FuncState, c: FuncState, ids: _IdMap, exact: int, allow_uninit:
                 continue
             if ot != ct:
                 return False
+            if b == 7 and ot == STACK_ITER and not iters_equal(os_.iter, cs.iter, ids.check):
+                return False
+            if b == 7 and ot == STACK_DYNPTR and not dynptr_slots_equal(os_.dynptr, cs.dynptr, ids.check):
+                return False
             if b == 7 and ot == STACK_SPILL:
                 if os_.spilled is None or cs.spilled is None:
                     return False
@@ -191,16 +202,21 @@ def stacksafe(o: FuncState, c: FuncState, ids: _IdMap, exact: int, allow_uninit:
     return True
 
 
-def func_states_equal(o: FuncState, c: FuncState, ids: _IdMap, exact: int, allow_uninit: bool = True) -> bool:
+def func_states_equal(o: FuncState, c: FuncState, ids: _IdMap, exact: int, allow_uninit: bool = True,
+                      live: int = 0xFFFF) -> bool:
     if o.callsite != c.callsite or o.callback_depth > c.callback_depth:
         return False
     for i in range(11):
-        if not regsafe(o.regs[i], c.regs[i], ids, exact):
+        if live >> i & 1 and not regsafe(o.regs[i], c.regs[i], ids, exact):
             return False
     return stacksafe(o, c, ids, exact, allow_uninit)
 
 
-def states_equal(o: VState, c: VState, exact: int, allow_uninit: bool = True) -> bool:
+def states_equal(o: VState, c: VState, exact: int, allow_uninit: bool = True,
+                 live: list[int] | None = None) -> bool:
+    """``live`` (per frame: registers live at the frame's instruction) limits the register
+    comparison as 6.18's ``func_states_equal`` does with ``live_regs_before``; without it
+    every register is compared (checkpoints are cleaned of dead registers instead)."""
     if len(o.frames) != len(c.frames):
         return False
     ids = _IdMap()
@@ -213,6 +229,11 @@ def states_equal(o: VState, c: VState, exact: int, allow_uninit: bool = True) ->
         return False
     if o.active_lock is not None and c.active_lock is not None and o.active_lock[1] != c.active_lock[1]:
         return False
+    if o.active_rcu != c.active_rcu or o.active_preempt_locks != c.active_preempt_locks:
+        return False
+    if live is not None:
+        return all(func_states_equal(fo, fc, ids, exact, allow_uninit, m)
+                   for fo, fc, m in zip(o.frames, c.frames, live))
     return all(func_states_equal(fo, fc, ids, exact, allow_uninit) for fo, fc in zip(o.frames, c.frames))
 
 
@@ -286,6 +307,7 @@ class PruneMixin:
             for spi, slot in enumerate(func.stack):
                 if not sl.slot_alive(func.frameno, spi):
                     slot.spilled = None
+                    slot.dynptr = None
                     slot.types = [STACK_INVALID] * 8
 
     def clean_live_states(self: Verifier, idx: int, cur: VState, lst: list[VState]) -> None:
@@ -293,6 +315,8 @@ class PruneMixin:
         with the same call sites arrives (their liveness marks are complete by then)."""
         for old in lst:
             if old.insn_idx != idx or old.branches or old.cleaned:  # type: ignore[attr-defined]
+                continue
+            if backedges.incomplete_read_marks(self, old):
                 continue
             if len(old.frames) != len(cur.frames):
                 continue
@@ -342,6 +366,7 @@ class PruneMixin:
         if self.log.enabled and self.log.level & 2:
             self.log(f"SCC exit {self._fmt_scc(cc)}\n")
         self.scc_entry[cc] = None
+        backedges.exit_scc(self, cc)  # precision along the loop's back-edges
 
     def is_state_visited(self: Verifier, idx: int) -> bool:
         """``is_state_visited``: prune the current path if a finished checkpoint here is at
@@ -381,7 +406,22 @@ class PruneMixin:
                 if old.insn_idx != idx:  # another instruction hashed to the same list
                     i -= 1
                     continue
-                if old.branches and idx in self.calls_callback:
+                if old.branches and self.is_iter_next_insn(idx):
+                    # an iterator's _next on the current path (verifier/iters.py): one more
+                    # iteration within the ranges of the previous one, iterator still
+                    # ACTIVE, has converged (RANGE_WITHIN)
+                    if states_equal(old, cur, LOOP, live=self.frame_live_regs(old)) and cur_iter_active(self):
+                        old.hit_cnt += 1  # type: ignore[attr-defined]
+                        if idx in self.cfg.jmp_points:
+                            self.push_insn_history()
+                        self.propagate_precision(old)
+                        cc = self.scc_callchain(old)
+                        if cc is not None:
+                            backedges.add_scc_backedge(self, cc, old, idx)
+                        return True
+                    if quiet:
+                        add_new = False
+                elif old.branches and idx in self.calls_callback:
                     # a callback call site on the current path: the next iteration is
                     # safe if it stays within the ranges of this one (RANGE_WITHIN)
                     if states_equal(old, cur, LOOP):
@@ -397,7 +437,7 @@ class PruneMixin:
                     if looping is not None and id(old) in looping and states_maybe_looping(old, cur) and \
                             old.may_goto_depth == cur.may_goto_depth and \
                             old.callback_unroll_depth == cur.callback_unroll_depth and \
-                            states_equal(old, cur, EXACT):
+                            states_equal(old, cur, EXACT) and not iter_active_depths_differ(old, cur):
                         self.verbose(f"infinite loop detected at insn {idx}\n")
                         self.verbose("cur state:" + format_state(cur.cur) + "\n")
                         self.verbose("old state:" + format_state(old.frames[cur.curframe]) + "\n")
@@ -405,11 +445,15 @@ class PruneMixin:
                         raise VerifyError(errno.EINVAL, "infinite loop")
                     if quiet:
                         add_new = False
-                elif states_equal(old, cur, mode, self.allow_uninit_stack):
+                elif ((loop := backedges.incomplete_read_marks(self, old)) is not None
+                      and states_equal(old, cur, LOOP, self.allow_uninit_stack, self.frame_live_regs(old))) \
+                        or (loop is None and states_equal(old, cur, mode, self.allow_uninit_stack)):
                     old.hit_cnt += 1  # type: ignore[attr-defined]
                     if idx in self.cfg.jmp_points:
                         self.push_insn_history()
                     self.propagate_precision(old)
+                    if loop:
+                        backedges.add_scc_backedge(self, loop, old, idx)
                     return True
                 # miss
                 if add_new:
@@ -450,6 +494,24 @@ class PruneMixin:
         new.sig = sig  # type: ignore[attr-defined]
         self.by_sig.setdefault(idx, {}).setdefault(sig, []).append(new)
         return False
+
+    def frame_live_regs(self: Verifier, st: VState) -> list[int]:
+        """Registers live at each frame's instruction (``frame_insn_idx``)."""
+        live = self.live_regs
+        last = len(st.frames) - 1
+        out = []
+        for i in range(last + 1):
+            ip = st.insn_idx if i == last else st.frames[i + 1].callsite
+            out.append(live[ip] if live is not None and 0 <= ip < len(live) else 0xFFFF)
+        return out
+
+    def is_iter_next_insn(self: Verifier, idx: int) -> bool:
+        """``is_iter_next_insn``: a forced checkpoint that is an iterator ``_next`` call."""
+        if idx not in self.cfg.force_checkpoints:
+            return False
+        from pybpf.verifier.kfuncs import is_iter_next_call
+
+        return is_iter_next_call(self, self.insns[idx])
 
     def explored_bucket(self: Verifier, idx: int) -> int:
         """``explored_state``: checkpoints live in ``prog->len`` lists hashed by instruction

@@ -106,7 +106,10 @@ class Reg:
     """One register. Mutable; states copy registers when they fork."""
 
     __slots__ = (
+        "btf",
+        "btf_id",
         "btf_name",
+        "dynptr_id",
         "frameno",
         "id",
         "live_read",
@@ -121,6 +124,7 @@ class Reg:
         "smax",
         "smin",
         "subprogno",
+        "subreg_def",
         "type",
         "u32_max",
         "u32_min",
@@ -145,12 +149,20 @@ class Reg:
         self.ref_obj_id = 0
         self.map_ptr: Any = None
         self.range = 0  # packet: bytes known accessible past this pointer
-        self.mem_size = 0  # PTR_TO_MEM / BUF: size of the region
+        self.mem_size = 0  # PTR_TO_MEM / BUF: size of the region; CONST_PTR_TO_DYNPTR: its dynptr type
+        self.dynptr_id = 0  # PTR_TO_MEM slice of a dynptr: that dynptr's id (verifier/dynptr.py)
         self.frameno = 0  # PTR_TO_STACK: which frame
         self.subprogno = 0
         self.btf_name = ""
+        # PTR_TO_BTF_ID (and MEM_ALLOC etc.): the BTF object (a parsed ``Btf``) and the
+        # type id in it that the pointer points to — the kernel's ``reg->btf``/``btf_id``.
+        self.btf: Any = None
+        self.btf_id = 0
         self.precise = False
         self.live_read = False
+        # the instruction (index + 1) whose 32-bit result this register holds, 0 when
+        # the upper half is known zero-extended (``subreg_def``, see verifier/zext.py)
+        self.subreg_def = 0
 
     def copy(self) -> Reg:
         r = Reg.__new__(Reg)
@@ -170,15 +182,21 @@ class Reg:
         r.map_ptr = self.map_ptr
         r.range = self.range
         r.mem_size = self.mem_size
+        r.dynptr_id = self.dynptr_id
         r.frameno = self.frameno
         r.subprogno = self.subprogno
         r.btf_name = self.btf_name
+        r.btf = self.btf
+        r.btf_id = self.btf_id
         r.precise = self.precise
         r.live_read = self.live_read
+        r.subreg_def = self.subreg_def
         return r
 
     def assign(self, other: Reg) -> None:
-        for name in Reg.__slots__:
+        """Copy ``other``'s state into this register (a ``mov``, a fill): everything but
+        ``subreg_def``, which stays the definition ``check_reg_arg`` just recorded."""
+        for name in _ASSIGN_SLOTS:
             setattr(self, name, getattr(other, name))
 
     # -- classification -----------------------------------------------------------------
@@ -232,7 +250,10 @@ def mark_known(r: Reg, v: int) -> None:
     r.range = 0
     r.map_ptr = None
     r.mem_size = 0
+    r.dynptr_id = 0
     r.frameno = 0
+    r.btf = None  # the kernel zeroes the pointer union (btf, btf_id) too
+    r.btf_id = 0
 
 
 def mark_reg32_known(r: Reg, v: int) -> None:
@@ -245,6 +266,9 @@ def mark_scalar_known(r: Reg, v: int) -> None:
     r.type = RegType.SCALAR_VALUE
     mark_known(r, v)
     r.precise = False
+
+
+_ASSIGN_SLOTS = tuple(n for n in Reg.__slots__ if n != "subreg_def")
 
 
 def mark_unknown(r: Reg, precise: bool = False) -> None:
@@ -261,12 +285,15 @@ def mark_unknown(r: Reg, precise: bool = False) -> None:
     r.frameno = 0
     r.subprogno = 0
     r.btf_name = ""
+    r.btf = None
+    r.btf_id = 0
     r.precise = precise
 
 
 def mark_not_init(r: Reg) -> None:
     mark_unknown(r)
     r.type = RegType.NOT_INIT
+    r.subreg_def = 0
 
 
 def update_reg32_bounds(r: Reg) -> None:

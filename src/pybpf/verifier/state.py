@@ -9,6 +9,7 @@ byte of a slot is one of ``STACK_INVALID``/``STACK_SPILL``/``STACK_MISC``/``STAC
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from pybpf.verifier.regs import Reg, RegType, mark_not_init
 
@@ -24,16 +25,20 @@ MAX_BPF_REG = 11
 
 
 class StackSlot:
-    __slots__ = ("spilled", "types")
+    __slots__ = ("dynptr", "iter", "spilled", "types")
 
     def __init__(self) -> None:
         self.types = [STACK_INVALID] * 8
         self.spilled: Reg | None = None
+        self.iter: Any = None  # open-coded iterator (STACK_ITER) info: verifier/iters.py IterState
+        self.dynptr: Any = None  # STACK_DYNPTR info: verifier/dynptr.py DynptrSlot (immutable)
 
     def copy(self) -> StackSlot:
         s = StackSlot.__new__(StackSlot)
         s.types = list(self.types)
         s.spilled = self.spilled.copy() if self.spilled is not None else None
+        s.iter = self.iter  # immutable
+        s.dynptr = self.dynptr  # immutable
         return s
 
     def is_spill(self) -> bool:
@@ -125,6 +130,7 @@ class VState:
     last_insn_idx: int = -1
     hist: list[tuple[int, int, int, tuple]] = field(default_factory=list)
     callback_unroll_depth: int = 0
+    active_preempt_locks: int = 0  # bpf_preempt_disable depth (verifier/kfuncs.py)
 
     @property
     def cur(self) -> FuncState:
@@ -138,7 +144,7 @@ class VState:
         return VState([f.copy() for f in self.frames], [RefState(r.id, r.insn_idx, r.kind) for r in self.refs],
                       self.active_lock, self.active_rcu, 0, self.insn_idx, self.may_goto_depth,
                       self.loop_entry, self.parent, self.first_insn_idx, self.last_insn_idx,
-                      list(self.hist), self.callback_unroll_depth)
+                      list(self.hist), self.callback_unroll_depth, self.active_preempt_locks)
 
     def all_regs(self):
         """Every register of every frame, including spilled ones (``bpf_for_each_reg_in_vstate``)."""
