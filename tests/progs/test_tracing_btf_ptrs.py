@@ -101,3 +101,21 @@ def test_run_reads_the_task_and_probe_loads_read_zero(k: Kernel) -> None:
     with prog.attach_trace():
         assert k.tracepoints.fire("sched_switch", 0, region.start, region.start, 0) == [task.pid]
     prog.close()
+
+
+def test_fire_with_a_wild_task_pointer_is_efault(k: Kernel) -> None:
+    """The program trusts its task_struct arguments: an address that is not pybpf memory
+    holding a whole task_struct is refused before the program runs (never a wild load)."""
+    import errno
+
+    from pybpf.errors import BpfError
+
+    region = task_struct_region(k.root)
+    prog = _load(k)
+    with prog.attach_trace():
+        for wild in (0xDEAD0000, region.start + region.size - 8, 0):  # prev is never NULL
+            with pytest.raises(BpfError) as e:
+                k.tracepoints.fire("sched_switch", 0, wild, region.start, 0)
+            assert e.value.errno == errno.EFAULT
+        assert k.tracepoints.fire("sched_switch", 0, region.start, region.start, 0) == [k.root.pid]
+    prog.close()

@@ -318,6 +318,9 @@ def _name_calls(records: list[dict[str, Any]], live: bool, prog_type: int) -> li
     """
     from pybpf.cli._proginfo import live_helper_name
     from pybpf.helpers.internal import xlated_call_name
+    from pybpf.isa.insn import Insn
+    from pybpf.kernel import default_kernel
+    from pybpf.verifier.kfunc_fixup import xlated_kfunc_name
 
     live_name = live_helper_name() if live else None
     for rec in records:
@@ -327,11 +330,16 @@ def _name_calls(records: list[dict[str, Any]], live: bool, prog_type: int) -> li
         if raw[1] >> 4 == 1:  # bpf-to-bpf: bpftool prints `off`, the relative target
             rec["disasm"] = f"(85) call pc{int.from_bytes(raw[2:4], 'little', signed=True):+d}"
             continue
-        if raw[1] >> 4 != 0:
+        src = raw[1] >> 4
+        if src not in (0, 2):  # 2: a kfunc, named after the kernel function it resolved to
             continue
         imm = int.from_bytes(raw[4:8], "little", signed=True)
-        name = (live_name(imm & 0xFFFFFFFF) if live_name is not None
-                else xlated_call_name(imm, prog_type))
+        if live_name is not None:
+            name = live_name(imm & 0xFFFFFFFF)
+        elif src == 2:
+            name = xlated_kfunc_name(default_kernel(), Insn(0x85, 0, 2, 0, imm))
+        else:
+            name = xlated_call_name(imm, prog_type)
         if name is not None:
             rec["disasm"] = f"(85) call {name}#{imm}"
     return records

@@ -72,6 +72,57 @@ def run_link(kernel: Any, link: Any, ctx_addr: int, cpu: int = 0) -> int | None:
 
 
 MAX_BPF_FUNC_ARGS = 12
+BPF_PROG_TYPE_TRACING = 26
+
+
+def btf_pointer_args(prog: Any) -> dict[int, tuple[int, bool]]:
+    """Argument index → (pointee size, may be NULL) for the struct-pointer arguments a
+    tp_btf program's verifier typed as ``PTR_TO_BTF_ID`` (from the ``btf_trace_<tp>``
+    prototype; NULL-able per ``__nullable`` and the raw_tp null-args table)."""
+    cached = getattr(prog, "_btf_pointer_args", None)
+    if cached is not None:
+        return cached
+    out: dict[int, tuple[int, bool]] = {}
+    btf_obj = getattr(prog, "attach_btf", None)
+    if getattr(prog, "type", 0) == BPF_PROG_TYPE_TRACING and btf_obj is not None:
+        from pybpf.btf.raw import BtfPtr, BtfTypedef
+        from pybpf.verifier.attach_target import _raw_tp_proto
+        from pybpf.verifier.btf_access import RAW_TP_NULL_ARGS, is_struct, skip_modifiers
+
+        btf = btf_obj.parsed()
+        t = btf.types[prog.attach_btf_id]
+        if isinstance(t, BtfTypedef) and str(t.name).startswith("btf_trace_"):
+            tp = str(t.name)[len("btf_trace_"):]
+            proto = _raw_tp_proto(btf, t, tp)
+            null_args = RAW_TP_NULL_ARGS.get(tp, 0)
+            for i, param in enumerate(list(getattr(proto, "params", ()))[1:]):
+                pt, _ = skip_modifiers(btf, param.type)
+                if isinstance(pt, BtfPtr):
+                    st, _ = skip_modifiers(btf, pt.type)
+                    if is_struct(st):
+                        nullable = bool(null_args >> (4 * i) & 0x3) \
+                            or str(param.name).endswith("__nullable")
+                        out[i] = (int(getattr(st, "size", 0)), nullable)
+    prog._btf_pointer_args = out
+    return out
+
+
+def check_btf_pointer_args(prog: Any, args: tuple[int, ...], name: str) -> None:
+    """A tp_btf program dereferences its struct-pointer arguments without checks (they are
+    trusted, as the kernel's own objects are), so a host event must pass pybpf memory
+    holding the whole struct there (or NULL where the tracepoint may pass NULL, which the
+    verifier made the program check) — anything else is EFAULT, never a wild load."""
+    from pybpf.runtime.memory import REGISTRY
+
+    if prog is None:
+        return
+    for i, (size, nullable) in btf_pointer_args(prog).items():
+        addr = int(args[i]) if i < len(args) else 0
+        if addr == 0 and nullable:
+            continue
+        if REGISTRY.find(addr, max(size, 1)) is None:
+            raise BpfError(14, f"{name}: argument {i} (0x{addr:x}) does not point to "
+                               f"{size} bytes of pybpf memory")
 
 
 def run_on_args(kernel: Any, links: list[Any], args: tuple[int, ...], name: str) -> list[int]:
@@ -86,6 +137,8 @@ def run_on_args(kernel: Any, links: list[Any], args: tuple[int, ...], name: str)
         raise BpfError(7, f"{name}: {len(args)} arguments (at most {MAX_BPF_FUNC_ARGS})")
     if not links:
         return []
+    for link in links:
+        check_btf_pointer_args(link.prog, args, name)
     buf = bytearray(8 * max(len(args), 1))
     struct.pack_into(f"<{len(args)}Q", buf, 0, *(int(a) & (2**64 - 1) for a in args))
     region = REGISTRY.wrap(buf, f"raw_tp {name} args", writable=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+import sys
 import weakref
 from typing import TYPE_CHECKING
 
@@ -38,28 +39,80 @@ def alloc_region(bmap: BpfMap, size: int, what: str, *, writable: bool = True) -
     return region
 
 
-def alloc_pages(bmap: BpfMap, size: int, what: str) -> Region:
+def alloc_pages(bmap: BpfMap, size: int, what: str, *, header_off: int = 0) -> Region:
     """Zeroed, page-aligned, mmap-backed memory (``BPF_F_MMAPABLE`` arrays).
 
     The pages are a memfd mapped shared, so user space can map the very same pages again
     (:class:`pybpf.maps.mmap_view.MapMmap`) and see program writes, as an ``mmap`` of a
     kernel map fd does. The memfd is kept as ``bmap.mmap_fd`` and closed by ``map_free``.
+
+    With ``header_off`` the map's header moves to ``header_off`` bytes before the pages,
+    into a private anonymous page mapped right below them, which is where the kernel's
+    mmap-able ``struct bpf_array`` keeps its header: ``value`` is page-aligned and the
+    struct ends on the page before (``array_map_alloc``). Inlined lookups
+    (``array_map_gen_lookup``: ``r1 += 312``) then reach the values from the map pointer.
     """
     size = round_up(max(size, 1), PAGE_SIZE)
     check_mem(size)
     fd = os.memfd_create(f"pybpf-map-{what}", os.MFD_CLOEXEC)
     os.ftruncate(fd, size)
-    buf = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
     bmap.mmap_fd = fd  # type: ignore[attr-defined]
     bmap.mmap_size = size  # type: ignore[attr-defined]
     bmap.mmap_fd_close = weakref.finalize(bmap, os.close, fd)  # type: ignore[attr-defined]
-    cbuf = (ctypes.c_char * size).from_buffer(buf)
-    start = ctypes.addressof(cbuf)
+    start, keep = _map_below_header(fd, size) if header_off else (0, None)
+    below = bool(start)
+    if below:
+        cbuf = (ctypes.c_char * size).from_address(start)
+    else:
+        buf = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
+        cbuf = (ctypes.c_char * size).from_buffer(buf)
+        start = ctypes.addressof(cbuf)
+        keep = buf
     region = Region(start, size, f"map {bmap.name!r} {what}", memoryview(cbuf).cast("B"),
-                    True, True, (buf, cbuf), bmap)
+                    True, True, (keep, cbuf), bmap)
+    if below:
+        _move_header(bmap, start - header_off, keep)
     bmap.mem.add(region)
     map_regions(bmap).append(region)
     return region
+
+
+def _map_below_header(fd: int, size: int) -> tuple[int, mmap.mmap | None]:
+    """Reserve a page plus ``size`` anonymous bytes, map the memfd over all but the first
+    page (``MAP_FIXED``): the pages' address and the anonymous mapping, which owns the
+    whole range (its unmapping, at garbage collection, unmaps both), or ``(0, None)``
+    where that cannot be done."""
+    if not hasattr(mmap, "MAP_ANONYMOUS") or not sys.platform.startswith("linux"):
+        return 0, None
+    anon = mmap.mmap(-1, PAGE_SIZE + size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(anon))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    want = base + PAGE_SIZE
+    got = libc.mmap(want, size, mmap.PROT_READ | mmap.PROT_WRITE,
+                    mmap.MAP_SHARED | _MAP_FIXED, fd, 0)
+    if got != want:
+        return 0, None  # the anonymous pages stay in place of it: dropped with ``anon``
+    return want, anon
+
+
+_MAP_FIXED = 0x10
+
+
+def _move_header(bmap: BpfMap, addr: int, keep: object) -> None:
+    """Re-register ``bmap``'s header at ``addr`` (inside the page below its values)."""
+    from pybpf.maps.core import _BY_ADDR, MAP_HEADER_SIZE
+
+    old = bytes(bmap.header.mv)
+    cbuf = (ctypes.c_char * MAP_HEADER_SIZE).from_address(addr)
+    header = Region(addr, MAP_HEADER_SIZE, bmap.header.name, memoryview(cbuf).cast("B"),
+                    True, False, (keep, cbuf), bmap)
+    header.mv[:len(old)] = old
+    bmap.release_header()
+    bmap.header = bmap.mem.add(header)
+    _BY_ADDR[addr] = bmap
 
 
 _GUARD = 16  # unregistered bytes around a colocated allocation, as the registry keeps

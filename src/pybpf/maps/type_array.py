@@ -12,7 +12,9 @@ unregistered. That is what lets the verifier inline ``bpf_map_lookup_elem`` as
 ``array_map_gen_lookup`` does (``r1 += 312`` …) and run the very program the kernel runs.
 
 ``BPF_F_MMAPABLE`` arrays put ``values`` in page-aligned mmap memory, exposed to Python as
-a shared mapping (:meth:`ArrayMap.mmap`, :mod:`pybpf.maps.mmap_view`). Every element exists from creation:
+a shared mapping (:meth:`ArrayMap.mmap`, :mod:`pybpf.maps.mmap_view`), with the header
+``ARRAY_VALUE_OFF`` bytes below them on the page before, as the kernel's mmap-able
+``bpf_array`` (so their lookups are inlined too). Every element exists from creation:
 delete is EINVAL, ``BPF_NOEXIST`` is EEXIST, an index past the end is E2BIG on update
 and ENOENT on lookup.
 """
@@ -66,7 +68,11 @@ class ArrayMap(BpfMap):
         #: values sit at ``addr + ARRAY_VALUE_OFF`` (lookups may be inlined)
         self.values_follow_header = False
         if attr.map_flags & BPF_F_MMAPABLE:
-            self.values = alloc_pages(self, size, "values")
+            # the header sits ARRAY_VALUE_OFF below the page-aligned values, as in the
+            # kernel's mmap-able bpf_array (where the platform lets pybpf place it)
+            self.values = alloc_pages(self, size, "values",
+                                      header_off=ARRAY_VALUE_OFF if self.copies() == 1 else 0)
+            self.values_follow_header = self.values.start == self.addr + ARRAY_VALUE_OFF
         elif self.copies() == 1:
             self.values = self._colocate(size)
         else:

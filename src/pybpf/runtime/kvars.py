@@ -22,7 +22,7 @@ native memory registered (read-only for programs) in the process-wide
   helper call.
 - ``jiffies``: a u64 counting 4 ms ticks of ``CLOCK_MONOTONIC`` (HZ=250, what the
   ``bpf_jiffies64`` helper implementation returns), refreshed by a daemon thread every
-  tick once a program needs it.
+  tick once a program needs it (restarted in a forked child).
 
 Programs run against a private :class:`~pybpf.runtime.memory.MemoryRegistry` (some tests
 build one) do not see these regions: an inlined load there faults like any unknown
@@ -32,6 +32,7 @@ address.
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 import threading
 import time
@@ -126,5 +127,11 @@ def jiffies_addr() -> int:
             mv = memoryview(_jiffies).cast("B")
             _jiffies_region = REGISTRY.add(Region(ctypes.addressof(_jiffies), 8, "jiffies",
                                                   mv, True, False, _jiffies))
-            threading.Thread(target=_tick, name="pybpf-jiffies", daemon=True).start()
+            _start_ticker()
+            if hasattr(os, "register_at_fork"):  # a forked child has no ticker thread
+                os.register_at_fork(after_in_child=_start_ticker)
         return ctypes.addressof(_jiffies)
+
+
+def _start_ticker() -> None:
+    threading.Thread(target=_tick, name="pybpf-jiffies", daemon=True).start()

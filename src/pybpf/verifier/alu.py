@@ -12,8 +12,13 @@ from pybpf.verifier import tnum as tn
 from pybpf.verifier.cfg import VerifyError
 from pybpf.verifier.log import tnum_str
 from pybpf.verifier.regs import (
+    BPF_ADD_CONST,
+    BPF_ADD_CONST32,
+    BPF_ADD_CONST64,
     PTR_MAYBE_NULL,
     PTR_UNTRUSTED,
+    S32_MAX,
+    S32_MIN,
     S64_MAX,
     S64_MIN,
     Reg,
@@ -198,7 +203,15 @@ class AluMixin:
                 mark_known(d, ins.imm & U32)
 
     def assign_scalar_id_before_mov(self: Verifier, s: Reg) -> None:
-        if s.type == RegType.SCALAR_VALUE and not s.id and s.var_off.mask != 0:
+        """``assign_scalar_id_before_mov``: the copy shares the source's id (a fresh one if
+        it has none); a source already carrying a delta starts over, as deltas do not
+        accumulate."""
+        if s.type != RegType.SCALAR_VALUE:
+            return
+        if s.id & BPF_ADD_CONST:
+            s.id = 0
+            s.off = 0
+        if not s.id and s.var_off.mask != 0:
             self.id_gen += 1
             s.id = self.id_gen
 
@@ -258,12 +271,33 @@ class AluMixin:
                 else:
                     mark_known(oreg, 0)
                     mark_known(d, U64)
+        dst_umax = d.umax
         # A register source is copied (it may be d itself); the immediate's Reg is ours.
         adjust_scalar(op, d, s.copy() if src_x else s, not is64)
-        # The result no longer equals the registers d was linked to: a later branch on d
-        # must not refine them (sync_linked_regs). The kernel keeps a link only for
-        # "+= const" (BPF_ADD_CONST deltas), which pybpf does not model.
+        self._link_const_delta(ins, op, d, s, is64, src_x, dst_umax)
+
+    def _link_const_delta(self: Verifier, ins: Insn, op: int, d: Reg, s: Reg, is64: bool,
+                          src_x: bool, dst_umax: int) -> None:
+        """``rX = rY; rX += c`` keeps rX linked to rY with the delta ``c`` in ``rX.off``
+        (``BPF_ADD_CONST64``/``32`` in its id), so a branch on either refines both
+        (sync_linked_regs); any other result breaks the link. One delta only, within s32;
+        a 32-bit add links only a register whose upper half was already zero."""
+        alu32 = not is64
+        const = (s.var_off.mask & U32) == 0 if alu32 else s.var_off.mask == 0
+        if self.bpf_capable and op in (AluOp.ADD, AluOp.SUB) and d.id and const \
+                and not (src_x and ins.src == ins.dst):
+            val = s.var_off.value & (U32 if alu32 else U64)
+            off = val - (1 << 32) if alu32 and val >> 31 else (val - (1 << 64) if val >> 63 else val)
+            ok = (alu32 and dst_umax <= U32) or (not alu32 and S32_MIN <= off <= S32_MAX)
+            if op == AluOp.SUB:
+                ok = ok and off != S32_MIN
+                off = -off
+            if ok and not d.id & BPF_ADD_CONST:
+                d.id |= BPF_ADD_CONST32 if alu32 else BPF_ADD_CONST64
+                d.off = off
+                return
         d.id = 0
+        d.off = 0
 
     def _check_reg_sane_offset(self: Verifier, r: Reg, ptype: int) -> None:
         known = r.var_off.mask == 0

@@ -11,6 +11,8 @@ from pybpf.isa.opcodes import JmpOp
 from pybpf.verifier import tnum as tn
 from pybpf.verifier.precision import INSN_F_DST_REG_STACK, INSN_F_SRC_REG_STACK, collect_linked_regs
 from pybpf.verifier.regs import (
+    BPF_ADD_CONST,
+    BPF_ADD_CONST32,
     PTR_MAYBE_NULL,
     Reg,
     RegType,
@@ -18,7 +20,9 @@ from pybpf.verifier.regs import (
     reg_bounds_sync,
     s32,
     s64,
+    zext_32_to_64,
 )
+from pybpf.verifier.scalar_alu import add_scalar_bounds
 from pybpf.verifier.state import VState
 from pybpf.verifier.tnum import U32, U64
 
@@ -349,10 +353,32 @@ def try_match_pkt_pointers(ins: Insn, d: Reg, s: Reg, this: VState, other: VStat
     return True
 
 
-def find_equal_scalars(vs: VState, known: Reg) -> None:
-    for r in vs.all_regs():
-        if r is not known and r.type == RegType.SCALAR_VALUE and r.id == known.id:
+def sync_linked_regs(vs: VState, known: Reg, linked: list[tuple[int, bool, int]]) -> None:
+    """``sync_linked_regs``: every scalar linked to ``known`` (``linked``: the live ones
+    :func:`collect_linked_regs` found before the branch) learns its new range — the same
+    one, or shifted by the difference of their constant deltas (zero-extended when a
+    32-bit add made either link). Links of mixed widths are left alone."""
+    kid = known.id & ~BPF_ADD_CONST
+    for fr, is_reg, n in linked:
+        func = vs.frames[fr]
+        r = func.regs[n] if is_reg else func.stack[n].spilled
+        if r is None or r is known or r.type != RegType.SCALAR_VALUE \
+                or (r.id & ~BPF_ADD_CONST) != kid:
+            continue
+        if (r.id ^ known.id) & BPF_ADD_CONST == BPF_ADD_CONST:
+            continue
+        if not (r.id | known.id) & BPF_ADD_CONST or r.off == known.off:
             r.assign(known)
+            continue
+        off, rid = r.off, r.id
+        delta = Reg()
+        mark_scalar_known(delta, (r.off - known.off) & U64)
+        r.assign(known)
+        r.off, r.id = off, rid
+        add_scalar_bounds(r, delta)
+        if (rid | known.id) & BPF_ADD_CONST32:
+            zext_32_to_64(r)
+        reg_bounds_sync(r)
 
 
 class JmpMixin:
@@ -360,8 +386,16 @@ class JmpMixin:
         """``may_goto``: take the jump now, explore the fall-through (one more iteration) later."""
         if ins.code != 0xE5 or ins.src != 0 or ins.dst or ins.imm or ins.off == 0:
             self.fail(errno.EINVAL, f"invalid may_goto off {ins.off} imm {ins.imm}\n")
-        queued = self.push_stack(self.insn_idx + 1, self.insn_idx)
+        idx = self.insn_idx
+        queued = self.push_stack(idx + 1, idx)
         queued.may_goto_depth += 1
+        # the next iteration starts from what changed since the previous one, widened
+        # where it was never needed precise: that is what lets the loop converge
+        parent = self.state.parent
+        prev = self.find_prev_entry(parent, idx) if parent is not None and parent.insn_idx == idx else None
+        if prev is not None:
+            from pybpf.verifier.callbacks import widen_imprecise_scalars
+            widen_imprecise_scalars(prev, queued)
         self.insn_idx += ins.off
 
     def check_cond_jmp_op(self: Verifier, ins: Insn) -> None:
@@ -410,10 +444,12 @@ class JmpMixin:
             self.print_insn_state()
             return
         linked: list[tuple[int, bool, int]] = []
+        live = self.frame_live_regs(self.state)
+        live[-1] = self.live_regs[self.insn_idx] if self.live_regs is not None else 0xFFFF
         if ins.code & 0x08 and s.type == RegType.SCALAR_VALUE and s.id:
-            collect_linked_regs(self.state, s.id, linked)
+            collect_linked_regs(self.state, s.id, linked, live)
         if d.type == RegType.SCALAR_VALUE and d.id:
-            collect_linked_regs(self.state, d.id, linked)
+            collect_linked_regs(self.state, d.id, linked, live)
         if len(linked) > 1:  # before the fork, so both branches share the record
             self.push_insn_history(0, tuple(linked))
         target = self.insn_idx + ins.off + 1
@@ -425,11 +461,11 @@ class JmpMixin:
             s2 = s.copy()
             reg_set_min_max(oregs[ins.dst], s, d, s2, op, is32)
         if ins.code & 0x08 and s.type == RegType.SCALAR_VALUE and s.id:
-            find_equal_scalars(self.state, s)
-            find_equal_scalars(other, oregs[ins.src])
+            sync_linked_regs(self.state, s, linked)
+            sync_linked_regs(other, oregs[ins.src], linked)
         if d.type == RegType.SCALAR_VALUE and d.id:
-            find_equal_scalars(self.state, d)
-            find_equal_scalars(other, oregs[ins.dst])
+            sync_linked_regs(self.state, d, linked)
+            sync_linked_regs(other, oregs[ins.dst], linked)
         if not is32 and not ins.code & 0x08 and ins.imm == 0 and op in (JmpOp.JEQ, JmpOp.JNE) \
                 and d.type & PTR_MAYBE_NULL:
             self.mark_ptr_or_null_regs(self.state, ins.dst, op == JmpOp.JNE)

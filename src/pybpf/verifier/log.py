@@ -9,6 +9,7 @@ from typing import Any
 
 from pybpf.verifier.liveness import compute_live_regs
 from pybpf.verifier.regs import (
+    BPF_ADD_CONST,
     S32_MAX,
     S32_MIN,
     S64_MAX,
@@ -110,8 +111,8 @@ def format_reg(r: Reg, frameno: int) -> str:
     if base_type(t) == RegType.PTR_TO_BTF_ID:
         out += _btf_name(r)
     parts: list[str] = []
-    if r.id:
-        parts.append(f"id={r.id}")
+    if r.id:  # a linked scalar's delta follows its id: ``id=1+4``, ``id=1-4``
+        parts.append(f"id={r.id & ~BPF_ADD_CONST}" + (f"{r.off:+d}" if r.id & BPF_ADD_CONST else ""))
     if r.ref_obj_id:
         parts.append(f"ref_obj_id={r.ref_obj_id}")
     if base_type(t) in (RegType.CONST_PTR_TO_MAP, RegType.PTR_TO_MAP_KEY, RegType.PTR_TO_MAP_VALUE) \

@@ -33,7 +33,7 @@ The kernel-internal functions these calls reach are in :mod:`pybpf.helpers.inter
 - ``bpf_jiffies64`` and ``bpf_get_smp_processor_id`` are inlined
   (:mod:`pybpf.verifier.inline_helpers`).
 
-Not done (documented in docs/xlated.md): mmap-able array lookups, ``BPF_TAIL_CALL``
+Not done (documented in docs/xlated.md): ``BPF_TAIL_CALL``
 opcode rewrite (the dump shows the call either way), inlined ``get_func_arg`` and friends.
 ``bpf_loop`` inlining is :mod:`pybpf.verifier.loop_inline` (it runs before this pass).
 
@@ -161,7 +161,7 @@ def _array_gen_lookup(m: Any) -> list[Insn] | None:
     """``array_map_gen_lookup``: bounds check and index arithmetic, no call.
 
     The map must keep its values at ``map + offsetof(struct bpf_array, value)``
-    (``values_follow_header``: plain arrays, see :mod:`pybpf.maps.type_array`); maps made
+    (``values_follow_header``: plain and mmap-able arrays, :mod:`pybpf.maps.type_array`); maps made
     for ``inner_map_fd`` templates are not inlined (``-EOPNOTSUPP``). pybpf maps are
     created privileged (``bypass_spec_v1``): no index masking.
     """

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pybpf.verifier.regs import RegType
+from pybpf.verifier.regs import BPF_ADD_CONST, RegType
 from pybpf.verifier.state import STACK_SPILL, VState
 
 if TYPE_CHECKING:
@@ -452,13 +452,18 @@ class PrecisionMixin:
         bt.sync_linked_regs(linked)
 
 
-def collect_linked_regs(st: VState, rid: int, out: list[tuple[int, bool, int]]) -> None:
-    """``collect_linked_regs``: every scalar register or spilled scalar sharing ``rid``."""
-    rid &= ~(1 << 31)
+def collect_linked_regs(st: VState, rid: int, out: list[tuple[int, bool, int]],
+                        live: list[int] | None = None) -> None:
+    """``collect_linked_regs``: every scalar register or spilled scalar sharing ``rid``
+    (whatever constant delta it carries); with ``live`` (per frame, the registers live at
+    that frame's instruction) only live registers, as 6.18 collects them."""
+    rid &= ~BPF_ADD_CONST
     for fr, func in enumerate(st.frames):
         for i in range(10):
+            if live is not None and not live[fr] >> i & 1:
+                continue
             r = func.regs[i]
-            if r.type == RegType.SCALAR_VALUE and r.id and (r.id & ~(1 << 31)) == rid:
+            if r.type == RegType.SCALAR_VALUE and r.id and (r.id & ~BPF_ADD_CONST) == rid:
                 e = (fr, True, i)
                 if e not in out and len(out) < 6:
                     out.append(e)
@@ -466,7 +471,7 @@ def collect_linked_regs(st: VState, rid: int, out: list[tuple[int, bool, int]]) 
             if slot.types[7] != STACK_SPILL or slot.spilled is None:
                 continue
             r = slot.spilled
-            if r.type == RegType.SCALAR_VALUE and r.id and (r.id & ~(1 << 31)) == rid:
+            if r.type == RegType.SCALAR_VALUE and r.id and (r.id & ~BPF_ADD_CONST) == rid:
                 e = (fr, False, spi)
                 if e not in out and len(out) < 6:
                     out.append(e)

@@ -35,7 +35,14 @@ from pybpf.verifier.callbacks import force_loop_precision
 from pybpf.verifier.dynptr import dynptr_slots_equal
 from pybpf.verifier.iters import cur_iter_active, iter_active_depths_differ, iters_equal
 from pybpf.verifier.log import format_state
-from pybpf.verifier.regs import PTR_MAYBE_NULL, Reg, RegType, mark_not_init, mark_unknown
+from pybpf.verifier.regs import (
+    BPF_ADD_CONST,
+    PTR_MAYBE_NULL,
+    Reg,
+    RegType,
+    mark_not_init,
+    mark_unknown,
+)
 from pybpf.verifier.state import (
     STACK_DYNPTR,
     STACK_INVALID,
@@ -74,7 +81,11 @@ class _IdMap:
         if not cur:
             self.tmp -= 1
             cur = self.tmp
-        return self.check(old, cur)
+        if not self.check(old, cur):
+            return False
+        # a delta-linked id and its base must map alike: old r3 = r2 + c must not match a
+        # current r3 derived from some other register than the one r2 maps to
+        return not old & BPF_ADD_CONST or self.check(old & ~BPF_ADD_CONST, cur & ~BPF_ADD_CONST)
 
     def check(self, old: int, cur: int) -> bool:
         if not old and not cur:
@@ -115,6 +126,11 @@ def regsafe(o: Reg, c: Reg, ids: _IdMap, exact: int) -> bool:
     if b == RegType.SCALAR_VALUE:
         if not o.precise and exact == NOT_EXACT:
             return True
+        # linked scalars: the same kind of link (none, 64- or 32-bit delta), the same delta
+        if o.id and (o.id & BPF_ADD_CONST) != (c.id & BPF_ADD_CONST):
+            return False
+        if o.id & BPF_ADD_CONST and o.off != c.off:
+            return False
         return ids.check_scalar(o.id, c.id) and _range_within(o, c) and o.var_off.contains(c.var_off)
     if b in (RegType.PTR_TO_MAP_KEY, RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MEM, RegType.PTR_TO_BUF,
              RegType.PTR_TO_TP_BUFFER):
@@ -406,6 +422,18 @@ class PruneMixin:
                 if old.insn_idx != idx:  # another instruction hashed to the same list
                     i -= 1
                     continue
+                if self.insns[idx].code == 0xE5 and old.may_goto_depth != cur.may_goto_depth \
+                        and states_equal(old, cur, LOOP, live=self.frame_live_regs(old)):
+                    # may_goto: another iteration within the ranges of an earlier one
+                    # (RANGE_WITHIN) has converged
+                    old.hit_cnt += 1  # type: ignore[attr-defined]
+                    if idx in self.cfg.jmp_points:
+                        self.push_insn_history()
+                    self.propagate_precision(old)
+                    cc = self.scc_callchain(old)
+                    if cc is not None:
+                        backedges.add_scc_backedge(self, cc, old, idx)
+                    return True
                 if old.branches and self.is_iter_next_insn(idx):
                     # an iterator's _next on the current path (verifier/iters.py): one more
                     # iteration within the ranges of the previous one, iterator still

@@ -59,6 +59,12 @@ class RegType(IntEnum):
 
 
 BASE_MASK = 0xFF
+#: ``reg->id`` flags of a scalar linked to others by a constant delta (``rX = rY; rX += c``,
+#: ``c`` kept in ``reg->off``): 64- or 32-bit arithmetic made the link
+BPF_ADD_CONST64 = 1 << 31
+BPF_ADD_CONST32 = 1 << 30
+BPF_ADD_CONST = BPF_ADD_CONST64 | BPF_ADD_CONST32
+
 PTR_MAYBE_NULL = 1 << 8
 MEM_RDONLY = 1 << 9
 MEM_RINGBUF = 1 << 10

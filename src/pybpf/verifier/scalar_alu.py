@@ -33,11 +33,12 @@ def _add32(d: Reg, s: Reg) -> None:
         d.s32_min, d.s32_max = S32_MIN, S32_MAX
     else:
         d.s32_min, d.s32_max = a, b
+    # unsigned: when both ends wrap (or neither), the range stays contiguous modulo 2^32
     a, b = d.u32_min + s.u32_min, d.u32_max + s.u32_max
-    if a > U32 or b > U32:
+    if a <= U32 < b:
         d.u32_min, d.u32_max = 0, U32
     else:
-        d.u32_min, d.u32_max = a, b
+        d.u32_min, d.u32_max = a & U32, b & U32
 
 
 def _add64(d: Reg, s: Reg) -> None:
@@ -47,10 +48,10 @@ def _add64(d: Reg, s: Reg) -> None:
     else:
         d.smin, d.smax = a, b
     a, b = d.umin + s.umin, d.umax + s.umax
-    if a > U64 or b > U64:
+    if a <= U64 < b:
         d.umin, d.umax = 0, U64
     else:
-        d.umin, d.umax = a, b
+        d.umin, d.umax = a & U64, b & U64
 
 
 def _sub32(d: Reg, s: Reg) -> None:
@@ -59,10 +60,12 @@ def _sub32(d: Reg, s: Reg) -> None:
         d.s32_min, d.s32_max = S32_MIN, S32_MAX
     else:
         d.s32_min, d.s32_max = a, b
-    if d.u32_min < s.u32_max:
+    # unsigned: when both ends wrap below zero (or neither), the range stays contiguous
+    a, b = d.u32_min - s.u32_max, d.u32_max - s.u32_min
+    if a < 0 <= b:
         d.u32_min, d.u32_max = 0, U32
     else:
-        d.u32_min, d.u32_max = d.u32_min - s.u32_max, d.u32_max - s.u32_min
+        d.u32_min, d.u32_max = a & U32, b & U32
 
 
 def _sub64(d: Reg, s: Reg) -> None:
@@ -71,10 +74,11 @@ def _sub64(d: Reg, s: Reg) -> None:
         d.smin, d.smax = S64_MIN, S64_MAX
     else:
         d.smin, d.smax = a, b
-    if d.umin < s.umax:
+    a, b = d.umin - s.umax, d.umax - s.umin
+    if a < 0 <= b:
         d.umin, d.umax = 0, U64
     else:
-        d.umin, d.umax = d.umin - s.umax, d.umax - s.umin
+        d.umin, d.umax = a & U64, b & U64
 
 
 def _mul32(d: Reg, s: Reg) -> None:
@@ -286,6 +290,14 @@ def fork_candidate(d: Reg) -> bool | None:
     return None
 
 
+def add_scalar_bounds(d: Reg, s: Reg) -> None:
+    """``d += s`` on the 32- and 64-bit ranges and the tnum, without the final sync (what
+    ``sync_linked_regs`` applies for a linked register's delta)."""
+    _add32(d, s)
+    _add64(d, s)
+    d.var_off = tn.add(d.var_off, s.var_off)
+
+
 def adjust_scalar(op: int, d: Reg, s: Reg, alu32: bool) -> None:
     """Apply ``d op= s`` to the bounds of scalar ``d``."""
     if not safe_to_compute(op, s, alu32):
@@ -294,9 +306,7 @@ def adjust_scalar(op: int, d: Reg, s: Reg, alu32: bool) -> None:
         mark_unknown(d)
         return
     if op == AluOp.ADD:
-        _add32(d, s)
-        _add64(d, s)
-        d.var_off = tn.add(d.var_off, s.var_off)
+        add_scalar_bounds(d, s)
     elif op == AluOp.SUB:
         _sub32(d, s)
         _sub64(d, s)
