@@ -68,15 +68,25 @@ def test_tp_btf_ctx_access_and_test_run_vs_kernel(kernel: ModuleType, k: Kernel,
 def test_tp_btf_link_runs_on_the_raw_tracepoint(k: Kernel, sys_enter_id: int) -> None:
     prog = Program.load(k, TRACING, assemble("r0 = *(u64 *)(r1 + 8)\nexit", syntax="kernel"),
                         expected_attach_type=TRACE_RAW_TP, attach_btf_id=sys_enter_id)
-    with prog.attach_trace():
-        assert k.tracepoints.fire("sys_enter", 0, 59) == [59]
-    attr = bpf_attr()
-    attr.raw_tracepoint.prog_fd = prog.fd
-    fd = k.bpf(BpfCmd.BPF_RAW_TRACEPOINT_OPEN, attr)  # the older way, no name
-    assert fd >= 0
-    assert k.tracepoints.fire("sys_enter", 0, 1) == [1]
-    k.close(fd)
-    assert k.tracepoints.fire("sys_enter", 0, 1) == []
+    # sys_enter(struct pt_regs *regs, long id): regs is trusted, so it must be real memory
+    from pybpf.runtime.memory import REGISTRY
+
+    regs = REGISTRY.alloc(168, "pt_regs", writable=False)
+    try:
+        with prog.attach_trace():
+            assert k.tracepoints.fire("sys_enter", regs.start, 59) == [59]
+        attr = bpf_attr()
+        attr.raw_tracepoint.prog_fd = prog.fd
+        fd = k.bpf(BpfCmd.BPF_RAW_TRACEPOINT_OPEN, attr)  # the older way, no name
+        assert fd >= 0
+        assert k.tracepoints.fire("sys_enter", regs.start, 1) == [1]
+        with pytest.raises(BpfError) as exc:  # a NULL regs would be dereferenced unchecked
+            k.tracepoints.fire("sys_enter", 0, 1)
+        assert exc.value.errno == errno.EFAULT
+        k.close(fd)
+        assert k.tracepoints.fire("sys_enter", regs.start, 1) == []
+    finally:
+        REGISTRY.remove(regs)
 
 
 def test_raw_tracepoint_args_are_a_pointer_to_u64s(k: Kernel) -> None:

@@ -18,6 +18,7 @@ from pybpf.btf.raw import Btf, BtfKind
 from pybpf.loader.errors import LoaderError
 from pybpf.loader.model import ProgramSpec
 from pybpf.loader.secdef import ATTACH_BTF_PREFIX, SecFlags
+from pybpf.uapi import BpfAttachType
 
 BPF_PROG_TYPE_EXT = 28
 
@@ -38,7 +39,7 @@ def find_attach_btf_id(p: ProgramSpec, btf: Btf | None) -> int:
     if btf is None:
         raise LoaderError(errno.ESRCH, f"prog '{p.name}': no kernel BTF to find "
                                        f"'{attach_name}' in")
-    prefix, kind = ATTACH_BTF_PREFIX.get(p.expected_attach_type, ("", "FUNC"))
+    prefix, kind = ATTACH_BTF_PREFIX.get(BpfAttachType(p.expected_attach_type), ("", "FUNC"))
     ids = btf.find_all(prefix + attach_name, BtfKind[kind])
     if not ids:
         raise LoaderError(errno.ESRCH, f"prog '{p.name}': failed to find kernel BTF type ID "

@@ -200,16 +200,14 @@ def _lsh32(d: Reg, s: Reg) -> None:
 
 def _lsh64(d: Reg, s: Reg) -> None:
     umin_val, umax_val = s.umin, s.umax
+    # ``<<32`` then ``s>>32`` is how compilers sign-extend a subregister: the 64-bit
+    # signed range is the unshifted s32 range moved up (no sign flip is possible), so
+    # it must be taken before the 32-bit bounds are shifted
+    if umin_val == 32 and umax_val == 32:
+        d.smin, d.smax = d.s32_min << 32, d.s32_max << 32
+    else:
+        d.smin, d.smax = S64_MIN, S64_MAX
     _lsh32_bounds(d, umin_val, umax_val)
-    if umin_val == 32 and umax_val == 32 and d.s32_max >= 0:
-        smax = d.s32_max << 32
-    else:
-        smax = S64_MAX
-    if umin_val == 32 and umax_val == 32 and d.s32_min >= 0:
-        smin = d.s32_min << 32
-    else:
-        smin = S64_MIN
-    d.smin, d.smax = smin, smax
     if d.umax > (1 << (63 - umax_val)):
         d.umin, d.umax = 0, U64
     else:
