@@ -33,6 +33,7 @@ from pybpf.verifier.regs import (
     mark_unknown,
     reg_bounds_sync,
     reg_type_str,
+    s32,
     zext_32_to_64,
 )
 from pybpf.verifier.scalar_alu import adjust_scalar, fork_candidate
@@ -72,6 +73,8 @@ class AluMixin:
                   or (is64 and src_x)):
                 self.fail(errno.EINVAL, "BPF_END uses reserved fields\n")
             self.check_reg_arg(ins.dst, src=True)
+            if not self.allow_ptr_leaks and regs[ins.dst].type != RegType.SCALAR_VALUE:
+                self.fail(errno.EACCES, f"R{ins.dst} pointer arithmetic prohibited\n")
             # a scalar keeps its value for the computation (DST_OP_NO_MARK), anything else
             # becomes an unknown scalar
             self.check_reg_arg(ins.dst, src=False, mark=regs[ins.dst].type != RegType.SCALAR_VALUE)
@@ -344,13 +347,13 @@ class AluMixin:
             ok = True
         if not ok:
             self.fail(errno.EACCES, f"R{dst} pointer arithmetic on {reg_type_str(ptr.type)} prohibited\n")
-        if op == AluOp.SUB and not ptr_is_dst:
-            self.fail(errno.EACCES, f"R{dst} tried to subtract pointer from scalar\n")
         d.type = ptr.type
         d.id = ptr.id
         self._check_reg_sane_offset(off, ptr.type)
         self._check_reg_sane_offset(ptr, ptr.type)
         mark_reg32_unbounded(d)
+        if op in (AluOp.ADD, AluOp.SUB) and ins.code & 0x08 and not self.allow_ptr_leaks:
+            self._sanitize_ptr_alu(ins, op, ptr, off, ptr_is_dst)
         if op == AluOp.ADD:
             if known and -(1 << 31) <= ptr.off + off.smin < (1 << 31):
                 d.assign(ptr)
@@ -407,6 +410,49 @@ class AluMixin:
             self.fail(errno.EACCES, f"R{dst} pointer arithmetic with {_ALU_STR[op]} operator prohibited\n")
         self._check_reg_sane_offset(d, ptr.type)
         reg_bounds_sync(d)
+        if not self.allow_ptr_leaks:
+            self._sanitize_check_bounds(dst, d)
+
+    # -- unprivileged (Spectre v1) restrictions ---------------------------------------------
+    def _sanitize_ptr_alu(self: Verifier, ins: Insn, op: int, ptr: Reg, off: Reg,
+                          ptr_is_dst: bool) -> None:
+        """``sanitize_ptr_alu``'s checks (without CAP_PERFMON, for a register offset): the
+        masking the kernel would add needs an offset of known sign and a pointer it knows
+        the bounds of (stack, map value) that stays within them. (The speculative-path
+        simulation and the masking rewrite itself are not modelled.)"""
+        err = "pointer arithmetic with it prohibited for !root"
+        off_regno = ins.dst if not ptr_is_dst else ins.src
+        ptr_regno = ins.src if not ptr_is_dst else ins.dst
+        if off.var_off.mask and (off.smin < 0) != (off.smax < 0):
+            self.fail(errno.EACCES, f"R{off_regno} has unknown scalar with mixed signed bounds, {err}\n")
+        mask_to_left = (op == AluOp.ADD and off.smin < 0) or (op == AluOp.SUB and off.smin >= 0)
+        if ptr.type == RegType.PTR_TO_STACK:
+            limit_max = 512 + int(mask_to_left)
+            limit = (-(ptr.var_off.value + ptr.off)) & U32
+        elif ptr.type == RegType.PTR_TO_MAP_VALUE and ptr.map_ptr is not None:
+            limit_max = ptr.map_ptr.value_size
+            limit = ((ptr.smin if mask_to_left else ptr.umax) + ptr.off) & U32
+        else:
+            self.fail(errno.EACCES, f"R{ptr_regno} has pointer with unsupported alu operation, {err}\n")
+        if limit >= limit_max:
+            verb = "add" if op == AluOp.ADD else "sub"
+            self.fail(errno.EACCES, f"R{ins.dst} tried to {verb} beyond pointer bounds, {err}\n")
+
+    def _sanitize_check_bounds(self: Verifier, dst: int, d: Reg) -> None:
+        """``sanitize_check_bounds``: without CAP_PERFMON a stack or map-value pointer must
+        stay in bounds after the arithmetic, so its later uses can be masked."""
+        if d.type == RegType.PTR_TO_STACK:
+            off = s32(d.off + d.var_off.value)  # the kernel's int parameter
+            if d.var_off.mask:
+                self.fail(errno.EACCES, f"R{dst} variable stack access prohibited for !root, "
+                                        f"var_off={tnum_str(d.var_off)} off={off}\n")
+            if off >= 0 or off < -512:
+                self.fail(errno.EACCES, f"R{dst} stack pointer arithmetic goes out of range, "
+                                        f"prohibited for !root; off={off}\n")
+        elif d.type == RegType.PTR_TO_MAP_VALUE and d.map_ptr is not None \
+                and (d.smin + d.off < 0 or d.umax + d.off + 1 > d.map_ptr.value_size):
+            self.fail(errno.EACCES, f"R{dst} pointer arithmetic of map value goes out of range, "
+                                    "prohibited for !root\n")
 
 
 def var_off_str(r: Reg) -> str:

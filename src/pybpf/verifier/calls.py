@@ -541,6 +541,8 @@ class CallsMixin:
     def check_return_code(self: Verifier) -> None:
         self.check_reg_arg(0, src=True)
         reg = self.regs[0]
+        if not self.allow_ptr_leaks and reg.type != R.SCALAR_VALUE:
+            self.fail(errno.EACCES, "R0 leaks addr as return value\n")
         ops = self.prog_ops
         rng = None
         exit_ctx = "At program exit"

@@ -265,6 +265,9 @@ class MemMixin:
         slot = -off - 1
         spi = slot // 8
         st = f.stack[spi]
+        if not self.allow_ptr_leaks and st.is_spill() and st.spilled is not None \
+                and st.spilled.type != RegType.SCALAR_VALUE and size != 8:
+            self.fail(errno.EACCES, "attempt to corrupt spilled pointer on stack\n")
         if st.types[0] == STACK_DYNPTR:  # writing into a dynptr destroys it (verifier/dynptr.py)
             dynptr.destroy_if_dynptr_stack_slot(self, f, spi)
         if off % 8 == 0 and size == 8:  # only a whole-slot write screens off earlier reads
@@ -480,6 +483,7 @@ class MemMixin:
             if value_regno >= 0:
                 mark_unknown(regs[value_regno])
         elif reg.type == RegType.PTR_TO_MAP_VALUE:
+            self.check_ptr_leak(t, value_regno, "map")
             self.check_map_access_type(regno, off, size, t)
             self.check_map_access(regno, off, size, False, False)
             self.check_kptr_store(reg, off, size, t, value_regno, ins)
@@ -491,6 +495,7 @@ class MemMixin:
                 self.fail(errno.EACCES, f"R{regno} cannot write into {reg_type_str(reg.type)}\n")
             if reg.type & PTR_MAYBE_NULL:
                 self.fail(errno.EACCES, f"R{regno} invalid mem access '{reg_type_str(reg.type)}'\n")
+            self.check_ptr_leak(t, value_regno, "mem")
             # untrusted read-only memory (a walked pointer to a non-struct) is read through
             # BPF_PROBE_MEM: no bounds to check
             if not (rdonly and reg.type & PTR_UNTRUSTED):
@@ -498,6 +503,7 @@ class MemMixin:
             if t == BPF_READ and value_regno >= 0:
                 mark_unknown(regs[value_regno])
         elif reg.type == RegType.PTR_TO_CTX:
+            self.check_ptr_leak(t, value_regno, "ctx")
             self.check_ptr_off_reg(reg, regno)
             info = self.check_ctx_access(off, size, t, ldsx)
             if t == BPF_READ and value_regno >= 0:
@@ -529,6 +535,7 @@ class MemMixin:
         elif reg.type in (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META):
             if t == BPF_WRITE and not self.may_access_direct_pkt_data(t):
                 self.fail(errno.EACCES, "cannot write into packet\n")
+            self.check_ptr_leak(t, value_regno, "packet")
             if t == BPF_WRITE:
                 self.seen_direct_write = True  # the type's gen_prologue runs (tc: unclone)
             self.check_packet_access(regno, off, size, False)
@@ -568,6 +575,13 @@ class MemMixin:
                 coerce_reg_to_size_sx(regs[value_regno], size)
             else:
                 coerce_reg_to_size(regs[value_regno], size)
+
+    def check_ptr_leak(self: Verifier, t: int, value_regno: int, where: str) -> None:
+        """Without CAP_PERFMON (``allow_ptr_leaks``) a pointer may not be stored where the
+        program's user could read it back: ``R%d leaks addr into map/mem/ctx/packet``."""
+        if t == BPF_WRITE and value_regno >= 0 and not self.allow_ptr_leaks \
+                and self.regs[value_regno].type != RegType.SCALAR_VALUE:
+            self.fail(errno.EACCES, f"R{value_regno} leaks addr into {where}\n")
 
     def _stack_rw(self: Verifier, regno: int, off: int, size: int, value_regno: int, t: int,
                   ins: Insn) -> None:
@@ -783,6 +797,8 @@ class MemMixin:
         self.check_reg_arg(ins.dst, src=True)
         if imm == 0xF1:
             self.check_reg_arg(0, src=True)
+            self.check_ptr_leak(BPF_WRITE, 0, "mem")  # the value cmpxchg compares with
+        self.check_ptr_leak(BPF_WRITE, ins.src, "mem")
         d = self.regs[ins.dst]
         if d.type == RegType.PTR_TO_CTX or d.is_pkt_pointer() or d.type == RegType.PTR_TO_FLOW_KEYS \
                 or d.type in _SK_TYPES:

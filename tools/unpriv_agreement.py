@@ -1,0 +1,135 @@
+"""Unprivileged verifier agreement: the map-free socket-filter cases of the shared corpus
+loaded by a task without capabilities, in the live kernel and in pybpf.
+
+The live side needs root: it sets ``kernel.unprivileged_bpf_disabled`` to 0 for the
+duration (restoring the old value in any case), forks a child that drops every capability
+with ``capset(2)`` and loads every case there. pybpf verifies the same programs with
+``bpf_capable = perfmon_capable = net_admin = False``.
+
+    .venv/bin/python tools/unpriv_agreement.py [--list]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import struct
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from pybpf.isa.insn import decode
+from pybpf.testing import kernel as oracle
+from pybpf.verifier import corpus
+from pybpf.verifier.api import VerifierInput, bpf_check
+
+SYSCTL = "/proc/sys/kernel/unprivileged_bpf_disabled"
+SOCKET_FILTER = 1
+_SYS_CAPSET = 126  # x86-64
+
+
+def cases(limit: int | None = None) -> list[dict[str, Any]]:
+    out = [c for c in corpus.load() if not c["fixups"] and int(c["prog_type"]) == SOCKET_FILTER
+           and int(c["insn_cnt"]) < 4000]
+    return out[:limit] if limit else out
+
+
+def _drop_caps() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    hdr = ctypes.create_string_buffer(struct.pack("<Ii", 0x20080522, 0), 8)
+    data = ctypes.create_string_buffer(bytes(24), 24)
+    if libc.syscall(_SYS_CAPSET, hdr, data) != 0:
+        os._exit(99)
+
+
+def _last_error(log: str) -> str:
+    lines = log.strip().splitlines()
+    return lines[-2] if len(lines) > 1 else (lines[-1] if lines else "")
+
+
+def live_unprivileged(selected: list[dict[str, Any]]) -> dict[str, tuple[bool, str]]:
+    """Verdict and first error line of every case, loaded without capabilities."""
+    with open(SYSCTL) as f:
+        old = f.read().strip()
+    fd, path = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    try:
+        with open(SYSCTL, "w") as f:
+            f.write("0")
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _drop_caps()
+                out = {}
+                for c in selected:
+                    r = oracle.prog_load(SOCKET_FILTER, bytes.fromhex(c["insns"]), log_level=1,
+                                         log_size=1 << 20, prog_flags=int(c["prog_flags"]))
+                    if r.fd >= 0:
+                        os.close(r.fd)
+                    out[str(c["index"])] = (r.fd >= 0, _last_error(r.log))
+                with open(path, "w") as f:
+                    json.dump(out, f)
+            finally:
+                os._exit(0)
+        _pid, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise OSError("the capability-less child failed (capset refused?)")
+        with open(path) as f:
+            return {k: (bool(v[0]), str(v[1])) for k, v in json.load(f).items()}
+    finally:
+        with open(SYSCTL, "w") as f:
+            f.write(old)
+        os.unlink(path)
+
+
+def pybpf_unprivileged(c: dict[str, Any]) -> tuple[bool, str]:
+    r = bpf_check(VerifierInput(insns=decode(bytes.fromhex(c["insns"])), prog_type=SOCKET_FILTER,
+                                prog_flags=int(c["prog_flags"]), log_level=1, bpf_capable=False,
+                                perfmon_capable=False, net_admin=False))
+    return r.errno == 0, _last_error(r.log)
+
+
+def compare(selected: list[dict[str, Any]]) -> tuple[int, int, int, list[str]]:
+    """(verdicts equal, messages equal, both rejected, disagreements)."""
+    want = live_unprivileged(selected)
+    verdict = msg = rejected = 0
+    diffs = []
+    for c in selected:
+        k_ok, k_err = want[str(c["index"])]
+        p_ok, p_err = pybpf_unprivileged(c)
+        if k_ok != p_ok:
+            diffs.append(f"VERDICT {c['index']} [{c['descr']}] kernel={k_ok} {k_err!r} pybpf={p_ok} {p_err!r}")
+            continue
+        verdict += 1
+        if not k_ok:
+            rejected += 1
+            if k_err == p_err:
+                msg += 1
+            else:
+                diffs.append(f"MESSAGE {c['index']} [{c['descr']}] kernel={k_err!r} pybpf={p_err!r}")
+    return verdict, msg, rejected, diffs
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--list", action="store_true", help="print every disagreement")
+    args = ap.parse_args()
+    ok, why = oracle.available()
+    if not ok or os.geteuid() != 0:
+        print(f"needs the live bpf() as root: {why or 'not root'}")
+        return 2
+    selected = cases()
+    verdict, msg, rejected, diffs = compare(selected)
+    print(f"unprivileged: verdict {verdict}/{len(selected)}, message {msg}/{rejected}")
+    if args.list:
+        print("\n".join(diffs))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
