@@ -134,3 +134,36 @@ def find_timer(btf: Any, value_type_id: int) -> int:
             raise BpfError(errno.EINVAL, "misaligned or mis-sized bpf_timer")
         found = member.bit_offset // 8
     return found
+
+
+#: ``btf_parse_kptr``: the type tag on a pointer member names the kind of kptr
+KPTR_TAGS = {"kptr_untrusted": "kptr_untrusted", "kptr": "kptr", "percpu_kptr": "percpu_kptr"}
+
+
+def find_kptrs(btf: Any, value_type_id: int) -> list[tuple[str, int, str]]:
+    """``(kind, offset, pointee struct name)`` of every kptr member of a map value type:
+    a pointer whose pointee carries a ``kptr``/``kptr_untrusted``/``percpu_kptr`` type tag
+    (``int __kptr *`` is ``PTR -> TYPE_TAG "kptr" -> STRUCT``). Top-level members only; a
+    misaligned one is ``EINVAL``, as ``btf_parse_fields`` refuses it."""
+    parsed = _parsed(btf)
+    types = parsed.types if parsed is not None else []
+    if btf is None or not 0 < value_type_id < len(types):
+        return []
+    value = _skip_modifiers(types, value_type_id)
+    if value.kind.name != "STRUCT":
+        return []
+    out = []
+    for member in value.members:
+        t = types[member.type]
+        while t.kind.name in ("TYPEDEF", "VOLATILE", "CONST", "RESTRICT"):
+            t = types[t.type]
+        if t.kind.name != "PTR":
+            continue
+        tag = types[t.type]
+        if tag.kind.name != "TYPE_TAG" or tag.name not in KPTR_TAGS:
+            continue
+        pointee = _skip_modifiers(types, tag.type)
+        if member.bit_offset % 64:
+            raise BpfError(errno.EINVAL, f"misaligned kptr {member.name}")
+        out.append((KPTR_TAGS[tag.name], member.bit_offset // 8, str(pointee.name)))
+    return out

@@ -709,12 +709,16 @@ def check_reg_type_btf(v: Verifier, regno: int, arg_type: int, mem_arg: bool,
             v.fail(errno.EACCES, f"{func_id_name(fid)}() may write into memory pointed by "
                                  f"R{regno} type={reg_type_str(reg.type)}\n")
         return
-    if reg.type not in _MATCHED or fid == 194:  # bpf_kptr_xchg: map_kptr_match_type
+    if reg.type not in _MATCHED:
         return
     release = bool(arg_type & OBJ_RELEASE)
     strict = release and fid != _FUNC_SK_RELEASE
     if reg.type & PTR_MAYBE_NULL and (not arg_type & PTR_MAYBE_NULL or release):
         v.fail(errno.EACCES, f"Possibly NULL pointer passed to helper arg{regno}\n")
+    if fid == 194 and meta.get("kptr_field") is not None:  # bpf_kptr_xchg: the field's type
+        from pybpf.verifier.kptr import map_kptr_match_type
+        map_kptr_match_type(v, meta["kptr_field"], reg, regno)
+        return
     fn = meta.get("fn")
     name = (getattr(fn, "extra", {}) or {}).get("arg_btf", {}).get(regno - 1) \
         or _DEFAULT_ARG_BTF.get(arg_type & 0xFF)

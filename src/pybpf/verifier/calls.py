@@ -221,7 +221,10 @@ class CallsMixin:
             mark_known(r0, 0)
             r0.type = R.PTR_TO_BTF_ID | rflags
             r0.btf_name = fn.extra.get("btf_name", "")
-            if "ret_btf" in fn.extra:  # ret_btf_id: a struct in vmlinux
+            if fid == 194 and meta.get("kptr_field") is not None:  # bpf_kptr_xchg: the field's type
+                f = meta["kptr_field"]
+                r0.btf, r0.btf_id, r0.btf_name = f.btf, f.btf_id, f.name
+            elif "ret_btf" in fn.extra:  # ret_btf_id: a struct in vmlinux
                 from pybpf.verifier.btf_access import helper_btf_id, vmlinux_btf
                 r0.btf, r0.btf_id = vmlinux_btf(self), helper_btf_id(self, fn.extra["ret_btf"])
                 if not r0.btf_id:
@@ -482,10 +485,8 @@ class CallsMixin:
         meta["map_ptr"] = m
 
     def process_kptr_func(self: Verifier, regno: int, meta: dict[str, Any]) -> None:
-        reg = self.regs[regno]
-        if reg.var_off.mask != 0:
-            self.fail(errno.EINVAL, f"R{regno} doesn't have constant offset. kptr has to be at the "
-                                    "constant offset\n")
+        from pybpf.verifier import kptr
+        kptr.process_kptr_func(self, regno, meta)
 
     def clear_all_pkt_pointers(self: Verifier) -> None:
         pkt_dynptrs = self.__dict__.get("pkt_dynptr_ids", ())  # slices of skb/xdp dynptrs (kfuncs)

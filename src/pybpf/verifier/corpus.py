@@ -72,6 +72,10 @@ def _attach_btf_id(case: dict[str, Any]) -> int:
     return vmlinux_btf_id(name, case.get("expected_attach_type") or 0)
 
 
+#: test_verifier's ``struct btf_ptr`` points to these kernel structs
+_KPTR_TYPES = {0: "prog_test_ref_kfunc", 8: "prog_test_ref_kfunc", 16: "prog_test_member"}
+
+
 @dataclass
 class Prepared:
     inp: VerifierInput
@@ -108,6 +112,8 @@ def _make_map(kind: str, spec: dict[str, Any]) -> tuple[Any, bool]:
     if kind in _RECORDS:
         with contextlib.suppress(AttributeError):
             m.btf_record = _RECORDS[kind]
+            if kind == "map_kptr":  # the pointees, structs of the kernel's BTF
+                m.kptr_types = _KPTR_TYPES
         if kind in ("map_spin_lock", "map_timer", "map_kptr"):
             m.name = b"test_map"
     _init_map(m, spec)

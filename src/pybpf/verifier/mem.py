@@ -169,7 +169,7 @@ class MemMixin:
                 self.fail(errno.EACCES, "bpf_spin_lock cannot be accessed directly by load/store\n")
             if kind == "timer":
                 self.fail(errno.EACCES, "bpf_timer cannot be accessed directly by load/store\n")
-            if kind.startswith("kptr"):
+            if kind.startswith(("kptr", "percpu_kptr")):
                 if helper:
                     self.fail(errno.EACCES, "kptr cannot be accessed indirectly by helper\n")
                 if reg.var_off.mask != 0:
@@ -486,8 +486,12 @@ class MemMixin:
             self.check_ptr_leak(t, value_regno, "map")
             self.check_map_access_type(regno, off, size, t)
             self.check_map_access(regno, off, size, False, False)
-            self.check_kptr_store(reg, off, size, t, value_regno, ins)
-            if t == BPF_READ and value_regno >= 0:
+            from pybpf.verifier import kptr
+            field = kptr.find_field(self, reg.map_ptr, off + reg.var_off.value) \
+                if reg.var_off.mask == 0 else None
+            if field is not None:
+                kptr.check_map_kptr_access(self, value_regno, field, ins)
+            elif t == BPF_READ and value_regno >= 0:
                 self._map_value_read(reg, off, size, value_regno)
         elif b == RegType.PTR_TO_MEM:
             rdonly = bool(reg.type & MEM_RDONLY)
@@ -612,27 +616,7 @@ class MemMixin:
             mark_unknown(d)
             mark_known(d, val)
             return
-        kptr = self._kptr_field(m, off + (reg.var_off.value if reg.var_off.mask == 0 else 0))
-        if kptr is not None:
-            self.load_kptr(d, kptr)
-            return
         mark_unknown(d)
-
-    def _kptr_field(self, m: Any, off: int) -> tuple[str, int, int] | None:
-        rec = self.map_record(m)
-        if not rec:
-            return None
-        for f in rec:
-            if f[0].startswith("kptr") and f[1] == off:
-                return f
-        return None
-
-    def load_kptr(self: Verifier, d: Reg, field: tuple[str, int, int]) -> None:
-        mark_unknown(d)
-
-    def check_kptr_store(self: Verifier, reg: Reg, off: int, size: int, t: int, value_regno: int,
-                         ins: Insn) -> None:
-        return
 
     def check_buffer_access(self: Verifier, regno: int, off: int, size: int, t: int,
                             value_regno: int) -> None:

@@ -1,0 +1,172 @@
+"""Kernel pointers stored in map values (``kptr``), as Linux 6.18 checks them.
+
+A map value's BTF may mark a pointer member with a type tag: ``kptr_untrusted`` (an
+unreferenced kptr, ``BPF_KPTR_UNREF``), ``kptr`` (a referenced one, ``BPF_KPTR_REF``) or
+``percpu_kptr``. The map's BTF record (``btf_record``: kind, offset, size) says where they
+are; ``kptr_types`` names each field's pointee (a struct of vmlinux BTF). Then:
+
+- loads (``BPF_LDX | BPF_MEM | BPF_DW`` only) give ``PTR_TO_BTF_ID`` of the pointee, maybe
+  NULL, RCU-protected (``rcu_ptr_``) for referenced kptrs of RCU-safe types inside an RCU
+  section, untrusted otherwise (``btf_ld_kptr_type``);
+- stores of a register must be a pointer of the right type (``map_kptr_match_type``), and
+  only into unreferenced fields; referenced ones change only through ``bpf_kptr_xchg``
+  (``process_kptr_func``), which hands back the old pointer as a new reference.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pybpf.btf.raw import BtfKind
+from pybpf.verifier.regs import (
+    MEM_ALLOC,
+    MEM_PERCPU,
+    MEM_RCU,
+    PTR_MAYBE_NULL,
+    PTR_TRUSTED,
+    PTR_UNTRUSTED,
+    Reg,
+    RegType,
+    reg_type_str,
+)
+
+if TYPE_CHECKING:
+    from pybpf.verifier.core import Verifier
+
+KPTR_UNREF, KPTR_REF, KPTR_PERCPU = "kptr_untrusted", "kptr", "percpu_kptr"
+BPF_MEM, BPF_LDX, BPF_ST, BPF_STX = 0x60, 0x01, 0x02, 0x03
+#: ``rcu_protected_types``: kptrs of these stay usable (``rcu_ptr_``) inside RCU sections
+RCU_PROTECTED_TYPES = frozenset({"prog_test_ref_kfunc", "cgroup", "bpf_cpumask", "task_struct",
+                                 "bpf_crypto_ctx"})
+
+
+@dataclass(frozen=True)
+class KptrField:
+    kind: str
+    offset: int
+    btf: Any
+    btf_id: int
+
+    @property
+    def name(self) -> str:
+        from pybpf.verifier.btf_access import btf_type_name
+        return btf_type_name(self.btf, self.btf_id)
+
+
+def _resolve(v: Verifier, m: Any, kind: str, off: int) -> KptrField | None:
+    from pybpf.verifier.btf_access import vmlinux_btf
+
+    name = (getattr(m, "kptr_types", None) or {}).get(off)
+    btf = vmlinux_btf(v)
+    if not name or btf is None:
+        return KptrField(kind, off, None, 0)
+    ids = btf.find_all(name, BtfKind.STRUCT)
+    return KptrField(kind, off, btf, ids[0] if ids else 0)
+
+
+def has_kptr(v: Verifier, m: Any) -> bool:
+    return any(f[0].startswith(("kptr", "percpu_kptr")) for f in v.map_record(m) or ())
+
+
+def find_field(v: Verifier, m: Any, off: int) -> KptrField | None:
+    """``btf_record_find(rec, off, BPF_KPTR)``."""
+    for kind, foff, _size in v.map_record(m) or ():
+        if kind in (KPTR_UNREF, KPTR_REF, KPTR_PERCPU) and foff == off:
+            return _resolve(v, m, kind, foff)
+    return None
+
+
+def btf_ld_kptr_type(v: Verifier, f: KptrField) -> int:
+    from pybpf.verifier.btf_access import in_rcu_cs
+
+    rcu_safe = f.kind == KPTR_PERCPU or (f.kind == KPTR_REF and f.name in RCU_PROTECTED_TYPES)
+    if rcu_safe and in_rcu_cs(v):
+        return PTR_MAYBE_NULL | MEM_RCU | (MEM_PERCPU if f.kind == KPTR_PERCPU else 0)
+    return PTR_MAYBE_NULL | PTR_UNTRUSTED
+
+
+def map_kptr_match_type(v: Verifier, f: KptrField, reg: Reg, regno: int) -> None:
+    """A pointer stored into (or exchanged with) a kptr field must be of its type."""
+    from pybpf.verifier.btf_access import (
+        btf_struct_ids_match,
+        btf_type_name,
+        is_kernel_btf,
+        vmlinux_btf,
+    )
+
+    reg_name = ""
+    ok = reg.base == RegType.PTR_TO_BTF_ID
+    if ok:
+        if reg.btf is None or reg.btf is vmlinux_btf(v) or is_kernel_btf(reg.btf, v):
+            perm = PTR_MAYBE_NULL | PTR_TRUSTED | MEM_RCU | (PTR_UNTRUSTED if f.kind == KPTR_UNREF else 0)
+        else:
+            perm = PTR_MAYBE_NULL | MEM_ALLOC | (MEM_PERCPU if f.kind == KPTR_PERCPU else 0)
+        flags = reg.type & ~0xFF
+        ok = not flags & ~perm and (f.kind == KPTR_PERCPU) == bool(reg.type & MEM_PERCPU)
+    if ok:
+        reg_name = btf_type_name(reg.btf, reg.btf_id)
+        if reg.var_off.mask or reg.var_off.value:  # __check_ptr_off_reg, a fixed offset is fine
+            from pybpf.verifier.log import tnum_str
+            v.fail(errno.EACCES, f"variable {reg_type_str(reg.type)} access var_off="
+                                 f"{tnum_str(reg.var_off)} disallowed\n")
+        ok = reg.btf is not None and btf_struct_ids_match(reg.btf, reg.btf_id, reg.off, f.btf, f.btf_id,
+                                                          strict=f.kind != KPTR_UNREF)
+    if ok:
+        return
+    text = (f"invalid kptr access, R{regno} type={reg_type_str(reg.type)}{reg_name} "
+            f"expected={reg_type_str(RegType.PTR_TO_BTF_ID)}{f.name}")
+    if f.kind == KPTR_UNREF:
+        text += f" or {reg_type_str(RegType.PTR_TO_BTF_ID | PTR_UNTRUSTED)}{f.name}"
+    v.fail(errno.EACCES, text + "\n")
+
+
+def check_map_kptr_access(v: Verifier, value_regno: int, f: KptrField, ins: Any) -> None:
+    """``check_map_kptr_access`` (bounds, offset and size were checked by the caller)."""
+    from pybpf.verifier.btf_access import mark_btf_ld_reg
+
+    cls = ins.code & 0x07
+    if ins.code & 0xE0 != BPF_MEM:
+        v.fail(errno.EACCES, "kptr in map can only be accessed using BPF_MEM instruction mode\n")
+    if cls != BPF_LDX and f.kind in (KPTR_REF, KPTR_PERCPU):
+        v.fail(errno.EACCES, "store to referenced kptr disallowed\n")
+    if cls == BPF_LDX:
+        mark_btf_ld_reg(v, v.regs[value_regno], RegType.PTR_TO_BTF_ID, f.btf, f.btf_id,
+                        btf_ld_kptr_type(v, f))
+    elif cls == BPF_STX:
+        val = v.regs[value_regno]
+        if val.type == RegType.SCALAR_VALUE and val.var_off.mask == 0 and val.var_off.value == 0:
+            return  # storing NULL clears the field (6.18 does not mark it precise)
+        map_kptr_match_type(v, f, val, value_regno)
+    elif cls == BPF_ST:
+        if ins.imm:
+            v.fail(errno.EACCES, f"BPF_ST imm must be 0 when storing to kptr at off={f.offset}\n")
+    else:
+        v.fail(errno.EACCES, "kptr in map can only be accessed using BPF_LDX/BPF_STX/BPF_ST\n")
+
+
+def process_kptr_func(v: Verifier, regno: int, meta: dict[str, Any]) -> None:
+    """``process_kptr_func``: ``bpf_kptr_xchg``'s destination is a referenced kptr field."""
+    reg = v.regs[regno]
+    m = reg.map_ptr
+    if reg.base == RegType.PTR_TO_MAP_VALUE and not v.map_record(m):
+        name = getattr(m, "name", b"") or b""
+        name = name.split(b"\0")[0].decode(errors="replace") if isinstance(name, bytes) else name
+        v.fail(errno.EINVAL, f"map '{name}' has to have BTF in order to use bpf_kptr_xchg\n")
+    if reg.var_off.mask != 0:
+        v.fail(errno.EINVAL, f"R{regno} doesn't have constant offset. kptr has to be at the constant offset\n")
+    if m is None or not has_kptr(v, m):
+        v.fail(errno.EINVAL, f"R{regno} has no valid kptr\n")
+    off = reg.off + reg.var_off.value
+    f = find_field(v, m, off)
+    if f is None:
+        v.fail(errno.EINVAL, f"off={off} doesn't point to kptr\n")
+    assert f is not None
+    if f.kind not in (KPTR_REF, KPTR_PERCPU):
+        v.fail(errno.EINVAL, f"off={off} kptr isn't referenced kptr\n")
+    meta["kptr_field"] = f
+
+
+__all__ = ["KptrField", "btf_ld_kptr_type", "check_map_kptr_access", "find_field",
+           "map_kptr_match_type", "process_kptr_func"]
