@@ -137,8 +137,10 @@ _BY_PROG_TYPE: list[tuple[int, tuple[int, ...], str]] = [
     (38, (14,), "sk_skb_change_head"), (43, (14,), "sk_skb_adjust_room"),
     (69, (6,), "bpf_xdp_fib_lookup"), (69, _TC, "bpf_skb_fib_lookup"),
     (26, (22,), "bpf_flow_dissector_load_bytes"), (124, (30,), "bpf_sk_lookup_assign"),
-    (67, (7,), "bpf_get_stackid_pe"), (67, (5,), "bpf_get_stackid_tp"),
-    (67, (17, 24), "bpf_get_stackid_raw_tp"),
+    (27, (7,), "bpf_get_stackid_pe"), (27, (5,), "bpf_get_stackid_tp"),
+    (27, (17, 24), "bpf_get_stackid_raw_tp"),
+    (67, (7,), "bpf_get_stack_pe"), (67, (5,), "bpf_get_stack_tp"),
+    (67, (17, 24), "bpf_get_stack_raw_tp"),
 ]
 PROG_TYPE_FUNC_NAMES: dict[tuple[int, int], str] = {
     (fid, t): name for fid, types, name in _BY_PROG_TYPE for t in types}
