@@ -26,7 +26,7 @@ from pybpf.maps import elem_cmds
 from pybpf.maps.api import create_map
 from pybpf.maps.bpf_lru import REF_WORD
 from pybpf.runtime.interpreter import CompiledProgram
-from pybpf.verifier.api import VerifierInput, bpf_check
+from pybpf.testing.xlated import comparable, verified_with_map
 
 SOCKET_FILTER, LRU_HASH = 1, 9
 BPF_F_ZERO_SEED = 1 << 6
@@ -44,30 +44,6 @@ def prog_lookup(fd: int, key: int, key_size: int = 4) -> list[Insn]:
             Insn(0xB7, 0, 0, 0, -1), EXIT]
 
 
-def xlated(bmap: Any, insns: list[Insn]) -> list[Insn]:
-    res = bpf_check(VerifierInput(insns=insns, prog_type=SOCKET_FILTER,
-                                  map_by_fd={FD: bmap}.get))
-    assert res.errno == 0, res.log
-    return list(res.insns)
-
-
-def strip(insns: list[Insn]) -> list[tuple[int, ...]]:
-    """Instructions without map addresses and helper immediates."""
-    out: list[tuple[int, ...]] = []
-    skip = False
-    for ins in insns:
-        if skip:
-            skip = False
-        elif ins.code == 0x18:
-            out.append((ins.code, ins.dst))
-            skip = True
-        elif ins.code == 0x85 and ins.src == 0:
-            out.append((ins.code,))
-        else:
-            out.append((ins.code, ins.dst, ins.src, ins.off, ins.imm))
-    return out
-
-
 @pytest.fixture
 def cpu0(kernel: ModuleType) -> Iterator[ModuleType]:
     """The oracle, with this process pinned to CPU 0 (LRU free lists are per CPU)."""
@@ -81,6 +57,10 @@ def cpu0(kernel: ModuleType) -> Iterator[ModuleType]:
         os.sched_setaffinity(0, saved)
 
 
+def xlated_(bmap: Any, insns: list[Insn]) -> list[Insn]:
+    return verified_with_map(bmap, insns, SOCKET_FILTER, FD)
+
+
 @pytest.mark.parametrize("key_size", [4, 12])
 def test_lru_lookup_xlated_equals_kernel(kernel: ModuleType, key_size: int) -> None:
     insns = lambda fd: prog_lookup(fd, 1, key_size)  # noqa: E731
@@ -89,8 +69,8 @@ def test_lru_lookup_xlated_equals_kernel(kernel: ModuleType, key_size: int) -> N
         res = fds.prog_load(SOCKET_FILTER, encode(insns(fd)))
         assert res.ok, res.log
         theirs = kernel.prog_xlated(res.fd)
-    ours = xlated(create_map(LRU_HASH, key_size, 8, 8), insns(FD))
-    assert strip(ours) == strip(theirs)
+    ours = xlated_(create_map(LRU_HASH, key_size, 8, 8), insns(FD))
+    assert comparable(ours) == comparable(theirs)
     assert not any(i.code == 0x85 and i.imm == 1 for i in ours)
 
 
@@ -100,7 +80,7 @@ def test_inlined_lru_lookup_returns_the_value_and_sets_ref(tier: str) -> None:
     for k in range(4):
         elem_cmds.map_update_elem(m, k.to_bytes(4, "little"), (10 + k).to_bytes(8, "little"))
     for k, want in ((2, 12), (3, 13), (7, (1 << 64) - 1)):
-        insns = xlated(m, prog_lookup(FD, k))
+        insns = xlated_(m, prog_lookup(FD, k))
         prog = (CompiledProgram(insns, helpers=HELPERS) if tier == "interp"
                 else compile_program(insns, helpers=HELPERS))
         assert prog.run() == want
@@ -136,7 +116,7 @@ def test_referenced_keys_survive_eviction_as_in_the_kernel(cpu0: ModuleType) -> 
             assert res.ok, res.log
             assert cpu0.prog_test_run(res.fd, bytes(64)).retval == 0
             for tier, m in ours.items():
-                insns = xlated(m, prog_lookup(FD, k))
+                insns = xlated_(m, prog_lookup(FD, k))
                 prog = (CompiledProgram(insns, helpers=HELPERS) if tier == "interp"
                         else compile_program(insns, helpers=HELPERS))
                 assert prog.run() == 0

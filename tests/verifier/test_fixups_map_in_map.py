@@ -21,7 +21,7 @@ from pybpf.isa.insn import Insn, encode, ld_imm64
 from pybpf.jit import compile_program
 from pybpf.maps.api import create_map
 from pybpf.runtime.interpreter import CompiledProgram
-from pybpf.verifier.api import VerifierInput, bpf_check
+from pybpf.testing.xlated import comparable, verified_with_map
 
 for _mod in ("type_array", "type_array_of_maps", "type_hash_of_maps", "type_xskmap"):
     importlib.import_module(f"pybpf.maps.{_mod}")
@@ -54,31 +54,6 @@ def prog_xsk(fd: int, key: int) -> list[Insn]:
     return [Insn(0x62, 10, 0, -4, key), Insn(0xBF, 2, 10, 0, 0), Insn(0x07, 2, 0, 0, -4),
             *ld_imm64(1, fd, 1), Insn(0x85, 0, 0, 0, 1),
             Insn(0x15, 0, 0, 2, 0), Insn(0xB7, 0, 0, 0, 3), EXIT, Insn(0xB7, 0, 0, 0, 4), EXIT]
-
-
-def strip_map_addr(insns: list[Insn]) -> list[tuple[int, ...]]:
-    """Instructions as tuples, the 64-bit address of each ``ld_imm64`` and the immediate of
-    each helper call (a kernel address there, a pybpf id here) left out."""
-    out: list[tuple[int, ...]] = []
-    skip = False
-    for ins in insns:
-        if skip:
-            skip = False
-        elif ins.code == 0x18:
-            out.append((ins.code, ins.dst))
-            skip = True
-        elif ins.code == 0x85 and ins.src == 0:
-            out.append((ins.code,))
-        else:
-            out.append((ins.code, ins.dst, ins.src, ins.off, ins.imm))
-    return out
-
-
-def xlated(bmap: Any, insns: list[Insn]) -> list[Insn]:
-    res = bpf_check(VerifierInput(insns=insns, prog_type=XDP,
-                                  map_by_fd={OUTER_FD: bmap}.get))
-    assert res.errno == 0, res.log
-    return list(res.insns)
 
 
 def pybpf_outer(outer_type: int, value: int) -> Any:
@@ -114,9 +89,13 @@ def run_tier(tier: str, insns: list[Insn]) -> int:
     return int(prog.run()) & 0xFFFFFFFF
 
 
+def xlated_(bmap: Any, insns: list[Insn]) -> list[Insn]:
+    return verified_with_map(bmap, insns, XDP, OUTER_FD)
+
+
 @pytest.mark.parametrize("outer_type", [ARRAY_OF_MAPS, HASH_OF_MAPS])
 def test_map_in_map_lookup_is_inlined(outer_type: int) -> None:
-    ours = xlated(pybpf_outer(outer_type, 7), prog_two_level(OUTER_FD, 1, 3))
+    ours = xlated_(pybpf_outer(outer_type, 7), prog_two_level(OUTER_FD, 1, 3))
     assert not any(i.code == 0x85 and i.imm == 1 for i in ours[:12])
     assert any(i.code == 0x79 and i.dst == 0 and i.src == 0 for i in ours)  # inner map load
 
@@ -126,8 +105,8 @@ def test_map_in_map_lookup_is_inlined(outer_type: int) -> None:
 def test_map_in_map_equals_kernel(kernel: ModuleType, outer_type: int,
                                   keys: tuple[int, int]) -> None:
     theirs, retval = kernel_run(kernel, outer_type, 7, prog_two_level, *keys)
-    insns = xlated(pybpf_outer(outer_type, 7), prog_two_level(OUTER_FD, *keys))
-    assert strip_map_addr(insns) == strip_map_addr(theirs)
+    insns = xlated_(pybpf_outer(outer_type, 7), prog_two_level(OUTER_FD, *keys))
+    assert comparable(insns) == comparable(theirs)
     for tier in ("interp", "jit"):
         assert run_tier(tier, insns) == retval, tier
 
@@ -136,7 +115,7 @@ def test_map_in_map_equals_kernel(kernel: ModuleType, outer_type: int,
 def test_array_of_maps_slot_change_is_seen(tier: str) -> None:
     """The inlined lookup reads the slots live: a replaced inner map is what runs next."""
     outer = pybpf_outer(ARRAY_OF_MAPS, 5)
-    insns = xlated(outer, prog_two_level(OUTER_FD, 1, 3))
+    insns = xlated_(outer, prog_two_level(OUTER_FD, 1, 3))
     assert run_tier(tier, insns) == 5
     other = create_map(ARRAY, 4, 4, 4)
     other.ops.sys_update(other, (3).to_bytes(4, "little"), (9).to_bytes(4, "little"), 0)
@@ -154,7 +133,7 @@ def test_xskmap_lookup_equals_kernel(kernel: ModuleType, key: int) -> None:
         assert res.ok, res.log
         theirs = kernel.prog_xlated(res.fd)
         retval = kernel.prog_test_run(res.fd, PKT).retval
-    insns = xlated(create_map(XSKMAP, 4, 4, 4), prog_xsk(OUTER_FD, key))
-    assert strip_map_addr(insns) == strip_map_addr(theirs)
+    insns = xlated_(create_map(XSKMAP, 4, 4, 4), prog_xsk(OUTER_FD, key))
+    assert comparable(insns) == comparable(theirs)
     for tier in ("interp", "jit"):
         assert run_tier(tier, insns) == retval == 4, tier

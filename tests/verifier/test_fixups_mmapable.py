@@ -18,7 +18,7 @@ from pybpf.jit import compile_program
 from pybpf.maps.api import create_map
 from pybpf.maps.type_array import ARRAY_VALUE_OFF
 from pybpf.runtime.interpreter import CompiledProgram
-from pybpf.verifier.api import VerifierInput, bpf_check
+from pybpf.testing.xlated import comparable, verified_with_map
 
 SOCKET_FILTER, ARRAY = 1, 2
 BPF_F_MMAPABLE = 1 << 10
@@ -35,25 +35,8 @@ def prog_bump(fd: int, key: int) -> list[Insn]:
             Insn(0xBC, 0, 1, 0, 0), EXIT, Insn(0xB7, 0, 0, 0, -1), EXIT]
 
 
-def strip(insns: list[Insn]) -> list[tuple[int, ...]]:
-    out: list[tuple[int, ...]] = []
-    skip = False
-    for ins in insns:
-        if skip:
-            skip = False
-        elif ins.code == 0x18:
-            out.append((ins.code, ins.dst))
-            skip = True
-        else:
-            out.append((ins.code, ins.dst, ins.src, ins.off, ins.imm))
-    return out
-
-
-def xlated(bmap: object, insns: list[Insn]) -> list[Insn]:
-    res = bpf_check(VerifierInput(insns=insns, prog_type=SOCKET_FILTER,
-                                  map_by_fd={FD: bmap}.get))
-    assert res.errno == 0, res.log
-    return list(res.insns)
+def xlated_(bmap: object, insns: list[Insn]) -> list[Insn]:
+    return verified_with_map(bmap, insns, SOCKET_FILTER, FD)
 
 
 @pytest.mark.parametrize("value_size,max_entries,key", [(4, 5, 2), (12, 3, 1), (8, 1, 0),
@@ -68,8 +51,8 @@ def test_mmapable_lookup_equals_kernel(kernel: ModuleType, value_size: int,
         retval = kernel.prog_test_run(res.fd, bytes(64)).retval
     m = create_map(ARRAY, 4, value_size, max_entries, BPF_F_MMAPABLE)
     assert m.values_follow_header  # type: ignore[attr-defined]
-    ours = xlated(m, prog_bump(FD, key))
-    assert strip(ours) == strip(theirs)
+    ours = xlated_(m, prog_bump(FD, key))
+    assert comparable(ours, helper_imms=True) == comparable(theirs, helper_imms=True)
     assert not any(i.code == 0x85 for i in ours)
     assert CompiledProgram(ours, helpers=HELPERS).run() & 0xFFFFFFFF == retval
 
@@ -78,7 +61,7 @@ def test_mmapable_lookup_equals_kernel(kernel: ModuleType, value_size: int,
 def test_program_and_mmap_share_the_values(tier: str) -> None:
     m = create_map(ARRAY, 4, 4, 8, BPF_F_MMAPABLE)
     assert m.values.start == m.addr + ARRAY_VALUE_OFF  # type: ignore[attr-defined]
-    insns = xlated(m, prog_bump(FD, 3))
+    insns = xlated_(m, prog_bump(FD, 3))
     prog = (CompiledProgram(insns, helpers=HELPERS) if tier == "interp"
             else compile_program(insns, helpers=HELPERS))
     view = m.mmap()  # type: ignore[attr-defined]

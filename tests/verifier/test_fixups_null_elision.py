@@ -18,6 +18,7 @@ from pybpf.isa.insn import Insn, encode, ld_imm64
 from pybpf.jit import compile_program
 from pybpf.maps.api import create_map
 from pybpf.runtime.interpreter import CompiledProgram
+from pybpf.testing.xlated import comparable
 from pybpf.verifier.api import VerifierInput, bpf_check
 
 SOCKET_FILTER, HASH, ARRAY, PERCPU_ARRAY = 1, 1, 2, 6
@@ -51,22 +52,6 @@ def unchecked(fd: int, how: str, key: int) -> list[Insn]:
             Insn(0x61, 0, 0, 0, 0), EXIT]
 
 
-def strip(insns: list[Insn]) -> list[tuple[int, ...]]:
-    out: list[tuple[int, ...]] = []
-    skip = False
-    for ins in insns:
-        if skip:
-            skip = False
-        elif ins.code == 0x18:
-            out.append((ins.code, ins.dst))
-            skip = True
-        elif ins.code == 0x85 and ins.src == 0:
-            out.append((ins.code,))
-        else:
-            out.append((ins.code, ins.dst, ins.src, ins.off, ins.imm))
-    return out
-
-
 def first_error(log: str) -> str:
     lines = [ln for ln in log.splitlines() if ln and not ln[0].isdigit()
              and not ln.startswith(("processed", "mark_precise", "func#", "Live", " "))]
@@ -90,7 +75,7 @@ def test_verdict_and_xlated_equal_kernel(kernel: ModuleType, map_type: int, how:
                                 log_size=1 << 16)
             assert (ours.errno == 0) == res.ok, (build.__name__, ours.log, res.log)
             if res.ok:
-                assert strip(list(ours.insns)) == strip(kernel.prog_xlated(res.fd))
+                assert comparable(list(ours.insns)) == comparable(kernel.prog_xlated(res.fd))
             else:
                 assert first_error(ours.log) == first_error(res.log)
 

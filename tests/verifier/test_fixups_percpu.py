@@ -20,6 +20,7 @@ from pybpf.jit import compile_program
 from pybpf.maps.api import create_map
 from pybpf.runtime.cpus import num_possible_cpus
 from pybpf.runtime.interpreter import BPF_ADDR_PERCPU, CompiledProgram
+from pybpf.testing.xlated import comparable, verified_with_map
 from pybpf.verifier.api import VerifierInput, bpf_check
 
 importlib.import_module("pybpf.maps.type_percpu_array")
@@ -38,33 +39,14 @@ def prog_count(fd: int, key: int) -> list[Insn]:
             Insn(0xBF, 0, 1, 0, 0), EXIT, Insn(0xB7, 0, 0, 0, -1), EXIT]
 
 
-def xlated(bmap: Any, insns: list[Insn]) -> list[Insn]:
-    res = bpf_check(VerifierInput(insns=insns, prog_type=XDP,
-                                  map_by_fd={FD: bmap}.get))
-    assert res.errno == 0, res.log
-    return list(res.insns)
-
-
-def strip_map_addr(insns: list[Insn]) -> list[tuple[int, ...]]:
-    """Instructions as tuples, the 64-bit map address of each ``ld_imm64`` left out."""
-    out: list[tuple[int, ...]] = []
-    skip = False
-    for ins in insns:
-        if skip:
-            skip = False
-            continue
-        if ins.code == 0x18:
-            out.append((ins.code, ins.dst))
-            skip = True
-        else:
-            out.append((ins.code, ins.dst, ins.src, ins.off, ins.imm))
-    return out
+def xlated_(bmap: Any, insns: list[Insn]) -> list[Insn]:
+    return verified_with_map(bmap, insns, XDP, FD)
 
 
 @pytest.mark.parametrize("value_size,max_entries", [(8, 4), (20, 256), (16, 1)])
 def test_percpu_lookup_xlated_equals_kernel(kernel: ModuleType, value_size: int,
                                             max_entries: int) -> None:
-    ours = xlated(create_map(PERCPU_ARRAY, 4, value_size, max_entries), prog_count(FD, 1))
+    ours = xlated_(create_map(PERCPU_ARRAY, 4, value_size, max_entries), prog_count(FD, 1))
     assert any(i.code == 0xBF and i.off == BPF_ADDR_PERCPU for i in ours)
     assert not any(i.code == 0x85 and i.imm == 1 for i in ours)
     fd = kernel.map_create(PERCPU_ARRAY, 4, value_size, max_entries)
@@ -77,7 +59,7 @@ def test_percpu_lookup_xlated_equals_kernel(kernel: ModuleType, value_size: int,
             kernel.close(res.fd)
     finally:
         kernel.close(fd)
-    assert strip_map_addr(ours) == strip_map_addr(theirs)
+    assert comparable(ours, helper_imms=True) == comparable(theirs, helper_imms=True)
 
 
 def test_user_percpu_mov_is_refused_like_the_kernel(kernel: ModuleType) -> None:
@@ -93,7 +75,7 @@ def test_user_percpu_mov_is_refused_like_the_kernel(kernel: ModuleType) -> None:
 def test_inlined_lookup_counts_per_cpu(tier: str) -> None:
     """Each CPU increments its own copy; the syscall value shows every CPU's count."""
     m = create_map(PERCPU_ARRAY, 4, 8, 4)
-    insns = xlated(m, prog_count(FD, 2))
+    insns = xlated_(m, prog_count(FD, 2))
     prog = (CompiledProgram(insns, helpers=HELPERS) if tier == "interp"
             else compile_program(insns, helpers=HELPERS))
     cpus = num_possible_cpus()
@@ -109,7 +91,7 @@ def test_inlined_lookup_counts_per_cpu(tier: str) -> None:
 @pytest.mark.parametrize("tier", ["interp", "jit"])
 def test_inlined_lookup_out_of_range_is_null(tier: str) -> None:
     m = create_map(PERCPU_ARRAY, 4, 8, 4)
-    insns = xlated(m, prog_count(FD, 4))
+    insns = xlated_(m, prog_count(FD, 4))
     prog = (CompiledProgram(insns, helpers=HELPERS) if tier == "interp"
             else compile_program(insns, helpers=HELPERS))
     assert prog.run(cpu=0) == (1 << 64) - 1
@@ -121,6 +103,6 @@ def test_syscall_writes_reach_the_cpu_copies() -> None:
     cpus = num_possible_cpus()
     m.ops.sys_update(m, (3).to_bytes(4, "little"),
                      b"".join((10 * (c + 1)).to_bytes(8, "little") for c in range(cpus)), 0)
-    insns = xlated(m, prog_count(FD, 3))
+    insns = xlated_(m, prog_count(FD, 3))
     prog = CompiledProgram(insns, helpers=HELPERS)
     assert [prog.run(cpu=c) for c in range(cpus)] == [10 * (c + 1) + 1 for c in range(cpus)]

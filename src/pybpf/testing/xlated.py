@@ -1,0 +1,47 @@
+"""Comparing xlated programs, pybpf's with the live kernel's, in tests.
+
+Two things legitimately differ between the two: the 64-bit value an ``ld_imm64`` holds
+after map resolution (a kernel address there, a pybpf one here) and the immediate of a
+helper call (relative to ``__bpf_call_base`` there, a helper id or internal target id
+here). :func:`comparable` leaves them out; everything else must be equal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pybpf.isa.insn import Insn
+
+LD_IMM64, CALL = 0x18, 0x85
+
+
+def comparable(insns: Iterable[Insn], helper_imms: bool = False) -> list[tuple[int, ...]]:
+    """The instructions as tuples without ``ld_imm64`` values (and, unless
+    ``helper_imms``, without helper-call immediates)."""
+    out: list[tuple[int, ...]] = []
+    skip = False
+    for ins in insns:
+        if skip:
+            skip = False
+        elif ins.code == LD_IMM64:
+            out.append((ins.code, ins.dst))
+            skip = True
+        elif ins.code == CALL and ins.src == 0 and not helper_imms:
+            out.append((ins.code,))
+        else:
+            out.append((ins.code, ins.dst, ins.src, ins.off, ins.imm))
+    return out
+
+
+def verified_with_map(bmap: Any, insns: list[Insn], prog_type: int, fd: int) -> list[Insn]:
+    """pybpf's xlated program of ``insns`` whose ``ld_imm64`` map fd ``fd`` is ``bmap``
+    (asserting the verifier accepts it)."""
+    from pybpf.verifier.api import VerifierInput, bpf_check
+
+    res = bpf_check(VerifierInput(insns=insns, prog_type=prog_type, map_by_fd={fd: bmap}.get))
+    assert res.errno == 0, res.log
+    return list(res.insns)
+
+
+__all__ = ["comparable", "verified_with_map"]
