@@ -384,6 +384,19 @@ class PruneMixin:
         self.scc_entry[cc] = None
         backedges.exit_scc(self, cc)  # precision along the loop's back-edges
 
+    def _loop_converged(self: Verifier, old: VState, idx: int) -> bool:
+        """A loop iteration (iterator ``_next``, ``may_goto``) pruned against an earlier
+        one still on the path: the hit, its precision, and the SCC back-edge along which
+        precision is propagated when the loop is left (:mod:`.backedges`)."""
+        old.hit_cnt += 1  # type: ignore[attr-defined]
+        if idx in self.cfg.jmp_points:
+            self.push_insn_history()
+        self.propagate_precision(old)
+        cc = self.scc_callchain(old)
+        if cc is not None:
+            backedges.add_scc_backedge(self, cc, old, idx)
+        return True
+
     def is_state_visited(self: Verifier, idx: int) -> bool:
         """``is_state_visited``: prune the current path if a finished checkpoint here is at
         least as general; detect an infinite loop against one still being explored;
@@ -426,27 +439,13 @@ class PruneMixin:
                         and states_equal(old, cur, LOOP, live=self.frame_live_regs(old)):
                     # may_goto: another iteration within the ranges of an earlier one
                     # (RANGE_WITHIN) has converged
-                    old.hit_cnt += 1  # type: ignore[attr-defined]
-                    if idx in self.cfg.jmp_points:
-                        self.push_insn_history()
-                    self.propagate_precision(old)
-                    cc = self.scc_callchain(old)
-                    if cc is not None:
-                        backedges.add_scc_backedge(self, cc, old, idx)
-                    return True
+                    return self._loop_converged(old, idx)
                 if old.branches and self.is_iter_next_insn(idx):
                     # an iterator's _next on the current path (verifier/iters.py): one more
                     # iteration within the ranges of the previous one, iterator still
                     # ACTIVE, has converged (RANGE_WITHIN)
                     if states_equal(old, cur, LOOP, live=self.frame_live_regs(old)) and cur_iter_active(self):
-                        old.hit_cnt += 1  # type: ignore[attr-defined]
-                        if idx in self.cfg.jmp_points:
-                            self.push_insn_history()
-                        self.propagate_precision(old)
-                        cc = self.scc_callchain(old)
-                        if cc is not None:
-                            backedges.add_scc_backedge(self, cc, old, idx)
-                        return True
+                        return self._loop_converged(old, idx)
                     if quiet:
                         add_new = False
                 elif old.branches and idx in self.calls_callback:
