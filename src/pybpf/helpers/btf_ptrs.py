@@ -88,4 +88,23 @@ def protos_with_btf_ids(existing: dict[int, FuncProto]) -> dict[int, FuncProto]:
     return out
 
 
+def per_cpu_ptr(ctx: RunContext, ptr: int, cpu: int, *_: int) -> int:
+    """``bpf_per_cpu_ptr``: CPU ``cpu``'s copy of a per-CPU object (a typed ksym, see
+    :mod:`pybpf.verifier.ksyms`), NULL for a CPU id at or past ``nr_cpu_ids``."""
+    from pybpf.runtime.cpus import num_possible_cpus, this_cpu_off
+
+    cpu &= 0xFFFFFFFF
+    if cpu >= num_possible_cpus():
+        return 0
+    return (ptr + this_cpu_off(cpu)) & M64
+
+
+def this_cpu_ptr(ctx: RunContext, ptr: int, *_: int) -> int:
+    """``bpf_this_cpu_ptr``: the running CPU's copy of a per-CPU object."""
+    from pybpf.runtime.cpus import this_cpu_off
+
+    return (ptr + this_cpu_off(ctx.cpu)) & M64
+
+
 IMPLS: dict[int, Callable[..., int]] = {p.func_id: p.impl for p in PROTOS if p.impl is not None}
+IMPLS.update({153: per_cpu_ptr, 154: this_cpu_ptr})

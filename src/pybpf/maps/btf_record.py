@@ -20,8 +20,10 @@ accepted, or a parsed blob given to ``Map.create``), creation fails with those e
 from __future__ import annotations
 
 import errno
+from dataclasses import dataclass
 from typing import Any
 
+from pybpf.btf.raw import BtfKind
 from pybpf.errors import BpfError
 from pybpf.uapi import (
     BPF_MAP_TYPE_ARRAY,
@@ -136,34 +138,157 @@ def find_timer(btf: Any, value_type_id: int) -> int:
     return found
 
 
-#: ``btf_parse_kptr``: the type tag on a pointer member names the kind of kptr
+#: ``btf_find_kptr``: the type tag on a pointer member names the kind of kptr (``uptr``,
+#: user-space pointers of task storage, is not supported by pybpf: refused like a map type
+#: that may not hold it)
 KPTR_TAGS = {"kptr_untrusted": "kptr_untrusted", "kptr": "kptr", "percpu_kptr": "percpu_kptr"}
+#: struct names ``btf_get_field_type`` matches before it considers a member a kptr
+SPECIAL_STRUCTS = frozenset({"bpf_spin_lock", "bpf_timer", "bpf_wq", "bpf_list_head",
+                             "bpf_list_node", "bpf_rb_root", "bpf_rb_node", "bpf_refcount"})
+#: kernel structs with a destructor kfunc (``register_btf_id_dtor_kfuncs``): only these may
+#: be referenced kptrs (``btf_find_dtor_kfunc`` is also the whitelist), each with its dtor
+KPTR_DTORS = {
+    "task_struct": "bpf_task_release_dtor",
+    "cgroup": "bpf_cgroup_release_dtor",
+    "bpf_cpumask": "bpf_cpumask_release_dtor",
+    "bpf_crypto_ctx": "bpf_crypto_ctx_release_dtor",
+    "prog_test_ref_kfunc": "bpf_kfunc_call_test_release_dtor",
+    "prog_test_member": "bpf_kfunc_call_memb_release_dtor",
+}
+#: map types whose values may hold kptrs (``map_check_btf``)
+KPTR_MAP_TYPES = frozenset({1, 2, 5, 6, 9, 10, 24, 28, 29, 32})
+MAX_RESOLVE_DEPTH = 32
 
 
-def find_kptrs(btf: Any, value_type_id: int) -> list[tuple[str, int, str]]:
-    """``(kind, offset, pointee struct name)`` of every kptr member of a map value type:
-    a pointer whose pointee carries a ``kptr``/``kptr_untrusted``/``percpu_kptr`` type tag
-    (``int __kptr *`` is ``PTR -> TYPE_TAG "kptr" -> STRUCT``). Top-level members only; a
-    misaligned one is ``EINVAL``, as ``btf_parse_fields`` refuses it."""
+@dataclass(frozen=True)
+class KptrInfo:
+    """One kptr field of a map value: kind, offset, the pointee's name and its id in the
+    map's own BTF (the verifier resolves the name in vmlinux BTF, else uses the local id)."""
+
+    kind: str
+    offset: int
+    name: str
+    type_id: int
+
+
+class _RecordError(Exception):
+    """``btf_parse_fields`` failed: Linux then gives the map no record at all."""
+
+
+def _find_kptr(types: list[Any], t: Any, off: int) -> KptrInfo | None:
+    """``btf_find_kptr`` for a member of type ``t`` at ``off``: None when it is no kptr."""
+    if t.kind.name == "VOLATILE":  # modifiers on the pointer itself
+        t = types[t.type]
+    if t.kind.name != "PTR":
+        return None
+    tag = types[t.type]
+    if tag.kind.name != "TYPE_TAG" or tag.kind_flag:
+        return None
+    if types[tag.type].kind.name == "TYPE_TAG" or tag.name not in KPTR_TAGS:
+        raise _RecordError(f"unsupported type tag {tag.name!r} on a map value pointer")
+    pointee = _skip_modifiers(types, tag.type)
+    pid = tag.type
+    while types[pid] is not pointee:
+        pid = types[pid].type
+    if pointee.kind.name != "STRUCT":
+        raise _RecordError("a kptr must point to a struct")
+    return KptrInfo(KPTR_TAGS[tag.name], off, str(pointee.name), pid)
+
+
+def _find_struct_kptrs(types: list[Any], st: Any, level: int) -> list[KptrInfo]:
+    """``btf_find_struct_field`` restricted to kptrs: members, arrays of them (flattened
+    and repeated) and nested structs, offsets relative to ``st``."""
+    out: list[KptrInfo] = []
+    for member in st.members:
+        bit_off = member.bit_offset
+        if bit_off % 8:
+            raise _RecordError("member at a bit offset")
+        off = bit_off // 8
+        t = types[member.type]
+        nelems = 1
+        for _ in range(MAX_RESOLVE_DEPTH):
+            if t.kind.name != "ARRAY":
+                break
+            nelems *= t.nelems
+            t = types[t.type]
+        else:
+            raise _RecordError("array nesting too deep")
+        if nelems == 0:
+            continue
+        if t.kind.name == "STRUCT":
+            if t.name in SPECIAL_STRUCTS:
+                continue
+            if level + 1 >= MAX_RESOLVE_DEPTH:
+                raise _RecordError("struct nesting too deep")
+            inner = _find_struct_kptrs(types, t, level + 1)
+            out += [KptrInfo(k.kind, off + i * t.size + k.offset, k.name, k.type_id)
+                    for i in range(nelems) for k in inner]
+            continue
+        if off % 8:  # btf_find_field_one skips a misaligned candidate
+            continue
+        found = _find_kptr(types, t, off)
+        if found is not None:
+            out += [KptrInfo(found.kind, off + 8 * i, found.name, found.type_id)
+                    for i in range(nelems)]
+    return out
+
+
+def find_kptrs(btf: Any, value_type_id: int) -> list[KptrInfo]:
+    """The kptr fields of a map value type (``btf_parse_fields`` with ``BPF_KPTR``): a
+    pointer member whose pointee carries a ``kptr``/``kptr_untrusted``/``percpu_kptr`` type
+    tag (``struct foo __kptr *p`` is ``PTR -> TYPE_TAG "kptr" -> STRUCT foo``), also inside
+    nested structs and arrays, sorted by offset.
+
+    BTF Linux cannot parse into a record (another tag, a pointee that is no struct) leaves
+    the map without kptrs, as it leaves it without any record (pybpf keeps the lock and
+    timer fields, found separately). Raises ``ENOENT`` for a referenced kptr of a kernel
+    struct without a destructor, which Linux refuses already at ``BPF_BTF_LOAD``.
+    """
+    if btf is None:
+        return []
     parsed = _parsed(btf)
     types = parsed.types if parsed is not None else []
-    if btf is None or not 0 < value_type_id < len(types):
+    if not 0 < value_type_id < len(types):
         return []
     value = _skip_modifiers(types, value_type_id)
     if value.kind.name != "STRUCT":
         return []
-    out = []
-    for member in value.members:
-        t = types[member.type]
-        while t.kind.name in ("TYPEDEF", "VOLATILE", "CONST", "RESTRICT"):
-            t = types[t.type]
-        if t.kind.name != "PTR":
-            continue
-        tag = types[t.type]
-        if tag.kind.name != "TYPE_TAG" or tag.name not in KPTR_TAGS:
-            continue
-        pointee = _skip_modifiers(types, tag.type)
-        if member.bit_offset % 64:
-            raise BpfError(errno.EINVAL, f"misaligned kptr {member.name}")
-        out.append((KPTR_TAGS[tag.name], member.bit_offset // 8, str(pointee.name)))
-    return out
+    try:
+        found = _find_struct_kptrs(types, value, 0)
+    except _RecordError:
+        return []
+    return sorted(found, key=lambda k: k.offset)
+
+
+def check_kptr_pointees(found: list[KptrInfo], vmlinux: Any) -> None:
+    """``btf_parse_kptr``: a referenced kptr of a kernel struct needs its destructor
+    (``ENOENT`` otherwise). Names vmlinux does not have are the program's own types
+    (``bpf_obj_new`` objects), which need none."""
+    if vmlinux is None:
+        return
+    for k in found:
+        if k.kind == "kptr" and k.name not in KPTR_DTORS and vmlinux.find_all(k.name, BtfKind.STRUCT):
+            raise BpfError(errno.ENOENT, f"no destructor kfunc for referenced kptr to struct {k.name}")
+
+
+BPF_F_RDONLY_PROG, BPF_F_WRONLY_PROG = 1 << 7, 1 << 8
+
+
+def check_kptr_record(bmap: Any, value_type_id: int) -> list[KptrInfo]:
+    """``map_check_btf`` for the kptr fields of a map being created: the map type must be
+    one that may hold them (``EOPNOTSUPP``), the program may not be limited to reading or
+    writing it (``EACCES``), and referenced kernel kptrs need a destructor (``ENOENT``)."""
+    found = find_kptrs(bmap.btf, value_type_id)
+    if not found:
+        return found
+    if bmap.map_flags & (BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG):
+        raise BpfError(errno.EACCES, "a map with kptrs may not be read- or write-only for programs")
+    if bmap.map_type not in KPTR_MAP_TYPES:
+        raise BpfError(errno.EOPNOTSUPP, "kptrs are not supported in this map type")
+    obj = getattr(getattr(bmap, "kernel", None), "vmlinux_btf", None)
+    try:
+        vmlinux = obj.parsed() if obj is not None else None
+    except (OSError, ValueError):
+        vmlinux = None
+    check_kptr_pointees(found, vmlinux)
+    return found

@@ -166,7 +166,12 @@ class BpfMap:
         ...)`` passes both in the attr; either way the record is found here and errors
         (E2BIG, EINVAL, EOPNOTSUPP) fail the creation.
         """
-        from pybpf.maps.btf_record import SIZEOF_BPF_TIMER, apply_btf_record, find_kptrs, find_timer
+        from pybpf.maps.btf_record import (
+            SIZEOF_BPF_TIMER,
+            apply_btf_record,
+            check_kptr_record,
+            find_timer,
+        )
 
         off = apply_btf_record(self, self.btf, tid)
         timer_off = find_timer(self.btf, tid) if self.btf is not None else -1
@@ -174,9 +179,10 @@ class BpfMap:
         self.btf_record = [("spin_lock", off, 4)] if off >= 0 else []
         if timer_off >= 0:
             self.btf_record.append(("timer", timer_off, SIZEOF_BPF_TIMER))
-        kptrs = find_kptrs(self.btf, tid) if self.btf is not None else []
-        self.btf_record.extend((kind, off, 8) for kind, off, _name in kptrs)
-        self.kptr_types = {off: name for _kind, off, name in kptrs}  # the verifier's pointees
+        kptrs = check_kptr_record(self, tid) if self.btf is not None else []  # btf_parse_kptr
+        self.btf_record.extend((k.kind, k.offset, 8) for k in kptrs)
+        self.kptr_types = {k.offset: k.name for k in kptrs}  # the verifier's pointees
+        self.kptr_fields = {k.offset: k for k in kptrs}  # + their ids in the map's BTF
         if off >= 0 or self._spin_lock_off >= 0:
             self.has_record = off >= 0
             if hasattr(self, "header"):

@@ -18,6 +18,7 @@ from pybpf.verifier.regs import (
     MEM_RINGBUF,
     PTR_MAYBE_NULL,
     PTR_TRUSTED,
+    PTR_UNTRUSTED,
     S64_MAX,
     S64_MIN,
     Reg,
@@ -185,6 +186,9 @@ class CallsMixin:
                     self.mark_chain_precision(4)
                 self.mark_chain_precision(1)
             self.push_callback(ins, meta, fid)
+        if fn.ret_type == RetType.RET_PTR_TO_MEM_OR_BTF_ID:  # typed per-CPU pointers
+            from pybpf.verifier.ksyms import record_percpu_btf_arg
+            record_percpu_btf_arg(self, fn, meta)
         for r in CALLER_SAVED:
             mark_not_init(regs[r])
         r0 = regs[0]
@@ -216,7 +220,12 @@ class CallsMixin:
             mark_known(r0, 0)
             r0.type = R.PTR_TO_MEM | rflags
             r0.mem_size = meta["mem_size"]
-        elif ret in (RetType.RET_PTR_TO_BTF_ID, RetType.RET_PTR_TO_MEM_OR_BTF_ID):
+        elif ret == RetType.RET_PTR_TO_MEM_OR_BTF_ID:
+            from pybpf.verifier.ksyms import mark_ret_mem_or_btf_id
+            mark_unknown(r0)
+            mark_known(r0, 0)
+            mark_ret_mem_or_btf_id(self, r0, rflags, meta)
+        elif ret == RetType.RET_PTR_TO_BTF_ID:
             mark_unknown(r0)
             mark_known(r0, 0)
             r0.type = R.PTR_TO_BTF_ID | rflags
@@ -373,8 +382,8 @@ class CallsMixin:
                  R.PTR_TO_MEM, R.PTR_TO_MEM | MEM_RDONLY, R.PTR_TO_MEM | MEM_RINGBUF, R.PTR_TO_BUF,
                  R.PTR_TO_BUF | MEM_RDONLY, R.PTR_TO_ARENA, R.SCALAR_VALUE):
             return
-        if reg.base == R.PTR_TO_BTF_ID:
-            self.check_ptr_off_reg(reg, regno, True)
+        if reg.base == R.PTR_TO_BTF_ID and not reg.type & (MEM_PERCPU | PTR_UNTRUSTED | PTR_MAYBE_NULL):
+            self.check_ptr_off_reg(reg, regno, True)  # a fixed offset into the struct is fine
             return
         self.check_ptr_off_reg(reg, regno, False)
 

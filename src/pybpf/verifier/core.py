@@ -227,6 +227,9 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
                         or insns[i + 1].off != 0:
                     self.fail(errno.EINVAL, "invalid bpf_ld_imm64 insn\n")
                 src = ins.src
+                if src == 3:  # typed ksym (verifier/ksyms.py)
+                    from pybpf.verifier.ksyms import check_pseudo_btf_id
+                    check_pseudo_btf_id(self, i)
                 if src == 0 or src in (3, 4):
                     i += 2
                     continue
@@ -492,8 +495,9 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
             d.type = RegType.PTR_TO_FUNC
             d.subprogno = self.cfg.subprog_of(self.insn_idx + ins.imm + 1)
             return
-        if ins.src == 3:
-            d.type = RegType.PTR_TO_BTF_ID
+        if ins.src == 3:  # typed ksym: aux->btf_var (verifier/ksyms.py)
+            from pybpf.verifier.ksyms import mark_ksym_reg
+            mark_ksym_reg(self, d, self.insn_idx)
             return
         m = self.map_by_insn[self.insn_idx]
         d.map_ptr = m

@@ -3,7 +3,9 @@
 A map value's BTF may mark a pointer member with a type tag: ``kptr_untrusted`` (an
 unreferenced kptr, ``BPF_KPTR_UNREF``), ``kptr`` (a referenced one, ``BPF_KPTR_REF``) or
 ``percpu_kptr``. The map's BTF record (``btf_record``: kind, offset, size) says where they
-are; ``kptr_types`` names each field's pointee (a struct of vmlinux BTF). Then:
+are; ``kptr_types`` names each field's pointee, a struct of vmlinux BTF or, when vmlinux
+has none of that name, the program's own type (``kptr_fields``: its id in the map's BTF,
+see :func:`pybpf.maps.btf_record.find_kptrs`). Then:
 
 - loads (``BPF_LDX | BPF_MEM | BPF_DW`` only) give ``PTR_TO_BTF_ID`` of the pointee, maybe
   NULL, RCU-protected (``rcu_ptr_``) for referenced kptrs of RCU-safe types inside an RCU
@@ -48,6 +50,7 @@ class KptrField:
     offset: int
     btf: Any
     btf_id: int
+    local: bool = False  # a program type (MEM_ALLOC object), not a kernel struct
 
     @property
     def name(self) -> str:
@@ -55,15 +58,23 @@ class KptrField:
         return btf_type_name(self.btf, self.btf_id)
 
 
-def _resolve(v: Verifier, m: Any, kind: str, off: int) -> KptrField | None:
+def _resolve(v: Verifier, m: Any, kind: str, off: int) -> KptrField:
+    """``btf_parse_kptr``'s pointee: the struct of that name in vmlinux BTF, else the
+    program's own type (``bpf_obj_new`` objects) in the map's BTF."""
     from pybpf.verifier.btf_access import vmlinux_btf
-
     name = (getattr(m, "kptr_types", None) or {}).get(off)
     btf = vmlinux_btf(v)
-    if not name or btf is None:
+    if not name:
         return KptrField(kind, off, None, 0)
-    ids = btf.find_all(name, BtfKind.STRUCT)
-    return KptrField(kind, off, btf, ids[0] if ids else 0)
+    ids = btf.find_all(name, BtfKind.STRUCT) if btf is not None else []
+    if ids:
+        return KptrField(kind, off, btf, ids[0])
+    info = (getattr(m, "kptr_fields", None) or {}).get(off)
+    map_btf = getattr(m, "btf", None)
+    if info is not None and map_btf is not None:
+        parsed = map_btf.parsed() if callable(getattr(map_btf, "parsed", None)) else map_btf
+        return KptrField(kind, off, parsed, info.type_id, local=True)
+    return KptrField(kind, off, btf, 0)
 
 
 def has_kptr(v: Verifier, m: Any) -> bool:
@@ -81,9 +92,13 @@ def find_field(v: Verifier, m: Any, off: int) -> KptrField | None:
 def btf_ld_kptr_type(v: Verifier, f: KptrField) -> int:
     from pybpf.verifier.btf_access import in_rcu_cs
 
-    rcu_safe = f.kind == KPTR_PERCPU or (f.kind == KPTR_REF and f.name in RCU_PROTECTED_TYPES)
+    # rcu_safe_kptr: percpu kptrs, and referenced ones of RCU-freed kernel types or of the
+    # program's own types (rcu_protected_object)
+    rcu_safe = f.kind == KPTR_PERCPU or (f.kind == KPTR_REF and (f.local or f.name in RCU_PROTECTED_TYPES))
     if rcu_safe and in_rcu_cs(v):
-        return PTR_MAYBE_NULL | MEM_RCU | (MEM_PERCPU if f.kind == KPTR_PERCPU else 0)
+        if f.kind == KPTR_PERCPU:
+            return PTR_MAYBE_NULL | MEM_RCU | MEM_PERCPU
+        return PTR_MAYBE_NULL | MEM_RCU | (MEM_ALLOC if f.local else 0)
     return PTR_MAYBE_NULL | PTR_UNTRUSTED
 
 

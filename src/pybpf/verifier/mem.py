@@ -170,14 +170,15 @@ class MemMixin:
             if kind == "timer":
                 self.fail(errno.EACCES, "bpf_timer cannot be accessed directly by load/store\n")
             if kind.startswith(("kptr", "percpu_kptr")):
+                name = "percpu_kptr" if kind == "percpu_kptr" else "kptr"  # btf_field_type_name
                 if helper:
-                    self.fail(errno.EACCES, "kptr cannot be accessed indirectly by helper\n")
+                    self.fail(errno.EACCES, f"{name} cannot be accessed indirectly by helper\n")
                 if reg.var_off.mask != 0:
-                    self.fail(errno.EACCES, "kptr access cannot have variable offset\n")
+                    self.fail(errno.EACCES, f"{name} access cannot have variable offset\n")
                 if off + reg.var_off.value != foff:
-                    self.fail(errno.EACCES, f"kptr access misaligned expected={foff} off={off + reg.var_off.value}\n")
+                    self.fail(errno.EACCES, f"{name} access misaligned expected={foff} off={off + reg.var_off.value}\n")
                 if size != 8:
-                    self.fail(errno.EACCES, "kptr access size must be BPF_DW\n")
+                    self.fail(errno.EACCES, f"{name} access size must be BPF_DW\n")
 
     def map_record(self, m: Any) -> list[tuple[str, int, int]] | None:
         return getattr(m, "btf_record", None)

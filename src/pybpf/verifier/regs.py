@@ -103,8 +103,6 @@ def reg_type_str(t: int) -> str:
                                     (MEM_USER, "user_"), (MEM_PERCPU, "percpu_"),
                                     (MEM_RCU, "rcu_"), (PTR_UNTRUSTED, "untrusted_"),
                                     (PTR_TRUSTED, "trusted_")) if t & flag)
-    if t & MEM_ALLOC:
-        pre += "alloc_"
     return pre + _TYPE_NAMES.get(RegType(base), "?") + post
 
 
