@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     rejected = [o for o in labelled if not o.kernel_accepted]
     v_ok = sum(o.verdict_ok for o in labelled)
     m_ok = sum(bool(o.message_ok) for o in rejected)
+    e_ok = sum(bool(o.errno_ok) for o in rejected)
     stub = [o for o in labelled if o.stub_maps]
     # "processed N insns": the kernel's count for every labelled case vs ours (same verdict
     # only; a different verdict stops at a different place by definition).
@@ -73,13 +74,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"verdict {v_ok}/{len(labelled)}, message {m_ok}/{len(rejected)} (rejected cases), "
           f"retval {rv_ok}/{rv_n} (map-free accepted cases), "
           f"cases with stand-in maps {len(stub)} (verdict {sum(o.verdict_ok for o in stub)}/{len(stub)})")
-    print(f"processed insns equal {len(p_ok)}/{len(proc)} (same-verdict cases)")
+    print(f"processed insns equal {len(p_ok)}/{len(proc)} (same-verdict cases), "
+          f"errno {e_ok}/{len(rejected)} (rejected cases)")
     print(f"time {dt:.2f}s for {len(outs)} cases, {processed} insns processed, "
           f"{processed / dt if dt else 0:.0f} insns/s")
     if args.list:
         for line in rv_bad:
             print(line)
         for o in labelled:
+            if o.errno_ok is False and o.verdict_ok and o.message_ok:
+                print(f"ERRNO {o.index} [{o.descr}] kernel={o.kernel_errno} ours={o.our_errno}: "
+                      f"{o.kernel_error!r}")
             if not o.verdict_ok or o.message_ok is False:
                 tag = "VERDICT" if not o.verdict_ok else "MESSAGE"
                 print(f"{tag} {o.index} [{o.descr}] kernel={'acc' if o.kernel_accepted else 'rej'}:"

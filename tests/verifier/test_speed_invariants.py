@@ -177,7 +177,7 @@ CORPUS_EXPECTED = {
         ''),
     393: (13, 'processed 1 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0',
         'invalid bpf_context access off=116 size=4'),
-    579: (13, 'processed 11 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0',
+    579: (22, 'processed 11 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0',
         'invalid write to stack R1 off=-64 size=65'),
     695: (0, 'processed 16 insns (limit 1000000) max_states_per_insn 0 total_states 1 peak_states 1 mark_read 0',
         ''),
@@ -190,7 +190,7 @@ CORPUS_EXPECTED = {
     # the live kernel's figures: checkpoints that keep missing are evicted (max_states_per_insn)
     809: (0, 'processed 40004 insns (limit 1000000) max_states_per_insn 4 total_states 1431 peak_states 1431 mark_read 0',
         ''),
-    1307: (13, 'processed 9 insns (limit 1000000) max_states_per_insn 0 total_states 1 peak_states 1 mark_read 0',
+    1307: (22, 'processed 9 insns (limit 1000000) max_states_per_insn 0 total_states 1 peak_states 1 mark_read 0',
         'R1 offset is outside of the packet'),}
 
 

@@ -102,6 +102,8 @@ LAST_FIELD_END: dict[int, int] = {
 
 # Offsets of output fields inside the union, for copy_to_user back into the caller's attr.
 OFF_LOG_TRUE_SIZE = off_of(bpf_attr_prog_load, "log_true_size")
+OFF_FUNC_INFO_REC_SIZE = off_of(bpf_attr_prog_load, "func_info_rec_size")
+OFF_LINE_INFO_REC_SIZE = off_of(bpf_attr_prog_load, "line_info_rec_size")
 END_LOG_TRUE_SIZE = end_of(bpf_attr_prog_load, "log_true_size")
 OFF_BTF_LOG_TRUE_SIZE = off_of(bpf_attr_btf_load, "btf_log_true_size")
 END_BTF_LOG_TRUE_SIZE = end_of(bpf_attr_btf_load, "btf_log_true_size")

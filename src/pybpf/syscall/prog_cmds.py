@@ -39,6 +39,8 @@ from pybpf.kernel import Cap, boottime_ns
 from pybpf.progs.ops import TestRunOpts, TestRunResult, find_prog_type
 from pybpf.syscall.attr import (
     END_LOG_TRUE_SIZE,
+    OFF_FUNC_INFO_REC_SIZE,
+    OFF_LINE_INFO_REC_SIZE,
     OFF_LOG_TRUE_SIZE,
     OFF_TEST_CTX_SIZE_OUT,
     OFF_TEST_DATA_SIZE_OUT,
@@ -388,8 +390,8 @@ def _bpf_check(call: Call, prog: BpfProg) -> None:
     def map_by_fd(fd: int) -> Any:
         try:
             kmap, _file = map_get(task, fd)
-        except BpfError:
-            return None
+        except BpfError as e:  # EBADF: no such fd; EINVAL: not a map
+            return e.errno
         return kmap.bmap
 
     prog.func_info_rec_size = a.func_info_rec_size
@@ -425,8 +427,16 @@ def _bpf_check(call: Call, prog: BpfProg) -> None:
         gpl_compatible=prog.gpl_compatible, bpf_capable=cred.bpf_capable(),
         perfmon_capable=cred.perfmon_capable(), net_admin=cred.net_capable(),
         attach_btf_id=prog.attach_btf_id, attach_prog=prog.dst_prog, prog_btf=prog_btf,
-        func_info=func_info, line_info=line_info, kernel=kernel, prog=prog)
+        func_info=func_info, line_info=line_info, kernel=kernel, prog=prog,
+        func_info_cnt=a.func_info_cnt if prog_btf is not None else 0,
+        func_info_rec_size=a.func_info_rec_size, func_info_raw=prog.func_info,
+        line_info_cnt=a.line_info_cnt if prog_btf is not None else 0,
+        line_info_rec_size=a.line_info_rec_size, line_info_raw=prog.line_info)
     res = bpf_check(inp)
+    for key, off in (("func_info_rec_size", OFF_FUNC_INFO_REC_SIZE),
+                     ("line_info_rec_size", OFF_LINE_INFO_REC_SIZE)):
+        if res.extra.get(key):  # "nonzero tailing record": the size the kernel expects
+            call.put_u32(off, res.extra[key])
     err, true_size = log.finalize(res.log if log.level else "",
                                   res.extra.get("log_len_max") if log.level else None)
     if err == 0:

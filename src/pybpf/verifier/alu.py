@@ -308,14 +308,14 @@ class AluMixin:
         sval = val - (1 << 64) if val >> 63 else val
         name = reg_type_str(ptype)
         if known and (sval >= BPF_MAX_VAR_OFF or sval <= -BPF_MAX_VAR_OFF):
-            self.fail(errno.EACCES, f"math between {name} pointer and {sval} is not allowed\n")
+            self.fail(errno.EINVAL, f"math between {name} pointer and {sval} is not allowed\n")
         if r.off >= BPF_MAX_VAR_OFF or r.off <= -BPF_MAX_VAR_OFF:
-            self.fail(errno.EACCES, f"{name} pointer offset {r.off} is not allowed\n")
+            self.fail(errno.EINVAL, f"{name} pointer offset {r.off} is not allowed\n")
         if r.smin == S64_MIN:
-            self.fail(errno.EACCES,
+            self.fail(errno.EINVAL,
                       f"math between {name} pointer and register with unbounded min value is not allowed\n")
         if r.smin >= BPF_MAX_VAR_OFF or r.smin <= -BPF_MAX_VAR_OFF:
-            self.fail(errno.EACCES, f"value {r.smin} makes {name} pointer be out of bounds\n")
+            self.fail(errno.EINVAL, f"value {r.smin} makes {name} pointer be out of bounds\n")
 
     def _adjust_ptr(self: Verifier, ins: Insn, ptr: Reg, off: Reg, is64: bool,
                     ptr_is_dst: bool = True) -> None:

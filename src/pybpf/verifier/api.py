@@ -26,7 +26,8 @@ class VerifierInput:
     expected_attach_type: int = 0
     prog_flags: int = 0
     log_level: int = 0
-    map_by_fd: Callable[[int], Any] = lambda fd: None  # fd → BpfMap of the loading task
+    # fd → BpfMap of the loading task; None when no such fd, an errno when it is no map
+    map_by_fd: Callable[[int], Any] = lambda fd: None
     fd_array: list[int] | None = None
     gpl_compatible: bool = True
     bpf_capable: bool = True  # CAP_BPF (or CAP_SYS_ADMIN)
@@ -39,6 +40,32 @@ class VerifierInput:
     line_info: list[Any] = field(default_factory=list)
     kernel: Any = None  # the Kernel instance: helper table, sysctls, kernel BTF
     prog: Any = None  # the BpfProg being loaded (aux data the verifier may fill)
+    # the raw ``func_info``/``line_info`` records as user space passed them (rec size, count,
+    # bytes); made from ``func_info``/``line_info`` when only those are given
+    func_info_cnt: int = 0
+    func_info_rec_size: int = 0
+    func_info_raw: bytes = b""
+    line_info_cnt: int = 0
+    line_info_rec_size: int = 0
+    line_info_raw: bytes = b""
+
+    def __post_init__(self) -> None:
+        if self.func_info and not self.func_info_cnt:
+            self.func_info_cnt, self.func_info_rec_size = len(self.func_info), 8
+            self.func_info_raw = b"".join(_u32s(r) for r in self.func_info)
+        if self.line_info and not self.line_info_cnt:
+            self.line_info_cnt, self.line_info_rec_size = len(self.line_info), 16
+            self.line_info_raw = b"".join(_u32s(r) for r in self.line_info)
+
+
+def _stack_depth_line(v: Any) -> str:
+    """The statistics' ``stack depth 8+0``: each subprogram's depth, rounded to 8."""
+    return "stack depth " + "+".join(str((v.max_stack.get(i, 0) + 7) // 8 * 8)
+                                     for i in range(len(v.cfg.subprogs) or 1)) + "\n"
+
+
+def _u32s(rec: Any) -> bytes:
+    return b"".join((int(x) & 0xFFFFFFFF).to_bytes(4, "little") for x in rec)
 
 
 @dataclass
@@ -83,14 +110,15 @@ def bpf_check(inp: VerifierInput) -> VerifierResult:
     elapsed_us = (time.perf_counter_ns() - t0) // 1000
     log = v.log
     stats_at = len(log.parts)  # fixup errors print before the stats, as in bpf_check
+    depth_at = -1
     if log.enabled or inp.log_level & BPF_LOG_STATS:
         stats = (f"processed {v.insn_processed} insns (limit 1000000) max_states_per_insn "
                  f"{v.max_states_per_insn} total_states {v.total_states} peak_states {v.peak_states} "
                  f"mark_read 0\n")
         if inp.log_level & BPF_LOG_STATS:
             log.parts.append(f"verification time {elapsed_us} usec\n")
-            log.parts.append("stack depth " + "+".join(
-                str((v.max_stack.get(i, 0) + 7) // 8 * 8) for i in range(len(v.cfg.subprogs) or 1)) + "\n")
+            depth_at = len(log.parts)
+            log.parts.append(_stack_depth_line(v))
         log.parts.append(stats)
     error_line = ""
     if err:
@@ -99,7 +127,9 @@ def bpf_check(inp: VerifierInput) -> VerifierResult:
         return VerifierResult(err, log.text(), list(inp.insns), v.used_maps,
                               verified_insns=v.insn_processed,
                               extra={"error_line": error_line, "insn_processed": v.insn_processed,
-                                     "time_us": elapsed_us})
+                                     "time_us": elapsed_us,
+                                     "func_info_rec_size": v.func_info_rec_size_hint,
+                                     "line_info_rec_size": v.line_info_rec_size_hint})
     patcher = make_patcher(v)
     try:
         insns = apply_fixups(v, patcher)
@@ -112,6 +142,8 @@ def bpf_check(inp: VerifierInput) -> VerifierResult:
                               verified_insns=v.insn_processed,
                               extra={"error_line": e.message.strip(),
                                      "insn_processed": v.insn_processed, "time_us": elapsed_us})
+    if depth_at >= 0:  # the stack the fixups added (inlined bpf_loop spills) counts too
+        log.parts[depth_at] = _stack_depth_line(v)
     depth = max(v.max_stack.values(), default=0)
     starts = patcher.subprog_starts[:-1] or [0]
     return VerifierResult(0, log.text(), insns, v.used_maps, stack_depth=(depth + 7) // 8 * 8,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any
 
+from pybpf.verifier.cfg import VerifyError
 from pybpf.verifier.loop_inline import update_loop_inline_state
 from pybpf.verifier.regs import (
     Reg,
@@ -170,6 +171,7 @@ class CallbacksMixin:
             update_loop_inline_state(self, sub)
         caller = self.state.cur
         if fid == FUNC_TIMER_SET_CALLBACK:
+            self._check_callback_btf(sub)
             self.push_async_cb(sub, caller)
             return
         if setup is None:
@@ -179,6 +181,7 @@ class CallbacksMixin:
             if self.log.level & 2:
                 self.log(f"frame{self.state.curframe} bpf_loop iteration limit reached\n")
             return
+        self._check_callback_btf(sub)
         self.cfg.subprogs[sub].is_cb = True
         cb_state = self.push_stack(self.cfg.subprogs[sub].start, self.insn_idx)
         if cb_state.curframe + 1 >= MAX_CALL_FRAMES:
@@ -193,6 +196,14 @@ class CallbacksMixin:
         cb_state.callback_unroll_depth += 1
         cb_caller.callback_depth += 1
         caller.callback_depth = 0
+
+    def _check_callback_btf(self: Verifier, sub: int) -> None:
+        """``push_callback_call`` first checks the caller's registers against the callback's
+        BTF prototype: only a verifier bug stops it, a mismatch marks the BTF unreliable."""
+        from pybpf.verifier.global_funcs import btf_check_subprog_call
+
+        if btf_check_subprog_call(self, sub) == errno.EFAULT:
+            raise VerifyError(errno.EFAULT)
 
     def push_async_cb(self: Verifier, sub: int, caller: FuncState) -> None:
         """``push_async_cb``: the timer callback runs later, on its own: queue a path that

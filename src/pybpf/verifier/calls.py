@@ -10,6 +10,7 @@ from pybpf.helpers.proto import ArgFlag, ArgType, RetType
 from pybpf.helpers.protos import OBJ_RELEASE, func_id_name
 from pybpf.isa.insn import Insn
 from pybpf.verifier import dynptr
+from pybpf.verifier.cfg import VerifyError
 from pybpf.verifier.map_key import lookup_cannot_fail, note_map_key
 from pybpf.verifier.regs import (
     MEM_PERCPU,
@@ -471,12 +472,14 @@ class CallsMixin:
             if st.active_lock is not None:
                 self.fail(errno.EINVAL, "Locking two bpf_spin_locks are not allowed\n")
             st.active_lock = (m if reg.id == 0 else reg.id, val)
+            st.refs.append(RefState(reg.id, self.insn_idx, "lock"))  # 6.18 keeps locks with the refs
         else:
             if st.active_lock is None:
                 self.fail(errno.EINVAL, f"{name} without taking a lock\n")
             if st.active_lock != (m if reg.id == 0 else reg.id, val):
                 self.fail(errno.EINVAL, "bpf_spin_unlock of different lock\n")
             st.active_lock = None
+            st.refs = [r for r in st.refs if r.kind != "lock"]
 
     def process_timer(self: Verifier, regno: int, meta: dict[str, Any]) -> None:
         reg = self.regs[regno]
@@ -506,11 +509,23 @@ class CallsMixin:
 
     # -- bpf-to-bpf calls -----------------------------------------------------------------
     def check_func_call(self: Verifier, ins: Insn) -> None:
+        from pybpf.verifier.global_funcs import (
+            btf_check_subprog_call,
+            check_global_call,
+            subprog_is_global,
+        )
+
         st = self.state
-        if st.curframe + 1 >= MAX_CALL_FRAMES:
-            self.fail(errno.E2BIG, f"the call stack of {st.curframe + 2} frames is too deep\n")
         target = self.insn_idx + ins.imm + 1
         sub = self.cfg.subprog_of(target)
+        err = btf_check_subprog_call(self, sub)
+        if err == errno.EFAULT:
+            raise VerifyError(err)
+        if subprog_is_global(self, sub):
+            check_global_call(self, sub, err)
+            return
+        if st.curframe + 1 >= MAX_CALL_FRAMES:
+            self.fail(errno.E2BIG, f"the call stack of {st.curframe + 2} frames is too deep\n")
         caller = st.cur
         callee = FuncState(st.curframe + 1, sub, self.insn_idx)
         for r in range(1, 6):
@@ -558,6 +573,11 @@ class CallsMixin:
         exit_ctx = "At program exit"
         if self.state.cur.in_async_callback:  # timer callbacks must return 0
             exit_ctx, rng = "At async callback return", (0, 0)
+        elif self.state.frames[0].subprogno:  # a global function: any scalar
+            if reg.type != R.SCALAR_VALUE:
+                self.fail(errno.EINVAL, "At subprogram exit the register R0 is not a scalar value "
+                                        f"({reg_type_str(reg.type)})\n")
+            return
         elif ops is not None and hasattr(ops, "return_range"):
             rng = ops.return_range(self.prog_info)
         if rng is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass, field
+from typing import Any
 
 from pybpf.isa.insn import Insn
 
@@ -46,6 +47,14 @@ class SubprogInfo:
     is_cb: bool = False
     is_async_cb: bool = False  # a timer callback: verified as its own path, its own stack root
     changes_pkt_data: bool = False
+    # from ``func_info`` (``bpf_func_info_aux``, verifier/btf_info.py, global_funcs.py)
+    linkage: int = 0  # BTF_FUNC_STATIC / BTF_FUNC_GLOBAL
+    btf_id: int = 0
+    name: str = ""
+    called: bool = False  # a global function some verified path calls
+    verified: bool = False
+    unreliable: bool = False  # the prototype does not describe what callers pass
+    args: list[Any] | None = None  # btf_prepare_func_args, cached
 
 
 @dataclass

@@ -14,6 +14,7 @@ from typing import Any
 
 from pybpf.isa.insn import Insn
 from pybpf.verifier.alu import AluMixin
+from pybpf.verifier.btf_info import verbose_linfo
 from pybpf.verifier.callbacks import SYNC_CALLBACK_HELPERS, CallbacksMixin
 from pybpf.verifier.calls import CallsMixin
 from pybpf.verifier.cfg import (
@@ -100,6 +101,14 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
         self.max_stack: dict[int, int] = {}
         self.scratched = 0
         self.calls_callback: set[int] = set()  # sync callback helper call sites
+        # func_info / line_info (verifier/btf_info.py): (insn_off, type_id) per subprogram,
+        # line records, and the last one the log printed (``env->prev_linfo``)
+        self.func_info: list[tuple[int, int]] = []
+        self.linfo: list[Any] = []
+        self.linfo_offs: list[int] = []
+        self.prev_linfo = -1
+        self.func_info_rec_size_hint = 0
+        self.line_info_rec_size_hint = 0
         self.init_prune()
         self.init_precision()
 
@@ -186,13 +195,17 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
 
     # -- main -----------------------------------------------------------------------------
     def run(self) -> None:
+        from pybpf.verifier.btf_info import check_btf_info, check_btf_info_early
+
         inp = self.inp
+        check_btf_info_early(self)
         subs = add_subprogs(self.insns, self, inp.bpf_capable)
         add_kfunc_calls(self)
         if self.log.level & 2:
             self.log("".join(f"func#{i} @{s.start}\n" for i, s in enumerate(subs)))
         self.cfg = CfgInfo(subs)
         check_subprogs(self.insns, subs, self)
+        check_btf_info(self)
         self.resolve_pseudo_ldimm64()
         check_cfg(self.insns, self.cfg, self, inp.bpf_capable,
                   lambda i: (i.code == 0x85 and i.src == 0 and i.imm in SYNC_CALLBACK_HELPERS)
@@ -200,6 +213,8 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
         self.calls_callback = {i for i in self.cfg.force_checkpoints
                                if self.insns[i].code == 0x85 and self.insns[i].src == 0
                                and self.insns[i].imm in SYNC_CALLBACK_HELPERS}
+        from pybpf.verifier.global_funcs import mark_subprog_effects
+        mark_subprog_effects(self)
         from pybpf.verifier.attach_target import check_attach_btf_id
         check_attach_btf_id(self)
         self.scc = compute_scc(self.insns)
@@ -208,10 +223,50 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
         self.stack_live = StackLiveness(self.insns, [sp.start for sp in subs], self.cfg.prune_points,
                                         self.log if self.log.level & 2 else None)
         self.live_regs = compute_live_regs(self.insns, self._call_num_params)
+        self.do_check_common(0)
+        self.do_check_subprogs()
+        self.check_max_stack_depth()
+
+    def do_check_common(self, sub: int) -> None:
+        """Walk every path from the start of subprogram ``sub`` (0: the program; else a
+        global function, from the registers its prototype gives), then drop the explored
+        states: each global function is pruned against its own states only."""
+        from pybpf.verifier import global_funcs
+
+        self.prev_linfo = -1
+        info = self.cfg.subprogs[sub]
+        frame = FuncState(0, sub, -1)
+        st = VState([frame])
+        st.first_insn_idx = info.start
+        self.state = st
+        self.insn_idx = info.start
+        self.prev_insn_idx = -1
+        self.log.mark_all_scratched()  # init_func_state
+        if sub:
+            global_funcs.init_subprog_args(self, sub, frame.regs)
+        else:
+            global_funcs.check_main_prototype(self)
+            r1 = frame.regs[1]
+            mark_unknown(r1)
+            mark_known(r1, 0)
+            r1.type = RegType.PTR_TO_CTX
         self.do_check()
         if self.log.pop_log:  # log_level 1 keeps only the path to an error
             self.log.reset(0)
-        self.check_max_stack_depth()
+        self.free_states()
+
+    def do_check_subprogs(self) -> None:
+        """``do_check_subprogs``: verify each global function a verified path called, until
+        no new one is called."""
+        from pybpf.verifier import global_funcs
+
+        while todo := global_funcs.subprogs_to_verify(self):
+            for sub in todo:
+                self.do_check_common(sub)
+                if self.log.enabled:
+                    self.log(f"Func#{sub} ('{global_funcs.subprog_name(self, sub)}') is safe for any "
+                             "args that match its prototype\n")
+                self.cfg.subprogs[sub].verified = True
 
     def resolve_pseudo_ldimm64(self) -> None:
         insns = self.insns
@@ -247,9 +302,9 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
                     fd = fa[ins.imm] if 0 <= ins.imm < len(fa) else -1
                 else:
                     fd = ins.imm
-                m = self.inp.map_by_fd(fd)
-                if m is None:
-                    self.fail(errno.EBADF, f"fd {fd} is not pointing to valid bpf_map\n")
+                m = self.inp.map_by_fd(fd)  # a map, None (no such fd) or an errno
+                if m is None or isinstance(m, int):
+                    self.fail(m or errno.EBADF, f"fd {fd} is not pointing to valid bpf_map\n")
                 if m not in self.used_maps:
                     self.used_maps.append(m)
                 self.check_map_prog_compatibility(m)
@@ -293,10 +348,6 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
         insns = self.insns
         n = len(insns)
         st = self.state
-        r1 = st.cur.regs[1]
-        mark_unknown(r1)
-        mark_known(r1, 0)
-        r1.type = RegType.PTR_TO_CTX
         st.parent = None
         st.branches = 1
         do_print_state = False
@@ -335,6 +386,8 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
                     do_print_state = False
                 if log.scratched_regs or log.scratched_stack:
                     self.print_insn_state()
+                if self.linfo:
+                    verbose_linfo(self, self.insn_idx, "; ")
                 log.prev_log_pos = log.size
                 log(f"{self.insn_idx}: " + self.format_insn(self.insn_idx) + "\n")
                 log.prev_insn_print_pos = log.size - log.prev_log_pos

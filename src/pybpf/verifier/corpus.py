@@ -10,6 +10,7 @@ builds the :class:`~pybpf.verifier.api.VerifierInput`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import struct
 from dataclasses import dataclass, field
@@ -157,8 +158,8 @@ def prepare(case: dict[str, Any]) -> Prepared:
     flags = case["prog_flags"]
     inp = VerifierInput(insns=insns, prog_type=case["prog_type"],
                         expected_attach_type=case.get("expected_attach_type") or 0,
-                        prog_flags=flags, log_level=0, map_by_fd=by_fd.get,
-                        attach_btf_id=_attach_btf_id(case))
+                        prog_flags=flags, log_level=0, map_by_fd=lambda fd: _map_by_fd(by_fd, fd),
+                        attach_btf_id=_attach_btf_id(case), **_btf_info(case))
     prep = Prepared(inp, by_fd, stubs)
     if any(fx["kind"] == "kfunc_btf_id" for fx in case["fixups"]):
         prep.skip = "kfunc"
@@ -180,6 +181,26 @@ class Outcome:
     result: VerifierResult | None = None
     retval_ok: bool | None = None
     retval: int | None = None
+    errno_ok: bool | None = None  # None: kernel accepted
+    our_errno: int = 0
+    kernel_errno: int = 0
+
+
+def _btf_info(case: dict[str, Any]) -> dict[str, Any]:
+    """A case's own BTF and ``func_info`` records (the labeller loaded them too)."""
+    if not case.get("prog_btf") or not case.get("func_info"):
+        return {}
+    from pybpf.btf.raw import Btf
+
+    return {"prog_btf": Btf.from_bytes(bytes.fromhex(case["prog_btf"])),
+            "func_info": [tuple(r) for r in case["func_info"]]}
+
+
+def _map_by_fd(by_fd: dict[int, Any], fd: int) -> Any:
+    """The labeller's fd table: its maps, and stdin/stdout/stderr open but no maps (EINVAL)."""
+    if fd in by_fd:
+        return by_fd[fd]
+    return errno.EINVAL if fd in (0, 1, 2) else None
 
 
 def run_case(case: dict[str, Any]) -> Outcome:
@@ -195,10 +216,15 @@ def run_case(case: dict[str, Any]) -> Outcome:
     verdict_ok = kacc == accepted
     msg_ok: bool | None = None
     kerr = k.get("error_line") or ""
+    errno_ok: bool | None = None
+    kerrno = abs(int(k.get("errno") or 0))
     if not kacc:
         msg_ok = (not accepted) and _same_message(our_err, kerr)
+        # a truncated log turns the labeller's errno into ENOSPC (its buffer, not the verdict)
+        errno_ok = res.errno == kerrno or (bool(k.get("log_truncated")) and kerrno == errno.ENOSPC)
     return Outcome(case["index"], case["descr"], True, kacc, accepted, verdict_ok, msg_ok, our_err, kerr,
-                   bool(prep.stub_kinds), res)
+                   bool(prep.stub_kinds), res, errno_ok=errno_ok, our_errno=res.errno,
+                   kernel_errno=kerrno)
 
 
 def _same_message(ours: str, kernel: str) -> bool:

@@ -179,7 +179,7 @@ def process_kptr_func(v: Verifier, regno: int, meta: dict[str, Any]) -> None:
         v.fail(errno.EINVAL, f"off={off} doesn't point to kptr\n")
     assert f is not None
     if f.kind not in (KPTR_REF, KPTR_PERCPU):
-        v.fail(errno.EINVAL, f"off={off} kptr isn't referenced kptr\n")
+        v.fail(errno.EACCES, f"off={off} kptr isn't referenced kptr\n")
     meta["kptr_field"] = f
 
 

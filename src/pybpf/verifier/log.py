@@ -184,8 +184,8 @@ def format_state(f: FuncState, refs: list[int] | None = None,
             out += f" fp{(-i - 1) * 8}={types[:j]}" + format_reg(slot.spilled, f.frameno)
         else:
             out += f" fp{(-i - 1) * 8}={types}"
-    if refs:
-        out += " refs=" + ",".join(str(x) for x in refs)
+    if refs and refs[0]:  # a lock taken through a pointer without id has none: not printed
+        out += " refs=" + ",".join(str(x) for x in refs if x)
     if f.in_callback:
         out += " cb"
     return out

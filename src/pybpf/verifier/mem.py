@@ -190,8 +190,9 @@ class MemMixin:
             self.fail(errno.EACCES, f"R{regno} min value is negative, either use unsigned index or do a "
                                     "if (index >=0) check.\n")
         ok = reg.range >= 0 and self._check_mem_access_range(regno, off, size, reg.range, zero_ok)
-        if not ok:
-            self.fail(errno.EACCES, f"R{regno} offset is outside of the packet\n")
+        if not ok:  # a range known to end beyond (or at) the packet end is EINVAL
+            self.fail(errno.EACCES if reg.range >= 0 else errno.EINVAL,
+                      f"R{regno} offset is outside of the packet\n")
 
     def may_access_direct_pkt_data(self: Verifier, t: int, meta: Any = None) -> bool:
         ops = self.prog_ops
@@ -243,12 +244,18 @@ class MemMixin:
                 self.fail(errno.EACCES, f"invalid unbounded variable-offset{extra} stack R{regno}\n")
             min_off = reg.smin + off
             max_off = reg.smax + off + size
-        bad = min_off < -MAX_BPF_STACK or min_off > -1 or max_off > 0 or size < 0
-        if bad:
+        err = 0
+        if min_off < -MAX_BPF_STACK or min_off > -1:
+            err = errno.EACCES
+        elif max_off > 0:  # out of the stack into non-negative offsets
+            err = errno.EINVAL
+        elif size < 0:
+            err = errno.EFAULT
+        if err:
             if reg.var_off.mask == 0:
-                self.fail(errno.EACCES, f"invalid{extra} stack R{regno} off={off} size={size}\n")
-            self.fail(errno.EACCES, f"invalid variable-offset{extra} stack R{regno} "
-                                    f"var_off={tnum_str(reg.var_off)} off={off} size={size}\n")
+                self.fail(err, f"invalid{extra} stack R{regno} off={off} size={size}\n")
+            self.fail(err, f"invalid variable-offset{extra} stack R{regno} "
+                           f"var_off={tnum_str(reg.var_off)} off={off} size={size}\n")
         self.frame_of(reg).grow_stack(-min_off)
         self.note_stack_depth(reg.frameno, -min_off)
 

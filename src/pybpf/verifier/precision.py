@@ -397,6 +397,13 @@ class PrecisionMixin:
             if cls == 3:
                 bt.set_reg(sreg)
         elif cls in (5, 6):
+            if op == 0x80 and ins.src == 1 and self.cfg.subprogs[
+                    self.cfg.subprog_of(idx + ins.imm + 1)].linkage == 1:
+                # a global function: verified apart, it only sets R0 and clobbers R1-R5
+                if bt.regs[bt.frame] & REGMASK_ARGS:
+                    raise BacktrackError("global call")
+                bt.clear_reg(0)
+                return
             if op == 0x80 and ins.src == 1:  # bpf-to-bpf call: leaving the callee backwards
                 if bt.regs[bt.frame] & ~REGMASK_ARGS or bt.stack[bt.frame]:
                     raise BacktrackError("call")

@@ -288,6 +288,14 @@ class PruneMixin:
         self.scc: list[int] = []  # compute_scc, set by run()
         self.scc_entry: dict[tuple[tuple[int, ...], int], VState | None] = {}
 
+    def free_states(self: Verifier) -> None:
+        """``free_states``: forget every checkpoint (and loop bookkeeping) once a
+        ``do_check_common`` pass is over; the counters behind the statistics line go on."""
+        self.explored = {}
+        self.by_sig = {}
+        self.uncleaned = 0
+        self.scc_entry = {}
+
     def update_branch_counts(self: Verifier, st: VState | None) -> None:
         while st is not None:
             st.branches -= 1
