@@ -33,9 +33,13 @@ BTF_IDS: dict[int, dict[str, Any]] = {
     126: {"arg_btf": {0: "seq_file"}},  # bpf_seq_printf
     150: {"arg_btf": {0: "seq_file"}},  # bpf_seq_printf_btf
     141: {"arg_btf": {0: "task_struct"}},  # bpf_get_task_stack
+    191: {"arg_btf": {3: "task_struct"}},  # bpf_copy_from_user_task
     147: {"arg_btf": {0: "path"}},  # bpf_d_path
     156: {"arg_btf": {1: "task_struct"}},  # bpf_task_storage_get
     157: {"arg_btf": {1: "task_struct"}},  # bpf_task_storage_delete
+    210: {"arg_btf": {1: "cgroup"}},  # bpf_cgrp_storage_get
+    211: {"arg_btf": {1: "cgroup"}},  # bpf_cgrp_storage_delete
+    175: {"arg_btf": {0: "task_struct"}, "ret_btf": "pt_regs"},  # bpf_task_pt_regs
     136: {"ret_btf": "tcp6_sock"},
     137: {"ret_btf": "tcp_sock"},
     138: {"ret_btf": "tcp_timewait_sock"},
@@ -59,7 +63,7 @@ def _skc_to(ctx: RunContext, sk: int, *_: int) -> int:
 
 def _new_protos() -> list[FuncProto]:
     skc = [(136, "skc_to_tcp6_sock"), (138, "skc_to_tcp_timewait_sock"),
-           (140, "skc_to_udp6_sock"), (178, "skc_to_unix_sock"), (196, "skc_to_mptcp_sock")]
+           (140, "skc_to_udp6_sock"), (178, "skc_to_unix_sock")]
     out = [
         FuncProto(158, "get_current_task_btf", get_current_task, int(RetType.RET_PTR_TO_BTF_ID),
                   (), ret_flags=PTR_TRUSTED, extra={"ret_btf": "task_struct"}),
@@ -71,6 +75,10 @@ def _new_protos() -> list[FuncProto]:
     ]
     out += [FuncProto(fid, name, _skc_to, int(RetType.RET_PTR_TO_BTF_ID), (SOCK_COMMON,),
                       ret_flags=PTR_MAYBE_NULL, extra=dict(BTF_IDS[fid])) for fid, name in skc]
+    # bpf_skc_to_mptcp_sock takes a socket register, not a BTF pointer (ARG_PTR_TO_SOCK_COMMON)
+    out.append(FuncProto(196, "skc_to_mptcp_sock", _skc_to, int(RetType.RET_PTR_TO_BTF_ID),
+                         (int(ArgType.ARG_PTR_TO_SOCK_COMMON),), ret_flags=PTR_MAYBE_NULL,
+                         extra=dict(BTF_IDS[196])))
     return out
 
 

@@ -164,6 +164,21 @@ def probe_read_str(ctx: RunContext, dst: int, size: int, src: int, *_: int) -> i
     return _copy_str(ctx, _read_compat, dst, size, src)
 
 
+def copy_from_user(ctx: RunContext, dst: int, size: int, src: int, *_: int) -> int:
+    """``bpf_copy_from_user``: a sleepable read of the current task's user memory (here the
+    host process, as for the ``_user`` probes); on a fault the destination is zeroed."""
+    return _copy(ctx, _read_user, dst, size, src)
+
+
+def copy_from_user_task(ctx: RunContext, dst: int, size: int, src: int, task: int,
+                        flags: int, *_: int) -> int:
+    """``bpf_copy_from_user_task``: like :func:`copy_from_user` for a given task (pybpf's
+    tasks share the host's address space); ``flags`` must be 0."""
+    if flags:
+        return _neg(errno.EINVAL)
+    return _copy(ctx, _read_user, dst, size, src)
+
+
 # ------------------------------------------------------------------------ attach point
 def get_func_ip(ctx: RunContext, *_: int) -> int:
     """``bpf_get_func_ip``: the address of the traced function (kprobe, fentry/fexit) —
@@ -198,6 +213,8 @@ IMPLS: dict[int, Callable[..., int]] = {
     113: probe_read_kernel,
     114: probe_read_user_str,
     115: probe_read_kernel_str,
+    148: copy_from_user,
     173: get_func_ip,
     174: get_attach_cookie,
+    191: copy_from_user_task,
 }

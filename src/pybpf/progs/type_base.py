@@ -12,17 +12,28 @@ from typing import Any
 
 from pybpf.helpers.proto import FuncProto
 
-# helper sets, by kernel function (see net/core/filter.c, kernel/bpf/helpers.c, bpf_trace.c)
+# helper sets, by kernel function (see net/core/filter.c, kernel/bpf/helpers.c, bpf_trace.c);
+# bpf_base_func_proto as 6.18 has it (measured per capability on the live kernel: socket
+# filters loaded without capabilities, with CAP_BPF, with CAP_BPF + CAP_PERFMON)
 BASE = {1, 2, 3, 87, 88, 89, 195, 7, 8, 42, 12, 5, 125, 208, 130, 131, 132, 133, 134, 182, 105, 106,
-        14, 120}
+        14, 120, 15}
+# 6.18 offers bpf_current_task_under_cgroup (37), bpf_get_cgroup_classid (17) and the task
+# storage helpers here too, beside the cgroup id helpers
 BASE_BPF = {93, 94, 118, 153, 154, 169, 170, 171, 172, 194, 164, 181, 209, 198, 199, 200, 197, 201,
-            202, 203, 210, 211, 80, 123}
-BASE_PERFMON = {6, 35, 158, 112, 113, 114, 115, 149, 165, 175, 177}
-SK_BASE = {136, 137, 138, 139, 140, 178, 180, 160}
+            202, 203, 210, 211, 80, 123, 37, 17, 156, 157}
+# ... and bpf_copy_from_user{,_task} (148, 191), get_current_comm, perf event reads,
+# send_signal, get_task_stack, get_branch_snapshot and find_vma here
+BASE_PERFMON = {6, 35, 158, 112, 113, 114, 115, 149, 165, 175, 177, 148, 191, 16, 22, 55, 109, 117,
+                141, 176, 180}
+SK_BASE = {160}
+SK_BASE_PERFMON = {136, 137, 138, 139, 140, 178, 196}  # the skc_to_* casts need CAP_PERFMON
 TRACING = {1, 2, 3, 87, 88, 89, 195, 5, 125, 12, 35, 158, 175, 15, 16, 6, 8, 42, 22, 7, 36, 112, 113,
            114, 115, 4, 45, 210, 211, 37, 109, 117, 55, 130, 131, 132, 133, 134, 118, 141, 148, 191,
            149, 153, 154, 156, 157, 164, 165, 173, 176, 180, 177}
 CGROUP_COMMON = {81, 186, 187}
+# cgroup_common_func_proto: bpf_get_retval/bpf_set_retval are not offered to hooks without
+# a syscall return value (ingress/egress, sock_ops, recvmsg, getpeername/getsockname)
+_NO_RETVAL_ATTACH = frozenset({0, 1, 3, 19, 20, 51, 29, 30, 52, 31, 32, 53})
 CGROUP_CURRENT = {15, 16, 17, 37}
 
 
@@ -49,12 +60,18 @@ class ProgTypeBase:
 
     def allowed_helpers(self, prog: Any = None) -> set[int]:
         s = set(self.own_helpers)
+        bpf_cap = bool(getattr(prog, "bpf_capable", True))
+        perfmon = bool(getattr(prog, "perfmon_capable", True))
         if self.inherit == "sk_base":
-            s |= SK_BASE | base_protos()
+            s |= SK_BASE | base_protos(bpf_cap, perfmon)
+            if perfmon:
+                s |= SK_BASE_PERFMON
         elif self.inherit == "base":
-            s |= base_protos()
+            s |= base_protos(bpf_cap, perfmon)
         elif self.inherit == "tracing":
-            s |= TRACING | base_protos()
+            s |= TRACING | base_protos(bpf_cap, perfmon)
+        if 186 in self.own_helpers and getattr(prog, "expected_attach_type", 0) in _NO_RETVAL_ATTACH:
+            s -= {186, 187}
         return s
 
     def get_func_proto(self, func_id: int, prog: Any) -> FuncProto | None:

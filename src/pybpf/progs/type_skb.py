@@ -314,7 +314,7 @@ class SocketFilter(SkbProgType):
     name = "socket_filter"
     ctx_size = SKB_SIZE
     ld_abs = staticmethod(skb_ld_abs)
-    own_helpers = frozenset({26, 68, 46, 47, 25})
+    own_helpers = frozenset({26, 68, 46, 47, 25, 122})
 
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
         if _in(off, TC_CLASSID, 4) or _in(off, DATA, 4) or _in(off, DATA_META, 4) or _in(off, DATA_END, 4) \
@@ -333,9 +333,9 @@ class SchedCls(SkbProgType):
     ld_abs = staticmethod(skb_ld_abs)
     pkt_read = pkt_write = True
     own_helpers = frozenset({9, 26, 68, 39 + 0, 28, 40, 135, 10, 11, 13, 17, 18, 19, 31, 32, 50, 38,
-                             43, 20, 21, 29, 30, 23, 152, 155, 24, 34, 48, 49, 25, 8, 33, 46, 47, 69,
-                             163, 95, 107, 108, 142, 79, 83, 145, 84, 85, 86, 96, 98, 99, 100, 101,
-                             110, 124, 192, 183, 184, 185})
+                             43, 20, 21, 29, 30, 23, 152, 155, 24, 34, 48, 25, 8, 33, 46, 47, 69,
+                             163, 95, 107, 108, 79, 83, 145, 84, 85, 86, 96, 98, 99, 100,
+                             110, 124, 192, 183, 184, 185, 122, 41, 66, 97, 151, 204, 205, 206, 207})
 
     def convert_ctx_access(self, write: bool, insn: Insn, prog: Any) -> tuple[list[Insn], int]:
         """``tc_cls_act_convert_ctx_access``: tc skbs always have a device."""
@@ -376,9 +376,13 @@ class CgroupSkb(SkbProgType):
     name = "cgroup_skb"
     ctx_size = SKB_SIZE
     pkt_read = True
-    own_helpers = frozenset({95, 107, 108, 25, 79, 83, 128, 129, 84, 85, 86, 99, 96, 98, 110,
-                             26, 68, 46, 47} | CGROUP_COMMON | CGROUP_CURRENT)
-    ret_range = (0, 3)
+    own_helpers = frozenset({95, 107, 108, 25, 79, 83, 128, 129, 84, 85, 86, 99, 96, 98,
+                             26, 68, 46, 47, 122, 97} | CGROUP_COMMON | CGROUP_CURRENT)
+    ret_range = (0, 1)
+
+    def return_range(self, prog: Any) -> tuple[int, int] | None:
+        """``check_return_code``: egress programs may also return 2/3 (congestion notify)."""
+        return (0, 3) if getattr(prog, "expected_attach_type", 0) == 1 else (0, 1)  # INET_EGRESS
 
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
         if _in(off, TC_CLASSID, 4) or _in(off, DATA_META, 4) or _in(off, WIRE_LEN, 4):
@@ -417,7 +421,7 @@ class LwtXmit(LwtOut):
     prog_type = 12
     name = "lwt_xmit"
     pkt_write = True
-    own_helpers = LwtOut.own_helpers | {20, 21, 29, 30, 23, 13, 38, 43, 9, 40, 135, 10, 11, 48, 73}
+    own_helpers = LwtOut.own_helpers | {20, 21, 29, 30, 23, 13, 38, 43, 9, 40, 135, 10, 11, 73, 41}
 
     def gen_prologue(self, direct_write: bool, prog: Any) -> list[Insn]:
         """lwt_xmit uses ``tc_cls_act_prologue``."""

@@ -84,7 +84,7 @@ class SockAddr(ProgTypeBase):
     def allowed_helpers(self, prog: Any = None) -> set[int]:
         s = super().allowed_helpers(prog)
         att = getattr(prog, "expected_attach_type", 0)
-        if att not in (INET4_BIND, INET6_BIND):
+        if att not in (INET4_CONNECT, INET6_CONNECT):  # bpf_bind: connect hooks only
             s.discard(64)
         if att not in (INET4_CONNECT, INET6_CONNECT, UDP4_SENDMSG, UDP6_SENDMSG, UDP4_RECVMSG,
                        UDP6_RECVMSG, INET4_GETPEERNAME, INET6_GETPEERNAME, INET4_GETSOCKNAME,
@@ -136,7 +136,7 @@ class SockAddr(ProgTypeBase):
 class SockOps(ProgTypeBase):
     prog_type = 13
     name = "sock_ops"
-    own_helpers = frozenset({49, 57, 59, 53, 70, 46, 25, 107, 108, 122, 142, 143, 144, 96})
+    own_helpers = frozenset({49, 57, 59, 53, 70, 46, 25, 107, 108, 122, 142, 143, 144, 96, 81})
     ret_range = (0, 1)
 
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
@@ -213,6 +213,17 @@ class SkReuseport(ProgTypeBase):
     pkt_read = True
     own_helpers = frozenset({82, 26, 68, 46, 160})
 
+    def get_func_proto(self, func_id: int, prog: Any) -> Any:
+        """``sk_reuseport_func_proto``: its bpf_get_socket_cookie takes a socket pointer
+        (``bpf_get_socket_ptr_cookie_proto``), not the context."""
+        proto = super().get_func_proto(func_id, prog)
+        if func_id == 46 and proto is not None:
+            import dataclasses
+
+            from pybpf.helpers.proto import ArgType
+            proto = dataclasses.replace(proto, arg_types=(int(ArgType.ARG_PTR_TO_BTF_ID_SOCK_COMMON),))
+        return proto
+
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
         if off < 0 or off >= 56 or off % size or write:
             return False
@@ -269,6 +280,13 @@ class CgroupSockopt(ProgTypeBase):
     inherit = "base"
     pkt_read = pkt_write = True
     own_helpers = frozenset({122, 107, 108, 49, 57, 96, 25} | CGROUP_COMMON | CGROUP_CURRENT)
+
+    def allowed_helpers(self, prog: Any = None) -> set[int]:
+        """``cg_sockopt_func_proto``: bpf_setsockopt/bpf_getsockopt from setsockopt hooks only."""
+        s = super().allowed_helpers(prog)
+        if getattr(prog, "expected_attach_type", 0) != CGROUP_SETSOCKOPT:
+            s -= {49, 57}
+        return s
 
     gen_prologue = bpf_noop_prologue
     ret_range = (0, 1)

@@ -45,7 +45,7 @@ class Xdp(ProgTypeBase):
     ctx_size = XDP_MD_SIZE
     pkt_read = pkt_write = True
     own_helpers = frozenset({25, 8, 28, 44, 54, 23, 51, 65, 188, 189, 190, 69, 163, 85, 84, 86, 99,
-                             100, 110, 183, 184, 185, 186})
+                             100, 110, 183, 184, 185, 204, 205, 206, 207})
 
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
         if off == MD_EGRESS_IFINDEX and getattr(prog, "expected_attach_type", 0) != BPF_XDP_DEVMAP:

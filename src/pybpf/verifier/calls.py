@@ -39,6 +39,8 @@ MAX_CALL_FRAMES = 8
 BPF_READ, BPF_WRITE = 1, 2
 BPF_MAX_VAR_SIZ = 1 << 29
 CALLER_SAVED = (0, 1, 2, 3, 4, 5)
+FUNC_GET_FUNC_IP = 173
+ENOTSUPP = 524
 
 R = RegType
 _MEM_TYPES: list[int] = [R.PTR_TO_STACK, R.PTR_TO_PACKET, R.PTR_TO_PACKET_META, R.PTR_TO_MAP_KEY,
@@ -144,6 +146,8 @@ class CallsMixin:
             self.fail(errno.EINVAL, f"program of this type cannot use helper {name}#{fid}\n")
         if not self.inp.gpl_compatible and fn.gpl_only:
             self.fail(errno.EINVAL, "cannot call GPL-restricted function from non-GPL compatible program\n")
+        if fn.might_sleep and not self.prog_info.sleepable:
+            self.fail(errno.EINVAL, "helper call might sleep in a non-sleepable prog\n")
         if fn.might_sleep and self.state.active_rcu:  # kfunc sections (verifier/kfuncs.py)
             self.fail(errno.EINVAL, f"sleepable helper {name}#{fid} in rcu_read_lock region\n")
         if fn.might_sleep and self.state.active_preempt_locks:
@@ -267,8 +271,20 @@ class CallsMixin:
             r0.smin = r0.s32_min = -4095
             reg_bounds_sync(r0)
         self.check_map_func_compatibility(meta["map_ptr"], fid)
+        if fid == FUNC_GET_FUNC_IP:
+            self.check_get_func_ip()
         if fid in self.PKT_CHANGING:
             self.clear_all_pkt_pointers()
+
+    def check_get_func_ip(self: Verifier) -> None:
+        """``check_get_func_ip``: only kprobes and trampoline-attached tracing programs
+        know the function they run for."""
+        name = f"{func_id_name(FUNC_GET_FUNC_IP)}#{FUNC_GET_FUNC_IP}"
+        if self.prog_type == 26:  # BPF_PROG_TYPE_TRACING
+            if self.inp.expected_attach_type not in (24, 25, 26):  # fentry, fexit, fmod_ret
+                self.fail(ENOTSUPP, f"func {name} supported only for fentry/fexit/fmod_ret programs\n")
+        elif self.prog_type != 2:  # BPF_PROG_TYPE_KPROBE
+            self.fail(ENOTSUPP, f"func {name} not supported for program type {self.prog_type}\n")
 
     PKT_CHANGING = {9, 10, 11, 13, 18, 19, 31, 32, 38, 39, 43, 44, 50, 54, 61, 62, 63, 65, 73, 74, 75,
                     76, 89 * 0 + 1000, 169 * 0 + 1001, 189, 190, 143 * 0 + 1002}

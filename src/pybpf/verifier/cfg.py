@@ -47,6 +47,7 @@ class SubprogInfo:
     is_cb: bool = False
     is_async_cb: bool = False  # a timer callback: verified as its own path, its own stack root
     changes_pkt_data: bool = False
+    might_sleep: bool = False  # calls (directly or through its callees) a sleepable helper/kfunc
     # from ``func_info`` (``bpf_func_info_aux``, verifier/btf_info.py, global_funcs.py)
     linkage: int = 0  # BTF_FUNC_STATIC / BTF_FUNC_GLOBAL
     btf_id: int = 0

@@ -649,6 +649,7 @@ class _ProgInfo:
         self.expected_attach_type = inp.expected_attach_type
         self.attach_btf_id = inp.attach_btf_id
         self.bpf_capable = inp.bpf_capable
+        self.perfmon_capable = inp.perfmon_capable
         self.gpl_compatible = inp.gpl_compatible
         self.sleepable = bool(inp.prog_flags & (1 << 4))  # BPF_F_SLEEPABLE
         self.attach: Any = None  # attach_target.AttachTarget (check_attach_btf_id)

@@ -453,10 +453,14 @@ def check_global_call(v: Verifier, sub: int, err: int) -> None:
     if st.active_preempt_locks:
         v.fail(errno.EINVAL, "global function calls are not allowed with preemption disabled,\n"
                              "use static function instead\n")
+    sp = v.cfg.subprogs[sub]
+    if sp.might_sleep and (st.active_rcu or st.active_preempt_locks or not v.prog_info.sleepable):
+        v.fail(errno.EINVAL, "global functions that may sleep are not allowed in non-sleepable "
+                             "context,\ni.e., in a RCU/IRQ/preempt-disabled section, or in\n"
+                             "a non-sleepable BPF program context\n")
     if err:
         v.fail(err, f"Caller passes invalid args into func#{sub} ('{name}')\n")
     v.verbose(f"Func#{sub} ('{name}') is global and assumed valid.\n")
-    sp = v.cfg.subprogs[sub]
     if sp.changes_pkt_data:
         v.clear_all_pkt_pointers()
     sp.called = True
@@ -520,6 +524,7 @@ def mark_subprog_effects(v: Verifier) -> None:
     """Which subprograms may change packet data, directly or through the subprograms they
     call (``mark_subprog_changes_pkt_data`` / ``merge_callee_effects``): a call to such a
     global function invalidates the caller's packet pointers."""
+    from pybpf.helpers.kfuncs import KF_SLEEPABLE, kfunc_flags
     from pybpf.verifier.kfuncs import PKT_CHANGING_KFUNCS, kfunc_name
 
     subs = v.cfg.subprogs
@@ -528,17 +533,29 @@ def mark_subprog_effects(v: Verifier) -> None:
         if ins.code != 0x85:
             continue
         s = v.cfg.subprog_of(i)
-        if (ins.src == 0 and ins.imm in v.PKT_CHANGING) or \
-                (ins.src == 2 and kfunc_name(v, ins) in PKT_CHANGING_KFUNCS):
-            subs[s].changes_pkt_data = True
+        if ins.src == 0:
+            if ins.imm in v.PKT_CHANGING:
+                subs[s].changes_pkt_data = True
+            proto = v.get_helper_proto(ins.imm) if 0 <= ins.imm < 1 << 16 else None
+            if proto is not None and proto.might_sleep:
+                subs[s].might_sleep = True
+        elif ins.src == 2:
+            name = kfunc_name(v, ins)
+            if name in PKT_CHANGING_KFUNCS:
+                subs[s].changes_pkt_data = True
+            if name and (kfunc_flags(name, v.prog_type) or 0) & KF_SLEEPABLE:
+                subs[s].might_sleep = True
         elif ins.src == 1:
             callees[s].add(v.cfg.subprog_of(i + ins.imm + 1))
     changed = True
     while changed:
         changed = False
         for s, sp in enumerate(subs):
-            if not sp.changes_pkt_data and any(subs[c].changes_pkt_data for c in callees[s]):
-                sp.changes_pkt_data = changed = True
+            for c in callees[s]:
+                if subs[c].changes_pkt_data and not sp.changes_pkt_data:
+                    sp.changes_pkt_data = changed = True
+                if subs[c].might_sleep and not sp.might_sleep:
+                    sp.might_sleep = changed = True
 
 
 def subprogs_to_verify(v: Verifier) -> list[int]:

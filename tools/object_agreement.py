@@ -1,0 +1,86 @@
+"""Real-world BPF objects, live kernel vs pybpf: every program of every object loaded on
+its own by pybpf's loader (``pybpf.testing.object_logs``) at log level 1; errno, the
+statistics line and the first error line must agree.
+
+    python tools/object_agreement.py [DIR]      # default: Debian's libbpf-tools, xdp-tools
+
+Without DIR the objects are extracted from the ``libbpf-tools`` and ``xdp-tools`` Debian
+packages (``apt-get download``; their binaries embed the objects as libbpf skeletons).
+Programs the live kernel refuses with EPERM and an empty log (fentry/LSM here) are counted
+as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "loader"))
+
+from pybpf.kernel import Kernel  # noqa: E402
+from pybpf.testing.object_logs import ProgLog, program_logs  # noqa: E402
+
+PACKAGES = ("libbpf-tools", "xdp-tools")
+
+
+def _key(pl: ProgLog) -> tuple[int, str, str]:
+    lines = [ln for ln in pl.log.strip().splitlines() if ln]
+    stats = [ln for ln in lines if ln.startswith("processed ")]
+    err = lines[-2] if pl.errno and len(lines) > 1 else ""
+    return pl.errno, stats[-1] if stats else "", err
+
+
+def debian_objects(workdir: Path) -> list[Path]:
+    from test_against_libbpf import extract_bpf_objects
+
+    subprocess.run(["apt-get", "download", *PACKAGES], cwd=workdir, check=True,
+                   capture_output=True, timeout=300)
+    tree = workdir / "tree"
+    for deb in workdir.glob("*.deb"):
+        subprocess.run(["dpkg", "-x", str(deb), str(tree)], check=True, timeout=120)
+    out = []
+    for exe in sorted((tree / "usr" / "sbin").iterdir()):
+        for k, image in enumerate(extract_bpf_objects(exe.read_bytes())):
+            p = workdir / f"{exe.name}.{k}.bpf.o"
+            p.write_bytes(image)
+            out.append(p)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("dir", nargs="?", help="a directory of .o files")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = sorted(Path(args.dir).glob("*.o")) if args.dir else debian_objects(Path(tmp))
+        total = agree = skipped = 0
+        bad: list[str] = []
+        t0 = time.time()
+        for path in paths:
+            live = program_logs(path, "live", 1)
+            ours = program_logs(path, Kernel(), 1)
+            for name, want in live.items():
+                if want.errno == 1 and not want.log.strip():
+                    skipped += 1
+                    continue
+                total += 1
+                got = ours.get(name)
+                if got is not None and _key(got) == _key(want):
+                    agree += 1
+                else:
+                    bad.append(f"{path.name}:{name}: kernel {_key(want)} pybpf "
+                               f"{_key(got) if got else None}")
+        print(f"{len(paths)} objects: {agree}/{total} programs agree (errno, statistics line, "
+              f"first error line); {skipped} skipped (kernel EPERM); {time.time() - t0:.0f}s")
+        for line in bad:
+            print(line)
+    return 0 if agree == total else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
