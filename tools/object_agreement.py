@@ -13,19 +13,13 @@ as skipped.
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "loader"))
-
-from pybpf.kernel import Kernel  # noqa: E402
-from pybpf.testing.object_logs import ProgLog, program_logs  # noqa: E402
-
-PACKAGES = ("libbpf-tools", "xdp-tools")
+from pybpf.kernel import Kernel
+from pybpf.testing.corpora import debian_bpf_objects
+from pybpf.testing.object_logs import ProgLog, program_logs
 
 
 def _key(pl: ProgLog) -> tuple[int, str, str]:
@@ -35,29 +29,12 @@ def _key(pl: ProgLog) -> tuple[int, str, str]:
     return pl.errno, stats[-1] if stats else "", err
 
 
-def debian_objects(workdir: Path) -> list[Path]:
-    from test_against_libbpf import extract_bpf_objects
-
-    subprocess.run(["apt-get", "download", *PACKAGES], cwd=workdir, check=True,
-                   capture_output=True, timeout=300)
-    tree = workdir / "tree"
-    for deb in workdir.glob("*.deb"):
-        subprocess.run(["dpkg", "-x", str(deb), str(tree)], check=True, timeout=120)
-    out = []
-    for exe in sorted((tree / "usr" / "sbin").iterdir()):
-        for k, image in enumerate(extract_bpf_objects(exe.read_bytes())):
-            p = workdir / f"{exe.name}.{k}.bpf.o"
-            p.write_bytes(image)
-            out.append(p)
-    return out
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dir", nargs="?", help="a directory of .o files")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        paths = sorted(Path(args.dir).glob("*.o")) if args.dir else debian_objects(Path(tmp))
+        paths = sorted(Path(args.dir).glob("*.o")) if args.dir else debian_bpf_objects(Path(tmp))
         total = agree = skipped = 0
         bad: list[str] = []
         t0 = time.time()

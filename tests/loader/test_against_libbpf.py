@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import struct
 import subprocess
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from pybpf.loader.elf_object import open_object
 from pybpf.loader.externs import KernelFacts, resolve_externs
 from pybpf.loader.load import LiveSyscalls, create_max_entries, load_object, possible_cpus
 from pybpf.loader.relocate import RelocateOptions, relocate
+from pybpf.testing.corpora import debian_bpf_objects
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 OBJECTS = sorted(EXAMPLES.glob("*.o"))
@@ -132,42 +132,16 @@ def test_examples_load_with_bpftool_tags(path: Path, bpftool: str, kernel: objec
 # ------------------------------------------------------------------ Debian corpus
 
 
-def extract_bpf_objects(blob: bytes) -> list[bytes]:
-    """ELF64 EM_BPF images embedded in a binary (libbpf skeletons embed their object)."""
-    out, pos = [], 0
-    while (i := blob.find(b"\x7fELF\x02\x01", pos)) >= 0:
-        pos = i + 1
-        if i == 0 or i + 64 > len(blob) or struct.unpack_from("<H", blob, i + 18)[0] != 247:
-            continue
-        shoff, = struct.unpack_from("<Q", blob, i + 0x28)
-        shentsize, shnum = struct.unpack_from("<HH", blob, i + 0x3A)
-        end = i + shoff + shentsize * shnum
-        if end <= len(blob):
-            out.append(blob[i:end])
-    return out
-
-
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """BPF objects of Debian's libbpf-tools and xdp-tools, fetched with apt."""
     if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
         pytest.skip("apt-get/dpkg not available to fetch the corpus")
     root = tmp_path_factory.mktemp("corpus")
-    got = subprocess.run(["apt-get", "download", *CORPUS_PACKAGES], cwd=root,
-                         capture_output=True, timeout=300)
-    debs = list(root.glob("*.deb"))
-    if got.returncode != 0 or not debs:
-        pytest.skip(f"apt-get download {' '.join(CORPUS_PACKAGES)} failed: "
-                    f"{got.stderr.decode(errors='replace')[-200:]}")
-    tree = root / "tree"
-    for deb in debs:
-        subprocess.run(["dpkg", "-x", str(deb), str(tree)], check=True, timeout=120)
-    out = []
-    for exe in sorted((tree / "usr" / "sbin").iterdir()):
-        for k, image in enumerate(extract_bpf_objects(exe.read_bytes())):
-            p = root / f"{exe.name}.{k}.bpf.o"
-            p.write_bytes(image)
-            out.append(p)
+    try:
+        out = debian_bpf_objects(root, CORPUS_PACKAGES)
+    except (subprocess.SubprocessError, OSError) as e:
+        pytest.skip(f"apt-get download {' '.join(CORPUS_PACKAGES)} failed: {e}")
     if not out:
         pytest.skip("no BPF objects found in the corpus packages")
     return out

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import bisect
 import errno
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pybpf.btf.ext import LineInfo
 from pybpf.btf.raw import BtfEnum, BtfFunc, BtfFuncProto, BtfInt
 from pybpf.verifier.cfg import VerifyError
 
@@ -35,20 +35,6 @@ BPF_LINE_INFO_SIZE = 16
 MAX_LINEINFO_REC_SIZE = MAX_FUNCINFO_REC_SIZE
 BTF_FUNC_STATIC = 0
 BTF_FUNC_GLOBAL = 1
-
-
-@dataclass(frozen=True)
-class LineInfo:
-    """``struct bpf_line_info``."""
-
-    insn_off: int
-    file_name_off: int
-    line_off: int
-    line_col: int
-
-    @property
-    def line(self) -> int:
-        return self.line_col >> 10
 
 
 class BtfInfoError(VerifyError):

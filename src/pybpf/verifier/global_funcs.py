@@ -148,15 +148,24 @@ def _ctx_struct_matches(v: Verifier, tname: str) -> bool:
     return False
 
 
-def btf_is_prog_ctx_type(v: Verifier, btf: Any, ptr: BtfPtr, arg: int) -> bool:
+def _pointee(btf: Any, ptr: BtfPtr, user_pt_regs_ok: bool) -> Any:
+    """The pointee, typedefs and qualifiers skipped; ``None`` for kprobe/perf-event's own
+    ``bpf_user_pt_regs_t`` typedef (always their context) when ``user_pt_regs_ok``."""
     t = btf[ptr.type]
-    if v.prog_type == PROG_KPROBE:
+    if user_pt_regs_ok:
         while is_modifier(t) and not isinstance(t, BtfTypedef):
             t = btf[t.type]
         if isinstance(t, BtfTypedef) and t.name == "bpf_user_pt_regs_t":
-            return True
+            return None
     while is_modifier(t) or isinstance(t, BtfTypedef):
         t = btf[t.type]
+    return t
+
+
+def btf_is_prog_ctx_type(v: Verifier, btf: Any, ptr: BtfPtr, arg: int) -> bool:
+    t = _pointee(btf, ptr, v.prog_type == PROG_KPROBE)
+    if t is None:
+        return True
     if not isinstance(t, BtfComposite):
         return False
     if not t.name:
@@ -170,15 +179,10 @@ def btf_validate_prog_ctx_type(v: Verifier, btf: Any, ptr: Any, arg: int) -> boo
     if not isinstance(ptr, BtfPtr):
         v.verbose(f"arg#{arg} type isn't a pointer\n")
         return False
-    t = btf[ptr.type]
     pt, eat = v.prog_type, v.inp.expected_attach_type
-    if pt in (PROG_KPROBE, PROG_PERF_EVENT):
-        while is_modifier(t) and not isinstance(t, BtfTypedef):
-            t = btf[t.type]
-        if isinstance(t, BtfTypedef) and t.name == "bpf_user_pt_regs_t":
-            return True
-    while is_modifier(t) or isinstance(t, BtfTypedef):
-        t = btf[t.type]
+    t = _pointee(btf, ptr, pt in (PROG_KPROBE, PROG_PERF_EVENT))
+    if t is None:
+        return True
     if isinstance(t, BtfVoid):
         return True
     tname = t.name
