@@ -52,7 +52,7 @@ def _last_error(log: str) -> str:
     return lines[-2] if len(lines) > 1 else (lines[-1] if lines else "")
 
 
-def live_unprivileged(selected: list[dict[str, Any]]) -> dict[str, tuple[bool, str]]:
+def live_unprivileged(selected: list[dict[str, Any]]) -> dict[str, tuple[bool, str, int]]:
     """Verdict and first error line of every case, loaded without capabilities."""
     with open(SYSCTL) as f:
         old = f.read().strip()
@@ -71,7 +71,7 @@ def live_unprivileged(selected: list[dict[str, Any]]) -> dict[str, tuple[bool, s
                                          log_size=1 << 20, prog_flags=int(c["prog_flags"]))
                     if r.fd >= 0:
                         os.close(r.fd)
-                    out[str(c["index"])] = (r.fd >= 0, _last_error(r.log))
+                    out[str(c["index"])] = (r.fd >= 0, _last_error(r.log), r.errno)
                 with open(path, "w") as f:
                     json.dump(out, f)
             finally:
@@ -80,39 +80,44 @@ def live_unprivileged(selected: list[dict[str, Any]]) -> dict[str, tuple[bool, s
         if os.waitstatus_to_exitcode(status) != 0:
             raise OSError("the capability-less child failed (capset refused?)")
         with open(path) as f:
-            return {k: (bool(v[0]), str(v[1])) for k, v in json.load(f).items()}
+            return {k: (bool(v[0]), str(v[1]), int(v[2])) for k, v in json.load(f).items()}
     finally:
         with open(SYSCTL, "w") as f:
             f.write(old)
         os.unlink(path)
 
 
-def pybpf_unprivileged(c: dict[str, Any]) -> tuple[bool, str]:
+def pybpf_unprivileged(c: dict[str, Any]) -> tuple[bool, str, int]:
     r = bpf_check(VerifierInput(insns=decode(bytes.fromhex(c["insns"])), prog_type=SOCKET_FILTER,
                                 prog_flags=int(c["prog_flags"]), log_level=1, bpf_capable=False,
-                                perfmon_capable=False, net_admin=False))
-    return r.errno == 0, _last_error(r.log)
+                                perfmon_capable=False, net_admin=False,
+                                map_by_fd=lambda fd: corpus.labeller_map_by_fd({}, fd)))
+    return r.errno == 0, _last_error(r.log), r.errno
 
 
-def compare(selected: list[dict[str, Any]]) -> tuple[int, int, int, list[str]]:
-    """(verdicts equal, messages equal, both rejected, disagreements)."""
+def compare(selected: list[dict[str, Any]]) -> tuple[int, int, int, int, list[str]]:
+    """(verdicts equal, messages equal, errnos equal, both rejected, disagreements)."""
     want = live_unprivileged(selected)
-    verdict = msg = rejected = 0
+    verdict = msg = errs = rejected = 0
     diffs = []
     for c in selected:
-        k_ok, k_err = want[str(c["index"])]
-        p_ok, p_err = pybpf_unprivileged(c)
+        k_ok, k_err, k_errno = want[str(c["index"])]
+        p_ok, p_err, p_errno = pybpf_unprivileged(c)
         if k_ok != p_ok:
             diffs.append(f"VERDICT {c['index']} [{c['descr']}] kernel={k_ok} {k_err!r} pybpf={p_ok} {p_err!r}")
             continue
         verdict += 1
         if not k_ok:
             rejected += 1
+            if k_errno == p_errno:
+                errs += 1
+            else:
+                diffs.append(f"ERRNO {c['index']} [{c['descr']}] kernel={k_errno} pybpf={p_errno} {k_err!r}")
             if k_err == p_err:
                 msg += 1
             else:
                 diffs.append(f"MESSAGE {c['index']} [{c['descr']}] kernel={k_err!r} pybpf={p_err!r}")
-    return verdict, msg, rejected, diffs
+    return verdict, msg, errs, rejected, diffs
 
 
 def main() -> int:
@@ -124,8 +129,9 @@ def main() -> int:
         print(f"needs the live bpf() as root: {why or 'not root'}")
         return 2
     selected = cases()
-    verdict, msg, rejected, diffs = compare(selected)
-    print(f"unprivileged: verdict {verdict}/{len(selected)}, message {msg}/{rejected}")
+    verdict, msg, errs, rejected, diffs = compare(selected)
+    print(f"unprivileged: verdict {verdict}/{len(selected)}, message {msg}/{rejected}, "
+          f"errno {errs}/{rejected}")
     if args.list:
         print("\n".join(diffs))
     return 0

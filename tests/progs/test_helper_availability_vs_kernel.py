@@ -41,17 +41,19 @@ def _first_error(log: str) -> str:
     return lines[0] if lines else ""
 
 
-def _kernel(kernel: ModuleType, ptype: int, fid: int, eat: int) -> tuple[int, str]:
+def _kernel(kernel: ModuleType, ptype: int, fid: int, eat: int, btf_id: int = 0) -> tuple[int, str]:
     r = kernel.prog_load(ptype, encode(_bare(fid)), log_level=1, log_size=1 << 16,
-                         expected_attach_type=eat)
+                         expected_attach_type=eat, attach_btf_id=btf_id)
     if r.fd >= 0:
         kernel.close(r.fd)
     return r.errno, _first_error(r.log)
 
 
-def _ours(ptype: int, fid: int, eat: int, bpf: bool = True, perfmon: bool = True) -> tuple[int, str]:
+def _ours(ptype: int, fid: int, eat: int, bpf: bool = True, perfmon: bool = True,
+          btf_id: int = 0) -> tuple[int, str]:
     r = bpf_check(VerifierInput(insns=_bare(fid), prog_type=ptype, log_level=1,
-                                expected_attach_type=eat, bpf_capable=bpf, perfmon_capable=perfmon))
+                                expected_attach_type=eat, bpf_capable=bpf, perfmon_capable=perfmon,
+                                attach_btf_id=btf_id))
     return r.errno, (r.extra.get("error_line", "") if r.errno else "")
 
 
@@ -64,6 +66,21 @@ def test_helper_availability_as_kernel(kernel: ModuleType, ptype: int) -> None:
         got = _ours(ptype, fid, eat)
         if got != want:
             diffs.append(f"helper {fid}: kernel {want} pybpf {got}")
+    assert not diffs, "\n".join(diffs)
+
+
+@pytest.mark.parametrize(("eat", "target"), [(28, "task"), (23, "sched_switch")],
+                         ids=["iter_task", "tp_btf_sched_switch"])
+def test_tracing_helper_availability_as_kernel(kernel: ModuleType, eat: int, target: str) -> None:
+    """BPF_PROG_TYPE_TRACING attached by BTF (iterator, tp_btf): the seq_file helpers, the
+    attach cookie and the BTF-pointer variants of socket/xdp helpers."""
+    from pybpf.verifier.attach_target import vmlinux_btf_id
+
+    btf_id = vmlinux_btf_id(target, eat)
+    if not btf_id:
+        pytest.skip("no vmlinux BTF for the attach target")
+    diffs = [f"helper {fid}: kernel {want} pybpf {got}" for fid in range(1, MAX_HELPER + 1)
+             if (want := _kernel(kernel, 26, fid, eat, btf_id)) != (got := _ours(26, fid, eat, btf_id=btf_id))]
     assert not diffs, "\n".join(diffs)
 
 

@@ -16,7 +16,7 @@ import pytest
 from pybpf.kernel import Kernel
 from pybpf.testing.object_logs import normalize, program_logs
 
-OBJECTS = sorted((Path(__file__).parent / "global_funcs").glob("*.o"))
+OBJECTS = sorted((Path(__file__).parent / "global_funcs").glob("globals_*.o"))
 
 
 @pytest.mark.parametrize("level", [1, 2, 4])

@@ -217,15 +217,23 @@ class BpfProg:
 
             raise BpfError(22, "program has no runtime (freed?)")
         if not self.kernel.stats_enabled():
-            return int(func.run(*args, ctx=ctx, cpu=cpu, prog=self, kernel=self.kernel))
+            return self._run(func, args, ctx, cpu)
         start = time.perf_counter_ns()
         try:
-            return int(func.run(*args, ctx=ctx, cpu=cpu, prog=self, kernel=self.kernel))
+            return self._run(func, args, ctx, cpu)
         finally:
             elapsed = time.perf_counter_ns() - start
             with self._lock:
                 self.stats.run_cnt += 1
                 self.stats.run_time_ns += elapsed
+
+    def _run(self, func: Any, args: tuple[int, ...], ctx: Any, cpu: int) -> int:
+        from pybpf.verifier.exceptions import BpfThrow, run_exception_callback
+
+        try:
+            return int(func.run(*args, ctx=ctx, cpu=cpu, prog=self, kernel=self.kernel))
+        except BpfThrow as throw:  # every frame unwound: the exception callback answers
+            return run_exception_callback(self, func, throw, ctx, cpu)
 
     def map_ids(self) -> list[int]:
         return [m.id for m in self.used_maps]

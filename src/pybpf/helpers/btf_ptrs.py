@@ -75,6 +75,20 @@ def _new_protos() -> list[FuncProto]:
     ]
     out += [FuncProto(fid, name, _skc_to, int(RetType.RET_PTR_TO_BTF_ID), (SOCK_COMMON,),
                       ret_flags=PTR_MAYBE_NULL, extra=dict(BTF_IDS[fid])) for fid, name in skc]
+    ro_mem = int(ArgType.ARG_PTR_TO_MEM) | int(ArgFlag.MEM_RDONLY)
+    size0 = int(ArgType.ARG_CONST_SIZE_OR_ZERO)
+    anything = int(ArgType.ARG_ANYTHING)
+    map_ptr = int(ArgType.ARG_CONST_MAP_PTR)
+    out += [  # tracing only: perf output of a kernel skb/xdp_buff, a file's socket
+        FuncProto(111, "skb_output", None, int(RetType.RET_INTEGER),
+                  (BTF_ID, map_ptr, anything, ro_mem, size0), gpl_only=True,
+                  extra={"arg_btf": {0: "sk_buff"}}),
+        FuncProto(121, "xdp_output", None, int(RetType.RET_INTEGER),
+                  (BTF_ID, map_ptr, anything, ro_mem, size0), gpl_only=True,
+                  extra={"arg_btf": {0: "xdp_buff"}}),
+        FuncProto(162, "sock_from_file", None, int(RetType.RET_PTR_TO_BTF_ID), (BTF_ID,),
+                  ret_flags=PTR_MAYBE_NULL, extra={"arg_btf": {0: "file"}, "ret_btf": "socket"}),
+    ]
     # bpf_skc_to_mptcp_sock takes a socket register, not a BTF pointer (ARG_PTR_TO_SOCK_COMMON)
     out.append(FuncProto(196, "skc_to_mptcp_sock", _skc_to, int(RetType.RET_PTR_TO_BTF_ID),
                          (int(ArgType.ARG_PTR_TO_SOCK_COMMON),), ret_flags=PTR_MAYBE_NULL,

@@ -275,6 +275,13 @@ def nop(ctx: RunContext, *_: int) -> int:
     return 0
 
 
+def _throw(ctx: RunContext, cookie: int, *_: int) -> int:
+    """``bpf_throw``: unwind to the program's run, which calls the exception callback."""
+    from pybpf.verifier.exceptions import BpfThrow
+
+    raise BpfThrow(cookie)
+
+
 IMPLS: dict[str, Impl] = {
     "bpf_iter_num_new": iter_num_new,
     "bpf_iter_num_next": iter_num_next,
@@ -286,6 +293,7 @@ IMPLS: dict[str, Impl] = {
     "bpf_rcu_read_unlock": nop,
     "bpf_preempt_disable": nop,
     "bpf_preempt_enable": nop,
+    "bpf_throw": _throw,
     **STR_IMPLS,
 }
 

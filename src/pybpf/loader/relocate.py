@@ -150,6 +150,29 @@ def _relocate_calls(obj: BpfObjectSpec, main: ProgramSpec, opts: RelocateOptions
                                   r.sym_name) for r in main.relos]
     main.sub_insn_off = 0
     _reloc_code(obj, main, main, opts, log)
+    # libbpf appends the exception callback the main function's decl tag names: nothing
+    # calls it, the kernel finds it by its func_info record
+    exc = _exception_callback(obj, main)
+    if exc is not None and exc.sub_insn_off == 0:
+        _append_subprog(main, exc, log)
+        _reloc_code(obj, main, exc, opts, log)
+
+
+def _exception_callback(obj: BpfObjectSpec, main: ProgramSpec) -> ProgramSpec | None:
+    """The subprogram ``exception_callback:<name>`` on ``main``'s BTF FUNC names."""
+    from pybpf.btf.raw import BtfDeclTag, BtfFunc
+
+    btf = obj.btf
+    if btf is None:
+        return None
+    funcs = {t.id for t in btf.types if isinstance(t, BtfFunc) and t.name == main.name}
+    prefix = "exception_callback:"
+    for t in btf.types:
+        if isinstance(t, BtfDeclTag) and t.type in funcs and t.component_idx == -1 \
+                and t.name.startswith(prefix):
+            name = t.name[len(prefix):]
+            return next((p for p in obj.programs if p.is_subprog and p.name == name), None)
+    return None
 
 
 def _find_relo(prog: ProgramSpec, insn_idx: int) -> RelocDesc | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pybpf.helpers.proto import FuncProto
+from pybpf.helpers.proto import ArgType, FuncProto
 from pybpf.isa.insn import Insn
 from pybpf.progs.ops import register_prog_type
 from pybpf.progs.type_base import ProgTypeBase, narrow_ok
@@ -118,17 +118,40 @@ class RawTracepointWritable(RawTracepoint):
         return super().is_valid_access(off, size, write, prog, info)
 
 
+#: attach types whose tracing programs know their attach cookie (raw_tp, or a trampoline)
+_COOKIE_ATTACH = frozenset({23, 24, 25, 26, 27, 43})
+_BTF_ID = int(ArgType.ARG_PTR_TO_BTF_ID)
+#: ``bpf_get_socket_ptr_cookie_proto``, ``bpf_xdp_get_buff_len_trace_proto``
+_TRACING_VARIANTS: dict[int, tuple[tuple[int, ...], dict[int, str]]] = {
+    46: ((int(ArgType.ARG_PTR_TO_BTF_ID_SOCK_COMMON),), {}),
+    188: ((_BTF_ID,), {0: "xdp_buff"}),
+}
+
+
 class Tracing(RawTracepoint):
     prog_type = 26
     name = "tracing"
     own_helpers = frozenset({25, 27, 67, 173, 174, 111, 121, 136, 137, 138, 139, 140, 178, 180, 107, 108,
-                             162, 46, 188, 126, 127, 150, 147, 183, 184, 185})
+                             162, 46, 188, 126, 127, 150, 147, 183, 184, 185, 196})
 
     def get_func_proto(self, func_id: int, prog: Any) -> FuncProto | None:
-        """``tracing_prog_func_proto``: the seq_file helpers only for iterators."""
-        if func_id in _ITER_ONLY_HELPERS and getattr(prog, "expected_attach_type", 0) != _TRACE_ITER:
+        """``tracing_prog_func_proto``: the seq_file helpers only for iterators, the attach
+        cookie only with a trampoline (or raw_tp), and BTF-pointer variants of the helpers
+        that elsewhere take the context."""
+        eat = getattr(prog, "expected_attach_type", 0)
+        if func_id in _ITER_ONLY_HELPERS and eat != _TRACE_ITER:
             return None
-        return super().get_func_proto(func_id, prog)
+        if func_id == 174 and eat not in _COOKIE_ATTACH:
+            return None
+        proto = super().get_func_proto(func_id, prog)
+        variant = _TRACING_VARIANTS.get(func_id)
+        if proto is not None and variant is not None:
+            import dataclasses
+
+            args, arg_btf = variant
+            proto = dataclasses.replace(proto, arg_types=args,
+                                        extra={**proto.extra, "arg_btf": arg_btf})
+        return proto
 
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any,
                         info: dict[str, Any]) -> bool:

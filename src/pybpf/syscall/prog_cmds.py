@@ -199,7 +199,12 @@ def _adjust_btf_offsets(prog: BpfProg, starts: list[int], extra: dict[str, Any])
     if prog.func_info and frec >= 8:
         old = bytes(prog.func_info)
         ids = sub_ids if sub_ids is not None else list(range(len(starts)))
-        if len(ids) != len(starts) or max(ids, default=-1) >= prog.func_info_cnt:
+        if len(ids) != len(starts):
+            return
+        # hidden subprograms (the default exception callback, id -1) have no record
+        starts = [off for sid, off in zip(ids, starts, strict=True) if sid >= 0]
+        ids = [sid for sid in ids if sid >= 0]
+        if max(ids, default=-1) >= prog.func_info_cnt:
             return
         out = bytearray()
         for sid, off in zip(ids, starts, strict=True):
@@ -450,8 +455,12 @@ def _bpf_check(call: Call, prog: BpfProg) -> None:
     prog.verified_insns = res.verified_insns
     prog.stack_depth = res.stack_depth
     starts = list(res.subprog_starts or [0])
-    prog.func_cnt = len(starts) if len(starts) > 1 else 0
+    # func_cnt leaves hidden subprograms (the default exception callback, id -1) out
+    visible = [sid for sid in res.extra.get("subprog_ids", range(len(starts))) if sid >= 0]
+    prog.func_cnt = len(visible) if len(starts) > 1 else 0
     _adjust_btf_offsets(prog, starts, res.extra)
+    if res.extra.get("exception_cb") is not None:  # where bpf_throw lands (verifier/exceptions.py)
+        prog.aux["exception_cb"] = res.extra["exception_cb"]
     for bmap in res.used_maps:
         kmap = kernel.kmap_of(bmap)
         if kmap is not None and kmap not in prog.used_maps:

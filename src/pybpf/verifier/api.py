@@ -58,10 +58,26 @@ class VerifierInput:
             self.line_info_raw = b"".join(_u32s(r) for r in self.line_info)
 
 
+def _exception_cb_start(v: Any, patcher: Any) -> int | None:
+    """Where the exception callback starts in the xlated program (the program's own, or
+    the hidden default one), for the run time of ``bpf_throw``; ``None`` if it never throws."""
+    from pybpf.verifier.exceptions import exception_callback
+
+    exc = exception_callback(v)
+    want = exc if exc else (-1 if v.seen_exception else None)
+    if want is None:
+        return None
+    for start, sid in zip(patcher.subprog_starts, patcher.subprog_ids, strict=False):
+        if sid == want:
+            return int(start)
+    return None
+
+
 def _stack_depth_line(v: Any) -> str:
     """The statistics' ``stack depth 8+0``: each subprogram's depth, rounded to 8."""
+    n = (len(v.cfg.subprogs) or 1) + (v.exception_cb_start is not None)  # + a hidden callback
     return "stack depth " + "+".join(str((v.max_stack.get(i, 0) + 7) // 8 * 8)
-                                     for i in range(len(v.cfg.subprogs) or 1)) + "\n"
+                                     for i in range(n)) + "\n"
 
 
 def _u32s(rec: Any) -> bytes:
@@ -142,6 +158,7 @@ def bpf_check(inp: VerifierInput) -> VerifierResult:
                               verified_insns=v.insn_processed,
                               extra={"error_line": e.message.strip(),
                                      "insn_processed": v.insn_processed, "time_us": elapsed_us})
+    exc_start = _exception_cb_start(v, patcher)
     if depth_at >= 0:  # the stack the fixups added (inlined bpf_loop spills) counts too
         log.parts[depth_at] = _stack_depth_line(v)
     depth = max(v.max_stack.values(), default=0)
@@ -154,4 +171,5 @@ def bpf_check(inp: VerifierInput) -> VerifierResult:
                                  "linfo_insn_offs": list(patcher.linfo_offs),
                                  "linfo_ids": list(patcher.linfo_ids),
                                  "subprog_ids": list(patcher.subprog_ids[:-1]),
+                                 "exception_cb": exc_start,
                                  "insn_aux": patcher.aux})

@@ -40,6 +40,11 @@ BPF_READ, BPF_WRITE = 1, 2
 BPF_MAX_VAR_SIZ = 1 << 29
 CALLER_SAVED = (0, 1, 2, 3, 4, 5)
 FUNC_GET_FUNC_IP = 173
+FUNC_D_PATH = 147
+#: ``btf_allowlist_d_path``: the functions whose fentry/fexit programs may call bpf_d_path
+D_PATH_ALLOWLIST = frozenset({"security_file_permission", "security_inode_getattr",
+                              "security_file_open", "security_path_truncate", "vfs_truncate",
+                              "vfs_fallocate", "dentry_open", "vfs_getattr", "filp_close"})
 ENOTSUPP = 524
 
 R = RegType
@@ -146,6 +151,8 @@ class CallsMixin:
             self.fail(errno.EINVAL, f"program of this type cannot use helper {name}#{fid}\n")
         if not self.inp.gpl_compatible and fn.gpl_only:
             self.fail(errno.EINVAL, "cannot call GPL-restricted function from non-GPL compatible program\n")
+        if fid == FUNC_D_PATH and not self.d_path_allowed():
+            self.fail(errno.EINVAL, "helper call is not allowed in probe\n")
         if fn.might_sleep and not self.prog_info.sleepable:
             self.fail(errno.EINVAL, "helper call might sleep in a non-sleepable prog\n")
         if fn.might_sleep and self.state.active_rcu:  # kfunc sections (verifier/kfuncs.py)
@@ -275,6 +282,16 @@ class CallsMixin:
             self.check_get_func_ip()
         if fid in self.PKT_CHANGING:
             self.clear_all_pkt_pointers()
+
+    def d_path_allowed(self: Verifier) -> bool:
+        """``bpf_d_path_allowed``: iterators, LSM programs, and programs attached to an
+        allow-listed function (a path there is known to be stable)."""
+        if self.prog_type == 26 and self.inp.expected_attach_type == 28:  # BPF_TRACE_ITER
+            return True
+        if self.prog_type == 29:  # BPF_PROG_TYPE_LSM (6.18: its sleepable hooks)
+            return True
+        attach = getattr(self, "attach", None)
+        return getattr(attach, "tname", "") in D_PATH_ALLOWLIST
 
     def check_get_func_ip(self: Verifier) -> None:
         """``check_get_func_ip``: only kprobes and trampoline-attached tracing programs
@@ -579,17 +596,20 @@ class CallsMixin:
             self.log.mark_clean()
         st.frames.pop()
 
-    def check_return_code(self: Verifier) -> None:
-        self.check_reg_arg(0, src=True)
-        reg = self.regs[0]
+    def check_return_code(self: Verifier, regno: int = 0, name: str = "R0") -> None:
+        """``check_return_code``: R0 at the program's exit (R1 at a ``bpf_throw`` whose
+        cookie becomes the return value)."""
+        self.check_reg_arg(regno, src=True)
+        reg = self.regs[regno]
         if not self.allow_ptr_leaks and reg.type != R.SCALAR_VALUE:
-            self.fail(errno.EACCES, "R0 leaks addr as return value\n")
+            self.fail(errno.EACCES, f"{name} leaks addr as return value\n")
         ops = self.prog_ops
         rng = None
         exit_ctx = "At program exit"
+        frame0 = self.state.frames[0]
         if self.state.cur.in_async_callback:  # timer callbacks must return 0
             exit_ctx, rng = "At async callback return", (0, 0)
-        elif self.state.frames[0].subprogno:  # a global function: any scalar
+        elif frame0.subprogno and not frame0.in_exception_callback:  # a global function
             if reg.type != R.SCALAR_VALUE:
                 self.fail(errno.EINVAL, "At subprogram exit the register R0 is not a scalar value "
                                         f"({reg_type_str(reg.type)})\n")
@@ -599,11 +619,12 @@ class CallsMixin:
         if rng is None:
             return
         if reg.type != R.SCALAR_VALUE:
-            self.fail(errno.EINVAL, f"{exit_ctx} the register R0 is not a known value ({reg_type_str(reg.type)})\n")
-        self.mark_chain_precision(0)
+            self.fail(errno.EINVAL, f"{exit_ctx} the register {name} is not a known value "
+                                    f"({reg_type_str(reg.type)})\n")
+        self.mark_chain_precision(regno)
         lo, hi = rng
         if not (reg.smin >= lo and reg.smax <= hi):
-            self.fail(errno.EINVAL, invalid_scalar_text(reg, lo, hi, exit_ctx, "R0"))
+            self.fail(errno.EINVAL, invalid_scalar_text(reg, lo, hi, exit_ctx, name))
 
 
 def invalid_scalar_text(reg: Reg, lo: int, hi: int, ctx: str, name: str) -> str:

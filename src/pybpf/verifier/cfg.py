@@ -48,6 +48,7 @@ class SubprogInfo:
     is_async_cb: bool = False  # a timer callback: verified as its own path, its own stack root
     changes_pkt_data: bool = False
     might_sleep: bool = False  # calls (directly or through its callees) a sleepable helper/kfunc
+    is_exception_cb: bool = False  # the program's exception callback (verifier/exceptions.py)
     # from ``func_info`` (``bpf_func_info_aux``, verifier/btf_info.py, global_funcs.py)
     linkage: int = 0  # BTF_FUNC_STATIC / BTF_FUNC_GLOBAL
     btf_id: int = 0
@@ -219,12 +220,20 @@ def check_cfg(insns: list[Insn], info: CfgInfo, log, bpf_capable: bool = True,
             return r
         return push(t, t + ins.off + 1, _BRANCH)
 
-    while stack:
-        t = stack[-1]
-        r = visit(t)
-        if r == 0:
-            state[t] = _EXPLORED
-            stack.pop()
+    # the exception callback is reached by every bpf_throw, not by a call: a second root
+    roots = [sp.start for sp in info.subprogs[1:] if sp.is_exception_cb and state[sp.start] == 0]
+    while True:
+        while stack:
+            t = stack[-1]
+            r = visit(t)
+            if r == 0:
+                state[t] = _EXPLORED
+                stack.pop()
+        if not roots:
+            break
+        root = roots.pop()
+        state[root] = _DISCOVERED
+        stack.append(root)
     i = 0
     while i < n:
         if state[i] != _EXPLORED:

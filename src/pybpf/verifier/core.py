@@ -108,6 +108,10 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
         self.linfo_offs: list[int] = []
         self.prev_linfo = -1
         self.func_info_rec_size_hint = 0
+        # bpf_throw (verifier/exceptions.py): a throw was seen; the current one ends the path
+        self.seen_exception = False
+        self.exception_exit = False
+        self.exception_cb_start: int | None = None
         self.line_info_rec_size_hint = 0
         self.init_prune()
         self.init_precision()
@@ -201,6 +205,8 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
         check_btf_info_early(self)
         subs = add_subprogs(self.insns, self, inp.bpf_capable)
         add_kfunc_calls(self)
+        from pybpf.verifier.exceptions import add_exception_callback
+        subs = add_exception_callback(self, subs)
         if self.log.level & 2:
             self.log("".join(f"func#{i} @{s.start}\n" for i, s in enumerate(subs)))
         self.cfg = CfgInfo(subs)
@@ -243,7 +249,11 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
         self.prev_insn_idx = -1
         self.log.mark_all_scratched()  # init_func_state
         if sub:
+            frame.in_exception_callback = info.is_exception_cb
             global_funcs.init_subprog_args(self, sub, frame.regs)
+            if info.is_exception_cb:
+                from pybpf.verifier.exceptions import check_exception_callback_args
+                check_exception_callback_args(self, sub)
         else:
             global_funcs.check_main_prototype(self)
             r1 = frame.regs[1]
@@ -259,7 +269,10 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
         """``do_check_subprogs``: verify each global function a verified path called, until
         no new one is called."""
         from pybpf.verifier import global_funcs
+        from pybpf.verifier.exceptions import exception_callback
 
+        if exc_cb := exception_callback(self):  # every throw may call it
+            self.cfg.subprogs[exc_cb].called = True
         while todo := global_funcs.subprogs_to_verify(self):
             for sub in todo:
                 self.do_check_common(sub)
@@ -429,6 +442,14 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
                         self.check_func_call(ins)
                     elif ins.src == 2:
                         self.check_kfunc_call(ins)
+                        if self.exception_exit:  # bpf_throw: process_bpf_exit_full
+                            self.exception_exit = False
+                            self.check_resource_leak(True, not self.state.curframe, "bpf_throw")
+                            sl.commit_write_marks()
+                            if not self._process_exit():
+                                return
+                            do_print_state = True
+                            continue
                     else:
                         self.check_helper_call(ins)
                         self.log.scratched_regs |= 0x3F  # caller-saved R0-R5 (check_reg_arg)
@@ -603,6 +624,10 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
             end = subs[s + 1].start if s + 1 < len(subs) else len(insns)
             for i in range(start, end):
                 ins = insns[i]
+                if in_cb and ins.code == 0x85 and ins.src == 2 and \
+                        (self.aux[i].get("kfunc") or (0, ""))[1] == "bpf_throw":
+                    self.fail(errno.EINVAL, f"bpf_throw kfunc (insn {i}) cannot be called from "
+                                            f"callback subprog {s}\n")
                 if (ins.code == 0x85 and ins.src == 1) or (ins.code == 0x18 and ins.src == 4):
                     t = self.cfg.subprog_of(i + ins.imm + 1)
                     # a callback referenced here runs on top of this frame, unless it is a

@@ -158,7 +158,7 @@ def prepare(case: dict[str, Any]) -> Prepared:
     flags = case["prog_flags"]
     inp = VerifierInput(insns=insns, prog_type=case["prog_type"],
                         expected_attach_type=case.get("expected_attach_type") or 0,
-                        prog_flags=flags, log_level=0, map_by_fd=lambda fd: _map_by_fd(by_fd, fd),
+                        prog_flags=flags, log_level=0, map_by_fd=lambda fd: labeller_map_by_fd(by_fd, fd),
                         attach_btf_id=_attach_btf_id(case), **_btf_info(case))
     prep = Prepared(inp, by_fd, stubs)
     if any(fx["kind"] == "kfunc_btf_id" for fx in case["fixups"]):
@@ -196,7 +196,7 @@ def _btf_info(case: dict[str, Any]) -> dict[str, Any]:
             "func_info": [tuple(r) for r in case["func_info"]]}
 
 
-def _map_by_fd(by_fd: dict[int, Any], fd: int) -> Any:
+def labeller_map_by_fd(by_fd: dict[int, Any], fd: int) -> Any:
     """The labeller's fd table: its maps, and stdin/stdout/stderr open but no maps (EINVAL)."""
     if fd in by_fd:
         return by_fd[fd]

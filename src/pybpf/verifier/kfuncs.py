@@ -67,14 +67,14 @@ CALLER_SAVED = (0, 1, 2, 3, 4, 5)
  KF_ARG_PTR_TO_TASK_WORK) = range(20)
 
 #: kfuncs whose verification needs machinery pybpf does not model yet (allocated objects,
-#: graph collections, dynptrs from kfuncs, callbacks, workqueues, irq flags, exceptions,
+#: graph collections, dynptrs from kfuncs, callbacks, workqueues, irq flags,
 #: resilient locks, arena). Calling one is refused with ENOTSUPP rather than guessed at.
 UNSUPPORTED = frozenset({
     "bpf_obj_new_impl", "bpf_percpu_obj_new_impl", "bpf_obj_drop_impl", "bpf_percpu_obj_drop_impl",
     "bpf_refcount_acquire_impl", "bpf_list_push_front_impl", "bpf_list_push_back_impl",
     "bpf_list_pop_front", "bpf_list_pop_back", "bpf_list_front", "bpf_list_back",
     "bpf_rbtree_add_impl", "bpf_rbtree_remove", "bpf_rbtree_first", "bpf_rbtree_root",
-    "bpf_rbtree_left", "bpf_rbtree_right", "bpf_throw", "bpf_wq_init", "bpf_wq_set_callback_impl",
+    "bpf_rbtree_left", "bpf_rbtree_right", "bpf_wq_init", "bpf_wq_set_callback_impl",
     "bpf_wq_start", "bpf_local_irq_save", "bpf_local_irq_restore", "bpf_res_spin_lock",
     "bpf_res_spin_unlock", "bpf_res_spin_lock_irqsave", "bpf_res_spin_unlock_irqrestore",
     "bpf_session_cookie", "bpf_task_work_schedule_signal_impl", "bpf_task_work_schedule_resume_impl",
@@ -319,6 +319,10 @@ def check_kfunc_call(v: Verifier, ins: Insn) -> None:
     regs = v.regs
     if meta.release_regno and not v.release_reference(regs[meta.release_regno].ref_obj_id):
         v.fail(errno.EINVAL, f"kfunc {name}#{meta.func_id} reference has not been acquired before\n")
+    if name == "bpf_throw":
+        from pybpf.verifier.exceptions import check_bpf_throw
+
+        check_bpf_throw(v)
     for r in CALLER_SAVED:
         mark_not_init(regs[r])
     v.log.scratched_regs |= 0x3F

@@ -245,7 +245,11 @@ class MemMixin:
             min_off = reg.smin + off
             max_off = reg.smax + off + size
         err = 0
-        if min_off < -MAX_BPF_STACK or min_off > -1:
+        # check_stack_slot_within_bounds: without CAP_PERFMON a read must stay within the
+        # stack written so far
+        min_valid = -MAX_BPF_STACK if t == BPF_WRITE or self.allow_uninit_stack else \
+            -self.frame_of(reg).allocated_stack
+        if min_off < min_valid or min_off > -1:
             err = errno.EACCES
         elif max_off > 0:  # out of the stack into non-negative offsets
             err = errno.EINVAL

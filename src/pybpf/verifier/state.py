@@ -52,7 +52,7 @@ class FuncState:
     """One call frame: registers, stack, and where it was called from."""
 
     __slots__ = ("callback_depth", "callback_ret_range", "callsite", "frameno", "in_async_callback",
-                 "in_callback", "regs", "stack", "subprogno")
+                 "in_callback", "in_exception_callback", "regs", "stack", "subprogno")
 
     def __init__(self, frameno: int = 0, subprogno: int = 0, callsite: int = -1) -> None:
         self.frameno = frameno
@@ -62,6 +62,7 @@ class FuncState:
         self.stack: list[StackSlot] = []
         self.in_callback = False
         self.in_async_callback = False
+        self.in_exception_callback = False
         self.callback_depth = 0  # callbacks of this frame's bpf_loop call unrolled so far
         self.callback_ret_range = (0, 0)
         for r in self.regs:
@@ -80,6 +81,7 @@ class FuncState:
         f.callsite = self.callsite
         f.in_callback = self.in_callback
         f.in_async_callback = self.in_async_callback
+        f.in_exception_callback = self.in_exception_callback
         f.callback_depth = self.callback_depth
         f.callback_ret_range = self.callback_ret_range
         f.regs = [r.copy() for r in self.regs]
