@@ -31,6 +31,7 @@ from pybpf.maps.arraybase import (
     SIZEOF_BPF_ARRAY,
     array_get_next_key,
     array_map_alloc_check,
+    colocate_after_header,
 )
 from pybpf.maps.base import BaseMapOps, ForEachCallback
 from pybpf.maps.batch import BatchResult, generic_lookup_batch, generic_update_batch
@@ -40,10 +41,10 @@ from pybpf.maps.common import (
     store_value,
     value_with_lock_zeroed,
 )
-from pybpf.maps.core import _BY_ADDR, MAP_HEADER_SIZE, BpfMap, MapAttr
+from pybpf.maps.core import BpfMap, MapAttr
 from pybpf.maps.mmap_view import MapMmap, map_mmap
 from pybpf.maps.ops import register_map_ops
-from pybpf.maps.storage import alloc_pages, alloc_region, map_regions
+from pybpf.maps.storage import alloc_pages, alloc_region
 from pybpf.runtime.memory import Region
 from pybpf.uapi import BPF_EXIST, BPF_F_LOCK, BPF_F_MMAPABLE, BPF_MAP_TYPE_ARRAY, BPF_NOEXIST
 
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
 #: ``offsetof(struct bpf_array, value)`` on x86-64 Linux 6.18 (the ``r1 += 312`` of an
 #: inlined array lookup in ``bpftool prog dump xlated``).
 ARRAY_VALUE_OFF = 312
-_GUARD = 16  # unregistered bytes around the allocation, as the memory registry keeps
 
 
 class ArrayMap(BpfMap):
@@ -86,26 +86,10 @@ class ArrayMap(BpfMap):
 
     def _colocate(self, size: int) -> Region:
         """One allocation for header and values, values at ``ARRAY_VALUE_OFF``."""
-        import ctypes
-
         from pybpf.maps.common import check_mem
 
         check_mem(size)
-        size = max(size, 1)
-        total = _GUARD + ARRAY_VALUE_OFF + size + _GUARD
-        buf = (ctypes.c_uint64 * ((total + 7) // 8))()
-        start = ctypes.addressof(buf) + _GUARD
-        raw = memoryview(buf).cast("B")
-        header = Region(start, MAP_HEADER_SIZE, self.header.name,
-                        raw[_GUARD:_GUARD + MAP_HEADER_SIZE], True, False, buf, self)
-        off = _GUARD + ARRAY_VALUE_OFF
-        values = Region(start + ARRAY_VALUE_OFF, size, f"map {self.name!r} values",
-                        raw[off:off + size], True, True, buf, self)
-        self.release_header()
-        self.header = self.mem.add(header)
-        _BY_ADDR[header.start] = self
-        self.mem.add(values)
-        map_regions(self).append(values)
+        values = colocate_after_header(self, ARRAY_VALUE_OFF, max(size, 1), "values", True)
         self.values_follow_header = True
         return values
 

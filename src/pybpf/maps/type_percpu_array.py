@@ -32,10 +32,10 @@ import sys
 import numpy as np
 
 from pybpf.errors import BpfError
-from pybpf.maps.arraybase import SIZEOF_BPF_ARRAY
+from pybpf.maps.arraybase import SIZEOF_BPF_ARRAY, colocate_after_header
 from pybpf.maps.batch import BatchResult, generic_update_batch
 from pybpf.maps.common import check_mem
-from pybpf.maps.core import _BY_ADDR, MAP_HEADER_SIZE, BpfMap, MapAttr
+from pybpf.maps.core import BpfMap, MapAttr
 from pybpf.maps.ops import register_map_ops
 from pybpf.maps.storage import alloc_region, map_regions
 from pybpf.maps.type_array import ArrayMap, ArrayOps
@@ -45,7 +45,6 @@ from pybpf.uapi import BPF_EXIST, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_NOEXIST
 
 #: ``offsetof(struct bpf_array, pptrs)`` on x86-64 Linux 6.18
 ARRAY_PPTRS_OFF = 312
-_GUARD = 16  # unregistered bytes around the header allocation
 #: ``MAP_NORESERVE`` (Python's mmap module does not export it before 3.13): the value of
 #: the generic Linux ABI (x86-64, arm64, riscv, s390), none where it differs or is unknown
 _MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform == "linux" and
@@ -76,21 +75,7 @@ class PercpuArrayMap(ArrayMap):
 
     def _colocate_pptrs(self, size: int) -> Region:
         """Header and the read-only ``pptrs`` table in one allocation, as ``bpf_array``."""
-        total = _GUARD + ARRAY_PPTRS_OFF + size + _GUARD
-        buf = (ctypes.c_uint64 * ((total + 7) // 8))()
-        start = ctypes.addressof(buf) + _GUARD
-        raw = memoryview(buf).cast("B")
-        header = Region(start, MAP_HEADER_SIZE, self.header.name,
-                        raw[_GUARD:_GUARD + MAP_HEADER_SIZE], True, False, buf, self)
-        off = _GUARD + ARRAY_PPTRS_OFF
-        pptrs = Region(start + ARRAY_PPTRS_OFF, size, f"map {self.name!r} pptrs",
-                       raw[off:off + size], True, False, buf, self)
-        self.release_header()
-        self.header = self.mem.add(header)
-        _BY_ADDR[header.start] = self
-        self.mem.add(pptrs)
-        map_regions(self).append(pptrs)
-        return pptrs
+        return colocate_after_header(self, ARRAY_PPTRS_OFF, size, "pptrs", False)
 
     def _alloc_percpu(self, block: int) -> list[Region]:
         """One region per CPU, ``PCPU_UNIT_STRIDE`` apart, in one lazy reservation."""

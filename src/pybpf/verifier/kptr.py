@@ -82,11 +82,14 @@ def has_kptr(v: Verifier, m: Any) -> bool:
 
 
 def find_field(v: Verifier, m: Any, off: int) -> KptrField | None:
-    """``btf_record_find(rec, off, BPF_KPTR)``."""
-    for kind, foff, _size in v.map_record(m) or ():
-        if kind in (KPTR_UNREF, KPTR_REF, KPTR_PERCPU) and foff == off:
-            return _resolve(v, m, kind, foff)
-    return None
+    """``btf_record_find(rec, off, BPF_KPTR)``; the pointee is resolved once per map and
+    field for the whole verification (every access of the field asks again)."""
+    cache: dict[tuple[int, int], KptrField | None] = v.__dict__.setdefault("kptr_fields", {})
+    key = (id(m), off)
+    if key not in cache:
+        cache[key] = next((_resolve(v, m, kind, foff) for kind, foff, _size in v.map_record(m) or ()
+                           if kind in (KPTR_UNREF, KPTR_REF, KPTR_PERCPU) and foff == off), None)
+    return cache[key]
 
 
 def btf_ld_kptr_type(v: Verifier, f: KptrField) -> int:
