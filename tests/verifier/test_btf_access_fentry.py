@@ -20,20 +20,6 @@ FENTRY, FEXIT, MODIFY_RETURN, LSM_MAC = 24, 25, 26, 27
 R0_EXIT = "r0 = 0\nexit"
 
 
-@pytest.fixture(scope="module")
-def k() -> Kernel:
-    kern = Kernel()
-    if kern.vmlinux_btf is None:
-        pytest.skip("no vmlinux BTF on this machine")
-    return kern
-
-
-@pytest.fixture(scope="module")
-def btf(k: Kernel) -> Btf:
-    parsed: Btf = k.vmlinux_btf.parsed()  # type: ignore[union-attr]
-    return parsed
-
-
 def _load(k: Kernel, ptype: int, eat: int, btf_id: int, text: str,
           license: str = "GPL") -> tuple[int, str]:
     try:
@@ -68,7 +54,8 @@ def _int_ret(btf: Btf, proto: BtfFuncProto) -> bool:
     return proto.type != 0 and btf.resolve(proto.type).kind == BtfKind.INT
 
 
-def test_fentry_pointer_argument_is_an_untrusted_walkable_ptr(k: Kernel, btf: Btf) -> None:
+def test_fentry_pointer_argument_is_an_untrusted_walkable_ptr(k: Kernel, vmlinux: Btf) -> None:
+    btf = vmlinux
     fn = _func(btf, lambda f, p: f.name == "security_task_free" or (
         len(p.params) == 1 and _struct_ptr(btf, p.params[0].type) is not None
         and _struct_ptr(btf, p.params[0].type).name == "task_struct"))  # type: ignore[union-attr]
@@ -80,7 +67,8 @@ def test_fentry_pointer_argument_is_an_untrusted_walkable_ptr(k: Kernel, btf: Bt
     assert "R2=ptr_task_struct()" in log and "trusted_ptr_" not in log
 
 
-def test_fexit_reads_the_return_value_slot(k: Kernel, btf: Btf) -> None:
+def test_fexit_reads_the_return_value_slot(k: Kernel, vmlinux: Btf) -> None:
+    btf = vmlinux
     fn = _func(btf, lambda f, p: len(p.params) == 1 and _int_ret(btf, p)
                and btf.resolve(p.params[0].type).kind == BtfKind.INT)
     err, log = _load(k, TRACING, FEXIT, fn.id, "r2 = *(u64 *)(r1 + 8)\n" + R0_EXIT)
@@ -92,7 +80,8 @@ def test_fexit_reads_the_return_value_slot(k: Kernel, btf: Btf) -> None:
     assert err == 13 and f"func '{fn.name}' doesn't have 2-th argument" in log
 
 
-def test_fentry_and_fexit_must_return_zero(k: Kernel, btf: Btf) -> None:
+def test_fentry_and_fexit_must_return_zero(k: Kernel, vmlinux: Btf) -> None:
+    btf = vmlinux
     fn = _func(btf, lambda f, p: len(p.params) == 1 and _int_ret(btf, p))
     for eat in (FENTRY, FEXIT):
         err, log = _load(k, TRACING, eat, fn.id, "r0 = 1\nexit")
@@ -100,14 +89,16 @@ def test_fentry_and_fexit_must_return_zero(k: Kernel, btf: Btf) -> None:
     assert _load(k, TRACING, MODIFY_RETURN, fn.id, "r0 = 1\nexit")[0] == 0
 
 
-def test_fmod_ret_needs_an_int_return(k: Kernel, btf: Btf) -> None:
+def test_fmod_ret_needs_an_int_return(k: Kernel, vmlinux: Btf) -> None:
+    btf = vmlinux
     fn = _func(btf, lambda f, p: len(p.params) == 1 and p.type != 0
                and isinstance(btf.resolve(p.type), BtfPtr))
     err, log = _load(k, TRACING, MODIFY_RETURN, fn.id, "r2 = *(u64 *)(r1 + 8)\n" + R0_EXIT)
     assert err == 13 and "ret type PTR not allowed for fmod_ret" in log
 
 
-def test_pointer_to_int_argument_is_a_scalar(k: Kernel, btf: Btf) -> None:
+def test_pointer_to_int_argument_is_a_scalar(k: Kernel, vmlinux: Btf) -> None:
+    btf = vmlinux
     """A ``char *`` (pointer to int) argument reads as a scalar."""
     def char_ptr_arg(f: BtfFunc, p: BtfFuncProto) -> bool:
         if len(p.params) != 1 or not _int_ret(btf, p):
@@ -121,7 +112,8 @@ def test_pointer_to_int_argument_is_a_scalar(k: Kernel, btf: Btf) -> None:
     assert err == 13 and f"func '{fn.name}' size 4 must be 8" in log
 
 
-def test_attach_errors(k: Kernel, btf: Btf) -> None:
+def test_attach_errors(k: Kernel, vmlinux: Btf) -> None:
+    btf = vmlinux
     task = btf.find("task_struct", BtfKind.STRUCT)
     err, log = _load(k, TRACING, FENTRY, task, R0_EXIT)
     assert err == 22 and f"attach_btf_id {task} is not a function" in log
@@ -138,7 +130,8 @@ def test_attach_errors(k: Kernel, btf: Btf) -> None:
     assert err == 22 and f"The function {variadic.name} with variable args is unsupported." in log
 
 
-def test_lsm_attach_rules(k: Kernel, btf: Btf) -> None:
+def test_lsm_attach_rules(k: Kernel, vmlinux: Btf) -> None:
+    btf = vmlinux
     hooks = btf.find_all("bpf_lsm_file_open", BtfKind.FUNC)
     if not hooks:
         pytest.skip("no LSM hooks in this vmlinux")

@@ -34,20 +34,6 @@ BPF_F_SLEEPABLE = 1 << 4
 WIDTH = {1: "u8", 2: "u16", 4: "u32", 8: "u64"}
 
 
-@pytest.fixture(scope="module")
-def k() -> Kernel:
-    kern = Kernel()
-    if kern.vmlinux_btf is None:
-        pytest.skip("no vmlinux BTF on this machine")
-    return kern
-
-
-@pytest.fixture(scope="module")
-def vmlinux(k: Kernel) -> Btf:
-    btf: Btf = k.vmlinux_btf.parsed()  # type: ignore[union-attr]
-    return btf
-
-
 def _mismatch(kernel: ModuleType, k: Kernel, eat: int, btf_id: int, text: str,
               flags: int = 0) -> str | None:
     """None when both agree, else the first differing line."""

@@ -217,20 +217,6 @@ CASES: dict[str, tuple[str, str, int]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def k() -> Kernel:
-    kern = Kernel()
-    if kern.vmlinux_btf is None:
-        pytest.skip("no vmlinux BTF on this machine")
-    return kern
-
-
-@pytest.fixture(scope="module")
-def vmlinux(k: Kernel) -> Btf:
-    btf: Btf = k.vmlinux_btf.parsed()  # type: ignore[union-attr]
-    return btf
-
-
 def member_offset(btf: Btf, path: str) -> int:
     """``task_struct.se.vruntime`` → byte offset of that member in vmlinux."""
     parts = path.split(".")

@@ -10,7 +10,6 @@ were walked pybpf accepted them.
 from __future__ import annotations
 
 import os
-import re
 import struct
 from pathlib import Path
 from types import ModuleType
@@ -24,6 +23,7 @@ from pybpf.isa.asm import assemble
 from pybpf.isa.insn import Insn, encode
 from pybpf.kernel import Kernel
 from pybpf.program import Program
+from pybpf.testing.verifier_cases import callback_btf, load_outcome
 
 XDP = 6
 MAP_MARK = 0x5EED  # ``r1 = 0x5eed ll`` is replaced by the map fd
@@ -139,25 +139,6 @@ exit
     "for_each_bad_ret": (2, FOR_EACH_HEAD + "r0 = -1\nexit\n"),
 }
 
-_STATS = re.compile(r"^processed (\d+) insns", re.M)
-
-
-def _btf_for_callback() -> bytes:
-    """Raw BTF: int, ``int main(void)`` and ``int cb(int i, void *c)`` (bpf_loop's callback
-    type), both static. The kernel checks the callback's registers against it and only logs
-    a mismatch (``R2 is not a scalar``), so other callbacks may use it too."""
-    strings = b"\0int\0main\0cb\0i\0c\0"
-    s_int, s_main, s_cb, s_i, s_c = 1, 5, 10, 13, 15
-    types = b"".join([
-        struct.pack("<IIII", s_int, 1 << 24, 4, (1 << 24) | 32),  # [1] INT int
-        struct.pack("<III", 0, 13 << 24, 1),  # [2] FUNC_PROTO int(void)
-        struct.pack("<III", s_main, 12 << 24, 2),  # [3] FUNC main
-        struct.pack("<III", 0, (13 << 24) | 2, 1) + struct.pack("<IIII", s_i, 1, s_c, 6),
-        struct.pack("<III", s_cb, 12 << 24, 4),  # [5] FUNC cb
-        struct.pack("<III", 0, 2 << 24, 0),  # [6] PTR void
-    ])
-    header = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
-    return header + types + strings
 
 
 def _build(text: str, map_fd: int) -> tuple[list[Insn], int]:
@@ -172,7 +153,7 @@ def _build(text: str, map_fd: int) -> tuple[list[Insn], int]:
 
 def _kernel_log(kernel: ModuleType, fds: Any, text: str, level: int) -> str:
     insns, cb_slot = _build(text, -1)
-    btf = kernel.btf_load(_btf_for_callback())
+    btf = kernel.btf_load(callback_btf())
     assert btf.ok, btf.log
     try:
         res = fds.prog_load(XDP, encode(insns), log_level=level, log_size=1 << 20, prog_btf_fd=btf.fd,
@@ -190,29 +171,18 @@ def _pybpf_log(text: str, level: int) -> str:
         return e.log
 
 
-def _outcome(ok: bool, log: str) -> tuple[bool, str, int]:
-    """Verdict, first error message (the last log line before the stats) and processed."""
-    m = _STATS.search(log)
-    processed = int(m.group(1)) if m else -1
-    msg = ""
-    if not ok:
-        lines = [ln for ln in log[:m.start() if m else len(log)].splitlines() if ln.strip()]
-        msg = lines[-1] if lines else ""
-    return ok, msg, processed
-
-
 def _kernel(kernel: ModuleType, fds: Any, map_type: int, text: str,
             value_size: int = VALUE_SIZE) -> tuple[bool, str, int]:
     map_fd = fds.map_create(map_type, 4, value_size, 4) if map_type else -1
     insns, cb_slot = _build(text, map_fd)
-    btf = kernel.btf_load(_btf_for_callback())
+    btf = kernel.btf_load(callback_btf())
     assert btf.ok, btf.log
     try:
         res = fds.prog_load(XDP, encode(insns), log_level=1, log_size=1 << 20, prog_btf_fd=btf.fd,
                             func_info=struct.pack("<IIII", 0, 3, cb_slot, 5), func_info_rec_size=8)
     finally:
         os.close(btf.fd)
-    return _outcome(res.ok, res.log)
+    return load_outcome(res.ok, res.log)
 
 
 def _pybpf(map_type: int, text: str, value_size: int = VALUE_SIZE) -> tuple[bool, str, int]:
@@ -222,8 +192,8 @@ def _pybpf(map_type: int, text: str, value_size: int = VALUE_SIZE) -> tuple[bool
     try:
         prog = Program.load(k, XDP, insns, log_level=1, log_size=1 << 20)
     except BpfError as e:
-        return _outcome(False, e.log)
-    return _outcome(True, prog.log)
+        return load_outcome(False, e.log)
+    return load_outcome(True, prog.log)
 
 
 @pytest.mark.parametrize("name", sorted(PROGRAMS))

@@ -28,6 +28,7 @@ from pybpf.isa.asm import assemble
 from pybpf.isa.insn import Insn, encode
 from pybpf.kernel import Kernel
 from pybpf.program import Program
+from pybpf.testing.verifier_cases import load_outcome
 
 XDP = 6
 RINGBUF, HASH, USER_RINGBUF = 27, 1, 31
@@ -452,7 +453,6 @@ LOG2 = ["ringbuf_submit", "ringbuf_data_rw", "ringbuf_two_dynptrs", "local_data"
 # pruned callback iterations (callbacks.py force_loop_precision), not by anything dynptr
 LOG2_DRAIN = ["drain_ok", "drain_read", "drain_submit_const", "drain_spilled_dynptr_ptr", "drain_write"]
 
-_STATS = re.compile(r"^processed (\d+) insns", re.M)
 
 
 def _btf_for_callback() -> bytes:
@@ -481,17 +481,6 @@ def _build(text: str, fds: dict[int, int]) -> tuple[list[Insn], int]:
     insns = assemble(text)
     out = [Insn(0x18, i.dst, 1, 0, fds[i.imm]) if i.code == 0x18 and i.imm in fds else i for i in insns]
     return out, cb_slot
-
-
-def _outcome(ok: bool, log: str) -> tuple[bool, str, int]:
-    """Verdict, first error message (the last log line before the stats) and processed."""
-    m = _STATS.search(log)
-    processed = int(m.group(1)) if m else -1
-    msg = ""
-    if not ok:
-        lines = [ln for ln in log[:m.start() if m else len(log)].splitlines() if ln.strip()]
-        msg = lines[-1] if lines else ""
-    return ok, msg, processed
 
 
 def _normalise(log: str) -> str:
@@ -562,8 +551,8 @@ ALL = {**PROGRAMS, **DRAIN_PROGRAMS}
 def test_dynptr_verdict_and_message_match_kernel(kernel: ModuleType, kernel_fds: Any, user_ringbuf: None,
                                                  name: str) -> None:
     text = ALL[name]
-    want = _outcome(*kernel_load(kernel, kernel_fds, text))
-    got = _outcome(*pybpf_load(text))
+    want = load_outcome(*kernel_load(kernel, kernel_fds, text))
+    got = load_outcome(*pybpf_load(text))
     assert got == want, text
 
 
@@ -586,8 +575,8 @@ def test_dynptr_helpers_in_other_program_types(kernel: ModuleType, kernel_fds: A
                                                name: str, prog_type: str) -> None:
     text = ALL[name]
     pt = OTHER_TYPES[prog_type]
-    want = _outcome(*kernel_load(kernel, kernel_fds, text, prog_type=pt))
-    assert _outcome(*pybpf_load(text, prog_type=pt)) == want
+    want = load_outcome(*kernel_load(kernel, kernel_fds, text, prog_type=pt))
+    assert load_outcome(*pybpf_load(text, prog_type=pt)) == want
 
 
 def test_ringbuf_dynptr_slot_printing() -> None:
@@ -598,10 +587,10 @@ def test_ringbuf_dynptr_slot_printing() -> None:
 
 
 def test_unreleased_ringbuf_dynptr_is_rejected() -> None:
-    ok, msg, _ = _outcome(*pybpf_load(reserve() + OK))
+    ok, msg, _ = load_outcome(*pybpf_load(reserve() + OK))
     assert (ok, msg) == (False, "BPF_EXIT instruction in main prog would lead to reference leak")
 
 
 def test_referenced_dynptr_cannot_be_overwritten() -> None:
-    ok, msg, _ = _outcome(*pybpf_load(PROGRAMS["ringbuf_partial_overwrite"]))
+    ok, msg, _ = load_outcome(*pybpf_load(PROGRAMS["ringbuf_partial_overwrite"]))
     assert (ok, msg) == (False, "cannot overwrite referenced dynptr")

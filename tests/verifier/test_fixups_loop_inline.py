@@ -21,6 +21,7 @@ from pybpf.isa.insn import Insn, encode
 from pybpf.jit import compile_program
 from pybpf.runtime.interpreter import CompiledProgram
 from pybpf.syscall.info import jit_subprog_calls
+from pybpf.testing.verifier_cases import callback_btf
 from pybpf.verifier.api import VerifierInput, bpf_check
 
 XDP = 6
@@ -123,22 +124,6 @@ exit
 KEEPS_UNWALKED_CALLBACK = {"zero_loops"}
 
 
-def _btf() -> bytes:
-    """Raw BTF: ``int main(void)`` and ``int cb(int i, void *c)``, both static."""
-    strings = b"\0int\0main\0cb\0i\0c\0"
-    s_int, s_main, s_cb, s_i, s_c = 1, 5, 10, 13, 15
-    types = b"".join([
-        struct.pack("<IIII", s_int, 1 << 24, 4, (1 << 24) | 32),  # [1] INT int
-        struct.pack("<III", 0, 13 << 24, 1),  # [2] FUNC_PROTO int(void)
-        struct.pack("<III", s_main, 12 << 24, 2),  # [3] FUNC main
-        struct.pack("<III", 0, (13 << 24) | 2, 1) + struct.pack("<IIII", s_i, 1, s_c, 6),
-        struct.pack("<III", s_cb, 12 << 24, 4),  # [5] FUNC cb
-        struct.pack("<III", 0, 2 << 24, 0),  # [6] PTR void
-    ])
-    header = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
-    return header + types + strings
-
-
 def subprog_starts(insns: list[Insn]) -> list[int]:
     starts = {0}
     for i, ins in enumerate(insns):
@@ -150,7 +135,7 @@ def subprog_starts(insns: list[Insn]) -> list[int]:
 def kernel_side(kernel: ModuleType, insns: list[Insn]) -> tuple[list[Insn], int]:
     starts = subprog_starts(insns)
     finfo = b"".join(struct.pack("<II", s, 3 if s == 0 else 5) for s in starts)
-    btf = kernel.btf_load(_btf())
+    btf = kernel.btf_load(callback_btf())
     assert btf.ok, btf.log
     with kernel.KernelFds() as fds:
         try:
