@@ -189,3 +189,32 @@ def test_global_function_is_verified_after_main() -> None:
     assert "Func#1 ('f') is global and assumed valid." in lines
     assert lines.index("Validating f() func#1...") > lines.index("2: (95) exit")
     assert "Func#1 ('f') is safe for any args that match its prototype" in lines
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_records_never_crash(seed: int) -> None:
+    """Random func_info/line_info records, linkages and prototypes through pybpf's
+    BPF_PROG_LOAD: an errno or a program, never a Python exception."""
+    import random
+
+    rng = random.Random(seed)
+    py = Kernel()
+
+    def py_bpf(cmd: int, attr: Any) -> tuple[int, int]:
+        ret = py.bpf(cmd, attr)
+        return (ret, 0) if ret >= 0 else (-1, -ret)
+
+    for _ in range(150):
+        recs = [(rng.choice([0, 0, 1, 3, 4, 99]), rng.choice([1, 2, 3, 4, 5, 6, 0, 99, 2**31]))
+                for _ in range(rng.choice([0, 1, 2, 2, 3]))]
+        rec_size = rng.choice([8, 8, 8, 4, 12, 16, 0, 256])
+        raw = [struct.pack("<II", a, b) + bytes(max(rec_size - 8, 0)) for a, b in recs]
+        lines = b"".join(struct.pack("<IIII", rng.choice([0, 1, 3, 4, 9]), rng.choice([FILE, 0, 9999]),
+                                     rng.choice([L1, L2, 99999]), rng.randrange(1 << 16))
+                         for _ in range(rng.choice([0, 1, 2, 3])))
+        case = Load(prog=rng.choice([PROG, PROG_PTR]),
+                    btf=btf_blob(rng.choice([0, 1]), rng.choice([0, 1, 5]), rng.choice([1, 5])),
+                    func_info=b"".join(raw), func_info_rec_size=rec_size, line_info=lines,
+                    log_level=rng.choice([0, 1, 2]))
+        err, _log, _size = run(py_bpf, py.close, case)
+        assert err >= 0
