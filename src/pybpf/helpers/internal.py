@@ -55,6 +55,16 @@ SKB_LOAD_HELPER = {1: INTERNAL_BASE + 2, 2: INTERNAL_BASE + 3, 4: INTERNAL_BASE 
 #: the inner map, while this returns the element (the program loads the inner map from
 #: the element's value slot)
 HTAB_OF_MAPS_LOOKUP_ELEM = INTERNAL_BASE + 5
+#: ``arch_bpf_timed_may_goto``: the refill of a ``may_goto`` counter (``do_misc_fixups``'
+#: timed form). Its calling convention is its own: the stack offset of the counter pair
+#: comes in BPF_REG_AX (r11), the new count goes back in AX, R0-R5 are left alone; the
+#: tiers call it with ``fp + AX`` and put the result into AX (see :func:`timed_may_goto`).
+TIMED_MAY_GOTO = INTERNAL_BASE + 6
+#: ``BPF_MAX_TIMED_LOOPS``: the count a refill gives
+BPF_MAX_TIMED_LOOPS = 0xFFFF
+#: refills before the loop is stopped: the kernel stops after 250 ms of looping; pybpf, to
+#: stay deterministic, after as many iterations as the untimed ``BPF_MAX_LOOPS`` (8M)
+TIMED_MAY_GOTO_REFILLS = (8 * 1024 * 1024) // BPF_MAX_TIMED_LOOPS
 
 #: ``offsetof(struct htab_elem, key)`` on x86-64 6.18 (BTF: ``struct htab_elem``).
 HTAB_ELEM_KEY_OFF = 48
@@ -67,6 +77,7 @@ INTERNAL_NAMES: dict[int, str] = {
     HTAB_MAP_LOOKUP_ELEM: "__htab_map_lookup_elem",
     HTAB_OF_MAPS_LOOKUP_ELEM: "__htab_map_lookup_elem",
     **{fid: f"bpf_skb_load_helper_{8 * size}_no_cache" for size, fid in SKB_LOAD_HELPER.items()},
+    TIMED_MAY_GOTO: "arch_bpf_timed_may_goto",
 }
 
 #: helper -> the kernel function its proto points at, where that is not ``bpf_<name>``
@@ -209,7 +220,19 @@ def _skb_load_helper(size: int) -> Any:
     return impl
 
 
+def timed_may_goto(ctx: Any, ptr: int, *_: int) -> int:
+    """``bpf_check_timed_may_goto`` on ``struct bpf_timed_may_goto {count; timestamp}`` at
+    ``ptr`` (the frame's counter pair): the first refill stamps the pair, each later one
+    counts, and after :data:`TIMED_MAY_GOTO_REFILLS` the answer is 0 (the loop ends)."""
+    stamp = int.from_bytes(ctx.mem.read(ptr + 8, 8), "little")
+    if stamp >= TIMED_MAY_GOTO_REFILLS:
+        return 0
+    ctx.mem.write(ptr + 8, (stamp + 1).to_bytes(8, "little"))
+    return BPF_MAX_TIMED_LOOPS
+
+
 IMPLS: dict[int, Any] = {
+    TIMED_MAY_GOTO: timed_may_goto,
     HTAB_MAP_LOOKUP_ELEM: _htab_map_lookup_elem,
     HTAB_OF_MAPS_LOOKUP_ELEM: _htab_of_maps_lookup_elem,
     **{fid: _skb_load_helper(size) for size, fid in SKB_LOAD_HELPER.items()},

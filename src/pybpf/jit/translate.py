@@ -34,6 +34,7 @@ from typing import Any
 
 import llvmlite.ir as ir
 
+from pybpf.helpers.internal import TIMED_MAY_GOTO
 from pybpf.isa.insn import Insn, imm64
 from pybpf.isa.opcodes import (
     MAX_BPF_STACK,
@@ -278,8 +279,9 @@ class Translator:
                  stack_mode: str | None = None, debug_info: bool = False,
                  aux_reg: bool = False) -> None:
         self.insns = list(insns)
-        # r11 is BPF_REG_AX, which only constant blinding may use.
-        self.max_reg = 11 if aux_reg else 10
+        # r11 is BPF_REG_AX, which only constant blinding and the verifier's timed
+        # may_goto rewrite use
+        self.max_reg = 11 if aux_reg or any(ins.dst == 11 or ins.src == 11 for ins in insns) else 10
         self.n = len(self.insns)
         self.name = name
         self.sanitize = sanitize
@@ -1175,6 +1177,14 @@ class Translator:
         if ins.src != CallKind.HELPER:
             self._fault_here(b, st, pc, "invalid call")
             return True
+        if ins.imm == TIMED_MAY_GOTO:  # AX in (fp offset), AX out, R0-R5 kept
+            fp_ax = b.add(self._get(b, st, 10), self._get(b, st, 11))
+            zero = ir.Constant(I64, 0)
+            ax = self._bridge(b, st, pc, BRIDGE_HELPER, ir.Constant(I64, ins.imm & M64),
+                              [fp_ax, zero, zero, zero, zero])
+            self._set(b, st, 11, ax)
+            self._status_check(b, st, pc)
+            return False
         gen = self.native_at(pc, ins.imm)
         if gen is not None:
             em = Emitter(self, b, st.jctx, pc, st)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pybpf.errors import BpfFault
+from pybpf.helpers.internal import TIMED_MAY_GOTO
 from pybpf.isa.insn import Insn, imm64
 from pybpf.isa.opcodes import (
     MAX_CALL_FRAMES,
@@ -555,6 +556,9 @@ class CompiledProgram:
             return [f"r0 = _kfunc(E, {ins.imm}, {args}, {pc})"], None, {1, 2, 3, 4, 5}, {0}
         if ins.src != CallKind.HELPER:
             return [f"raise BpfFault({pc}, 0, 0, 'invalid call')"], [], set(), set()
+        if ins.imm == TIMED_MAY_GOTO:  # AX in, AX out, R0-R5 kept (helpers/internal.py)
+            return ([f"r11 = _helper(E, {ins.imm}, (r10 + r11) & {M64}, 0, 0, 0, 0, {pc})"],
+                    None, {10, 11}, {11})
         return [f"r0 = _helper(E, {ins.imm}, {args}, {pc})"], None, {1, 2, 3, 4, 5}, {0}
 
     def _checked_target(self, pc: int, target: int) -> int | str:

@@ -36,7 +36,8 @@ FixupPass = Callable[["Verifier", ProgPatcher], None]
 #: the privileged dead-code passes) and after it (``do_misc_fixups``, zext, call args).
 #: Modules append ``(order, pass)``; lower order runs first, ctx conversion is order 50.
 LATE_PASSES: list[tuple[int, FixupPass]] = []
-_OPTIONAL_PASS_MODULES = ("pybpf.verifier.dead_code", "pybpf.verifier.misc_fixups")
+_OPTIONAL_PASS_MODULES = ("pybpf.verifier.dead_code", "pybpf.verifier.misc_fixups",
+                          "pybpf.verifier.may_goto_fixup", "pybpf.verifier.exceptions")
 _loaded = False
 
 
