@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from pybpf.isa.disasm import bpftool_imm64, disasm_kernel  # noqa: E402
 from pybpf.isa.insn import Insn, decode  # noqa: E402
+from pybpf.testing.verifier_cases import callback_btf  # noqa: E402
 
 LD_IMM64 = 0x18
 CALL = 0x85
@@ -212,6 +213,9 @@ def _finish(o: Outcome) -> Outcome:
         o.ours = _name_kvars([_PERCPU_MOV.sub(r"\1 = \2", ln) for ln in o.ours])
     if o.kernel is not None:
         o.kernel = _name_kvars(o.kernel)
+    if KEEP_RND_HI32:
+        o.ours = [_RND_MOV.sub(r"\1RND", ln) for ln in o.ours] if o.ours is not None else None
+        o.kernel = [_RND_MOV.sub(r"\1RND", ln) for ln in o.kernel] if o.kernel is not None else None
     if o.kernel is not None and o.ours is not None:
         o.kind = "equal" if o.kernel == o.ours else classify(o.kernel, o.ours)
     return o
@@ -406,23 +410,6 @@ def _subprog_starts(insns: Sequence[Insn]) -> list[int]:
     return sorted(starts)
 
 
-def _callback_btf() -> bytes:
-    """Raw BTF: ``int main(void)`` and ``int cb(int i, void *c)``, both static."""
-    import struct
-
-    strings = b"\0int\0main\0cb\0i\0c\0"
-    types = b"".join([
-        struct.pack("<IIII", 1, 1 << 24, 4, (1 << 24) | 32),  # [1] INT int
-        struct.pack("<III", 0, 13 << 24, 1),  # [2] FUNC_PROTO int(void)
-        struct.pack("<III", 5, 12 << 24, 2),  # [3] FUNC main
-        struct.pack("<III", 0, (13 << 24) | 2, 1) + struct.pack("<IIII", 13, 1, 15, 6),
-        struct.pack("<III", 10, 12 << 24, 4),  # [5] FUNC cb
-        struct.pack("<III", 0, 2 << 24, 0),  # [6] PTR void
-    ])
-    header = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
-    return header + types + strings
-
-
 def _load_with_func_info(fds: Any, case: dict[str, Any], insns: Sequence[Insn]) -> Any:
     """Cases with subprograms (callbacks: ``bpf_loop``…) need BTF func_info in the live
     kernel (``missing btf func_info``); the corpus has none. Synthetic BTF: ``main`` for
@@ -433,7 +420,7 @@ def _load_with_func_info(fds: Any, case: dict[str, Any], insns: Sequence[Insn]) 
 
     from pybpf.testing import kernel as K
 
-    btf = K.btf_load(_callback_btf())
+    btf = K.btf_load(callback_btf())
     if not btf.ok:
         return btf
     finfo = b"".join(struct.pack("<II", s, 3 if s == 0 else 5) for s in _subprog_starts(insns))
@@ -445,10 +432,18 @@ def _load_with_func_info(fds: Any, case: dict[str, Any], insns: Sequence[Insn]) 
         os.close(btf.fd)
 
 
+#: ``--rnd-hi32``: load with the cases' own ``BPF_F_TEST_RND_HI32`` and compare the poison
+#: sequences modulo their random immediates
+KEEP_RND_HI32 = False
+_RND_MOV = re.compile(r"^(.*\(b7\) r11 = )-?\d+$")
+
+
 def _flags(case: dict[str, Any]) -> int:
-    """The case's flags without ``BPF_F_TEST_RND_HI32``: that test flag fills the upper
-    halves of 32-bit results with random bits (``opt_subreg_zext_lo32_rnd_hi32``), which no
-    two loads share; both sides load without it."""
+    """The case's flags, by default without ``BPF_F_TEST_RND_HI32``: that test flag fills
+    the upper halves of 32-bit results with random bits (``opt_subreg_zext_lo32_rnd_hi32``),
+    which no two loads share (``--rnd-hi32`` keeps it and blanks the random values)."""
+    if KEEP_RND_HI32:
+        return int(case["prog_flags"])
     return int(case["prog_flags"]) & ~BPF_F_TEST_RND_HI32
 
 
@@ -569,7 +564,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated corpus indices")
     ap.add_argument("--maps", choices=("all", "none", "only"), default="all",
                     help="corpus cases with fixup maps too (default), none, or only those")
+    ap.add_argument("--rnd-hi32", action="store_true",
+                    help="keep the cases' BPF_F_TEST_RND_HI32 (poison compared modulo its values)")
     args = ap.parse_args(argv)
+    global KEEP_RND_HI32
+    KEEP_RND_HI32 = args.rnd_hi32
     from pybpf.testing import kernel as K
 
     ok, why = K.available()

@@ -97,3 +97,21 @@ def test_corpus_xlated_agreement_floor(kernel: ModuleType) -> None:
     equal = sum(o.equal for o in compared)
     assert len(compared) >= 702
     assert equal >= 702, [o.name for o in compared if not o.equal]
+
+
+def test_corpus_rnd_hi32_poison_as_kernel(kernel: ModuleType) -> None:
+    """With the cases' own ``BPF_F_TEST_RND_HI32`` (every test_verifier case has it) the
+    poisoned 32-bit definitions are the kernel's, on a sample of the corpus (modulo the
+    random values; the whole corpus: ``tools/xlated_agreement.py --corpus --rnd-hi32``)."""
+    from pybpf.verifier import corpus
+
+    XA.KEEP_RND_HI32 = True
+    try:
+        cases = [c for c in corpus.load() if (c.get("kernel") or {}).get("accepted")][::7]
+        outs = [XA.corpus_case(c) for c in cases]
+    finally:
+        XA.KEEP_RND_HI32 = False
+    compared = [o for o in outs if o.kernel is not None and o.ours is not None]
+    assert len(compared) >= 95
+    assert [o.name for o in compared if not o.equal] == []
+    assert any("r11 <<= 32" in ln for o in compared for ln in o.ours or [])

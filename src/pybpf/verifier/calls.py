@@ -587,6 +587,7 @@ class CallsMixin:
             return
         caller = st.frames[-2]
         caller.regs[0].assign(r0)
+        caller.regs[0].subreg_def = r0.subreg_def  # the whole register returns (a 32-bit def too)
         self.insn_idx = callee.callsite + 1
         if self.log.enabled:
             from pybpf.verifier.log import format_state

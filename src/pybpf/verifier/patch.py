@@ -91,9 +91,14 @@ class ProgPatcher:
 
     def patch(self, off: int, patch: Sequence[Insn]) -> None:
         """Replace the slot at ``off`` by ``patch`` (``bpf_patch_insn_data``)."""
+        from pybpf.verifier.zext import insn_has_def32
+
         n = len(patch)
         if n == 0:
             raise ValueError("a patch has at least one instruction")
+        # adjust_insn_aux_data: whatever sits at the end of the patch (the original, as a
+        # rule) and every new instruction zero-extend conservatively if they define 32 bits
+        self.aux[off]["zext_dst"] = insn_has_def32(patch[-1])
         if n == 1:
             self.insns[off] = patch[0]
             return
@@ -101,8 +106,8 @@ class ProgPatcher:
             self._adj_branches(off, off + 1, off + n, probe=True)
         old_aux = self.aux[off]
         self.insns[off:off + 1] = list(patch)
-        fresh = [{"seen": old_aux.get("seen", True), "orig_idx": old_aux.get("orig_idx", off)}
-                 for _ in range(n - 1)]
+        fresh = [{"seen": old_aux.get("seen", True), "orig_idx": old_aux.get("orig_idx", off),
+                  "zext_dst": insn_has_def32(patch[k])} for k in range(n - 1)]
         self.aux[off:off] = fresh  # old aux now sits on the last new slot
         self._adj_branches(off, off + 1, off + n, probe=False)
         delta = n - 1

@@ -15,9 +15,10 @@ reads. It learns which ones while it walks the program:
 (``bpf_jit_needs_zext()`` is false) only one kind gets a zext: a 32-bit ``cmpxchg``,
 whose ``r0`` the kernel must zero-extend itself because the CPU instruction leaves the
 upper half alone when the comparison fails. That is the ``(bc) w0 = w0`` the live 6.18
-kernel shows after ``r0 = atomic_cmpxchg((u32 *)...)``. ``BPF_F_TEST_RND_HI32`` (random
-upper halves for testing JITs) is not implemented: :mod:`tools.xlated_agreement` loads
-without it on both sides.
+kernel shows after ``r0 = atomic_cmpxchg((u32 *)...)``. ``BPF_F_TEST_RND_HI32`` (the test
+flag every ``test_verifier`` case carries) poisons the upper half after every other 32-bit
+definition: ``r11 = <random>; r11 <<= 32; rD |= r11``, so a missed ``zext_dst`` shows as a
+wrong result.
 
 Tracking is the kernel's except that register copies (``mov``, stack fills) keep the
 destination's own definition (:meth:`pybpf.verifier.regs.Reg.assign` does not copy
@@ -27,12 +28,13 @@ value spilled and filled 32-bit between its definition and a 64-bit read.
 
 from __future__ import annotations
 
+import random
 from typing import TYPE_CHECKING
 
 from pybpf.isa.insn import Insn
 from pybpf.verifier.fixups import register_fixup_pass
 from pybpf.verifier.patch import ProgPatcher
-from pybpf.verifier.regs import Reg, RegType
+from pybpf.verifier.regs import Reg, RegType, base_type
 
 if TYPE_CHECKING:
     from pybpf.verifier.core import Verifier
@@ -43,6 +45,12 @@ BPF_CALL, BPF_EXIT, BPF_END, BPF_MOV = 0x80, 0x90, 0xD0, 0xB0
 BPF_DW, BPF_W = 0x18, 0x00
 BPF_IMM, BPF_MEMSX, BPF_ATOMIC = 0x00, 0x80, 0xC0
 BPF_CMPXCHG = 0xF1
+BPF_FETCH = 0x01
+BPF_LOAD_ACQ = 0x100
+BPF_PROBE_ATOMIC = 0xE0
+BPF_LSH, BPF_OR = 0x60, 0x40
+BPF_REG_AX = 11
+BPF_F_TEST_RND_HI32 = 1 << 2
 BPF_PSEUDO_CALL, BPF_PSEUDO_KFUNC_CALL = 1, 2
 DEF_NOT_SUBREG = 0
 
@@ -112,18 +120,69 @@ def zext_ins(regno: int) -> Insn:
     return Insn(BPF_ALU | BPF_MOV | 0x08, regno, regno, 0, 1)
 
 
+def insn_def_regno(ins: Insn) -> int:
+    """``insn_def_regno``: the register an instruction writes, or -1."""
+    cls = ins.code & 0x07
+    if cls in (BPF_JMP, BPF_JMP32, BPF_ST):
+        return -1
+    if cls == BPF_STX:
+        if ins.code & 0xE0 in (BPF_ATOMIC, BPF_PROBE_ATOMIC):
+            if ins.imm == BPF_CMPXCHG:
+                return 0
+            if ins.imm == BPF_LOAD_ACQ:
+                return ins.dst
+            if ins.imm & BPF_FETCH:
+                return ins.src
+        return -1
+    return ins.dst
+
+
+def insn_has_def32(ins: Insn) -> bool:
+    """``insn_has_def32``: ``ins`` writes a 32-bit result."""
+    regno = insn_def_regno(ins)
+    return regno != -1 and not is_reg64(ins, regno, None, False)
+
+
+def rnd_hi32(ins: Insn, regno: int) -> list[Insn]:
+    """``ins``, then random upper 32 bits OR-ed into its 32-bit result (through AX)."""
+    return [ins, Insn(BPF_ALU64 | BPF_MOV, BPF_REG_AX, 0, 0, _s32(random.getrandbits(32))),
+            Insn(BPF_ALU64 | BPF_LSH, BPF_REG_AX, 0, 0, 32),
+            Insn(BPF_ALU64 | BPF_OR | 0x08, regno, BPF_REG_AX, 0, 0)]
+
+
 def opt_subreg_zext_lo32(v: Verifier, p: ProgPatcher) -> None:
     """``opt_subreg_zext_lo32_rnd_hi32`` for a JIT that does not need zext (x86-64):
-    a ``zext_dst`` 32-bit ``cmpxchg`` gets ``w0 = w0`` after it."""
+    a ``zext_dst`` 32-bit ``cmpxchg`` gets ``w0 = w0`` after it; with
+    ``BPF_F_TEST_RND_HI32`` every other 32-bit definition gets random upper bits, which
+    no instruction may then read (a test of the verifier's zext tracking)."""
+    poison = bool(v.inp.prog_flags & BPF_F_TEST_RND_HI32)
     i = 0
     while i < len(p.insns):
         ins = p.insns[i]
-        if p.aux[i].get("zext_dst") and is_cmpxchg_insn(ins) \
-                and (ins.code & 0x18) != BPF_DW:
+        aux = p.aux[i]
+        if not aux.get("zext_dst"):
+            regno = insn_def_regno(ins) if poison else -1
+            if regno < 0:
+                i += 1
+                continue
+            if is_reg64(ins, regno, None, False):
+                i += 2 if ins.code == 0x18 else 1  # an ld_imm64 is two slots
+                continue
+            if ins.code & 0x07 == BPF_LDX and base_type(aux.get("ptr_type", 0)) == RegType.PTR_TO_CTX:
+                i += 1  # ctx loads may be widened by the conversion
+                continue
+            p.patch(i, rnd_hi32(ins, regno))
+            i += 4
+            continue
+        if is_cmpxchg_insn(ins) and (ins.code & 0x18) != BPF_DW:
             p.patch(i, [ins, zext_ins(0)])
             i += 2
             continue
         i += 1
+
+
+def _s32(v: int) -> int:
+    return v - (1 << 32) if v >> 31 else v
 
 
 register_fixup_pass(70, opt_subreg_zext_lo32)
