@@ -3,7 +3,8 @@
 A bare ``call <id>; exit`` is loaded for every helper id in both worlds: the kernel answers
 ``program of this type cannot use helper`` for a helper the type does not offer, and
 otherwise fails on (or accepts) the arguments. Both worlds must give the same errno and the
-same first error line (24 program types x 211 helper ids). The capability split of ``bpf_base_func_proto``
+same first error line (24 program types and 17 attach-type variants x 211 helper ids).
+The capability split of ``bpf_base_func_proto``
 (none / CAP_BPF / CAP_BPF + CAP_PERFMON) is checked on socket filters from children that
 hold only those capabilities.
 """
@@ -66,6 +67,20 @@ def test_helper_availability_as_kernel(kernel: ModuleType, ptype: int) -> None:
         got = _ours(ptype, fid, eat)
         if got != want:
             diffs.append(f"helper {fid}: kernel {want} pybpf {got}")
+    assert not diffs, "\n".join(diffs)
+
+
+#: attach types that change what a program type offers (bind/connect/sendmsg/recvmsg/
+#: getpeername hooks, setsockopt, cgroup skb egress, sock create/post-bind, sock_ops, device)
+ATTACH_VARIANTS = [(18, 8), (18, 9), (18, 11), (18, 14), (18, 19), (18, 29), (18, 31), (25, 22),
+                   (8, 1), (9, 12), (9, 13), (9, 2), (13, 3), (15, 6), (23, 18)]
+
+
+@pytest.mark.parametrize(("ptype", "eat"), ATTACH_VARIANTS)
+def test_helper_availability_by_attach_type(kernel: ModuleType, ptype: int, eat: int) -> None:
+    diffs = [f"helper {fid}: kernel {want} pybpf {got}" for fid in range(1, MAX_HELPER + 1)
+             if (want := _kernel(kernel, ptype, fid, eat)) != (got := _ours(ptype, fid, eat))
+             and (want[1] or not want[0])]  # an empty-log refusal is the attach check's
     assert not diffs, "\n".join(diffs)
 
 

@@ -288,6 +288,18 @@ class CgroupSockopt(ProgTypeBase):
             s -= {49, 57}
         return s
 
+    def get_func_proto(self, func_id: int, prog: Any) -> Any:
+        """Here bpf_{set,get}sockopt are ``bpf_sk_{set,get}sockopt``: the socket comes as a
+        BTF pointer (``ctx->sk``), not the context."""
+        proto = super().get_func_proto(func_id, prog)
+        if func_id in (49, 57) and proto is not None:
+            import dataclasses
+
+            from pybpf.helpers.proto import ArgType
+            proto = dataclasses.replace(proto, arg_types=(
+                int(ArgType.ARG_PTR_TO_BTF_ID_SOCK_COMMON), *proto.arg_types[1:]))
+        return proto
+
     gen_prologue = bpf_noop_prologue
     ret_range = (0, 1)
 
