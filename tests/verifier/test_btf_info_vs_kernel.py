@@ -123,7 +123,18 @@ def run(bpf: Bpf, close: Callable[[int], Any], case: Load) -> tuple[int, str, in
     return err, log.value.decode(errors="replace"), a.func_info_rec_size
 
 
+# main: r6 = r1; call f; exit     f: r0 = skb[0] (LD_ABS); exit
+PROG_LD_ABS = [(0xBF, 6, 1, 0, 0), (0x85, 0, 1, 0, 1), (0x95, 0, 0, 0, 0), (0x30, 0, 0, 0, 0),
+               (0x95, 0, 0, 0, 0)]
+# main: r6 = r1; call f; exit     f: r1 = r6; r2 = 0; r3 = 0; tail_call; r0 = 0; exit
+PROG_TAIL = [(0xBF, 6, 1, 0, 0), (0x85, 0, 1, 0, 1), (0x95, 0, 0, 0, 0), (0xBF, 1, 6, 0, 0),
+             (0xB7, 2, 0, 0, 0), (0xB7, 3, 0, 0, 0), (0x85, 0, 0, 0, 12), (0xB7, 0, 0, 0, 0),
+             (0x95, 0, 0, 0, 0)]
+
 CASES: dict[str, Load] = {
+    "LD_ABS in a subprogram without BTF": Load(prog=PROG_LD_ABS, func_info=b""),
+    "tail call in a subprogram without BTF": Load(prog=PROG_TAIL, func_info=b""),
+    "LD_ABS in a function returning a pointer": Load(prog=PROG_LD_ABS, btf=btf_blob(f_returns=5)),
     "global f": Load(),
     "global f, level 1": Load(log_level=1),
     "static f": Load(btf=btf_blob(f_linkage=0)),
