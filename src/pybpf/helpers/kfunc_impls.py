@@ -282,7 +282,36 @@ def _throw(ctx: RunContext, cookie: int, *_: int) -> int:
     raise BpfThrow(cookie)
 
 
+# -- arenas (maps/type_arena.py) ------------------------------------------------------------
+
+def _arena_of(map_addr: int) -> Any:
+    from pybpf.maps.core import map_from_addr
+    from pybpf.maps.type_arena import ArenaMap
+
+    bmap = map_from_addr(map_addr)
+    return bmap if isinstance(bmap, ArenaMap) else None
+
+
+def arena_alloc_pages(ctx: RunContext, map_addr: int, addr: int, page_cnt: int, node_id: int,
+                      flags: int, *_: int) -> int:
+    """``bpf_arena_alloc_pages``: a user pointer to fresh zeroed pages, or NULL."""
+    arena = _arena_of(map_addr)
+    if arena is None:
+        return 0
+    return arena.alloc_pages(addr, page_cnt & 0xFFFFFFFF, node_id & 0xFFFFFFFF, flags)
+
+
+def arena_free_pages(ctx: RunContext, map_addr: int, ptr: int, page_cnt: int, *_: int) -> int:
+    """``bpf_arena_free_pages``: pages back to the arena (user mappings see zeroes)."""
+    arena = _arena_of(map_addr)
+    if arena is not None:
+        arena.free_pages(ptr, page_cnt & 0xFFFFFFFF)
+    return 0
+
+
 IMPLS: dict[str, Impl] = {
+    "bpf_arena_alloc_pages": arena_alloc_pages,
+    "bpf_arena_free_pages": arena_free_pages,
     "bpf_iter_num_new": iter_num_new,
     "bpf_iter_num_next": iter_num_next,
     "bpf_iter_num_destroy": iter_num_destroy,

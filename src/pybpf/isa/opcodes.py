@@ -95,6 +95,10 @@ class Mode(IntEnum):
 #: kernel-internal LDX modes (``include/linux/filter.h``): loads that may fault
 PROBE_MEM = 0x20
 PROBE_MEMSX = 0x40
+#: ``BPF_PROBE_MEM32``: an arena access (``PTR_TO_ARENA``) after ``convert_ctx_accesses``;
+#: the address is the arena's kernel window base plus register plus offset
+PROBE_MEM32 = 0xA0
+PROBE_MEM32SX = 0xC0
 
 
 class AtomicOp(IntEnum):
@@ -168,6 +172,7 @@ class Kind(Enum):
     CALL = "call"
     CALLX = "callx"  # not accepted by Linux; used by the conformance suite
     EXIT = "exit"
+    ADDR_SPACE_CAST = "addr_space_cast"  # arena pointer conversion (mov64 X, off == 1)
 
 
 @dataclass(frozen=True)
@@ -194,6 +199,9 @@ class OpSpec:
     #: through a BTF pointer; an unreadable address yields 0 instead of a fault (the
     #: kernel's exception table). Never accepted from user space (``linux`` is False).
     probe: bool = False
+    #: ``BPF_PROBE_MEM32`` (also ``probe``): relative to the program's arena window; a
+    #: fault reads 0 and drops a store. Never accepted from user space (``linux`` is False).
+    arena: bool = False
 
     @property
     def cls(self) -> int:
@@ -279,6 +287,9 @@ def _build() -> list[OpSpec]:
                 for bits in widths:
                     add(OpSpec(f"movsx{bits}{w}", code, Kind.MOVSX, f"movsx{bits}{w}",
                                AluOp.MOV, is64, True, bits, "off", bits))
+                if is64:  # kernel-internal until an arena is attached (verifier/arena.py)
+                    add(OpSpec("addr_space_cast", code, Kind.ADDR_SPACE_CAST, "addr_space_cast",
+                               AluOp.MOV, True, True, 64, "off", 1, linux=False))
         add(OpSpec(f"neg{w}", cls | AluOp.NEG, Kind.NEG, "neg" + sfx, AluOp.NEG, is64))
     for bits in (16, 32, 64):
         add(OpSpec(f"le{bits}", Cls.ALU | Src.K | AluOp.END, Kind.END, f"le{bits}", AluOp.END,
@@ -304,6 +315,13 @@ def _build() -> list[OpSpec]:
                        f"probe_ldxs{s}", size=nbytes, linux=False, probe=True))
         add(OpSpec(f"st{s}", Cls.ST | Mode.MEM | size, Kind.ST, f"st{s}", size=nbytes))
         add(OpSpec(f"stx{s}", Cls.STX | Mode.MEM | size, Kind.STX, f"stx{s}", size=nbytes))
+        for cls, kind, mn in ((Cls.LDX, Kind.LDX, "ldx"), (Cls.ST, Kind.ST, "st"),
+                              (Cls.STX, Kind.STX, "stx")):
+            add(OpSpec(f"arena_{mn}{s}", cls | PROBE_MEM32 | size, kind, f"arena_{mn}{s}",
+                       size=nbytes, linux=False, probe=True, arena=True))
+        if size != Size.DW:  # BPF_PROBE_MEM32SX: a sign-extending load from an arena
+            add(OpSpec(f"arena_ldxs{s}", Cls.LDX | PROBE_MEM32SX | size, Kind.LDXSX,
+                       f"arena_ldxs{s}", size=nbytes, linux=False, probe=True, arena=True))
         if nbytes >= 4:
             sfx = "" if nbytes == 8 else "32"
             w = "64" if nbytes == 8 else "32"

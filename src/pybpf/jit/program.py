@@ -451,6 +451,17 @@ def _map_fingerprint(insns: Sequence[Insn], natives: Mapping[int, Any]) -> tuple
     return map_fingerprint(insns)
 
 
+def _is_arena_insn(ins: Insn) -> bool:
+    """``BPF_PROBE_MEM32``/``BPF_PROBE_MEM32SX``/``BPF_PROBE_ATOMIC`` accesses and
+    ``addr_space_cast``."""
+    cls, mode = ins.code & 0x07, ins.code & 0xE0
+    if cls in (0x01, 0x02, 0x03) and mode in (0xA0, 0xE0):
+        return True
+    if cls == 0x01 and mode == 0xC0:  # BPF_PROBE_MEM32SX
+        return True
+    return ins.code == 0xBF and ins.off == 1
+
+
 def compile_program(insns: Sequence[Insn], *, helpers: Mapping[int, HelperFn] | None = None,
                     kfuncs: Mapping[int, HelperFn] | None = None, ld_abs: LdAbsFn | None = None,
                     mem: MemoryRegistry = REGISTRY, name: str = "prog", sanitize: bool = False,
@@ -465,6 +476,9 @@ def compile_program(insns: Sequence[Insn], *, helpers: Mapping[int, HelperFn] | 
     an annotated disassembly is first asked for).
     """
     insns = list(insns)
+    if any(_is_arena_insn(i) for i in insns):
+        # the interpreter runs arena programs (select_runtime falls back to it)
+        raise NotImplementedError("pybpf: the JIT does not compile arena accesses yet")
     natives = natives_for(helpers or {}) if native_helpers else {}
     xlated = insns
     blind_map: list[int] | None = None

@@ -24,6 +24,7 @@ from pybpf.btf.relo_core import CandidateIndex
 from pybpf.btf.writer import to_bytes
 from pybpf.errors import BpfError
 from pybpf.isa.insn import encode
+from pybpf.loader.arena import BPF_MAP_TYPE_ARENA, mmap_arena
 from pybpf.loader.attach_btf import find_attach_btf_id, needs_attach_btf
 from pybpf.loader.elf_object import BpfObjectSpec
 from pybpf.loader.externs import KernelFacts, resolve_externs
@@ -78,8 +79,12 @@ class LoadedObject:
     map_fds: list[int] = field(default_factory=list)
     prog_fds: dict[str, int] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
+    arenas: dict[str, Any] = field(default_factory=dict)  # user mappings (loader/arena.py)
 
     def close(self) -> None:
+        for mapping in self.arenas.values():
+            mapping.close()
+        self.arenas.clear()
         fds = [*self.prog_fds.values(), *self.map_fds, self.btf_fd]
         for fd in fds:
             if fd >= 0:
@@ -126,6 +131,8 @@ def load_object(obj: BpfObjectSpec, sys: Syscalls, *, target: CandidateIndex | N
                 _update(sys, lo.map_fds[i], b"\0\0\0\0", bytes(m.data))
                 if m.libbpf_type in (LibbpfMapType.RODATA, LibbpfMapType.KCONFIG):
                     _freeze(sys, lo.map_fds[i], m.name)
+            if m.type == BPF_MAP_TYPE_ARENA and lo.map_fds[i] >= 0:
+                lo.arenas[m.name] = mmap_arena(sys, lo.map_fds[i], m.max_entries, m.map_extra)
         relocate(obj, RelocateOptions(target=target, map_fd=lambda idx: lo.map_fds[idx]))
         for p in obj.programs:
             if p.is_subprog or not p.autoload:

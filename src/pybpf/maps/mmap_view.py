@@ -71,6 +71,9 @@ def map_mmap(bmap: BpfMap, writable: bool = True, length: int | None = None,
              offset: int = 0, can_write: bool | None = None,
              can_read: bool | None = None) -> MapMmap:
     """Map ``length`` bytes (default: every value page) from ``offset`` (page multiple)."""
+    own = getattr(bmap.ops, "map_mmap", None)  # a type with mapping rules of its own (arena)
+    if own is not None:
+        return own(bmap, writable, length, offset)
     if not bmap.map_flags & BPF_F_MMAPABLE or getattr(bmap, "mmap_fd", None) is None:
         raise BpfError(errno.EINVAL, "map is not an mmapable array")
     if bmap.has_record:

@@ -50,7 +50,16 @@ def insn_spec(ins: Insn) -> OpSpec | None:
     spec = lookup(ins.code, ins.off, ins.imm)
     if spec is None and ins.code == _MOV64_X and ins.off == BPF_ADDR_PERCPU and not ins.imm:
         return MOV64_PERCPU
+    if spec is None and ins.code & 0xE7 == _PROBE_ATOMIC_STX:
+        # BPF_PROBE_ATOMIC (an atomic on an arena pointer): the atomic's row, arena-relative
+        atomic = lookup(ins.code & ~0xE0 | 0xC0, ins.off, ins.imm)
+        if atomic is not None:
+            return replace(atomic, name=f"arena_{atomic.name}", linux=False, probe=True,
+                           arena=True)
     return spec
+
+
+_PROBE_ATOMIC_STX = 0xE3  # BPF_STX | BPF_PROBE_ATOMIC
 
 
 _MOV64_X = 0xBF
@@ -297,6 +306,14 @@ class CompiledProgram:
             "_jump_fault": _jump_fault,
         }
         ns["_probe_ld"] = _probe_loader(load)
+        from pybpf.maps.type_arena import (
+            run_arena_atomic,
+            run_arena_cast_user,
+            run_arena_load,
+            run_arena_store,
+        )
+        ns.update(_arena_ld=run_arena_load, _arena_st=run_arena_store,
+                  _arena_cast_user=run_arena_cast_user, _arena_atomic=run_arena_atomic)
         ns.update(_atomic_ops(load, store))
         src: list[str] = []
         starts = [pc for pc in range(n) if leader[pc]]
@@ -396,6 +413,10 @@ class CompiledProgram:
                 return [f"raise BpfFault({pc}, 0, 0, 'incomplete ld_imm64')"], [], set(), set()
             value = imm64(ins, self.insns[pc + 1])
             return [f"{d} = {value:#x}"], None, set(), {ins.dst}
+        if spec.arena:  # BPF_PROBE_MEM32: the program's arena window (maps/type_arena.py)
+            return self._gen_arena(pc, ins, spec, d, s)
+        if k is Kind.ADDR_SPACE_CAST:
+            return self._gen_arena(pc, ins, spec, d, s)
         if k is Kind.LDX or k is Kind.LDXSX:
             if spec.probe:  # BPF_PROBE_MEM: an unreadable address reads as 0
                 expr = f"_probe_ld(({s} + {ins.off}) & {M64:#x}, {spec.size}, {pc})"
@@ -436,6 +457,44 @@ class CompiledProgram:
                      "if _v is None: {WB}; R[0] = 0; return -1", "r0 = _v"]
             return lines, ["{WB}", "R[0] = r0", f"return {pc + 1}"], regs, {0}
         return [f"raise BpfFault({pc}, 0, 0, 'unsupported instruction')"], [], set(), set()
+
+    @staticmethod
+    def _gen_arena(pc: int, ins: Insn, spec: OpSpec, d: str, s: str
+                   ) -> tuple[list[str], list[str] | None, set[int], set[int]]:
+        """Arena instructions: ``BPF_PROBE_MEM32`` loads and stores (a fault reads 0 and
+        drops the store) and ``addr_space_cast`` (32 bits kept; to user space with the
+        upper half of ``user_vm_start``, 0 staying 0)."""
+        if spec.kind is Kind.ATOMIC:
+            addr, op = f"{d} + {ins.off}", spec.op
+            if op == AtomicOp.LOAD_ACQ:
+                return ([f"{d} = _arena_ld(E, {s} + {ins.off}, {spec.size})"], None, {ins.src},
+                        {ins.dst})
+            if op == AtomicOp.STORE_REL:
+                return ([f"_arena_st(E, {addr}, {spec.size}, {s})"], None, {ins.dst, ins.src},
+                        set())
+            if op == AtomicOp.CMPXCHG:
+                return ([f"r0 = _arena_atomic(E, {addr}, {spec.size}, {op}, {s}, r0)"], None,
+                        {ins.dst, ins.src, 0}, {0})
+            line = f"_arena_atomic(E, {addr}, {spec.size}, {op}, {s}, 0)"
+            if op & 1:  # fetch forms and xchg write the old value to src
+                return [f"{s} = {line}"], None, {ins.dst, ins.src}, {ins.src}
+            return [line], None, {ins.dst, ins.src}, set()
+        if spec.kind is Kind.ADDR_SPACE_CAST:
+            if ins.imm == 1:
+                return [f"{d} = {s} & 0xffffffff"], None, {ins.src}, {ins.dst}
+            return [f"{d} = _arena_cast_user(E, {s})"], None, {ins.src}, {ins.dst}
+        if spec.kind is Kind.LDX:
+            return ([f"{d} = _arena_ld(E, {s} + {ins.off}, {spec.size})"], None, {ins.src},
+                    {ins.dst})
+        if spec.kind is Kind.LDXSX:
+            sign = 1 << (spec.size * 8 - 1)
+            return ([f"{d} = ((_arena_ld(E, {s} + {ins.off}, {spec.size}) ^ {sign:#x}) - "
+                     f"{sign:#x}) & {M64:#x}"], None, {ins.src}, {ins.dst})
+        if spec.kind is Kind.ST:
+            return ([f"_arena_st(E, {d} + {ins.off}, {spec.size}, {ins.imm & M64:#x})"], None,
+                    {ins.dst}, set())
+        return ([f"_arena_st(E, {d} + {ins.off}, {spec.size}, {s})"], None,
+                {ins.dst, ins.src}, set())
 
     def _gen_alu(self, pc: int, ins: Insn, spec: OpSpec, d: str, s: str
                  ) -> tuple[list[str], list[str] | None, set[int], set[int]]:

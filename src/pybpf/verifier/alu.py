@@ -146,10 +146,9 @@ class AluMixin:
             if not is64:
                 if ins.off not in (0, 8, 16) or ins.imm:
                     self.fail(errno.EINVAL, "BPF_MOV uses reserved fields\n")
-            elif ins.off == 1:  # BPF_ADDR_SPACE_CAST
-                if ins.imm not in (1, 1 << 16):
-                    self.fail(errno.EINVAL, "addr_space_cast insn can only convert between address space 1 and 0\n")
-                self.fail(errno.EINVAL, "addr_space_cast insn can only be used in a program that has an associated arena\n")
+            elif ins.off == 1:  # BPF_ADDR_SPACE_CAST (verifier/arena.py)
+                from pybpf.verifier import arena
+                arena.check_addr_space_cast_fields(self, ins)
             elif ins.off not in (0, 8, 16, 32) or ins.imm:
                 self.fail(errno.EINVAL, "BPF_MOV uses reserved fields\n")
             self.check_reg_arg(ins.src, src=True)
@@ -157,6 +156,10 @@ class AluMixin:
             self.fail(errno.EINVAL, "BPF_MOV uses reserved fields\n")
         self.check_reg_arg(ins.dst, src=False, mark=False)
         d = regs[ins.dst]
+        if src_x and is64 and ins.imm:  # addr_space_cast
+            from pybpf.verifier import arena
+            arena.mark_addr_space_cast(self, ins)
+            return
         if src_x:
             s = regs[ins.src]
             if is64:
@@ -237,6 +240,10 @@ class AluMixin:
         regs = self.regs
         op = ins.code & 0xF0
         d = regs[ins.dst]
+        if d.type == RegType.PTR_TO_ARENA or (src_x and regs[ins.src].type == RegType.PTR_TO_ARENA):
+            from pybpf.verifier import arena
+            if arena.adjust_arena_alu(self, ins, is64):
+                return
         ptr_reg = d if d.type != RegType.SCALAR_VALUE else None
         if src_x:
             s = regs[ins.src]

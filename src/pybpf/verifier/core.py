@@ -356,6 +356,9 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
             if prev is not None and prev is not m:
                 self.fail(errno.EBUSY, "only one cgroup storage of each type is allowed\n")
             self.aux_global[key] = m
+        elif mt == 33:  # BPF_MAP_TYPE_ARENA: prog->aux->arena (verifier/arena.py)
+            from pybpf.verifier.arena import check_arena_map
+            check_arena_map(self, m)
 
     def do_check(self) -> None:
         insns = self.insns

@@ -147,10 +147,9 @@ def convert_ctx_accesses(v: Verifier, p: ProgPatcher) -> None:
             i += 1
             continue
         elif base == RegType.PTR_TO_ARENA and ptr_type == RegType.PTR_TO_ARENA:
-            if ins.code & 0xE0 == BPF_MEMSX:
-                raise PatchError(errno.EOPNOTSUPP,
-                                 "sign extending loads from arena are not supported yet\n")
-            p.insns[i] = ins._replace(code=(ins.code & 0x07) | BPF_PROBE_MEM32 | (ins.code & 0x18))
+            # 6.18: sign-extending loads become BPF_PROBE_MEM32SX (0xc0), the rest PROBE_MEM32
+            mode = 0xC0 if ins.code & 0xE0 == BPF_MEMSX else BPF_PROBE_MEM32
+            p.insns[i] = ins._replace(code=(ins.code & 0x07) | mode | (ins.code & 0x18))
             i += 1
             continue
         else:

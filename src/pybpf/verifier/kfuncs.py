@@ -78,7 +78,7 @@ UNSUPPORTED = frozenset({
     "bpf_wq_start", "bpf_local_irq_save", "bpf_local_irq_restore", "bpf_res_spin_lock",
     "bpf_res_spin_unlock", "bpf_res_spin_lock_irqsave", "bpf_res_spin_unlock_irqrestore",
     "bpf_session_cookie", "bpf_task_work_schedule_signal_impl", "bpf_task_work_schedule_resume_impl",
-    "bpf_stream_vprintk_impl", "bpf_arena_alloc_pages", "bpf_arena_free_pages", "bpf_arena_reserve_pages",
+    "bpf_stream_vprintk_impl", "bpf_arena_reserve_pages",
 })
 
 #: kfuncs that may move packet data (``is_kfunc_pkt_changing``)
@@ -505,6 +505,8 @@ def check_kfunc_args(v: Verifier, meta: KfuncMeta) -> None:
             process_iter_arg(v, regno, meta)
         elif kind == KF_ARG_PTR_TO_BTF_ID:
             _check_btf_id_arg(v, meta, reg, regno, i, ref_t, ref_id)
+        elif kind == KF_ARG_PTR_TO_MAP:
+            _check_map_arg(v, meta, reg, regno, pname)
         elif kind == KF_ARG_PTR_TO_MEM:
             try:
                 size = btf.resolve_size(ref_id)
@@ -524,6 +526,15 @@ def check_kfunc_args(v: Verifier, meta: KfuncMeta) -> None:
         i += 1
     if meta.flags & K.KF_RELEASE and not meta.release_regno:
         v.fail(errno.EINVAL, f"release kernel function {meta.name} expects refcounted PTR_TO_BTF_ID\n")
+
+
+def _check_map_arg(v: Verifier, meta: KfuncMeta, reg: Reg, regno: int, pname: str) -> None:
+    """``KF_ARG_PTR_TO_MAP`` (``__map`` suffix): a map pointer from ``ld_imm64``."""
+    if reg.type == RegType.CONST_PTR_TO_MAP:
+        return
+    if getattr(reg, "map_ptr", None) is None:
+        v.fail(errno.EINVAL, f"pointer in R{regno} isn't map pointer\n")
+    v.fail(ENOTSUPP, f"pybpf: argument {pname} of kernel function {meta.name} is not supported yet\n")
 
 
 def _check_scalar_arg(v: Verifier, meta: KfuncMeta, reg: Reg, regno: int, pname: str) -> None:
@@ -599,7 +610,9 @@ def get_kfunc_ptr_arg_type(v: Verifier, meta: KfuncMeta, ref_t: BtfType, argno: 
         return KF_ARG_PTR_TO_DYNPTR
     if (meta.flags & K.KF_ITER_MASK and argno == 0) or _has_suffix(pname, "__iter"):
         return KF_ARG_PTR_TO_ITER
-    if _has_suffix(pname, "__str") or _has_suffix(pname, "__map") or _has_suffix(pname, "__cb"):
+    if _has_suffix(pname, "__map"):
+        return KF_ARG_PTR_TO_MAP
+    if _has_suffix(pname, "__str") or _has_suffix(pname, "__cb"):
         v.fail(ENOTSUPP, f"pybpf: argument {pname} of kernel function {meta.name} is not supported yet\n")
     if reg.base == RegType.PTR_TO_BTF_ID or reg.base in REG2BTF:
         if not isinstance(ref_t, BtfComposite):

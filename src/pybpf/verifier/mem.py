@@ -71,6 +71,9 @@ _SPILLABLE = {RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_STACK, RegType.PTR_TO_CTX
               RegType.PTR_TO_MEM, RegType.PTR_TO_FUNC, RegType.PTR_TO_MAP_KEY,
               RegType.PTR_TO_ARENA}  # not CONST_PTR_TO_DYNPTR: spilling one stores STACK_MISC
 
+#: atomics x86's JIT cannot do on an arena (``bpf_jit_supports_insn``): and/or/xor with fetch
+_ARENA_NO_JIT_ATOMICS = frozenset({0x51, 0x41, 0xA1})
+
 _SK_TYPES = (RegType.PTR_TO_SOCKET, RegType.PTR_TO_SOCK_COMMON, RegType.PTR_TO_TCP_SOCK,
              RegType.PTR_TO_XDP_SOCK)
 
@@ -579,6 +582,9 @@ class MemMixin:
                 mark_unknown(regs[value_regno])
         elif reg.type == RegType.CONST_PTR_TO_MAP:
             self.check_ptr_to_map_access(regno, off, size, t, value_regno)
+        elif reg.type == RegType.PTR_TO_ARENA:  # no bounds: BPF_PROBE_MEM32 absorbs faults
+            if t == BPF_READ and value_regno >= 0:
+                mark_unknown(regs[value_regno])
         elif b == RegType.PTR_TO_BUF and not reg.type & PTR_MAYBE_NULL:
             self.check_buffer_access(regno, off, size, t, value_regno)
         elif b == RegType.PTR_TO_BTF_ID and not reg.type & PTR_MAYBE_NULL and reg.btf is not None:
@@ -797,7 +803,8 @@ class MemMixin:
         self.check_ptr_leak(BPF_WRITE, ins.src, "mem")
         d = self.regs[ins.dst]
         if d.type == RegType.PTR_TO_CTX or d.is_pkt_pointer() or d.type == RegType.PTR_TO_FLOW_KEYS \
-                or d.type in _SK_TYPES:
+                or d.type in _SK_TYPES \
+                or (d.type == RegType.PTR_TO_ARENA and imm in _ARENA_NO_JIT_ATOMICS):
             self.fail(errno.EACCES, f"BPF_ATOMIC stores into R{ins.dst} {reg_type_str(d.type)} is not allowed\n")
         load_reg = -1
         if imm & 0x01:

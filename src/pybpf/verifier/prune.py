@@ -144,6 +144,8 @@ def regsafe(o: Reg, c: Reg, ids: _IdMap, exact: int) -> bool:
         return _range_within(o, c) and o.var_off.contains(c.var_off)
     if b == RegType.PTR_TO_STACK:
         return regs_exact(o, c, ids) and o.frameno == c.frameno
+    if b == RegType.PTR_TO_ARENA:  # any arena address is as safe as any other
+        return True
     return regs_exact(o, c, ids)
 
 
