@@ -32,12 +32,18 @@ from pybpf.btf.raw import (
     IntEncoding,
 )
 from pybpf.btf.writer import StringTable, build_blob, encode_types
-from pybpf.errors import BpfError
 from pybpf.isa.asm import assemble
-from pybpf.isa.insn import Insn, encode
+from pybpf.isa.insn import Insn
 from pybpf.kernel import Kernel
 from pybpf.maps.btf_record import find_kptrs
-from pybpf.program import Program
+from pybpf.testing.verifier_diff import (
+    is_map_load_line,
+    kernel_btf_map,
+    load_both,
+    log_lines,
+    patch_map_marks,
+    pybpf_btf_map,
+)
 from pybpf.uapi import BpfCmd, bpf_attr_btf_load, bpf_attr_map_create
 
 SCHED_CLS, ARRAY = 3, 2
@@ -136,34 +142,12 @@ BODIES = {
 
 
 def _patch(text: str, fd: int) -> list[Insn]:
-    return [Insn(0x18, i.dst, 1, 0, fd) if i.code == 0x18 and i.imm == MAP_MARK else i
-            for i in assemble(text)]
+    return patch_map_marks(assemble(text), {MAP_MARK: fd})
 
 
 def _pybpf_map(k: Kernel, blob: bytes, value_id: int) -> int:
     """BTF_LOAD + MAP_CREATE through pybpf's syscall layer: fd, or -errno."""
-    buf = ctypes.create_string_buffer(blob, len(blob))
-    battr = bpf_attr_btf_load()
-    battr.btf, battr.btf_size = ctypes.addressof(buf), len(blob)
-    btf_fd = k.bpf(BpfCmd.BPF_BTF_LOAD, battr)
-    assert btf_fd >= 0
-    mattr = bpf_attr_map_create()
-    mattr.map_type, mattr.key_size, mattr.value_size, mattr.max_entries = ARRAY, 4, 16, 1
-    mattr.btf_fd, mattr.btf_key_type_id, mattr.btf_value_type_id = btf_fd, 1, value_id
-    return int(k.bpf(BpfCmd.BPF_MAP_CREATE, mattr))
-
-
-def _kernel_map(kernel: ModuleType, blob: bytes, value_id: int) -> int:
-    btf = kernel.btf_load(blob, log_level=1, log_size=1 << 16)
-    assert btf.ok, btf.log
-    fd, err = kernel.map_create_raw(ARRAY, 4, 16, 1, btf_fd=btf.fd, btf_key_type_id=1,
-                                    btf_value_type_id=value_id)
-    kernel.close(btf.fd)
-    return fd if fd >= 0 else -err
-
-
-def _strip(log: str) -> list[str]:
-    return [ln for ln in log.splitlines() if "(18) r1 = " not in ln]  # map addresses differ
+    return pybpf_btf_map(k, blob, ARRAY, 4, 16, 1, value_id)
 
 
 @pytest.mark.parametrize("body", list(BODIES))
@@ -171,25 +155,18 @@ def _strip(log: str) -> list[str]:
 def test_member_access_matches_kernel(kernel: ModuleType, value: str, body: str) -> None:
     blob, vid, off = VALUES[value]()
     text = LOOKUP + BODIES[body].format(off=off)
-    kfd = _kernel_map(kernel, blob, vid)
+    kfd = kernel_btf_map(kernel, blob, ARRAY, 4, 16, 1, vid)
     assert kfd >= 0
-    try:
-        want = kernel.prog_load(SCHED_CLS, encode(_patch(text, kfd)), log_level=2, log_size=1 << 20)
-        if want.fd >= 0:
-            kernel.close(want.fd)
-    finally:
-        kernel.close(kfd)
     k = Kernel()
     fd = _pybpf_map(k, blob, vid)
     assert fd >= 0
     try:
-        prog = Program.load(k, SCHED_CLS, _patch(text, fd), log_level=2, log_size=1 << 20)
-        ok, log = True, prog.log
-        prog.close()
-    except BpfError as e:
-        ok, log = False, e.log
-    assert ok == (want.fd >= 0), log
-    assert _strip(log) == _strip(want.log)
+        want, got = load_both(kernel, k, SCHED_CLS, _patch(text, fd), log_level=2,
+                              kernel_insns=_patch(text, kfd))
+    finally:
+        kernel.close(kfd)
+    assert got.ok == want.ok, got.log
+    assert log_lines(got.log, is_map_load_line) == log_lines(want.log, is_map_load_line)
 
 
 def test_referenced_kptr_needs_a_destructor(kernel: ModuleType) -> None:

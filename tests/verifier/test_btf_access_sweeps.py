@@ -16,18 +16,15 @@ Each case is one small program; a mismatch reports the first differing log line.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from types import ModuleType
 
 import pytest
 
 from pybpf.btf.raw import Btf, BtfKind, BtfPtr
-from pybpf.errors import BpfError
 from pybpf.isa.asm import assemble
-from pybpf.isa.insn import encode
 from pybpf.kernel import Kernel
-from pybpf.program import Program
+from pybpf.testing.verifier_diff import first_difference, load_both
 
 TRACING, TRACE_RAW_TP, TRACE_ITER = 26, 23, 28
 BPF_F_SLEEPABLE = 1 << 4
@@ -38,23 +35,9 @@ def _mismatch(kernel: ModuleType, k: Kernel, eat: int, btf_id: int, text: str,
               flags: int = 0) -> str | None:
     """None when both agree, else the first differing line."""
     insns = assemble(text, syntax="kernel")
-    r = kernel.prog_load(TRACING, encode(insns), expected_attach_type=eat, attach_btf_id=btf_id,
-                         log_level=2, log_size=1 << 20, prog_flags=flags)
-    if r.fd >= 0:
-        os.close(r.fd)
-    try:
-        prog = Program.load(k, TRACING, insns, expected_attach_type=eat, attach_btf_id=btf_id,
-                            log_level=2, prog_flags=flags)
-        perr, plog = 0, prog.log
-        prog.close()
-    except BpfError as exc:
-        perr, plog = exc.errno, exc.log or ""
-    if perr == r.errno and plog == r.log:
-        return None
-    for theirs, ours in zip(r.log.splitlines(), plog.splitlines(), strict=False):
-        if theirs != ours:
-            return f"errno {r.errno}/{perr}: kernel {theirs!r} pybpf {ours!r}"
-    return f"errno {r.errno}/{perr}: logs differ in length"
+    want, got = load_both(kernel, k, TRACING, insns, log_level=2, expected_attach_type=eat,
+                          attach_btf_id=btf_id, prog_flags=flags)
+    return first_difference(want, got)
 
 
 def _report(bad: list[str]) -> None:

@@ -24,11 +24,17 @@ from types import ModuleType
 import pytest
 
 from pybpf.btf.raw import Btf, BtfKind
-from pybpf.errors import BpfError
 from pybpf.isa.asm import assemble
-from pybpf.isa.insn import encode
 from pybpf.kernel import Kernel
-from pybpf.program import Program
+from pybpf.testing.verifier_diff import (
+    callback_func_info,
+    callback_slot,
+    error_line,
+    kernel_load,
+    load_both,
+    log_lines,
+    pybpf_load,
+)
 
 TRACING = 26
 TRACE_RAW_TP, TRACE_FENTRY, TRACE_ITER = 23, 24, 28
@@ -251,40 +257,22 @@ def attach(btf: Btf, spec: str) -> tuple[int, int]:
     return int(eat), btf.find(name, BtfKind[kind.upper()])
 
 
-def _lines(log: str) -> list[str]:
-    return [ln for ln in log.splitlines() if not ln.startswith("verification time")]
-
-
-def _error_line(log: str) -> str:
-    lines = [ln for ln in _lines(log) if ln.strip() and not ln.startswith("processed ")]
-    return lines[-1] if lines else ""
-
-
 def _both(kernel: ModuleType, k: Kernel, vmlinux: Btf, name: str,
           level: int) -> tuple[tuple[int, str], tuple[int, str]]:
     spec, text, flags = CASES[name]
     eat, btf_id = attach(vmlinux, spec)
     insns = assemble(render(vmlinux, text), syntax="kernel")
-    r = kernel.prog_load(TRACING, encode(insns), expected_attach_type=eat, attach_btf_id=btf_id,
-                         prog_flags=flags, log_level=level, log_size=(1 << 20) if level else 0)
-    if r.fd >= 0:
-        os.close(r.fd)
-    try:
-        prog = Program.load(k, TRACING, insns, expected_attach_type=eat, attach_btf_id=btf_id,
-                            prog_flags=flags, log_level=level)
-    except BpfError as exc:
-        return (r.errno, r.log), (exc.errno, exc.log or "")
-    log = prog.log
-    prog.close()
-    return (r.errno, r.log), (0, log)
+    want, got = load_both(kernel, k, TRACING, insns, log_level=level, expected_attach_type=eat,
+                          attach_btf_id=btf_id, prog_flags=flags)
+    return (want.errno, want.log), (got.errno, got.log)
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_level2_log_vs_kernel(kernel: ModuleType, k: Kernel, vmlinux: Btf, name: str) -> None:
     (kerr, klog), (perr, plog) = _both(kernel, k, vmlinux, name, 2)
     assert perr == kerr, f"errno: pybpf {perr}, kernel {kerr}\n{plog}\n--- kernel:\n{klog}"
-    assert _error_line(plog) == _error_line(klog)
-    assert _lines(plog) == _lines(klog)
+    assert error_line(plog) == error_line(klog)
+    assert log_lines(plog) == log_lines(klog)
 
 
 REJECTED = [n for n in CASES if n.startswith(("walk_past", "walk_neg", "walk_beyond", "walk_var",
@@ -298,7 +286,7 @@ REJECTED = [n for n in CASES if n.startswith(("walk_past", "walk_neg", "walk_bey
 def test_level1_log_vs_kernel(kernel: ModuleType, k: Kernel, vmlinux: Btf, name: str) -> None:
     (kerr, klog), (perr, plog) = _both(kernel, k, vmlinux, name, 1)
     assert perr == kerr != 0
-    assert _lines(plog) == _lines(klog)
+    assert log_lines(plog) == log_lines(klog)
 
 
 def test_cases_cover_every_outcome(kernel: ModuleType, k: Kernel, vmlinux: Btf) -> None:
@@ -348,30 +336,18 @@ def test_find_vma_vs_kernel(kernel: ModuleType, k: Kernel, vmlinux: Btf, name: s
     text = FIND_VMA[name]
     eat, btf_id = attach(vmlinux, "tp:sched_switch")
     insns = assemble(text)
-    cb_slot = len(assemble(text.split("cb:")[0].replace("subprog[cb]", "0 ll") + "r0 = 0\nexit"))
-    cb_slot -= 2
     btf = kernel.btf_load(_btf_main_and_cb())
     assert btf.ok, btf.log
     try:
-        r = kernel.prog_load(TRACING, encode(insns), expected_attach_type=eat, attach_btf_id=btf_id,
-                             log_level=1, log_size=1 << 20, prog_btf_fd=btf.fd,
-                             func_info=struct.pack("<IIII", 0, 3, cb_slot, 5), func_info_rec_size=8)
+        want = kernel_load(kernel, TRACING, insns, expected_attach_type=eat, attach_btf_id=btf_id,
+                           **callback_func_info(btf.fd, callback_slot(text)))
     finally:
         os.close(btf.fd)
-    if r.fd >= 0:
-        os.close(r.fd)
-    try:
-        prog = Program.load(k, TRACING, insns, expected_attach_type=eat, attach_btf_id=btf_id,
-                            log_level=1)
-        perr, plog = 0, prog.log
-        prog.close()
-    except BpfError as exc:
-        perr, plog = exc.errno, exc.log or ""
-    assert perr == r.errno
-    assert _error_line(plog) == _error_line(r.log)
-    stats = re.compile(r"^processed (\d+) insns", re.M)
-    assert stats.findall(plog) == stats.findall(r.log) != []
-    assert r.errno == FIND_VMA_ERRNO[name]
+    got = pybpf_load(k, TRACING, insns, expected_attach_type=eat, attach_btf_id=btf_id)
+    assert got.errno == want.errno
+    assert error_line(got.log) == error_line(want.log)
+    assert got.outcome[2] == want.outcome[2] != -1  # processed insns
+    assert want.errno == FIND_VMA_ERRNO[name]
 
 
 #: the kernel's verdicts (so the table keeps covering both)
@@ -386,28 +362,16 @@ def test_sleepable_and_syscall_rules_vs_kernel(kernel: ModuleType, k: Kernel, pr
     """``check_attach_btf_id``'s first checks: which types may be sleepable; syscall
     programs must be."""
     insns = assemble(R0_EXIT, syntax="kernel")
-    r = kernel.prog_load(prog_type, encode(insns), prog_flags=flags, log_level=1, log_size=1 << 16)
-    if r.fd >= 0:
-        os.close(r.fd)
-    try:
-        Program.load(k, prog_type, insns, prog_flags=flags, log_level=1).close()
-        perr, plog = 0, ""
-    except BpfError as exc:
-        perr, plog = exc.errno, exc.log or ""
-    assert perr == r.errno
-    assert _error_line(plog) == _error_line(r.log)
+    want, got = load_both(kernel, k, prog_type, insns, prog_flags=flags)
+    assert got.errno == want.errno
+    assert error_line(got.log) == error_line(want.log)
 
 
 def test_non_gpl_program_cannot_read_kernel_structs(kernel: ModuleType, k: Kernel,
                                                     vmlinux: Btf) -> None:
     eat, btf_id = attach(vmlinux, "tp:sched_switch")
     insns = assemble("r2 = *(u64 *)(r1 + 8)\nr0 = *(u32 *)(r2 + 0)\n" + R0_EXIT, syntax="kernel")
-    r = kernel.prog_load(TRACING, encode(insns), expected_attach_type=eat, attach_btf_id=btf_id,
-                         log_level=1, log_size=1 << 20, license="Proprietary")
-    if r.fd >= 0:
-        os.close(r.fd)
-    with pytest.raises(BpfError) as exc:
-        Program.load(k, TRACING, insns, expected_attach_type=eat, attach_btf_id=btf_id,
-                     log_level=1, license="Proprietary")
-    assert exc.value.errno == r.errno == 22
-    assert _lines(exc.value.log) == _lines(r.log)
+    want, got = load_both(kernel, k, TRACING, insns, expected_attach_type=eat,
+                          attach_btf_id=btf_id, license="Proprietary")
+    assert got.errno == want.errno == 22
+    assert log_lines(got.log) == log_lines(want.log)

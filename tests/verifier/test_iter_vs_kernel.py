@@ -9,16 +9,19 @@ kfunc call of ``NAME`` (its vmlinux BTF id is filled in at test time).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
 
-from pybpf.errors import BpfError
-from pybpf.isa.asm import assemble
-from pybpf.isa.insn import Insn, encode
-from pybpf.kernel import Kernel
+from pybpf.isa.insn import encode
 from pybpf.program import Program
+from pybpf.testing.verifier_diff import (
+    LOG_SIZE,
+    Loaded,
+    kfunc_program,
+    load_both,
+    pybpf_instance,
+)
 
 XDP = 6
 PKT = bytes(64)
@@ -368,77 +371,22 @@ LOG_DIFFERS = {
 }
 FULL_LOG = tuple(sorted(n for n in PROGRAMS if n not in LOG_DIFFERS))
 
-_STATS = re.compile(r"^processed (\d+) insns", re.M)
-_KF = re.compile(r"call kf:(\w+)")
-
-
-def _ids() -> dict[str, int]:
-    k = instance()
-    if k.vmlinux_btf is None:
-        pytest.skip("no vmlinux BTF")
-    return {t.name: t.id for t in k.vmlinux_btf.parsed().types if type(t).__name__ == "BtfFunc"}
-
-
-_IDS: dict[str, int] = {}
-
-
-def build(text: str) -> list[Insn]:
-    """Assemble ``text``; ``call kf:NAME`` becomes a kfunc call of ``NAME``."""
-    if not _IDS:
-        _IDS.update(_ids())
-    return assemble(_KF.sub(lambda m: f"call {m.group(1)}#{_IDS[m.group(1)]}", text))
-
-
-def outcome(ok: bool, log: str) -> tuple[bool, str, int]:
-    """Verdict, first error message (the last log line before the stats), processed."""
-    m = _STATS.search(log)
-    body = log[:m.start()] if m else log
-    lines = [ln for ln in body.splitlines() if ln.strip()]
-    return ok, "" if ok else (lines[-1] if lines else ""), int(m.group(1)) if m else -1
-
-
-def kernel_load(kernel: Any, text: str, level: int = 2) -> tuple[Any, str]:
-    res = kernel.prog_load(XDP, encode(build(text)), log_level=level, log_size=1 << 22)
-    return res, str(res.log)
-
-
-_KERNELS: dict[int, Kernel] = {}
-
-
-def instance(jit: int = 1) -> Kernel:
-    """One pybpf instance per JIT setting (parsing vmlinux BTF once each)."""
-    k = _KERNELS.get(jit)
-    if k is None:
-        k = _KERNELS[jit] = Kernel()
-        k.sysctl["bpf_jit_enable"] = jit
-    return k
-
-
-def pybpf_load(text: str, level: int = 2, jit: int = 1) -> tuple[Program | None, str]:
-    k = instance(jit)
-    try:
-        p = Program.load(k, XDP, build(text), log_level=level, log_size=1 << 22)
-    except BpfError as e:
-        return None, e.log
-    return p, p.log
+def load(kernel: Any, name: str, level: int = 2) -> tuple[Loaded, Loaded]:
+    """(live kernel, pybpf) answers to loading ``PROGRAMS[name]`` as an XDP program."""
+    return load_both(kernel, pybpf_instance(), XDP, kfunc_program(PROGRAMS[name]),
+                     log_level=level)
 
 
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
 def test_verdict_message_processed(kernel: Any, name: str) -> None:
-    res, klog = kernel_load(kernel, PROGRAMS[name])
-    if res.fd >= 0:
-        kernel.close(res.fd)
-    p, plog = pybpf_load(PROGRAMS[name])
-    assert outcome(p is not None, plog) == outcome(res.fd >= 0, klog)
+    want, got = load(kernel, name)
+    assert got.outcome == want.outcome
 
 
 @pytest.mark.parametrize("name", FULL_LOG)
 def test_level2_log(kernel: Any, name: str) -> None:
-    res, klog = kernel_load(kernel, PROGRAMS[name])
-    if res.fd >= 0:
-        kernel.close(res.fd)
-    _, plog = pybpf_load(PROGRAMS[name])
-    assert plog == klog
+    want, got = load(kernel, name)
+    assert got.log == want.log
 
 
 @pytest.mark.parametrize("jit", [0, 1])
@@ -447,14 +395,14 @@ def test_level2_log(kernel: Any, name: str) -> None:
                                   "iter_on_caller_stack", "two_counters", "branchy_body",
                                   "spill_in_loop"])
 def test_run_retval(kernel: Any, name: str, jit: int) -> None:
-    res, klog = kernel_load(kernel, PROGRAMS[name], level=1)
-    assert res.fd >= 0, klog
+    insns = kfunc_program(PROGRAMS[name])
+    res = kernel.prog_load(XDP, encode(insns), log_level=1, log_size=LOG_SIZE)
+    assert res.fd >= 0, res.log
     try:
         want = kernel.prog_test_run(res.fd, PKT).retval
     finally:
         kernel.close(res.fd)
-    p, plog = pybpf_load(PROGRAMS[name], level=1, jit=jit)
-    assert p is not None, plog
+    p = Program.load(pybpf_instance(jit), XDP, insns, log_level=1, log_size=LOG_SIZE)
     assert p.test_run(PKT).retval == want
 
 
@@ -500,7 +448,7 @@ def test_example_bpf_for(kernel: Any, jit: int) -> None:
 
     if not EXAMPLE.exists():
         pytest.skip(f"{EXAMPLE} not built")
-    mine = skel.load(str(EXAMPLE), kernel=instance(jit))
+    mine = skel.load(str(EXAMPLE), kernel=pybpf_instance(jit))
     live = skel.load(str(EXAMPLE), kernel="live")
     try:
         pm, pl = mine.progs.iter_sum, live.progs.iter_sum

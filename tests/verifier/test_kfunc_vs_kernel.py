@@ -14,12 +14,12 @@ import subprocess
 from typing import Any
 
 import pytest
-from test_iter_vs_kernel import build, instance, outcome
 
 from pybpf.btf.raw import BtfDeclTag
 from pybpf.errors import BpfError
 from pybpf.isa.insn import Insn, encode
 from pybpf.program import Program
+from pybpf.testing.verifier_diff import kfunc_program, load_both, pybpf_instance
 from pybpf.verifier.kfuncs import UNSUPPORTED
 
 XDP, TC, SOCKET_FILTER, RAW_TP, TRACING, SYSCALL = 6, 3, 1, 17, 26, 31
@@ -28,7 +28,7 @@ BPF_TRACE_RAW_TP = 23
 
 
 def _tp_btf() -> dict[str, int]:
-    btf = instance().vmlinux_btf.parsed()
+    btf = pybpf_instance().vmlinux_btf.parsed()
     tid = next(t.id for t in btf.types if t.name == "btf_trace_sched_switch")
     return {"expected_attach_type": BPF_TRACE_RAW_TP, "attach_btf_id": tid}
 
@@ -44,20 +44,12 @@ def _attrs(prog_type: int) -> dict[str, int]:
 def both(kernel: Any, prog_type: int, insns: list[Insn], license: str = "GPL",
          **attrs: Any) -> tuple[tuple[bool, str, int], tuple[bool, str, int]]:
     """(kernel outcome, pybpf outcome) of one load."""
-    res = kernel.prog_load(prog_type, encode(insns), license=license, log_level=1, log_size=1 << 20, **attrs)
-    if res.fd >= 0:
-        kernel.close(res.fd)
-    ko = outcome(res.fd >= 0, str(res.log))
-    try:
-        p = Program.load(instance(), prog_type, insns, license=license, log_level=1, log_size=1 << 20, **attrs)
-        po = outcome(True, p.log)
-    except BpfError as e:
-        po = outcome(False, e.log)
-    return ko, po
+    want, got = load_both(kernel, pybpf_instance(), prog_type, insns, license=license, **attrs)
+    return want.outcome, got.outcome
 
 
 def _kfunc_names() -> list[str]:
-    btf = instance().vmlinux_btf.parsed()
+    btf = pybpf_instance().vmlinux_btf.parsed()
     return sorted({btf.types[t.type].name for t in btf.types
                    if isinstance(t, BtfDeclTag) and t.name == "bpf_kfunc"})
 
@@ -66,7 +58,7 @@ def _kfunc_names() -> list[str]:
 def test_sweep_zero_args(kernel: Any, prog_type: int) -> None:
     """r1..r5 = 0; call each tagged kfunc. pybpf refuses the kfuncs it does not model yet
     (``UNSUPPORTED``) with ENOTSUPP; every other outcome must be the kernel's."""
-    ids = {t.name: t.id for t in instance().vmlinux_btf.parsed().types if type(t).__name__ == "BtfFunc"}
+    ids = {t.name: t.id for t in pybpf_instance().vmlinux_btf.parsed().types if type(t).__name__ == "BtfFunc"}
     attrs = _attrs(prog_type)
     wrong = []
     compared = 0
@@ -322,7 +314,7 @@ PROGRAMS.update({
 
 def _offsets() -> dict[str, int]:
     """Struct offsets and type ids of this kernel's BTF the program texts refer to."""
-    btf = instance().vmlinux_btf.parsed()
+    btf = pybpf_instance().vmlinux_btf.parsed()
     task = btf.types[btf.find("task_struct")]
     return {"real_parent": task.member("real_parent").byte_offset, "sk_buff": btf.find("sk_buff"),
             "int": next(t.id for t in btf.types if type(t).__name__ == "BtfInt" and t.name == "int")}
@@ -333,7 +325,7 @@ def test_program(kernel: Any, name: str) -> None:
     prog_type, text = PROGRAMS[name]
     if "{" in text:
         text = text.format(**_offsets())
-    ko, po = both(kernel, prog_type, build(text), **_attrs(prog_type))
+    ko, po = both(kernel, prog_type, kfunc_program(text), **_attrs(prog_type))
     assert po == ko
 
 
@@ -343,21 +335,14 @@ def test_level2_log(kernel: Any, name: str) -> None:
     prog_type, text = PROGRAMS[name]
     if "{" in text:
         text = text.format(**_offsets())
-    insns = build(text)
-    attrs = _attrs(prog_type)
-    res = kernel.prog_load(prog_type, encode(insns), log_level=2, log_size=1 << 22, **attrs)
-    if res.fd >= 0:
-        kernel.close(res.fd)
-    try:
-        log = Program.load(instance(), prog_type, insns, log_level=2, log_size=1 << 22, **attrs).log
-    except BpfError as e:
-        log = e.log
-    assert log == str(res.log)
+    want, got = load_both(kernel, pybpf_instance(), prog_type, kfunc_program(text), log_level=2,
+                          **_attrs(prog_type))
+    assert got.log == want.log
 
 
 def test_not_a_function(kernel: Any) -> None:
     """An id that names a type but not a FUNC, and one past the end of vmlinux BTF."""
-    btf = instance().vmlinux_btf.parsed()
+    btf = pybpf_instance().vmlinux_btf.parsed()
     int_id = next(t.id for t in btf.types if type(t).__name__ == "BtfInt")
     for imm in (int_id, len(btf.types) + 10):
         ko, po = both(kernel, XDP, [Insn(0x85, 0, 2, 0, imm), Insn(0xB7), Insn(0x95)])
@@ -366,8 +351,8 @@ def test_not_a_function(kernel: Any) -> None:
 
 def test_not_a_kfunc(kernel: Any) -> None:
     """A kernel function vmlinux BTF knows but no kfunc set lists."""
-    ko, po = both(kernel, XDP, build("call vfs_read#{}\nr0 = 0\nexit\n".format(
-        instance().vmlinux_btf.parsed().find("vfs_read"))))
+    ko, po = both(kernel, XDP, kfunc_program("call vfs_read#{}\nr0 = 0\nexit\n".format(
+        pybpf_instance().vmlinux_btf.parsed().find("vfs_read"))))
     assert not ko[0] and "is not allowed" in ko[1]
     assert po == ko
 
@@ -375,11 +360,11 @@ def test_not_a_kfunc(kernel: Any) -> None:
 @pytest.mark.parametrize(("off", "fd_array"), [(1, None), (-1, None), (1, [0, 9999])])
 def test_module_btf_offset(kernel: Any, off: int, fd_array: list[int] | None) -> None:
     """``off`` selects a module BTF through ``fd_array``: errno and whole log as the kernel's."""
-    fid = instance().vmlinux_btf.parsed().find("bpf_rcu_read_lock")
+    fid = pybpf_instance().vmlinux_btf.parsed().find("bpf_rcu_read_lock")
     insns = [Insn(0x85, 0, 2, off, fid), Insn(0xB7), Insn(0x95)]
     res = kernel.prog_load(XDP, encode(insns), log_level=1, log_size=1 << 16, fd_array=fd_array)
     try:
-        Program.load(instance(), XDP, insns, log_level=1, log_size=1 << 16,
+        Program.load(pybpf_instance(), XDP, insns, log_level=1, log_size=1 << 16,
                      **({"fd_array": _fd_array_addr(fd_array)} if fd_array else {}))
         got: tuple[int, str] = (0, "")
     except BpfError as e:
@@ -399,7 +384,7 @@ def _fd_array_addr(fds: list[int]) -> int:
 
 
 def test_non_gpl(kernel: Any) -> None:
-    ko, po = both(kernel, XDP, build(RCU_LOCK + RCU_UNLOCK + RET0), license="MIT")
+    ko, po = both(kernel, XDP, kfunc_program(RCU_LOCK + RCU_UNLOCK + RET0), license="MIT")
     assert po == ko
 
 
@@ -429,16 +414,16 @@ def test_xlated(kernel: Any, text: str) -> None:
     from pybpf.isa.disasm import disasm_kernel
     from pybpf.verifier.kfunc_fixup import xlated_kfunc_name
 
-    insns = build(text)
+    insns = kfunc_program(text)
     res = kernel.prog_load(XDP, encode(insns), log_level=1, log_size=1 << 20)
     assert res.fd >= 0, res.log
     try:
         want = _bpftool_xlated(kernel.prog_info(res.fd).id)
     finally:
         kernel.close(res.fd)
-    p = Program.load(instance(), XDP, insns)
+    p = Program.load(pybpf_instance(), XDP, insns)
     xl = p.obj.xlated or p.obj.insns
-    k = instance()
+    k = pybpf_instance()
     got = disasm_kernel(xl, call_target=lambda i: xlated_kfunc_name(k, i) if i.src == 2 else None)
     strip = re.compile(r"#-?\d+$")
     assert [strip.sub("", ln) for ln in got] == [strip.sub("", ln) for ln in want]
@@ -483,18 +468,16 @@ STR_CASES = [
 @pytest.mark.parametrize("jit", [0, 1])
 def test_string_kfuncs_run(kernel: Any, jit: int) -> None:
     """The string kfuncs return on pybpf's tiers what they return on Linux."""
-    from test_iter_vs_kernel import instance as inst
-
     wrong = []
     for fn, args in STR_CASES:
-        insns = build(_str_prog(fn, args))
+        insns = kfunc_program(_str_prog(fn, args))
         res = kernel.prog_load(XDP, encode(insns), log_level=1, log_size=1 << 20)
         assert res.fd >= 0, res.log
         try:
             want = kernel.prog_test_run(res.fd, bytes(64)).retval
         finally:
             kernel.close(res.fd)
-        got = Program.load(inst(jit), XDP, insns).test_run(bytes(64)).retval
+        got = Program.load(pybpf_instance(jit), XDP, insns).test_run(bytes(64)).retval
         if got != want:
             wrong.append((fn, args, want, got))
     assert not wrong

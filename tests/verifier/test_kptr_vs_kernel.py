@@ -5,18 +5,22 @@ exchanging them. Verdict, first error message and the whole level-2 log must be 
 
 from __future__ import annotations
 
-import ctypes
 import struct
 from types import ModuleType
 
 import pytest
 
-from pybpf.errors import BpfError
 from pybpf.isa.asm import assemble
-from pybpf.isa.insn import Insn, encode
+from pybpf.isa.insn import Insn
 from pybpf.kernel import Kernel
-from pybpf.program import Program
-from pybpf.uapi import BpfCmd, bpf_attr_btf_load, bpf_attr_map_create
+from pybpf.testing.verifier_diff import (
+    is_map_load_line,
+    kernel_btf_map,
+    load_both,
+    log_lines,
+    patch_map_marks,
+    pybpf_btf_map,
+)
 
 SCHED_CLS, ARRAY = 3, 2
 MAP_MARK = 0x7AB
@@ -72,28 +76,18 @@ LOG_DIFFERS = {"xchg_leaks_old"}
 
 
 def _patch(text: str, fd: int) -> list[Insn]:
-    return [Insn(0x18, i.dst, 1, 0, fd) if i.code == 0x18 and i.imm == MAP_MARK else i
-            for i in assemble(text)]
+    return patch_map_marks(assemble(text), {MAP_MARK: fd})
 
 
 @pytest.fixture(scope="module")
 def live_map(kernel: ModuleType) -> int:
-    btf = kernel.btf_load(value_btf(), log_level=1, log_size=1 << 16)
-    assert btf.ok, btf.log
-    return kernel.map_create(ARRAY, 4, 16, 1, btf_fd=btf.fd, btf_key_type_id=1, btf_value_type_id=7)
+    fd = kernel_btf_map(kernel, value_btf(), ARRAY, 4, 16, 1, 7)
+    assert fd >= 0
+    return fd
 
 
 def _pybpf_map(k: Kernel) -> int:
-    blob = value_btf()
-    buf = ctypes.create_string_buffer(blob, len(blob))
-    battr = bpf_attr_btf_load()
-    battr.btf, battr.btf_size = ctypes.addressof(buf), len(blob)
-    btf_fd = k.bpf(BpfCmd.BPF_BTF_LOAD, battr)
-    assert btf_fd >= 0
-    mattr = bpf_attr_map_create()
-    mattr.map_type, mattr.key_size, mattr.value_size, mattr.max_entries = ARRAY, 4, 16, 1
-    mattr.btf_fd, mattr.btf_key_type_id, mattr.btf_value_type_id = btf_fd, 1, 7
-    fd = k.bpf(BpfCmd.BPF_MAP_CREATE, mattr)
+    fd = pybpf_btf_map(k, value_btf(), ARRAY, 4, 16, 1, 7)
     assert fd >= 0
     return fd
 
@@ -108,22 +102,13 @@ def test_map_records_the_kptr_fields() -> None:
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_level2_log_matches_kernel(kernel: ModuleType, live_map: int, name: str) -> None:
-    want = kernel.prog_load(SCHED_CLS, encode(_patch(CASES[name], live_map)), log_level=2,
-                            log_size=1 << 20)
-    if want.fd >= 0:
-        kernel.close(want.fd)
     k = Kernel()
-    fd = _pybpf_map(k)
-    try:
-        prog = Program.load(k, SCHED_CLS, _patch(CASES[name], fd), log_level=2, log_size=1 << 20)
-        ok, log = True, prog.log
-        prog.close()
-    except BpfError as e:
-        ok, log = False, e.log
-    assert ok == (want.fd >= 0), log
+    want, got = load_both(kernel, k, SCHED_CLS, _patch(CASES[name], _pybpf_map(k)), log_level=2,
+                          kernel_insns=_patch(CASES[name], live_map))
+    assert got.ok == want.ok, got.log
     # the map's address differs: compare the rest
-    strip = lambda s: [ln for ln in s.splitlines() if "(18) r1 = " not in ln]  # noqa: E731
+    glines, wlines = log_lines(got.log, is_map_load_line), log_lines(want.log, is_map_load_line)
     if name in LOG_DIFFERS:
-        assert strip(log)[-2:] == strip(want.log)[-2:]
+        assert glines[-2:] == wlines[-2:]
     else:
-        assert strip(log) == strip(want.log)
+        assert glines == wlines

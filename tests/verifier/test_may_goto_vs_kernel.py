@@ -14,8 +14,8 @@ from types import ModuleType
 import pytest
 
 from pybpf.isa.asm import assemble
-from pybpf.isa.insn import Insn, encode
-from pybpf.verifier.api import VerifierInput, bpf_check
+from pybpf.isa.insn import Insn
+from pybpf.testing.verifier_diff import kernel_load, verifier_load
 
 SOCKET_FILTER = 1
 
@@ -54,17 +54,15 @@ CASES = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_level2_log_matches_kernel(kernel: ModuleType, name: str) -> None:
     insns = prog(*CASES[name])
-    want = kernel.prog_load(SOCKET_FILTER, encode(insns), log_level=2, log_size=1 << 22)
-    if want.fd >= 0:
-        kernel.close(want.fd)
-    got = bpf_check(VerifierInput(insns=insns, prog_type=SOCKET_FILTER, log_level=2))
-    assert (got.errno == 0) == (want.fd >= 0), got.log[-2000:]
+    want = kernel_load(kernel, SOCKET_FILTER, insns, log_level=2)
+    got = verifier_load(SOCKET_FILTER, insns, log_level=2)
+    assert got.ok == want.ok, got.log[-2000:]
     assert got.log == want.log
 
 
 def test_reserved_fields_are_refused(kernel: ModuleType) -> None:
     insns = [Insn(0xB7, 0, 0, 0, 0), Insn(0xE5, 0, 0, 1, 1), Insn(0x95, 0, 0, 0, 0)]
-    want = kernel.prog_load(SOCKET_FILTER, encode(insns), log_level=1, log_size=1 << 16)
-    got = bpf_check(VerifierInput(insns=insns, prog_type=SOCKET_FILTER, log_level=1))
-    assert want.fd < 0 and got.errno == want.errno
+    want = kernel_load(kernel, SOCKET_FILTER, insns, log_level=1, log_size=1 << 16)
+    got = verifier_load(SOCKET_FILTER, insns, log_level=1)
+    assert not want.ok and got.errno == want.errno
     assert got.log.splitlines()[-2:-1] == want.log.splitlines()[-2:-1]

@@ -13,8 +13,7 @@ from types import ModuleType
 import pytest
 
 from pybpf.isa.asm import assemble
-from pybpf.isa.insn import encode
-from pybpf.verifier.api import VerifierInput, bpf_check
+from pybpf.testing.verifier_diff import kernel_load, verifier_load
 
 RAW_TP_WRITABLE, XDP, SOCKET_FILTER = 24, 6, 1
 
@@ -37,9 +36,7 @@ CASES = [
 @pytest.mark.parametrize("name,prog_type,text", CASES, ids=[c[0] for c in CASES])
 def test_spill_log_matches_kernel(kernel: ModuleType, name: str, prog_type: int, text: str) -> None:
     insns = assemble(text.replace(";", "\n"))
-    want = kernel.prog_load(prog_type, encode(insns), log_level=2, log_size=1 << 20)
-    if want.fd >= 0:
-        kernel.close(want.fd)
-    got = bpf_check(VerifierInput(insns=insns, prog_type=prog_type, log_level=2))
-    assert (got.errno == 0) == (want.fd >= 0)
+    want = kernel_load(kernel, prog_type, insns, log_level=2)
+    got = verifier_load(prog_type, insns, log_level=2)
+    assert got.ok == want.ok
     assert got.log == want.log

@@ -20,6 +20,8 @@ accepted, or a parsed blob given to ``Map.create``), creation fails with those e
 from __future__ import annotations
 
 import errno
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -292,3 +294,166 @@ def check_kptr_record(bmap: Any, value_type_id: int) -> list[KptrInfo]:
         vmlinux = None
     check_kptr_pointees(found, vmlinux)
     return found
+
+
+# --------------------------------------------------------------------------------------
+# Kptr slots seen from user space: copy_map_value / bpf_obj_free_fields
+# --------------------------------------------------------------------------------------
+
+#: what pybpf runs when a map drops a *referenced* kptr it holds (the kernel's
+#: ``bpf_obj_free_fields`` → the pointee's destructor kfunc, ``KPTR_DTORS``): pointee
+#: struct name → callable taking the pointer. An object model that counts references
+#: registers its release here; untrusted kptrs are only cleared, never released.
+KPTR_DTOR_HOOKS: dict[str, Callable[[int], None]] = {}
+PERCPU_VALUE_MAP_TYPES = frozenset({5, 6, 10})  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
+_U64 = struct.Struct("<Q")
+
+
+def _value_period(bmap: Any) -> int:
+    """Distance between consecutive values in a syscall buffer: per-CPU maps hand one
+    ``round_up(value_size, 8)`` copy per CPU, the others ``value_size`` per element."""
+    return int(bmap.value_stride if bmap.map_type in PERCPU_VALUE_MAP_TYPES else bmap.value_size)
+
+
+def zero_kptr_slots(bmap: Any, data: bytes) -> bytes:
+    """``copy_map_value`` skips special fields and ``check_and_init_map_value`` clears them:
+    the value(s) in ``data`` with every kptr slot zeroed."""
+    period = _value_period(bmap)
+    out = bytearray(data)
+    for base in range(0, len(out) - bmap.value_size + 1, period):
+        for field in bmap.kptr_fields.values():
+            out[base + field.offset:base + field.offset + 8] = bytes(8)
+    return bytes(out)
+
+
+def bpf_obj_free_fields(bmap: Any, data: bytes | None) -> int:
+    """Drop the kptrs held by the value(s) ``data`` of an element leaving the map or being
+    overwritten: referenced ones go to their destructor hook. Returns how many were
+    released."""
+    if not data:
+        return 0
+    period = _value_period(bmap)
+    released = 0
+    for base in range(0, len(data) - bmap.value_size + 1, period):
+        for field in bmap.kptr_fields.values():
+            ptr = _U64.unpack_from(data, base + field.offset)[0]
+            if not ptr or field.kind == "kptr_untrusted":
+                continue
+            hook = KPTR_DTOR_HOOKS.get(field.name)
+            if hook is not None:
+                hook(ptr)
+            released += 1
+    return released
+
+
+class KptrFieldOps:
+    """The map type's ops, wrapped for a map whose values hold kptrs: the syscall / Python
+    side never reads nor writes the kptr slots, and an element that is overwritten or
+    deleted (or the whole map, when freed) releases the objects it held. Everything else
+    (the program side, flags, layouts) is the wrapped ops' own."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def _held(self, bmap: Any, key: bytes | None) -> bytes | None:
+        """The element's raw value(s), kptr slots included, or None when absent."""
+        try:
+            return bytes(self.inner.sys_lookup(bmap, key, 0))
+        except BpfError:
+            return None
+
+    def sys_lookup(self, bmap: Any, key: bytes, flags: int, *rest: Any) -> bytes:
+        return zero_kptr_slots(bmap, self.inner.sys_lookup(bmap, key, flags, *rest))
+
+    def sys_update(self, bmap: Any, key: bytes, value: bytes, flags: int) -> None:
+        with bmap.lock:
+            old = self._held(bmap, key)
+            self.inner.sys_update(bmap, key, zero_kptr_slots(bmap, value), flags)
+        bpf_obj_free_fields(bmap, old)
+
+    def sys_delete(self, bmap: Any, key: bytes) -> None:
+        with bmap.lock:
+            old = self._held(bmap, key)
+            self.inner.sys_delete(bmap, key)
+        bpf_obj_free_fields(bmap, old)
+
+    # -- program side: bpf_map_update_elem / bpf_map_delete_elem copy the same way --------
+    def map_update_elem(self, bmap: Any, key_addr: int, value_addr: int, flags: int,
+                        *rest: Any) -> int:
+        if bmap.map_type in PERCPU_VALUE_MAP_TYPES:  # one CPU's copy: left to the map type
+            return int(self.inner.map_update_elem(bmap, key_addr, value_addr, flags, *rest))
+        from pybpf.runtime.memory import REGISTRY
+
+        try:
+            self.sys_update(bmap, REGISTRY.read(key_addr, bmap.key_size),
+                            REGISTRY.read(value_addr, bmap.value_size), flags)
+        except BpfError as exc:
+            return -(exc.errno or errno.EINVAL)
+        return 0
+
+    def map_delete_elem(self, bmap: Any, key_addr: int, *rest: Any) -> int:
+        if bmap.map_type in PERCPU_VALUE_MAP_TYPES:
+            return int(self.inner.map_delete_elem(bmap, key_addr, *rest))
+        from pybpf.runtime.memory import REGISTRY
+
+        try:
+            self.sys_delete(bmap, REGISTRY.read(key_addr, bmap.key_size))
+        except BpfError as exc:
+            return -(exc.errno or errno.EINVAL)
+        return 0
+
+    def sys_lookup_and_delete(self, bmap: Any, key: bytes | None, flags: int) -> bytes:
+        data = self.inner.sys_lookup_and_delete(bmap, key, flags)
+        bpf_obj_free_fields(bmap, data)
+        return zero_kptr_slots(bmap, data)
+
+    def sys_lookup_batch(self, bmap: Any, *args: Any) -> Any:
+        res = self.inner.sys_lookup_batch(bmap, *args)
+        res.values = zero_kptr_slots(bmap, res.values)
+        return res
+
+    def sys_lookup_and_delete_batch(self, bmap: Any, *args: Any) -> Any:
+        res = self.inner.sys_lookup_and_delete_batch(bmap, *args)
+        bpf_obj_free_fields(bmap, res.values)
+        res.values = zero_kptr_slots(bmap, res.values)
+        return res
+
+    def sys_update_batch(self, bmap: Any, keys: bytes, values: bytes, count: int,
+                         elem_flags: int, flags: int) -> Any:
+        from pybpf.maps.batch import generic_update_batch
+        return generic_update_batch(self, bmap, keys, values, count, elem_flags, flags)  # type: ignore[arg-type]
+
+    def sys_delete_batch(self, bmap: Any, keys: bytes, count: int, elem_flags: int,
+                         flags: int) -> Any:
+        from pybpf.maps.batch import generic_delete_batch
+        return generic_delete_batch(self, bmap, keys, count, elem_flags, flags)  # type: ignore[arg-type]
+
+    def map_free(self, bmap: Any) -> None:
+        """``bpf_map_free_record`` after every element's ``bpf_obj_free_fields``."""
+        key: bytes | None = None
+        seen = 0
+        while seen <= bmap.max_entries:
+            try:
+                key = bytes(self.inner.sys_get_next_key(bmap, key))
+            except BpfError:
+                break
+            bpf_obj_free_fields(bmap, self._held(bmap, key))
+            seen += 1
+        self.inner.map_free(bmap)
+
+
+def install_kptr_field_ops(bmap: Any) -> None:
+    """Give a map with kptr fields the :class:`KptrFieldOps` view of its ops, and no
+    syscall-side fast paths (they copy whole values)."""
+    if not getattr(bmap, "kptr_fields", None) or isinstance(bmap.ops, KptrFieldOps):
+        return
+    bmap.ops = KptrFieldOps(bmap.ops)
+    bmap.fast_lookup = bmap.fast_update = bmap.fast_delete = None
+    bmap.make_fast_paths = _no_fast_paths
+
+
+def _no_fast_paths() -> None:
+    """``make_fast_paths`` of a map with kptr fields: every copy goes through the ops."""

@@ -189,6 +189,9 @@ class BpfMap:
                 self.spin_lock_off = off  # rebuilds the fast paths
             else:
                 self._spin_lock_off = off
+        if kptrs:
+            from pybpf.maps.btf_record import install_kptr_field_ops
+            install_kptr_field_ops(self)  # copy_map_value skips them, updates free them
 
     @property
     def spin_lock_off(self) -> int:

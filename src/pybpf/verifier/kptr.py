@@ -82,14 +82,21 @@ def has_kptr(v: Verifier, m: Any) -> bool:
 
 
 def find_field(v: Verifier, m: Any, off: int) -> KptrField | None:
-    """``btf_record_find(rec, off, BPF_KPTR)``; the pointee is resolved once per map and
-    field for the whole verification (every access of the field asks again)."""
-    cache: dict[tuple[int, int], KptrField | None] = v.__dict__.setdefault("kptr_fields", {})
-    key = (id(m), off)
-    if key not in cache:
-        cache[key] = next((_resolve(v, m, kind, foff) for kind, foff, _size in v.map_record(m) or ()
+    """``btf_record_find(rec, off, BPF_KPTR)``. The kernel resolves a kptr's pointee once,
+    when the map's ``btf_record`` is built; we resolve it on first use and keep it on the
+    map (as ``hooks.attachments.btf_pointer_args`` keeps its answer on the program), so
+    neither later accesses nor later loads using the same map look the type up again."""
+    cache: dict[int, KptrField | None] | None = getattr(m, "_kptr_field_cache", None)
+    if cache is None:
+        cache = {}
+        try:
+            m._kptr_field_cache = cache
+        except AttributeError:  # a map stand-in without attributes: cache per verifier
+            cache = v.__dict__.setdefault("kptr_fields", {}).setdefault(id(m), {})
+    if off not in cache:
+        cache[off] = next((_resolve(v, m, kind, foff) for kind, foff, _size in v.map_record(m) or ()
                            if kind in (KPTR_UNREF, KPTR_REF, KPTR_PERCPU) and foff == off), None)
-    return cache[key]
+    return cache[off]
 
 
 def btf_ld_kptr_type(v: Verifier, f: KptrField) -> int:
