@@ -14,6 +14,7 @@ from pybpf.isa.insn import encode
 from pybpf.kernel import Kernel
 from pybpf.program import Program
 from pybpf.runtime.context import RunContext
+from pybpf.testing.verifier_cases import callback_btf
 
 XDP = 6
 PKT = bytes(6) + bytes.fromhex("020000000001") + b"\x08\x00" + bytes(50)
@@ -47,23 +48,6 @@ exit
 """
 
 
-def _btf_for_callback() -> bytes:
-    """Raw BTF: int, ``int main(void)``, ``int cb(int i, int c)`` (both static) — what the
-    kernel needs to see in func_info before it accepts a ``subprog[...]`` reference."""
-    strings = b"\0int\0main\0cb\0i\0c\0"
-    s_int, s_main, s_cb, s_i, s_c = 1, 5, 10, 13, 15
-    types = b"".join([
-        struct.pack("<IIII", s_int, 1 << 24, 4, (1 << 24) | 32),  # [1] INT int
-        struct.pack("<III", 0, 13 << 24, 1),  # [2] FUNC_PROTO int(void)
-        struct.pack("<III", s_main, 12 << 24, 2),  # [3] FUNC main
-        struct.pack("<III", 0, (13 << 24) | 2, 1) + struct.pack("<IIII", s_i, 1, s_c, 1),
-        struct.pack("<III", s_cb, 12 << 24, 4),  # [5] FUNC cb
-    ])
-    header = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types),
-                         len(strings))
-    return header + types + strings
-
-
 def _kernel_load_with_callback(kernel: ModuleType, kernel_fds: Any, text: str) -> Any:
     insns = assemble(text)
     cb_slot = 0
@@ -72,7 +56,7 @@ def _kernel_load_with_callback(kernel: ModuleType, kernel_fds: Any, text: str) -
             break
         if label_line.strip():
             cb_slot += 2 if " ll" in label_line or "subprog[" in label_line else 1
-    btf = kernel.btf_load(_btf_for_callback())
+    btf = kernel.btf_load(callback_btf(("int", "int")))
     assert btf.ok, btf.log
     try:
         finfo = struct.pack("<IIII", 0, 3, cb_slot, 5)

@@ -22,6 +22,8 @@ from pybpf.isa.asm import assemble
 from pybpf.isa.insn import Insn, encode
 from pybpf.kernel import Kernel
 from pybpf.program import Program
+from pybpf.testing.verifier_cases import callback_btf
+from pybpf.testing.verifier_diff import callback_func_info, callback_slot, patch_map_marks
 
 XDP = 6
 RB_MARK, HASH_MARK, URB_MARK = 0x5EED, 0x4A5, 0x0B1
@@ -209,8 +211,7 @@ exit
 
 
 def _build(text: str, fds: dict[int, int]) -> list[Insn]:
-    return [Insn(0x18, i.dst, 1, 0, fds[i.imm]) if i.code == 0x18 and i.imm in fds else i
-            for i in assemble(text)]
+    return patch_map_marks(assemble(text), fds)
 
 
 def _kernel_retval(kernel: ModuleType, fds: Any, text: str) -> int:
@@ -365,15 +366,7 @@ def test_user_ringbuf_drain_of_empty_ring_matches_kernel(kernel: ModuleType, ker
 
 def _callback_btf(kernel: ModuleType, text: str) -> dict[str, Any]:
     """func_info naming the callback (the kernel wants it for a ``subprog[...]`` reference)."""
-    import sys
-    from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_dynptr_vs_kernel import _btf_for_callback
-
-    head = text.split("cb:")[0]
-    cb_slot = len(assemble(head.replace("subprog[cb]", "0 ll") + "r0 = 0\nexit\n")) - 2
-    btf = kernel.btf_load(_btf_for_callback())
+    btf = kernel.btf_load(callback_btf(("ptr", "ptr")))
     assert btf.ok, btf.log
-    return {"prog_btf_fd": btf.fd, "func_info": struct.pack("<IIII", 0, 3, cb_slot, 5),
-            "func_info_rec_size": 8}
+    return callback_func_info(btf.fd, callback_slot(text))

@@ -15,20 +15,24 @@ in for the test (the ring buffer's own ops under type 31) when the real one is m
 from __future__ import annotations
 
 import os
-import re
-import struct
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from pybpf.errors import BpfError
 from pybpf.isa.asm import assemble
-from pybpf.isa.insn import Insn, encode
+from pybpf.isa.insn import Insn
 from pybpf.kernel import Kernel
-from pybpf.program import Program
-from pybpf.testing.verifier_cases import load_outcome
+from pybpf.testing import verifier_diff
+from pybpf.testing.verifier_cases import callback_btf
+from pybpf.testing.verifier_diff import (
+    callback_func_info,
+    callback_slot,
+    load_outcome,
+    normalise_map_addrs,
+    patch_map_marks,
+)
 
 XDP = 6
 RINGBUF, HASH, USER_RINGBUF = 27, 1, 31
@@ -455,37 +459,9 @@ LOG2_DRAIN = ["drain_ok", "drain_read", "drain_submit_const", "drain_spilled_dyn
 
 
 
-def _btf_for_callback() -> bytes:
-    """Raw BTF: ``int main(void)`` and ``int cb(void *d, void *c)``, static, so the kernel
-    accepts the ``subprog[...]`` reference."""
-    strings = b"\0int\0main\0cb\0d\0c\0"
-    s_int, s_main, s_cb, s_d, s_c = 1, 5, 10, 13, 15
-    types = b"".join([
-        struct.pack("<IIII", s_int, 1 << 24, 4, (1 << 24) | 32),  # [1] INT int
-        struct.pack("<III", 0, 13 << 24, 1),  # [2] FUNC_PROTO int(void)
-        struct.pack("<III", s_main, 12 << 24, 2),  # [3] FUNC main
-        struct.pack("<III", 0, (13 << 24) | 2, 1) + struct.pack("<IIII", s_d, 6, s_c, 6),  # [4]
-        struct.pack("<III", s_cb, 12 << 24, 4),  # [5] FUNC cb
-        struct.pack("<III", 0, 2 << 24, 0),  # [6] PTR void
-    ])
-    header = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
-    return header + types + strings
-
-
 def _build(text: str, fds: dict[int, int]) -> tuple[list[Insn], int]:
     """The program with map fds patched in, and the callback's instruction index (-1)."""
-    cb_slot = -1
-    if "cb:" in text:
-        head = text.split("cb:")[0]
-        cb_slot = len(assemble(head.replace("subprog[cb]", "0 ll") + "r0 = 0\nexit\n")) - 2
-    insns = assemble(text)
-    out = [Insn(0x18, i.dst, 1, 0, fds[i.imm]) if i.code == 0x18 and i.imm in fds else i for i in insns]
-    return out, cb_slot
-
-
-def _normalise(log: str) -> str:
-    """Map addresses (and the padding after them) differ between the two."""
-    return re.sub(r"r(\d) = 0x[0-9a-f]+( +;)?", r"r\1 = ADDR", log)
+    return patch_map_marks(assemble(text), fds), callback_slot(text)
 
 
 def _maps_of(text: str) -> list[tuple[int, tuple[int, int, int, int, bytes]]]:
@@ -499,28 +475,23 @@ def kernel_load(kernel: ModuleType, fds: Any, text: str, level: int = 1, prog_ty
     extra: dict[str, Any] = {}
     btf_fd = -1
     if cb_slot >= 0:
-        btf = kernel.btf_load(_btf_for_callback())
+        btf = kernel.btf_load(callback_btf(("ptr", "ptr")))
         assert btf.ok, btf.log
         btf_fd = btf.fd
-        extra = {"prog_btf_fd": btf_fd, "func_info": struct.pack("<IIII", 0, 3, cb_slot, 5),
-                 "func_info_rec_size": 8}
+        extra = callback_func_info(btf_fd, cb_slot)
     try:
-        res = fds.prog_load(prog_type, encode(insns), log_level=level, log_size=1 << 22, **extra)
+        res = verifier_diff.kernel_load(fds, prog_type, insns, log_level=level, close=False, **extra)
     finally:
         if btf_fd >= 0:
             os.close(btf_fd)
-    return res.ok, str(res.log)
+    return res.ok, res.log
 
 
 def pybpf_load(text: str, level: int = 1, prog_type: int = XDP) -> tuple[bool, str]:
     k = Kernel()
     mfds = {mark: k.map_create(t, kk, v, n, name=name).fd for mark, (t, kk, v, n, name) in _maps_of(text)}
-    insns, _ = _build(text, mfds)
-    try:
-        prog = Program.load(k, prog_type, insns, log_level=level, log_size=1 << 22)
-    except BpfError as e:
-        return False, e.log
-    return True, prog.log
+    res = verifier_diff.pybpf_load(k, prog_type, _build(text, mfds)[0], log_level=level)
+    return res.ok, res.log
 
 
 @pytest.fixture(scope="module")
@@ -560,8 +531,8 @@ def test_dynptr_verdict_and_message_match_kernel(kernel: ModuleType, kernel_fds:
 def test_dynptr_level2_log_matches_kernel(kernel: ModuleType, kernel_fds: Any, user_ringbuf: None,
                                           name: str) -> None:
     text = ALL[name]
-    want = _normalise(kernel_load(kernel, kernel_fds, text, level=2)[1])
-    got = _normalise(pybpf_load(text, level=2)[1])
+    want = normalise_map_addrs(kernel_load(kernel, kernel_fds, text, level=2)[1])
+    got = normalise_map_addrs(pybpf_load(text, level=2)[1])
     assert got == want
 
 

@@ -9,18 +9,21 @@ import struct
 _STATS = re.compile(r"^processed (\d+) insns", re.M)
 
 
-def callback_btf() -> bytes:
-    """Raw BTF: int, ``int main(void)`` and ``int cb(int i, void *c)`` (bpf_loop's callback
-    type), both static. The kernel checks a callback's registers against it and only logs a
+def callback_btf(params: tuple[str, str] = ("int", "ptr")) -> bytes:
+    """Raw BTF: int, ``int main(void)`` and a static callback ``int cb(a, b)`` whose two
+    parameters are ``"int"`` or ``"ptr"`` (``void *``) — bpf_loop's ``cb(int i, void *c)``
+    by default. The kernel checks a static callback's registers against it and only logs a
     mismatch (``R2 is not a scalar``), so other callbacks may use it too. func_info: main is
     type 3, cb type 5."""
+    kinds = {"int": 1, "ptr": 6}
     strings = b"\0int\0main\0cb\0i\0c\0"
     s_int, s_main, s_cb, s_i, s_c = 1, 5, 10, 13, 15
     types = b"".join([
         struct.pack("<IIII", s_int, 1 << 24, 4, (1 << 24) | 32),  # [1] INT int
         struct.pack("<III", 0, 13 << 24, 1),  # [2] FUNC_PROTO int(void)
         struct.pack("<III", s_main, 12 << 24, 2),  # [3] FUNC main
-        struct.pack("<III", 0, (13 << 24) | 2, 1) + struct.pack("<IIII", s_i, 1, s_c, 6),
+        struct.pack("<III", 0, (13 << 24) | 2, 1)  # [4] FUNC_PROTO int(a, b)
+        + struct.pack("<IIII", s_i, kinds[params[0]], s_c, kinds[params[1]]),
         struct.pack("<III", s_cb, 12 << 24, 4),  # [5] FUNC cb
         struct.pack("<III", 0, 2 << 24, 0),  # [6] PTR void
     ])
