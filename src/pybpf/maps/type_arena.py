@@ -35,7 +35,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from pybpf.errors import BpfError
-from pybpf.maps.base import BaseMapOps
+from pybpf.maps.base import BaseMapOps, NoProgElemOps
 from pybpf.maps.common import PAGE_SIZE
 from pybpf.maps.core import BpfMap, MapAttr
 from pybpf.maps.ops import register_map_ops
@@ -363,7 +363,7 @@ class ArenaMmap:
         self.close()
 
 
-class ArenaOps(BaseMapOps):
+class ArenaOps(NoProgElemOps):
     map_type = BPF_MAP_TYPE_ARENA
 
     def map_alloc_check(self, attr: MapAttr) -> None:
@@ -404,16 +404,6 @@ class ArenaOps(BaseMapOps):
 
     def sys_get_next_key(self, bmap: BpfMap, key: bytes | None) -> bytes:
         raise BpfError(errno.EOPNOTSUPP)
-
-    def map_lookup_elem(self, bmap: BpfMap, key_addr: int, cpu: int = 0) -> int:
-        return 0
-
-    def map_update_elem(self, bmap: BpfMap, key_addr: int, value_addr: int, flags: int,
-                        cpu: int = 0) -> int:
-        return -errno.EOPNOTSUPP
-
-    def map_delete_elem(self, bmap: BpfMap, key_addr: int, cpu: int = 0) -> int:
-        return -errno.EOPNOTSUPP
 
 
 register_map_ops(ArenaOps())
