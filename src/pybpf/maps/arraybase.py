@@ -31,7 +31,6 @@ from pybpf.uapi import (
 
 if TYPE_CHECKING:
     from pybpf.maps.core import BpfMap, MapAttr
-    from pybpf.runtime.memory import Region
 
 ARRAY_CREATE_FLAG_MASK = (BPF_F_NUMA_NODE | BPF_F_MMAPABLE | BPF_F_ACCESS_MASK
                           | BPF_F_PRESERVE_ELEMS | BPF_F_INNER_MAP)
@@ -68,37 +67,3 @@ def array_get_next_key(bmap: BpfMap, key: bytes | None) -> bytes:
 
 def index_of(key: bytes) -> int:
     return U32.unpack_from(key)[0]
-
-
-#: unregistered bytes around a colocated allocation, as the memory registry keeps
-COLOCATE_GUARD = 16
-
-
-def colocate_after_header(bmap: BpfMap, offset: int, size: int, label: str,
-                          writable: bool) -> Region:
-    """``struct bpf_array`` in one allocation: the map header, then at ``offset`` the
-    array's payload (the values of an array, the per-CPU pointer table of a per-CPU
-    array), so a BPF program finds it at the kernel's offset from the map pointer. The
-    header moves into the new allocation; returns the payload region."""
-    import ctypes
-
-    from pybpf.maps.core import _BY_ADDR, MAP_HEADER_SIZE
-    from pybpf.maps.storage import map_regions
-    from pybpf.runtime.memory import Region
-
-    total = COLOCATE_GUARD + offset + size + COLOCATE_GUARD
-    buf = (ctypes.c_uint64 * ((total + 7) // 8))()
-    start = ctypes.addressof(buf) + COLOCATE_GUARD
-    raw = memoryview(buf).cast("B")
-    header = Region(start, MAP_HEADER_SIZE, bmap.header.name,
-                    raw[COLOCATE_GUARD:COLOCATE_GUARD + MAP_HEADER_SIZE], True, False, buf, bmap)
-    off = COLOCATE_GUARD + offset
-    payload = Region(start + offset, size, f"map {bmap.name!r} {label}", raw[off:off + size],
-                     True, writable, buf, bmap)
-    bmap.release_header()
-    bmap.header = bmap.mem.add(header)
-    _BY_ADDR[header.start] = bmap
-    bmap.mem.add(payload)
-    map_regions(bmap).append(payload)
-    return payload
-

@@ -31,7 +31,6 @@ from pybpf.maps.arraybase import (
     SIZEOF_BPF_ARRAY,
     array_get_next_key,
     array_map_alloc_check,
-    colocate_after_header,
 )
 from pybpf.maps.base import BaseMapOps, ForEachCallback
 from pybpf.maps.batch import BatchResult, generic_lookup_batch, generic_update_batch
@@ -44,7 +43,7 @@ from pybpf.maps.common import (
 from pybpf.maps.core import BpfMap, MapAttr
 from pybpf.maps.mmap_view import MapMmap, map_mmap
 from pybpf.maps.ops import register_map_ops
-from pybpf.maps.storage import alloc_pages, alloc_region
+from pybpf.maps.storage import alloc_pages, alloc_region, colocate_after_header
 from pybpf.runtime.memory import Region
 from pybpf.uapi import BPF_EXIST, BPF_F_LOCK, BPF_F_MMAPABLE, BPF_MAP_TYPE_ARRAY, BPF_NOEXIST
 
@@ -86,10 +85,7 @@ class ArrayMap(BpfMap):
 
     def _colocate(self, size: int) -> Region:
         """One allocation for header and values, values at ``ARRAY_VALUE_OFF``."""
-        from pybpf.maps.common import check_mem
-
-        check_mem(size)
-        values = colocate_after_header(self, ARRAY_VALUE_OFF, max(size, 1), "values", True)
+        values = colocate_after_header(self, ARRAY_VALUE_OFF, size, "values", writable=True)
         self.values_follow_header = True
         return values
 

@@ -32,12 +32,12 @@ import sys
 import numpy as np
 
 from pybpf.errors import BpfError
-from pybpf.maps.arraybase import SIZEOF_BPF_ARRAY, colocate_after_header
+from pybpf.maps.arraybase import SIZEOF_BPF_ARRAY
 from pybpf.maps.batch import BatchResult, generic_update_batch
 from pybpf.maps.common import check_mem
 from pybpf.maps.core import BpfMap, MapAttr
 from pybpf.maps.ops import register_map_ops
-from pybpf.maps.storage import alloc_region, map_regions
+from pybpf.maps.storage import alloc_region, colocate_after_header, map_regions
 from pybpf.maps.type_array import ArrayMap, ArrayOps
 from pybpf.runtime.cpus import PCPU_UNIT_STRIDE, this_cpu_off
 from pybpf.runtime.memory import Region
@@ -75,7 +75,7 @@ class PercpuArrayMap(ArrayMap):
 
     def _colocate_pptrs(self, size: int) -> Region:
         """Header and the read-only ``pptrs`` table in one allocation, as ``bpf_array``."""
-        return colocate_after_header(self, ARRAY_PPTRS_OFF, size, "pptrs", False)
+        return colocate_after_header(self, ARRAY_PPTRS_OFF, size, "pptrs")
 
     def _alloc_percpu(self, block: int) -> list[Region]:
         """One region per CPU, ``PCPU_UNIT_STRIDE`` apart, in one lazy reservation."""
