@@ -11,6 +11,7 @@ through its mapping of the map.
 from __future__ import annotations
 
 import ctypes
+import errno
 import functools
 import struct
 from pathlib import Path
@@ -67,16 +68,16 @@ def _xlated(side: Any, fd: int) -> list[tuple[int, ...]]:
     return out
 
 
-def _free_user_base(length: int = 4 * 4096) -> int:
+def _free_user_base(length: int = 4 * 4096, low: int = USER_VM_START) -> int:
     """A user address for the object's arena that is free in this process, with the low
-    32 bits the object was built with (``USER_VM_START``: its fixed addresses use them)."""
+    32 bits the object was built with (``low``: its fixed addresses use them)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
     libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
                           ctypes.c_int, ctypes.c_long]
     libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     for k in range(64):
-        want = USER_VM_START + (k << 32)
+        want = low + (k << 32)
         got = libc.mmap(want, length, 0, 0x22 | 0x100000, -1, 0)  # PRIVATE|ANON|NOREPLACE
         if got not in (None, ctypes.c_void_p(-1).value):
             libc.munmap(got, length)
@@ -312,3 +313,111 @@ def test_sign_extending_loads_from_arena(kernel: ModuleType) -> None:
     p = Program.load(pk, SYSCALL, _alloc_prog(m.fd, tail), prog_flags=BPF_F_SLEEPABLE)
     assert (_xlated(pk.root, p.fd), p.test_run(repeat=0).retval) == want
     assert want[1] == (-15) & 0xFFFFFFFF
+
+
+# -- __arena globals: BPF_PSEUDO_MAP_VALUE of the arena map --------------------------------
+
+def ld_arena_value(dst: int, fd: int, off: int) -> bytes:
+    return I(0x18, dst, 2, 0, fd) + I(0, imm=off)
+
+
+@pytest.mark.parametrize("off", [0, 8, 4096 + 16])
+def test_arena_global_is_a_user_address(kernel: ModuleType, off: int) -> None:
+    """The ld_imm64 gives a scalar (the variable's user address); cast to the kernel
+    view it is read and written like any arena pointer."""
+    # r1 = &var; r2 = r1; r1 = cast_kern(r1); *(u64 *)(r1 + 0) = 77; r0 = *(u64 *)(r1 + 0)
+    # r2 &= 0xfff (the low bits of the user address: off within its page); r0 += r2
+    tail = (ld_arena_value(1, 0, off) + I(0xBF, 2, 1) + I(0xBF, 1, 1, 1, 1)
+            + I(0x7A, 1, 0, 0, 77) + I(0x79, 0, 1, 0) + I(0x57, 2, imm=0xFFF) + I(0x0F, 0, 2)
+            + I(0x95))
+
+    def prog(fd: int) -> bytes:  # the allocation makes the arena pages exist
+        t = bytearray(tail)
+        t[4:8] = struct.pack("<i", fd)
+        return _alloc_prog(fd, bytes(t))
+
+    kres, _ = _same(kernel, prog)
+    assert kres.fd >= 0
+
+
+def test_arena_global_without_cast_is_a_scalar(kernel: ModuleType) -> None:
+    def prog(fd: int) -> bytes:
+        return ld_arena_value(1, fd, 0) + I(0x7A, 1, 0, 0, 1) + I(0xB7, 0) + I(0x95)
+
+    kres, _ = _same(kernel, prog)
+    assert kres.fd < 0 and "invalid mem access 'scalar'" in kres.log
+
+
+@pytest.mark.parametrize("pages, off", [(4, 4 * 4096), (4, 4 * 4096 + 1), (1, 1 << 20),
+                                        (1, (1 << 29) - 1), (1, 1 << 29)])
+def test_arena_global_offset_limits(kernel: ModuleType, pages: int, off: int) -> None:
+    """Offsets up to the arena's size are taken (ERANGE past it); 2**29 and more are
+    refused whatever the map."""
+    (kres, krun), (perr, plog, prun) = _both(
+        kernel, lambda fd: ld_arena_value(1, fd, off) + I(0xB7, 0) + I(0x95), pages=pages)
+    assert perr == kres.errno, (kres.log, plog)
+    assert _strip_addrs(plog) == _strip_addrs(kres.log)
+    assert prun == krun
+
+
+def test_arena_global_needs_a_user_address(kernel: ModuleType) -> None:
+    """Without ``map_extra`` and before any mmap the user range is empty: offset 0 passes
+    ``map_direct_value_addr``, the arena check refuses the program."""
+    for off in (0, 8):
+        (kres, _), (perr, plog, _r) = _both(
+            kernel, lambda fd, off=off: ld_arena_value(1, fd, off) + I(0xB7, 0) + I(0x95),
+            map_extra=0)
+        assert kres.fd < 0 and perr == kres.errno, (off, kres.log, plog)
+        assert _strip_addrs(plog) == _strip_addrs(kres.log)
+
+
+GLOBALS_OBJ = Path(__file__).parent / "arena" / "arena_globals.o"
+GLOBALS_VM_START = 0x30000000  # arena_globals.c
+GLOBALS_RUNS = ("bump", "bump", "histogram", "where", "alloc_and_link", "bump")
+
+
+def _run_globals(oracle: ModuleType, side: Any, base: int) -> dict[str, Any]:
+    obj = pybpf.open(str(GLOBALS_OBJ), kernel=side)
+    obj.maps.arena._spec.map_extra = base
+    obj.load()
+    try:
+        arena = obj._loaded.arenas["arena"]
+        out: dict[str, Any] = {"initial": arena.read(0, 48)}
+        for i, name in enumerate(GLOBALS_RUNS):
+            fd = getattr(obj.progs, name).fd
+            if side == "live":
+                res = oracle.prog_test_run(fd, repeat=0)
+                assert res.errno == 0
+                info = oracle.prog_info(fd)
+                out[f"{i}:{name}"] = (info.verified_insns, _xlated(side, fd), res.retval)
+            else:
+                info = pybpf.program.Program(side.root, fd).info()
+                res = getattr(obj.progs, name).test_run(repeat=0)
+                out[f"{i}:{name}"] = (info.verified_insns, _xlated(side.root, fd), res.retval)
+        out["final"] = arena.read(0, 48)
+        out["page1"] = arena.read(4096, 8)
+        return out
+    finally:
+        obj.close()
+
+
+def test_arena_globals_object_runs_as_in_the_kernel(kernel: ModuleType) -> None:
+    """``__arena`` globals (``.addr_space.1``): initial values in the arena's first page,
+    ld_imm64 relocations, reads and writes, all as libbpf and the live kernel do them."""
+    base = _free_user_base(low=GLOBALS_VM_START)
+    want = _run_globals(kernel, "live", base)
+    got = _run_globals(kernel, Kernel(), base)
+    assert got == want
+    assert want["initial"][:8] == struct.pack("<Q", 40) and want["initial"][8:14] == b"arena\0"
+    assert [want[f"{i}:bump"][2] for i in (0, 1)] == [42, 44]
+    assert struct.unpack_from("<Q", want["final"])[0] == 9  # alloc_and_link stored 7, bump +2
+
+
+def test_arena_globals_need_an_arena_map() -> None:
+    """libbpf refuses ``__arena`` globals in an object without an arena map (ENOENT)."""
+    data = GLOBALS_OBJ.read_bytes()
+    assert b".maps\0" in data  # renamed (section and BTF datasec): the object has no maps
+    with pytest.raises(BpfError) as exc:
+        pybpf.open(data.replace(b".maps\0", b".mapz\0"), kernel=Kernel())  # type: ignore[arg-type]
+    assert exc.value.errno == errno.ENOENT
+    assert "the ARENA map should be explicitly declared" in str(exc.value)

@@ -26,7 +26,7 @@ import errno
 from collections.abc import Callable
 
 from pybpf.errors import BpfFault
-from pybpf.helpers.proto import ArgType, FuncProto, RetType
+from pybpf.helpers.proto import ArgFlag, ArgType, FuncProto, RetType
 from pybpf.runtime.context import RunContext
 
 M64 = (1 << 64) - 1
@@ -191,9 +191,44 @@ def get_attach_cookie(ctx: RunContext, *_: int) -> int:
     return int(ctx.data.get("attach_cookie", 0)) & M64
 
 
+def _frame_word(ctx: RunContext, ctx_addr: int, index: int) -> int:
+    """Word ``index`` of the trampoline frame, counted from the ctx (``((u64 *)ctx)[i]``:
+    -1 is the argument count, -2 the function's address; see hooks/trampoline.py)."""
+    return int.from_bytes(ctx.mem.read((ctx_addr + 8 * index) & M64, 8), "little")
+
+
+def get_func_arg(ctx: RunContext, ctx_addr: int, n: int, value: int, *_: int) -> int:
+    """``bpf_get_func_arg``: argument ``n`` of the traced function into ``*value``;
+    -EINVAL past the argument count."""
+    if n & 0xFFFFFFFF >= _frame_word(ctx, ctx_addr, -1):
+        return _neg(errno.EINVAL)
+    ctx.mem.write(value, _frame_word(ctx, ctx_addr, n & 0xFFFFFFFF).to_bytes(8, "little"))
+    return 0
+
+
+def get_func_ret(ctx: RunContext, ctx_addr: int, value: int, *_: int) -> int:
+    """``bpf_get_func_ret``: the return slot, right after the arguments, into ``*value``."""
+    nr_args = _frame_word(ctx, ctx_addr, -1)
+    ctx.mem.write(value, _frame_word(ctx, ctx_addr, nr_args).to_bytes(8, "little"))
+    return 0
+
+
+def get_func_arg_cnt(ctx: RunContext, ctx_addr: int, *_: int) -> int:
+    """``bpf_get_func_arg_cnt``: how many arguments the traced function has."""
+    return _frame_word(ctx, ctx_addr, -1)
+
+
 def _protos() -> list[FuncProto]:
     ctx_arg = (int(ArgType.ARG_PTR_TO_CTX),)
+    # ARG_PTR_TO_FIXED_SIZE_MEM | MEM_UNINIT | MEM_WRITE | MEM_ALIGNED of one u64
+    u64_out = (int(ArgType.ARG_PTR_TO_MEM) | int(ArgFlag.MEM_UNINIT) | int(ArgFlag.MEM_WRITE)
+               | int(ArgFlag.MEM_FIXED_SIZE))
     return [
+        FuncProto(183, "get_func_arg", get_func_arg, int(RetType.RET_INTEGER),
+                  (*ctx_arg, int(ArgType.ARG_ANYTHING), u64_out), arg_size=(0, 0, 8)),
+        FuncProto(184, "get_func_ret", get_func_ret, int(RetType.RET_INTEGER),
+                  (*ctx_arg, u64_out), arg_size=(0, 8)),
+        FuncProto(185, "get_func_arg_cnt", get_func_arg_cnt, int(RetType.RET_INTEGER), ctx_arg),
         FuncProto(173, "get_func_ip", get_func_ip, int(RetType.RET_INTEGER), ctx_arg,
                   gpl_only=True),
         FuncProto(174, "get_attach_cookie", get_attach_cookie, int(RetType.RET_INTEGER),
@@ -216,5 +251,8 @@ IMPLS: dict[int, Callable[..., int]] = {
     148: copy_from_user,
     173: get_func_ip,
     174: get_attach_cookie,
+    183: get_func_arg,
+    184: get_func_ret,
+    185: get_func_arg_cnt,
     191: copy_from_user_task,
 }

@@ -40,6 +40,9 @@ M64 = (1 << 64) - 1
 MAX_BPF_FUNC_ARGS = 12
 BPF_MAX_TRAMP_LINKS = 38  # x86-64: links per trampoline (fentry + fexit + fmod_ret)
 TRAMP_KINDS = (A.BPF_TRACE_FENTRY, A.BPF_TRACE_FEXIT, A.BPF_MODIFY_RETURN)
+#: words of the trampoline frame below the ctx: the traced function's address
+#: (``ctx - 16``) and its argument count (``ctx - 8``)
+FRAME_WORDS = 2
 
 
 def _s32(v: int) -> int:
@@ -96,17 +99,21 @@ class HostFunction:
             return self._ret(int(self.body(*args)))
         with self.lock:
             fentry, fmod, fexit = list(self.fentry), list(self.fmod_ret), list(self.fexit)
-        nslots = self.nargs + 1
-        buf = bytearray(8 * nslots)
-        struct.pack_into(f"<{self.nargs}Q", buf, 0, *(a & M64 for a in args))
+        # the trampoline's frame: the function's address, the argument count, then the
+        # ctx programs get (the arguments and the return slot) — ``bpf_get_func_ip`` and
+        # ``bpf_get_func_arg*`` read the two words below the ctx (``ctx - 16``, ``ctx - 8``)
+        buf = bytearray(8 * (FRAME_WORDS + self.nargs + 1))
+        struct.pack_into(f"<QQ{self.nargs}Q", buf, 0, _func_ip(self.name), self.nargs,
+                         *(a & M64 for a in args))
         region = REGISTRY.wrap(buf, f"trampoline {self.name} ctx", writable=False)
-        ret_off = 8 * self.nargs
+        ctx = region.start + 8 * FRAME_WORDS
+        ret_off = 8 * (FRAME_WORDS + self.nargs)
         try:
             for link in fentry:
-                _run_link(link, region.start, cpu)
+                _run_link(link, ctx, cpu)
             skip = False
             for link in fmod:
-                r0 = _run_link(link, region.start, cpu)
+                r0 = _run_link(link, ctx, cpu)
                 if r0 is None:
                     continue
                 struct.pack_into("<Q", buf, ret_off, r0 & M64)
@@ -116,7 +123,7 @@ class HostFunction:
             if not skip:
                 struct.pack_into("<Q", buf, ret_off, int(self.body(*args)) & M64)
             for link in fexit:
-                _run_link(link, region.start, cpu)
+                _run_link(link, ctx, cpu)
             return self._ret(struct.unpack_from("<Q", buf, ret_off)[0])
         finally:
             REGISTRY.remove(region)

@@ -5,8 +5,11 @@ loaded — the verifier refuses the program otherwise. The mapping stays with th
 object (``LoadedObject.arenas``, by map name) and is what user space reads the arena
 through.
 
-Not done yet: ``__arena`` globals (the ``.addr_space.1`` section, which libbpf copies to
-the end of the arena and relocates as ``BPF_PSEUDO_MAP_VALUE`` of the arena map).
+``__arena`` globals (the ``.addr_space.1`` section) live in the arena too: libbpf
+copies their initial bytes into the fresh mapping and relocates their ``ld_imm64``
+references as ``BPF_PSEUDO_MAP_VALUE`` of the arena map, at ``ARENA_DATA_OFF`` plus the
+symbol's offset. The verifier turns such an ``ld_imm64`` into the variable's user
+address (a scalar); programs reach it through ``addr_space_cast``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,11 @@ from pybpf.errors import BpfError
 
 BPF_MAP_TYPE_ARENA = 33
 PAGE_SIZE = 4096
+#: where the ``__arena`` globals start in the arena. libbpf puts them at the arena's end
+#: when the kernel takes ``ld_imm64`` value offsets of 2**29 and more
+#: (``FEAT_LDIMM64_FULL_RANGE_OFF``); 6.18 still refuses those ("direct value offset of
+#: %u is not allowed"), so with it they start at offset 0.
+ARENA_DATA_OFF = 0
 _PROT_RW, _MAP_SHARED, _MAP_FIXED_NOREPLACE = 0x3, 0x01, 0x100000
 
 
@@ -41,6 +49,9 @@ class LiveArenaMapping:
 
     def read(self, off: int, size: int) -> bytes:
         return ctypes.string_at(self.addr + off, size)
+
+    def write(self, off: int, data: bytes) -> None:
+        ctypes.memmove(self.addr + off, data, len(data))
 
     def close(self) -> None:
         if self.length:

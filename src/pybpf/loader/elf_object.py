@@ -81,6 +81,7 @@ from pybpf.uapi import (
 
 BPF_OBJ_NAME_LEN = 16
 MAPS_SEC = ".maps"
+ARENA_SEC = ".addr_space.1"  # __arena globals
 KCONFIG_SEC = ".kconfig"
 KSYMS_SEC = ".ksyms"
 LIBBPF_PIN_NONE = 0
@@ -109,6 +110,10 @@ class BpfObjectSpec:
     btf_maps_shndx: int = -1
     btf_maps_sec_btf_id: int = 0
     kconfig_map_idx: int = -1
+    #: the ``.addr_space.1`` section of ``__arena`` globals, and the arena map they live in
+    arena_data_shndx: int = -1
+    arena_data: bytes | None = None
+    arena_map_idx: int = -1
     #: libbpf's debug/info/warn lines, for ``-d`` style output
     log: list[str] = field(default_factory=list)
     #: section index -> kind ("data", "rodata", "bss", "relo")
@@ -239,6 +244,8 @@ class _Opener:
                     obj.sec_types[idx] = "data"
                 elif name == ".rodata" or name.startswith(".rodata."):
                     obj.sec_types[idx] = "rodata"
+                elif name == ARENA_SEC:
+                    obj.arena_data_shndx, obj.arena_data = idx, bytes(sec.data)
                 else:
                     self.log.append(f"elf: skipping unrecognized data section({idx}) {name}")
             elif sec.type == SHT_REL:
@@ -473,8 +480,31 @@ class _Opener:
 
     def _init_maps(self) -> None:
         self._init_btf_maps()
+        self._init_arena_map()
         self._init_global_data_maps()
         self._init_kconfig_map()
+
+    def _init_arena_map(self) -> None:
+        """libbpf's arena rules: one arena map per object, big enough for the ``__arena``
+        globals, which need one."""
+        obj = self.obj
+        for i, m in enumerate(obj.maps):
+            if m.type != BpfMapType.BPF_MAP_TYPE_ARENA:
+                continue
+            if obj.arena_map_idx >= 0:
+                raise einval(f"map '{m.name}': only single ARENA map is supported (map "
+                             f"'{obj.maps[obj.arena_map_idx].name}' is also ARENA)")
+            obj.arena_map_idx = i
+            if obj.arena_data is not None:
+                need = -(-len(obj.arena_data) // PAGE_SIZE) * PAGE_SIZE
+                if need > m.max_entries * PAGE_SIZE:
+                    raise LoaderError(errno.E2BIG, f"elf: sec '{ARENA_SEC}': declared ARENA map "
+                                      f"size ({m.max_entries * PAGE_SIZE}) is too small to hold "
+                                      f"global __arena variables of size {len(obj.arena_data)}")
+        if obj.arena_data is not None and obj.arena_map_idx < 0:
+            raise LoaderError(errno.ENOENT, f"elf: sec '{ARENA_SEC}': to use global __arena "
+                              "variables the ARENA map should be explicitly declared in "
+                              "SEC(\".maps\")")
 
     def _init_btf_maps(self) -> None:
         obj, btf = self.obj, self.obj.btf
@@ -662,6 +692,12 @@ class _Opener:
                                   f"'{sym_name}' at offset {sym.value}+{insn.imm}")
             return RelocDesc(RelocType.SUBPROG_ADDR, insn_idx, sym_off=sym.value,
                              sym_name=sym_name)
+        if shndx == obj.arena_data_shndx:  # an __arena global: data in the arena map
+            if obj.arena_map_idx < 0:
+                raise reloc_error(f"prog '{prog.name}': bad arena data relocation at insn "
+                                  f"{insn_idx}, no arena maps defined")
+            return RelocDesc(RelocType.DATA, insn_idx, map_idx=obj.arena_map_idx,
+                             sym_off=sym.value, sym_name=sym_name)
         sec_name = obj.elf.sec_name(shndx)
         kind = obj.sec_types.get(shndx)
         if kind not in ("data", "rodata", "bss"):

@@ -24,7 +24,7 @@ from pybpf.btf.relo_core import CandidateIndex
 from pybpf.btf.writer import to_bytes
 from pybpf.errors import BpfError
 from pybpf.isa.insn import encode
-from pybpf.loader.arena import BPF_MAP_TYPE_ARENA, mmap_arena
+from pybpf.loader.arena import ARENA_DATA_OFF, BPF_MAP_TYPE_ARENA, mmap_arena
 from pybpf.loader.attach_btf import find_attach_btf_id, needs_attach_btf
 from pybpf.loader.elf_object import BpfObjectSpec
 from pybpf.loader.externs import KernelFacts, resolve_externs
@@ -133,6 +133,8 @@ def load_object(obj: BpfObjectSpec, sys: Syscalls, *, target: CandidateIndex | N
                     _freeze(sys, lo.map_fds[i], m.name)
             if m.type == BPF_MAP_TYPE_ARENA and lo.map_fds[i] >= 0:
                 lo.arenas[m.name] = mmap_arena(sys, lo.map_fds[i], m.max_entries, m.map_extra)
+                if i == obj.arena_map_idx and obj.arena_data:
+                    lo.arenas[m.name].write(ARENA_DATA_OFF, obj.arena_data)
         relocate(obj, RelocateOptions(target=target, map_fd=lambda idx: lo.map_fds[idx]))
         for p in obj.programs:
             if p.is_subprog or not p.autoload:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pybpf.btf.ext import FuncInfo, LineInfo
 from pybpf.btf.relo_core import CandidateIndex, CoreReloError, patch_insn, resolve_relo
 from pybpf.isa.insn import Insn
+from pybpf.loader.arena import ARENA_DATA_OFF
 from pybpf.loader.elf_object import BpfObjectSpec
 from pybpf.loader.errors import LoaderError, einval, reloc_error
 from pybpf.loader.model import ExternType, ProgramSpec, RelocDesc, RelocType
@@ -298,7 +299,8 @@ def _relocate_data(obj: BpfObjectSpec, prog: ProgramSpec, opts: RelocateOptions,
                 _poison_map(insns, at, r.map_idx, prog, i, m.name, log)
         elif r.type == RelocType.DATA:
             m = obj.maps[r.map_idx]
-            insns[at + 1] = insns[at + 1]._replace(imm=_s32(ins.imm + r.sym_off))
+            off = ins.imm + r.sym_off + (ARENA_DATA_OFF if r.map_idx == obj.arena_map_idx else 0)
+            insns[at + 1] = insns[at + 1]._replace(imm=_s32(off))
             if m.autocreate:
                 insns[at] = ins._replace(src=PSEUDO_MAP_VALUE, imm=opts.map_fd(r.map_idx))
             else:

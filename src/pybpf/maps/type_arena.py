@@ -112,6 +112,15 @@ class ArenaMap(BpfMap):
             return 0
         return (self.user_vm_end - self.user_vm_start) // PAGE_SIZE
 
+    def direct_value_addr(self, off: int) -> int:
+        """The user address of byte ``off`` of the arena (``arena_map_direct_value_addr``
+        plus ``off``): what an ``__arena`` global's ``ld_imm64`` loads."""
+        return self.user_vm_start + off
+
+    def direct_value_errno(self, off: int) -> int:
+        """``arena_map_direct_value_addr`` refuses offsets past the user range."""
+        return errno.ERANGE if off > self.user_vm_end - self.user_vm_start else 0
+
     def compute_pgoff(self, uaddr: int) -> int:
         return ((uaddr - self.user_vm_start) & 0xFFFFFFFF) // PAGE_SIZE
 

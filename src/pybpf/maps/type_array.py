@@ -128,6 +128,11 @@ class ArrayMap(BpfMap):
         """
         return self.base + off
 
+    def direct_value_errno(self, off: int) -> int:
+        """``array_map_direct_value_addr`` works for single-element arrays only, and for
+        offsets inside the value."""
+        return errno.EINVAL if self.max_entries != 1 or off >= self.value_size else 0
+
     def read_const(self, off: int, size: int) -> int:
         """``bpf_map_direct_read``: the ``size``-byte little-endian value at byte ``off``
         of value 0, which the verifier treats as a constant when the map is read-only to

@@ -18,6 +18,8 @@ PT_REGS_SIZE = 168
 PERF_MAX_TRACE_SIZE = 2048
 _TRACE_ITER = 28
 _ITER_ONLY_HELPERS = frozenset({126, 127, 150})  # bpf_seq_printf, seq_write, seq_printf_btf
+#: bpf_get_func_arg, bpf_get_func_ret, bpf_get_func_arg_cnt: they read the trampoline frame
+_TRAMPOLINE_HELPERS = frozenset({183, 184, 185})
 
 
 class TracingProtos(ProgTypeBase):
@@ -141,6 +143,8 @@ class Tracing(RawTracepoint):
         eat = getattr(prog, "expected_attach_type", 0)
         if func_id in _ITER_ONLY_HELPERS and eat != _TRACE_ITER:
             return None
+        if func_id in _TRAMPOLINE_HELPERS and not self.has_trampoline(prog):
+            return None
         if func_id == 174 and eat not in _COOKIE_ATTACH:
             return None
         proto = super().get_func_proto(func_id, prog)
@@ -152,6 +156,10 @@ class Tracing(RawTracepoint):
             proto = dataclasses.replace(proto, arg_types=args,
                                         extra={**proto.extra, "arg_btf": arg_btf})
         return proto
+
+    def has_trampoline(self, prog: Any) -> bool:
+        """``bpf_prog_has_trampoline``: fentry, fexit and fmod_ret programs run from one."""
+        return getattr(prog, "expected_attach_type", 0) in (24, 25, 26)
 
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any,
                         info: dict[str, Any]) -> bool:
@@ -185,6 +193,10 @@ class Tracing(RawTracepoint):
 class Lsm(Tracing):
     prog_type = 29
     name = "lsm"
+
+    def has_trampoline(self, prog: Any) -> bool:
+        """``BPF_LSM_MAC`` programs run from the LSM hook's trampoline."""
+        return getattr(prog, "expected_attach_type", 0) == 27
 
     def test_run(self, prog: Any, kernel: Any, opts: Any) -> Any:
         """``lsm_prog_ops`` has no ``test_run``: ENOTSUPP."""

@@ -11,6 +11,11 @@ its ``ld_imm64`` instructions references (``prog->aux->arena``). Only then may i
   0 stays 0); it stays an ``addr_space_cast`` in xlated — the JIT does it — unless the
   arena has ``BPF_F_NO_USER_CONV``, where it is a 32-bit move too. The result is a scalar.
 
+An ``__arena`` global is a ``BPF_PSEUDO_MAP_VALUE`` ``ld_imm64`` of the arena map: the
+map's ``direct_value_addr`` makes it the variable's user address, which the program gets
+as an unknown scalar (``check_ld_imm``) and casts before use; offsets past the arena's
+user range are refused with ERANGE (``direct_value_errno``).
+
 Any arithmetic with a ``PTR_TO_ARENA`` operand is allowed and yields ``PTR_TO_ARENA``;
 64-bit operations are marked ``needs_zext`` and become 32-bit ones. Loads and stores
 through it are not bounds-checked: ``convert_ctx_accesses`` makes them ``BPF_PROBE_MEM32``

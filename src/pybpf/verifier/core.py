@@ -14,6 +14,7 @@ from typing import Any
 
 from pybpf.isa.insn import Insn
 from pybpf.verifier.alu import AluMixin
+from pybpf.verifier.arena import BPF_MAP_TYPE_ARENA
 from pybpf.verifier.btf_info import verbose_linfo
 from pybpf.verifier.callbacks import SYNC_CALLBACK_HELPERS, CallbacksMixin
 from pybpf.verifier.calls import CallsMixin
@@ -329,9 +330,10 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
                     dva = getattr(m, "direct_value_addr", None)
                     if dva is None:
                         self.fail(errno.EINVAL, "no direct value access support for this map type\n")
-                    if getattr(m, "max_entries", 1) != 1 or off >= m.value_size:
-                        self.fail(errno.EINVAL, f"invalid access to map value pointer, value_size="
-                                                f"{m.value_size} off={off}\n")
+                    err = direct_value_errno(m, off)
+                    if err:
+                        self.fail(err, f"invalid access to map value pointer, value_size="
+                                       f"{m.value_size} off={off}\n")
                     self.aux[i]["map_off"] = off
                 i += 2
                 continue
@@ -356,7 +358,7 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
             if prev is not None and prev is not m:
                 self.fail(errno.EBUSY, "only one cgroup storage of each type is allowed\n")
             self.aux_global[key] = m
-        elif mt == 33:  # BPF_MAP_TYPE_ARENA: prog->aux->arena (verifier/arena.py)
+        elif mt == BPF_MAP_TYPE_ARENA:  # prog->aux->arena (verifier/arena.py)
             from pybpf.verifier.arena import check_arena_map
             check_arena_map(self, m)
 
@@ -578,6 +580,9 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
             return
         m = self.map_by_insn[self.insn_idx]
         d.map_ptr = m
+        if ins.src in (2, 6) and getattr(m, "map_type", 0) == BPF_MAP_TYPE_ARENA:
+            mark_unknown(d)  # an __arena global: its user address, a plain number
+            return
         if ins.src in (2, 6):
             d.type = RegType.PTR_TO_MAP_VALUE
             d.off = self.aux[self.insn_idx].get("map_off", 0)
@@ -644,6 +649,15 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
         for s in range(len(subs)):
             if s == 0 or subs[s].is_async_cb:
                 walk(s, 0, 0)
+
+
+def direct_value_errno(m: Any, off: int) -> int:
+    """The errno of ``map_direct_value_addr(map, off)`` failing, or 0: the map type's own
+    rule (``direct_value_errno``), else the array one (one element, ``off`` inside it)."""
+    check = getattr(m, "direct_value_errno", None)
+    if callable(check):
+        return int(check(off))
+    return errno.EINVAL if getattr(m, "max_entries", 1) != 1 or off >= m.value_size else 0
 
 
 def _may_access_skb(prog_type: int) -> bool:

@@ -12,9 +12,11 @@ per-CPU instructions)
 
 The variables are :mod:`pybpf.runtime.kvars`'s; where ``cpu_number`` cannot be placed
 below 2 GiB the call stays a call, as a kernel that does not inline it would leave it.
-The ``bpf_get_func_*`` family is inlined by the kernel only for programs with a
-trampoline (``BPF_PROG_TYPE_TRACING``: it reads ``nr_args`` at ``ctx - 8`` and the IP at
-``ctx - 16``); pybpf's tracing context has no trampoline frame yet, so they stay calls.
+The ``bpf_get_func_*`` family is inlined for every ``BPF_PROG_TYPE_TRACING`` program
+(:func:`inline_tracing_call`): below the ctx the trampoline keeps the traced function's
+address (``ctx - 16``) and its argument count (``ctx - 8``; pybpf's trampolines build
+the same frame, hooks/trampoline.py), so the helpers become loads from it. ``LSM``
+programs keep the calls.
 """
 
 from __future__ import annotations
@@ -53,6 +55,48 @@ INLINE_HELPERS = {
     BPF_FUNC_jiffies64: _gen_jiffies64,
     BPF_FUNC_get_smp_processor_id: _gen_smp_processor_id,
 }
+
+
+BPF_FUNC_get_func_ip = 173
+BPF_FUNC_get_func_arg = 183
+BPF_FUNC_get_func_ret = 184
+BPF_FUNC_get_func_arg_cnt = 185
+BPF_PROG_TYPE_TRACING = 26
+BPF_TRACE_FEXIT, BPF_MODIFY_RETURN = 25, 26
+EINVAL, EOPNOTSUPP = 22, 95
+_LDX_DW, _STX_DW, _MOV_K, _LSH_K, _ADD_X, _JGE32_X, _JA = 0x79, 0x7B, 0xB7, 0x67, 0x0F, 0x3E, 0x05
+
+
+def inline_tracing_call(ins: Insn, prog_type: int, eatype: int) -> list[Insn] | None:
+    """``do_misc_fixups``' trampoline-frame bodies of the ``bpf_get_func_*`` helpers, for
+    ``BPF_PROG_TYPE_TRACING`` programs (``None``: not one of them)."""
+    if prog_type != BPF_PROG_TYPE_TRACING:
+        return None
+    nr_args = Insn(_LDX_DW, 0, 1, -8, 0)  # r0 = *(u64 *)(r1 - 8)
+    if ins.imm == BPF_FUNC_get_func_arg:
+        return [nr_args,
+                Insn(_JGE32_X, 2, 0, 6, 0),  # if w2 >= w0 goto -EINVAL
+                Insn(_LSH_K, 2, 0, 0, 3),  # r2 <<= 3
+                Insn(_ADD_X, 2, 1, 0, 0),  # r2 += r1
+                Insn(_LDX_DW, 0, 2, 0, 0),  # r0 = *(u64 *)(r2 + 0)
+                Insn(_STX_DW, 3, 0, 0, 0),  # *(u64 *)(r3 + 0) = r0
+                Insn(_MOV_K, 0, 0, 0, 0),
+                Insn(_JA, 0, 0, 1, 0),
+                Insn(_MOV_K, 0, 0, 0, -EINVAL)]
+    if ins.imm == BPF_FUNC_get_func_ret:
+        if eatype not in (BPF_TRACE_FEXIT, BPF_MODIFY_RETURN):
+            return [Insn(_MOV_K, 0, 0, 0, -EOPNOTSUPP)]
+        return [nr_args,
+                Insn(_LSH_K, 0, 0, 0, 3),  # r0 <<= 3
+                Insn(_ADD_X, 0, 1, 0, 0),  # r0 += r1: the return slot
+                Insn(_LDX_DW, 3, 0, 0, 0),  # r3 = *(u64 *)(r0 + 0)
+                Insn(_STX_DW, 2, 3, 0, 0),  # *(u64 *)(r2 + 0) = r3
+                Insn(_MOV_K, 0, 0, 0, 0)]
+    if ins.imm == BPF_FUNC_get_func_arg_cnt:
+        return [nr_args]
+    if ins.imm == BPF_FUNC_get_func_ip:
+        return [Insn(_LDX_DW, 0, 1, -16, 0)]  # r0 = *(u64 *)(r1 - 16)
+    return None
 
 
 def inline_helper_call(ins: Insn, jit_requested: bool = True) -> list[Insn] | None:

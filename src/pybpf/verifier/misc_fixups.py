@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from pybpf.isa.insn import Insn, ld_imm64
 from pybpf.verifier.calls import MAP_PTR_POISON
 from pybpf.verifier.fixups import register_fixup_pass
-from pybpf.verifier.inline_helpers import inline_helper_call
+from pybpf.verifier.inline_helpers import inline_helper_call, inline_tracing_call
 from pybpf.verifier.patch import ProgPatcher
 
 if TYPE_CHECKING:
@@ -354,7 +354,8 @@ def misc_fixups(v: Verifier, p: ProgPatcher) -> None:
             i += len(new)
             continue
         if ins.code == CALL and ins.src == 0:
-            new = inline_helper_call(ins, jit_requested)
+            new = inline_tracing_call(ins, v.prog_type, v.inp.expected_attach_type) \
+                or inline_helper_call(ins, jit_requested)
             if new is not None:
                 p.patch(i, new)
                 i += len(new)
