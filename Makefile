@@ -28,7 +28,8 @@ INTERP_TIER_DIRS = tests/progs tests/helpers tests/net tests/hooks tests/maps te
                    tests/core tests/cli tests/verifier/test_ctx_convert_skb.py \
                    tests/verifier/test_ctx_convert_xdp.py tests/test_program_scapy.py \
                    tests/verifier/test_exceptions_vs_kernel.py \
-                   tests/verifier/test_may_goto_xlated_vs_kernel.py
+                   tests/verifier/test_may_goto_xlated_vs_kernel.py \
+                   tests/verifier/test_arena_vs_kernel.py
 
 pytest: venv
 	$(BIN)/pytest -q $(PYTEST_ARGS)

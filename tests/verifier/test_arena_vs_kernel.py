@@ -125,23 +125,29 @@ def test_object_runs_as_in_the_kernel(kernel: ModuleType) -> None:
     assert want["page0"] == [0x1000, 0x1003, 0x1007, base, 0xFEED]
 
 
-def test_object_runs_on_the_interpreter_when_jit_is_on() -> None:
-    """The JIT refuses arena programs cleanly; the interpreter runs them."""
+@pytest.mark.parametrize("jit_enable", [1, 0], ids=["jit", "interpreter"])
+def test_object_runs_on_both_tiers(jit_enable: int) -> None:
+    """The JIT compiles arena code (jit/arenagen.py); both tiers give the same results,
+    faults included (the missing page of arena_fault)."""
     k = Kernel()
+    k.sysctl["bpf_jit_enable"] = jit_enable
     obj = pybpf.open(str(OBJ), kernel=k)
     obj.progs.no_arena.autoload = False
     obj.maps.arena._spec.map_extra = _free_user_base()
     obj.load()
     try:
-        fd = obj.progs.arena_alloc.fd
         from pybpf.syscall.objects import prog_get
 
-        prog = prog_get(k.root, fd)
-        try:
-            assert not prog.jited  # with bpf_jit_enable 1 too: the JIT refuses arenas
-        finally:
-            prog.put()
+        for name in PROGS:
+            prog = prog_get(k.root, getattr(obj.progs, name).fd)
+            try:
+                assert prog.jited == bool(jit_enable), prog.aux.get("jit_error")
+            finally:
+                prog.put()
         assert obj.progs.arena_alloc.test_run(repeat=0).retval == 0x1003 + 0xFEED
+        assert obj.progs.arena_fault.test_run(repeat=0).retval == 2
+        assert obj.progs.arena_free.test_run(repeat=0).retval == 0
+        assert obj.progs.arena_alloc.test_run(repeat=0).retval == 0x1003 + 0xFEED  # a new page
     finally:
         obj.close()
 

@@ -190,7 +190,7 @@ class JitProgram:
                  mem: MemoryRegistry = REGISTRY, name: str = "prog", sanitize: bool = False,
                  budgeted: bool = False, blinded: bool = False,
                  xlated: Sequence[Insn] | None = None,
-                 blind_map: Sequence[int] | None = None) -> None:
+                 blind_map: Sequence[int] | None = None, arena: Any = None) -> None:
         self.insns = list(insns)
         self.xlated = list(xlated) if xlated is not None else self.insns
         self.code = code
@@ -204,6 +204,7 @@ class JitProgram:
         self.blinded = blinded
         # original instruction index → index in the blinded program (identity otherwise)
         self.blind_map = list(blind_map) if blind_map is not None else None
+        self.arena = arena  # the program's ArenaMap (prog->aux->arena), if it has one
         self._entry: Callable[..., int] = code.entry
         self._budgeted_twin: JitProgram | None = None
         # the region table: the sanitizer's checks, and BPF_PROBE_MEM loads (always checked)
@@ -225,6 +226,7 @@ class JitProgram:
         jctx.cpu = ctx.cpu if ctx is not None else cpu
         jctx.loops = ctx.loops if ctx is not None else BPF_MAX_LOOPS
         jctx.steps = steps if steps is not None else -1
+        _set_arena(jctx, self.arena)
         state = _bridge.RunState(self, jctx, ctx, jctx.cpu, prog, kernel)
         if ctx is not None:
             ctx.steps = jctx.steps
@@ -257,6 +259,7 @@ class JitProgram:
                     if tail_calls > MAX_TAIL_CALL_CNT:
                         return M64
                     program = as_jit(state.tail, budgeted=self.budgeted)
+                    _set_arena(jctx, program.arena)
                     state.program = program
                     state.tail = None
                     args = state.tail_args
@@ -335,7 +338,7 @@ class JitProgram:
             self._budgeted_twin = compile_program(
                 self.xlated, helpers=self.helpers, kfuncs=self.kfuncs, ld_abs=self.ld_abs,
                 mem=self.mem, name=self.name, sanitize=self.sanitize, harden=self.blinded,
-                _budgeted=True)
+                arena=self.arena, _budgeted=True)
         return self._budgeted_twin
 
     def test_run(self, r1: int = 0, repeat: int = 1, *, cpu: int = 0) -> tuple[int, int]:
@@ -359,6 +362,7 @@ class JitProgram:
             jctx.cpu = cpu
             jctx.loops = BPF_MAX_LOOPS
             jctx.steps = -1
+            _set_arena(jctx, self.arena)
             jctx.loop_target = self.code.addresses[self.code.translation.entry]
             retval = ctypes.c_uint64(0)
             ns = self.code.loop(tc.addr, r1 & M64, max(repeat, 1), ctypes.addressof(retval))
@@ -438,7 +442,8 @@ def as_jit(target: Any, *, budgeted: bool = False) -> JitProgram:
                                kfuncs=getattr(target, "kfuncs", None),
                                ld_abs=getattr(target, "ld_abs", None),
                                mem=getattr(target, "mem", REGISTRY),
-                               name=getattr(target, "name", "prog"))
+                               name=getattr(target, "name", "prog"),
+                               arena=getattr(target, "arena", None))
         _TWINS[target] = twin
     return twin.with_budget() if budgeted else twin
 
@@ -449,6 +454,18 @@ def _map_fingerprint(insns: Sequence[Insn], natives: Mapping[int, Any]) -> tuple
     from pybpf.jit.mapgen import map_fingerprint
 
     return map_fingerprint(insns)
+
+
+def _set_arena(jctx: JitCtx, arena: Any) -> None:
+    """Point the run context at ``arena`` (``JitCtx.arena_*``, read by jit/arenagen.py);
+    pages user space has touched since become resident first (``arena_vm_fault``)."""
+    if arena is None:
+        jctx.arena_base = jctx.arena_table = jctx.arena_user_hi = 0
+        return
+    arena.sync_user_faults()
+    jctx.arena_table = arena.jit_table()
+    jctx.arena_base = arena.kern_vm_start
+    jctx.arena_user_hi = arena.user_vm_start & ~0xFFFFFFFF
 
 
 def _is_arena_insn(ins: Insn) -> bool:
@@ -466,7 +483,8 @@ def compile_program(insns: Sequence[Insn], *, helpers: Mapping[int, HelperFn] | 
                     kfuncs: Mapping[int, HelperFn] | None = None, ld_abs: LdAbsFn | None = None,
                     mem: MemoryRegistry = REGISTRY, name: str = "prog", sanitize: bool = False,
                     harden: bool = False, native_helpers: bool = True,
-                    debug_info: bool = False, _budgeted: bool = False) -> JitProgram:
+                    debug_info: bool = False, arena: Any = None,
+                    _budgeted: bool = False) -> JitProgram:
     """JIT-compile a (verified, post-fixup) program.
 
     ``harden`` applies constant blinding first (``bpf_jit_harden``); ``sanitize`` checks
@@ -474,11 +492,13 @@ def compile_program(insns: Sequence[Insn], *, helpers: Mapping[int, HelperFn] | 
     implementations run as native code (:mod:`pybpf.jit.natives`); ``debug_info`` emits
     line info with the code (otherwise it is derived on demand, when jited line info or
     an annotated disassembly is first asked for).
+    ``arena`` is the program's arena map, which its arena instructions address
+    (:mod:`pybpf.jit.arenagen`); without it such a program is not compiled.
     """
     insns = list(insns)
-    if any(_is_arena_insn(i) for i in insns):
-        # the interpreter runs arena programs (select_runtime falls back to it)
-        raise NotImplementedError("pybpf: the JIT does not compile arena accesses yet")
+    if arena is None and any(_is_arena_insn(i) for i in insns):
+        # arena code needs the program's arena (select_runtime falls back to the interpreter)
+        raise NotImplementedError("pybpf: arena instructions without the program's arena")
     natives = natives_for(helpers or {}) if native_helpers else {}
     xlated = insns
     blind_map: list[int] | None = None
@@ -502,4 +522,4 @@ def compile_program(insns: Sequence[Insn], *, helpers: Mapping[int, HelperFn] | 
         code = cached
     return JitProgram(insns, code, helpers=helpers, kfuncs=kfuncs, ld_abs=ld_abs, mem=mem,
                       name=name, sanitize=sanitize, budgeted=_budgeted, blinded=harden,
-                      xlated=xlated, blind_map=blind_map)
+                      xlated=xlated, blind_map=blind_map, arena=arena)

@@ -91,8 +91,8 @@ def select_runtime(insns: Sequence[Insn], *, jit_enable: int = 1, harden: int = 
                    helpers: Mapping[int, Any] | None = None,
                    kfuncs: Mapping[int, Any] | None = None, ld_abs: Any = None,
                    mem: MemoryRegistry = REGISTRY, name: str = "prog",
-                   linfo_insn_offs: Sequence[int] = (), sanitize: bool = False
-                   ) -> RuntimeSelection:
+                   linfo_insn_offs: Sequence[int] = (), sanitize: bool = False,
+                   arena: Any = None) -> RuntimeSelection:
     """Choose and build the runtime of a verified (post-fixup) program.
 
     ``jit_enable`` is the instance's ``net.core.bpf_jit_enable`` (0 interpreter, 1 or 2
@@ -109,7 +109,7 @@ def select_runtime(insns: Sequence[Insn], *, jit_enable: int = 1, harden: int = 
             program = _load_jit()
             jit = program.compile_program(insns, helpers=helpers, kfuncs=kfuncs,
                                           ld_abs=ld_abs, mem=mem, name=name,
-                                          sanitize=sanitize, harden=blind)
+                                          sanitize=sanitize, harden=blind, arena=arena)
             info = jited_info(jit, linfo_insn_offs)
         except Exception as exc:
             if jit_always_on:

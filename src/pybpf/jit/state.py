@@ -4,7 +4,8 @@ Every native function of a JIT-compiled program takes a pointer to one :class:`J
 (the counterpart of the interpreter's :class:`~pybpf.runtime.context.RunContext`, in
 native memory so compiled code can read it without Python). It carries the CPU id
 per-CPU maps index by, the may_goto and instruction budgets, the per-thread stack
-frames, the Python bridge's address, the sanitizer's region table, and — when a run
+frames, the Python bridge's address, the sanitizer's region table, the program's
+arena, and — when a run
 stops early — why: a pending Python exception, a fault (pc, address, size, reason) or a
 tail call.
 
@@ -49,6 +50,11 @@ class JitCtx(ctypes.Structure):
         ("run_id", ctypes.c_uint64),
         ("loop_target", ctypes.c_uint64),  # the program the native test_run loop calls
         ("depth", ctypes.c_uint64),  # call depth of the native code that called the bridge
+        # the program's arena (jit/arenagen.py): its kernel window, resident-page table
+        # and the upper half of its user address
+        ("arena_base", ctypes.c_uint64),
+        ("arena_table", ctypes.c_uint64),
+        ("arena_user_hi", ctypes.c_uint64),
         ("reserved", ctypes.c_uint64),
         ("frames", ctypes.c_uint64 * MAX_CALL_FRAMES),  # frame pointers (one past the top)
     ]

@@ -46,6 +46,7 @@ from pybpf.isa.opcodes import (
     Kind,
     OpSpec,
 )
+from pybpf.jit.arenagen import emit_arena
 from pybpf.jit.state import (
     BRIDGE_CALLX,
     BRIDGE_HELPER,
@@ -872,6 +873,9 @@ class Translator:
                 self._fault_here(b, st, pc, "incomplete ld_imm64")
                 return True
             self._set(b, st, ins.dst, ir.Constant(I64, imm64(ins, self.insns[pc + 1])))
+            return False
+        if spec.arena or k is Kind.ADDR_SPACE_CAST:
+            emit_arena(self, b, st, pc, ins, spec)
             return False
         if (k is Kind.LDX or k is Kind.LDXSX) and spec.probe:
             self._probe_load(b, st, pc, ins, spec)

@@ -103,6 +103,7 @@ class ArenaMap(BpfMap):
         self.allocated: set[int] = set()  # pgoffs in use (the kernel's range tree, inverted)
         self.alloc_lock = threading.Lock()
         self.user_views: weakref.WeakSet[ArenaMmap] = weakref.WeakSet()
+        self._jit_table: Any = None  # jit_table()
         self.write_header(data=self.kern_vm_start)
 
     # -- geometry -------------------------------------------------------------------------
@@ -133,6 +134,21 @@ class ArenaMap(BpfMap):
         pgoff = ((off32 - self.user_vm_start) & 0xFFFFFFFF) // PAGE_SIZE
         return pgoff if pgoff < self.page_cnt_max else None
 
+    def _window_page(self, pgoff: int) -> int:
+        """The kernel-window page (window offset >> 12) page ``pgoff`` appears at."""
+        return ((self.user_vm_start + pgoff * PAGE_SIZE) & 0xFFFFFFFF) // PAGE_SIZE
+
+    def jit_table(self) -> int:
+        """The address of the resident-page table JIT code checks before an access: one
+        byte per window page, 1 where an allocated page is mapped (made on first use)."""
+        if self._jit_table is None:
+            table = (ctypes.c_uint8 * (SZ_4G // PAGE_SIZE))()
+            with self.alloc_lock:
+                for pgoff in self.allocated:
+                    table[self._window_page(pgoff)] = 1
+                self._jit_table = table
+        return ctypes.addressof(self._jit_table)
+
     # -- pages ----------------------------------------------------------------------------
     def _ensure_size(self, size: int) -> None:
         if os.fstat(self.mmap_fd).st_size < size:
@@ -143,8 +159,12 @@ class ArenaMap(BpfMap):
         for i in range(pgoff, pgoff + cnt):
             _mmap(self.kaddr_of(i), PAGE_SIZE, _PROT_RW, _MAP_SHARED | _MAP_FIXED,
                   self.mmap_fd, i * PAGE_SIZE)
+            if self._jit_table is not None:
+                self._jit_table[self._window_page(i)] = 1
 
     def _unmap_kern(self, pgoff: int) -> None:
+        if self._jit_table is not None:
+            self._jit_table[self._window_page(pgoff)] = 0
         _mmap(self.kaddr_of(pgoff), PAGE_SIZE, _PROT_NONE,
               _MAP_PRIVATE | _MAP_ANON | _MAP_FIXED | _MAP_NORESERVE)
         # zap the user mappings too: the next user access sees a fresh zero page

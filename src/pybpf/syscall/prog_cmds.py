@@ -166,11 +166,13 @@ def select_runtime(prog: BpfProg, insns: list[Any]) -> None:
     name = prog.name_str or "prog"
     from pybpf.helpers.kfunc_impls import kfunc_impls_for
     from pybpf.jit import select_runtime as jit_select_runtime  # falls back to the interpreter
+    from pybpf.maps.type_arena import prog_arena
 
     sel = jit_select_runtime(
         insns, jit_enable=kernel.sysctl["bpf_jit_enable"], harden=kernel.sysctl["bpf_jit_harden"],
         privileged=bool(prog.aux.get("bpf_capable", True)), helpers=helpers, ld_abs=ld_abs,
-        kfuncs=kfunc_impls_for(kernel, insns), name=name, linfo_insn_offs=_linfo_insn_offs(prog))
+        kfuncs=kfunc_impls_for(kernel, insns), name=name, linfo_insn_offs=_linfo_insn_offs(prog),
+        arena=prog_arena(prog))
     prog.bpf_func, prog.jited = sel.runner, sel.jited
     prog.jited_len = sel.info.jited_prog_len if sel.info is not None else 0
     prog.aux["jited_info"] = sel.info
