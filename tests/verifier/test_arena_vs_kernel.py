@@ -427,3 +427,39 @@ def test_arena_globals_need_an_arena_map() -> None:
         pybpf.open(data.replace(b".maps\0", b".mapz\0"), kernel=Kernel())  # type: ignore[arg-type]
     assert exc.value.errno == errno.ENOENT
     assert "the ARENA map should be explicitly declared" in str(exc.value)
+
+
+def test_reserve_pages(kernel: ModuleType) -> None:
+    """``bpf_arena_reserve_pages``: 0, -EBUSY on allocated or reserved pages, -EINVAL past
+    the arena, 0 for a misaligned address; the allocator skips reserved pages until they
+    are freed. Each result's low five bits are shifted into r0 (test_run keeps 32 bits:
+    the first reserve's 0 shows in the second -EBUSY)."""
+    reserve, alloc, free = (_kfunc_id(n) for n in (
+        "bpf_arena_reserve_pages", "bpf_arena_alloc_pages", "bpf_arena_free_pages"))
+
+    def call(fd: int, kfunc: int, off: int, cnt: int, *, node: bool = False) -> bytes:
+        return (ld_map(1, fd) + I(0xBF, 2, 6) + I(0x07, 2, imm=off) + I(0xB7, 3, imm=cnt)
+                + (I(0xB7, 4, imm=-1) + I(0xB7, 5) if node else b"") + I(0x85, 0, 2, 0, kfunc))
+
+    def keep(as_bool: bool = False) -> bytes:  # r7 = r7 << 5 | (r0 & 0x1f) (or r0 != 0)
+        norm = (I(0x15, 0, 0, 1, 0) + I(0xB7, 0, imm=1)) if as_bool else b""
+        return norm + I(0x57, 0, imm=0x1F) + I(0x67, 7, imm=5) + I(0x4F, 7, 0)
+
+    def prog(fd: int) -> bytes:
+        tail = (I(0xBF, 6, 0) + I(0xB7, 7)
+                + call(fd, reserve, 4096, 2) + keep()
+                + call(fd, reserve, 0, 1) + keep()
+                + call(fd, reserve, 2 * 4096, 1) + keep()
+                + call(fd, reserve, 3 * 4096, 100) + keep()
+                + call(fd, reserve, 5, 1) + keep()
+                + call(fd, alloc, 4096, 1, node=True) + keep(as_bool=True)
+                + call(fd, free, 4096, 2)
+                + call(fd, alloc, 4096, 1, node=True) + keep(as_bool=True)
+                + I(0xBF, 0, 7) + I(0x95))
+        return _alloc_prog(fd, tail)
+
+    kres, _ = _same(kernel, prog)
+    assert kres.fd >= 0
+    (_, krun), _p = _both(kernel, prog)
+    codes = [0, (-16) & 0x1F, (-16) & 0x1F, (-22) & 0x1F, 0, 0, 1]  # -EBUSY, -EINVAL
+    assert krun == sum(c << 5 * (6 - i) for i, c in enumerate(codes)) & 0xFFFFFFFF

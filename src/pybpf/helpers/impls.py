@@ -84,8 +84,8 @@ def bprintf(ctx: RunContext, fmt: bytes, args: list[int]) -> bytes | int:
     i, n_args = 0, 0
     while i < len(fmt):
         ch = fmt[i]
-        if not (32 <= ch < 127 or chr(ch) in " \t\n\v\f\r"):
-            return -EINVAL
+        if ch < 0x80 and not (32 <= ch < 127 or chr(ch) in " \t\n\v\f\r"):
+            return -EINVAL  # ASCII control bytes; UTF-8 text (bytes >= 0x80) passes
         if ch != 0x25:  # '%'
             out.append(ch)
             i += 1

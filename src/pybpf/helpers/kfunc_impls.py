@@ -14,9 +14,12 @@ see on Linux.
 
 from __future__ import annotations
 
+import errno
 import struct
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+
+from pybpf.helpers.kfunc_stream import STREAM_IMPLS
 
 if TYPE_CHECKING:
     from pybpf.runtime.context import RunContext
@@ -309,9 +312,20 @@ def arena_free_pages(ctx: RunContext, map_addr: int, ptr: int, page_cnt: int, *_
     return 0
 
 
+def arena_reserve_pages(ctx: RunContext, map_addr: int, ptr: int, page_cnt: int,
+                        *_: int) -> int:
+    """``bpf_arena_reserve_pages``: keep the allocator off a range (0 or -errno)."""
+    arena = _arena_of(map_addr)
+    if arena is None:
+        return (-errno.EINVAL) & M64
+    page_cnt &= 0xFFFFFFFF
+    return arena.reserve_pages(ptr, page_cnt) & M64 if page_cnt else 0
+
+
 IMPLS: dict[str, Impl] = {
     "bpf_arena_alloc_pages": arena_alloc_pages,
     "bpf_arena_free_pages": arena_free_pages,
+    "bpf_arena_reserve_pages": arena_reserve_pages,
     "bpf_iter_num_new": iter_num_new,
     "bpf_iter_num_next": iter_num_next,
     "bpf_iter_num_destroy": iter_num_destroy,
@@ -324,6 +338,7 @@ IMPLS: dict[str, Impl] = {
     "bpf_preempt_enable": nop,
     "bpf_throw": _throw,
     **STR_IMPLS,
+    **STREAM_IMPLS,
 }
 
 

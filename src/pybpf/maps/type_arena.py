@@ -101,6 +101,7 @@ class ArenaMap(BpfMap):
         self._kern_unmap = weakref.finalize(self, _LIBC.munmap, base, KERN_VM_SZ)
         self.kern_vm_start = base + GUARD_SZ // 2
         self.allocated: set[int] = set()  # pgoffs in use (the kernel's range tree, inverted)
+        self.reserved: set[int] = set()  # pgoffs taken without a page (reserve_pages)
         self.alloc_lock = threading.Lock()
         self.user_views: weakref.WeakSet[ArenaMmap] = weakref.WeakSet()
         self._jit_table: Any = None  # jit_table()
@@ -190,6 +191,7 @@ class ArenaMap(BpfMap):
             return
         for pgoff in self._populated():
             if pgoff not in self.allocated and pgoff < self.page_cnt_max:
+                self.reserved.discard(pgoff)  # a user fault backs a reserved page too
                 self.allocated.add(pgoff)
                 self._map_kern(pgoff)
 
@@ -208,7 +210,8 @@ class ArenaMap(BpfMap):
                 pgoff = self.compute_pgoff(uaddr)
                 if pgoff > maxcnt - page_cnt:
                     return 0
-                if any(p in self.allocated for p in range(pgoff, pgoff + page_cnt)):
+                if any(p in self.allocated or p in self.reserved
+                       for p in range(pgoff, pgoff + page_cnt)):
                     return 0
             else:
                 found = self._find_free(page_cnt, maxcnt)
@@ -224,11 +227,29 @@ class ArenaMap(BpfMap):
         uaddr32 = (self.user_vm_start + pgoff * PAGE_SIZE) & 0xFFFFFFFF
         return clear_lo32(self.user_vm_start) + uaddr32
 
+    def reserve_pages(self, uaddr: int, page_cnt: int) -> int:
+        """``bpf_arena_reserve_pages``: take ``page_cnt`` pages from ``uaddr`` out of the
+        allocator without backing them (accesses there fault); 0, -EINVAL past the arena,
+        -EBUSY where a page is already allocated or reserved. A misaligned ``uaddr`` is
+        ignored (0), as in the kernel."""
+        if uaddr % PAGE_SIZE:
+            return 0
+        pgoff = self.compute_pgoff(uaddr)
+        if pgoff + page_cnt > self.page_cnt_max:
+            return -errno.EINVAL
+        with self.alloc_lock:
+            self.sync_user_faults()
+            pages = range(pgoff, pgoff + page_cnt)
+            if any(p in self.allocated or p in self.reserved for p in pages):
+                return -errno.EBUSY
+            self.reserved.update(pages)
+        return 0
+
     def _find_free(self, cnt: int, maxcnt: int) -> int | None:
         """First fit, lowest address (``range_tree_find``)."""
         run = 0
         for p in range(maxcnt):
-            run = 0 if p in self.allocated else run + 1
+            run = 0 if p in self.allocated or p in self.reserved else run + 1
             if run == cnt:
                 return p - cnt + 1
         return None
@@ -245,6 +266,7 @@ class ArenaMap(BpfMap):
         pgoff = self.compute_pgoff(uaddr)
         with self.alloc_lock:
             for p in range(pgoff, pgoff + (end - full) // PAGE_SIZE):
+                self.reserved.discard(p)  # free in the range tree again
                 if p in self.allocated:
                     self.allocated.discard(p)
                     self._unmap_kern(p)

@@ -11,6 +11,7 @@ from pybpf.helpers.protos import OBJ_RELEASE, func_id_name
 from pybpf.isa.insn import Insn
 from pybpf.verifier import dynptr
 from pybpf.verifier.cfg import VerifyError
+from pybpf.verifier.const_str import check_bpf_snprintf_call, check_reg_const_str
 from pybpf.verifier.map_key import lookup_cannot_fail, note_map_key
 from pybpf.verifier.regs import (
     MEM_PERCPU,
@@ -41,6 +42,7 @@ BPF_MAX_VAR_SIZ = 1 << 29
 CALLER_SAVED = (0, 1, 2, 3, 4, 5)
 FUNC_GET_FUNC_IP = 173
 FUNC_D_PATH = 147
+FUNC_SNPRINTF = 165
 #: ``btf_allowlist_d_path``: the functions whose fentry/fexit programs may call bpf_d_path
 D_PATH_ALLOWLIST = frozenset({"security_file_permission", "security_inode_getattr",
                               "security_file_open", "security_path_truncate", "vfs_truncate",
@@ -190,6 +192,8 @@ class CallsMixin:
             self.mark_chain_precision(2)
         elif fid == 93:
             pass
+        elif fid == FUNC_SNPRINTF:
+            check_bpf_snprintf_call(self)
         elif fid in dynptr.HELPER_CALL_CHECKS:
             dynptr.HELPER_CALL_CHECKS[fid](self, fn, meta)
         if fid in (181, 164, 170, 180, 209):
@@ -383,6 +387,8 @@ class CallsMixin:
             meta["subprogno"] = reg.subprogno
         elif base == ArgType.ARG_KPTR_XCHG_DEST:
             self.process_kptr_func(regno, meta)
+        elif base == ArgType.ARG_PTR_TO_CONST_STR:
+            check_reg_const_str(self, reg, regno)
         elif base == ArgType.ARG_PTR_TO_DYNPTR:
             dynptr.process_dynptr_func(self, regno, at)
 

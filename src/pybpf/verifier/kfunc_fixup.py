@@ -3,7 +3,8 @@
 The kernel replaces a kfunc call's BTF id with the function's ``__bpf_call_base``-relative
 address, so the JIT emits a direct call, and inlines the two casts: ``bpf_cast_to_kern_ctx``
 and ``bpf_rdonly_cast`` become ``r0 = r1`` (they only change the verifier's view of the
-pointer). A kfunc call with ``imm`` 0 that dead-code removal did not drop is refused here.
+pointer). A kfunc with a ``__prog`` argument gets ``ld_imm64`` of the program's aux into
+that register before the call. A kfunc call with ``imm`` 0 that dead-code removal did not drop is refused here.
 
 pybpf's call "addresses" are its own ids, as for helpers: a kfunc keeps its vmlinux BTF id
 in ``imm`` (``src_reg`` stays ``BPF_PSEUDO_KFUNC_CALL``), which the interpreter and the
@@ -15,7 +16,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from pybpf.isa.insn import Insn
+from pybpf.isa.insn import Insn, ld_imm64
 from pybpf.verifier.fixups import register_fixup_pass
 from pybpf.verifier.patch import PatchError, ProgPatcher
 
@@ -43,6 +44,15 @@ def fixup_kfunc_calls(v: Verifier, p: ProgPatcher) -> None:
             raise PatchError(errno.EINVAL, "invalid kernel function call not eliminated in verifier pass\n")
         if kfunc_name(v, ins) in INLINED_AS_MOV:
             p.insns[i] = Insn(MOV64_X, 0, 1, 0, 0)
+        regno = p.aux[i].get("arg_prog")
+        if regno:
+            # a ``__prog`` argument: ``rN = prog->aux`` right before the call. pybpf's
+            # kfuncs find their program through the run context, so the address is 0:
+            # the instruction is the kernel's, the value is not.
+            new = [*ld_imm64(regno, 0), ins]
+            p.patch(i, new)
+            i += len(new)
+            continue
         i += 1
 
 

@@ -78,7 +78,6 @@ UNSUPPORTED = frozenset({
     "bpf_wq_start", "bpf_local_irq_save", "bpf_local_irq_restore", "bpf_res_spin_lock",
     "bpf_res_spin_unlock", "bpf_res_spin_lock_irqsave", "bpf_res_spin_unlock_irqrestore",
     "bpf_session_cookie", "bpf_task_work_schedule_signal_impl", "bpf_task_work_schedule_resume_impl",
-    "bpf_stream_vprintk_impl", "bpf_arena_reserve_pages",
 })
 
 #: kfuncs that may move packet data (``is_kfunc_pkt_changing``)
@@ -125,6 +124,7 @@ class KfuncMeta:
     dynptr_id: int = 0  # meta->initialized_dynptr
     dynptr_type: int = 0
     dynptr_ref_obj_id: int = 0
+    arg_prog: int = 0  # the register of a ``__prog`` argument
 
     def iter_arg_type(self, argno: int) -> tuple[int, str, int] | None:
         """``btf_check_iter_arg``: (btf id, ``<type>`` of ``bpf_iter_<type>``, size) of the
@@ -458,6 +458,13 @@ def check_kfunc_args(v: Verifier, meta: KfuncMeta) -> None:
         if _has_suffix(pname, "__ign"):
             i += 1
             continue
+        if _has_suffix(pname, "__prog"):  # the verifier passes prog->aux (kfunc_fixup.py)
+            if meta.arg_prog:
+                v.fail(errno.EFAULT, "Only 1 prog->aux argument supported per-kfunc\n")
+            meta.arg_prog = regno
+            v.aux[v.insn_idx]["arg_prog"] = regno
+            i += 1
+            continue
         if _is_scalar(t):
             _check_scalar_arg(v, meta, reg, regno, pname)
             i += 1
@@ -507,6 +514,12 @@ def check_kfunc_args(v: Verifier, meta: KfuncMeta) -> None:
             _check_btf_id_arg(v, meta, reg, regno, i, ref_t, ref_id)
         elif kind == KF_ARG_PTR_TO_MAP:
             _check_map_arg(v, meta, reg, regno, pname)
+        elif kind == KF_ARG_PTR_TO_CONST_STR:
+            if reg.type != RegType.PTR_TO_MAP_VALUE:
+                v.fail(errno.EINVAL, f"arg#{i} doesn't point to a const string\n")
+            from pybpf.verifier.const_str import check_reg_const_str
+
+            check_reg_const_str(v, reg, regno)
         elif kind == KF_ARG_PTR_TO_MEM:
             try:
                 size = btf.resolve_size(ref_id)
@@ -612,7 +625,9 @@ def get_kfunc_ptr_arg_type(v: Verifier, meta: KfuncMeta, ref_t: BtfType, argno: 
         return KF_ARG_PTR_TO_ITER
     if _has_suffix(pname, "__map"):
         return KF_ARG_PTR_TO_MAP
-    if _has_suffix(pname, "__str") or _has_suffix(pname, "__cb"):
+    if _has_suffix(pname, "__str"):
+        return KF_ARG_PTR_TO_CONST_STR
+    if _has_suffix(pname, "__cb"):
         v.fail(ENOTSUPP, f"pybpf: argument {pname} of kernel function {meta.name} is not supported yet\n")
     if reg.base == RegType.PTR_TO_BTF_ID or reg.base in REG2BTF:
         if not isinstance(ref_t, BtfComposite):
