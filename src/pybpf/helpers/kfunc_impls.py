@@ -19,6 +19,7 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from pybpf.helpers.kfunc_session import SESSION_IMPLS
 from pybpf.helpers.kfunc_stream import STREAM_IMPLS
 
 if TYPE_CHECKING:
@@ -339,6 +340,7 @@ IMPLS: dict[str, Impl] = {
     "bpf_throw": _throw,
     **STR_IMPLS,
     **STREAM_IMPLS,
+    **SESSION_IMPLS,
 }
 
 

@@ -307,6 +307,26 @@ def kfunc_flags(name: str, prog_type: int) -> int | None:
     return None
 
 
+#: kfuncs of ``attach_filtered_kfuncs`` a program type reaches through its expected
+#: attach type (the kernel's per-set filters): name -> (program type, attach types).
+#: ``bpf_kprobe_multi_kfunc_filter``: the session kfuncs for kprobe and uprobe sessions.
+ATTACH_ADMITTED: dict[str, tuple[int, frozenset[int]]] = {
+    "bpf_session_cookie": (2, frozenset({56, 57})),
+    "bpf_session_is_return": (2, frozenset({56, 57})),
+}
+
+
+def kfunc_flags_for(name: str, prog_type: int, expected_attach_type: int) -> int | None:
+    """:func:`kfunc_flags`, plus the kfuncs an attach-type filter admits."""
+    flags = kfunc_flags(name, prog_type)
+    admitted = ATTACH_ADMITTED.get(name)
+    if flags is None and admitted is not None and prog_type == admitted[0] \
+            and expected_attach_type in admitted[1]:
+        for s in _by_name().get(name, ()):
+            return s.flags[name]
+    return flags
+
+
 def is_known_kfunc(name: str) -> bool:
     """True if some set (for any program type) lists ``name``."""
     return name in _by_name()
@@ -316,5 +336,5 @@ __all__ = [
     "KFUNC_SETS", "KF_ACQUIRE", "KF_ARENA_ARG1", "KF_ARENA_ARG2", "KF_ARENA_RET", "KF_DESTRUCTIVE",
     "KF_FASTCALL", "KF_ITER_DESTROY", "KF_ITER_MASK", "KF_ITER_NEW", "KF_ITER_NEXT", "KF_RCU",
     "KF_RCU_PROTECTED", "KF_RELEASE", "KF_RET_NULL", "KF_SLEEPABLE", "KF_TRUSTED_ARGS", "KfuncSet",
-    "is_known_kfunc", "kfunc_flags",
+    "ATTACH_ADMITTED", "is_known_kfunc", "kfunc_flags", "kfunc_flags_for",
 ]

@@ -45,6 +45,13 @@ class Kprobe(TracingProtos):
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
         return 0 <= off < PT_REGS_SIZE and not write and off % size == 0 and off + size <= PT_REGS_SIZE
 
+    def return_range(self, prog: Any) -> tuple[int, int] | None:
+        """``check_return_code``: a kprobe or uprobe session program returns 0 (run the
+        return probe) or 1 (skip it); other kprobes return anything."""
+        if getattr(prog, "expected_attach_type", 0) in (56, 57):  # BPF_TRACE_*PROBE_SESSION
+            return 0, 1
+        return None
+
 
 class Tracepoint(TracingProtos):
     prog_type = 5

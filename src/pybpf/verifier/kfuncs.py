@@ -77,7 +77,7 @@ UNSUPPORTED = frozenset({
     "bpf_rbtree_left", "bpf_rbtree_right", "bpf_wq_init", "bpf_wq_set_callback_impl",
     "bpf_wq_start", "bpf_local_irq_save", "bpf_local_irq_restore", "bpf_res_spin_lock",
     "bpf_res_spin_unlock", "bpf_res_spin_lock_irqsave", "bpf_res_spin_unlock_irqrestore",
-    "bpf_session_cookie", "bpf_task_work_schedule_signal_impl", "bpf_task_work_schedule_resume_impl",
+    "bpf_task_work_schedule_signal_impl", "bpf_task_work_schedule_resume_impl",
 })
 
 #: kfuncs that may move packet data (``is_kfunc_pkt_changing``)
@@ -233,7 +233,7 @@ def kfunc_num_params(v: Verifier, ins: Insn) -> int | None:
     """Argument count of a kfunc call for the live-register table (``get_call_summary``);
     None when the call does not resolve to a kfunc this program may call."""
     name = kfunc_name(v, ins)
-    if name is None or K.kfunc_flags(name, v.prog_type) is None:
+    if name is None or K.kfunc_flags_for(name, v.prog_type, v.inp.expected_attach_type) is None:
         return None
     btf = vmlinux_btf(v)
     proto = btf.types[btf.types[ins.imm].type]
@@ -247,7 +247,7 @@ def is_iter_next_call(v: Verifier, ins: Insn) -> bool:
     name = kfunc_name(v, ins)
     if name is None:
         return False
-    flags = K.kfunc_flags(name, v.prog_type)
+    flags = K.kfunc_flags_for(name, v.prog_type, v.inp.expected_attach_type)
     return flags is not None and bool(flags & K.KF_ITER_NEXT)
 
 
@@ -257,7 +257,7 @@ def fetch_kfunc_meta(v: Verifier, ins: Insn) -> KfuncMeta:
     btf = vmlinux_btf(v)
     func = btf.types[ins.imm]
     name = func.name
-    flags = K.kfunc_flags(name, v.prog_type)
+    flags = K.kfunc_flags_for(name, v.prog_type, v.inp.expected_attach_type)
     if flags is None:
         v.fail(errno.EACCES, f"calling kernel function {name} is not allowed\n")
     assert flags is not None
@@ -278,6 +278,8 @@ def check_kfunc_call(v: Verifier, ins: Insn) -> None:
     if name in UNSUPPORTED:
         v.fail(ENOTSUPP, f"pybpf: kernel function {name} is not supported yet\n")
     check_kfunc_args(v, meta)
+    if name == "bpf_session_cookie":  # the session's u64, writable
+        meta.r0_size, meta.r0_rdonly = 8, False
     st = v.state
     rcu_lock = name == "bpf_rcu_read_lock"
     rcu_unlock = name == "bpf_rcu_read_unlock"
