@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -34,6 +35,18 @@ def kernel_fds(kernel: ModuleType) -> Iterator[_kernel.KernelFds]:
 
 
 _TIERS = {"jit": "1", "interp": "0"}
+
+
+@pytest.fixture(scope="module")
+def btf_ids(kern: Any) -> dict[str, int]:
+    """vmlinux BTF ids of the host functions of the module's pybpf instance ``kern``
+    (the attach targets of fentry/fexit/fmod_ret tests)."""
+    from pybpf.hooks.trampoline import host_function_btf_ids
+
+    ids = host_function_btf_ids(kern)
+    if not ids:
+        pytest.skip("no /sys/kernel/btf/vmlinux to name the attach targets")
+    return ids
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

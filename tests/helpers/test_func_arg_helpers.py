@@ -10,16 +10,14 @@ functions' arguments.
 
 from __future__ import annotations
 
-import ctypes
-
 import pytest
 
-from pybpf.hooks.trampoline import _func_ip, host_functions
+from pybpf.hooks.trampoline import _func_ip
 from pybpf.isa.asm import assemble
 from pybpf.isa.insn import Insn
 from pybpf.kernel import Kernel
 from pybpf.program import Program
-from pybpf.uapi import BpfCmd, bpf_attr, bpf_prog_info
+from pybpf.testing.xlated import pybpf_xlated
 
 TRACING, FENTRY, FEXIT, FMOD_RET, RAW_TP = 26, 24, 25, 26, 23
 BPF_MAP_TYPE_ARRAY = 2
@@ -29,16 +27,6 @@ EINVAL, EOPNOTSUPP = 22, 95
 @pytest.fixture(scope="module")
 def kern() -> Kernel:
     return Kernel()
-
-
-@pytest.fixture(scope="module")
-def btf_ids(kern: Kernel) -> dict[str, int]:
-    btf = kern.vmlinux_btf
-    if btf is None:
-        pytest.skip("no /sys/kernel/btf/vmlinux to name the attach targets")
-    wanted = set(host_functions(kern).names())
-    return {t.name: t.id for t in btf.parsed().types
-            if type(t).__name__ == "BtfFunc" and t.name in wanted}
 
 
 def _store(slot: int) -> str:
@@ -95,18 +83,7 @@ def _slots(k: Kernel, fd: int, n: int = 6) -> list[int]:
 
 
 def _xlated(k: Kernel, fd: int) -> list[Insn]:
-    from pybpf.isa.insn import decode
-    from pybpf.syscall.info import get_info
-
-    n = get_info(k.root, fd).xlated_prog_len
-    buf = ctypes.create_string_buffer(n)
-    info = bpf_prog_info()
-    info.xlated_prog_len, info.xlated_prog_insns = n, ctypes.addressof(buf)
-    attr = bpf_attr()
-    attr.info.bpf_fd, attr.info.info_len = fd, ctypes.sizeof(info)
-    attr.info.info = ctypes.addressof(info)
-    assert k.root.bpf(BpfCmd.BPF_OBJ_GET_INFO_BY_FD, attr) == 0
-    return decode(buf.raw[:n])
+    return pybpf_xlated(k.root, fd)
 
 
 @pytest.mark.parametrize("eat", [FENTRY, FEXIT])

@@ -29,16 +29,6 @@ def kern() -> Kernel:
     return Kernel()
 
 
-@pytest.fixture(scope="module")
-def btf_ids(kern: Kernel) -> dict[str, int]:
-    btf = kern.vmlinux_btf
-    if btf is None:
-        pytest.skip("no /sys/kernel/btf/vmlinux to name the attach targets")
-    wanted = set(host_functions(kern).names())
-    return {t.name: t.id for t in btf.parsed().types
-            if type(t).__name__ == "BtfFunc" and t.name in wanted}
-
-
 def _array(k: Kernel, n: int = 4) -> int:
     return int(k.map_create(BPF_MAP_TYPE_ARRAY, 4, 8, n).fd)
 

@@ -37,22 +37,9 @@ def _xlated(side: Any, fd: int) -> list[tuple[int, ...]]:
     """Xlated instructions without what legitimately differs: ld_imm64 values and kfunc
     call immediates (a kernel text offset there, a BTF id here)."""
     from pybpf.testing import kernel as oracle
-    from pybpf.uapi import bpf_prog_info
+    from pybpf.testing.xlated import pybpf_xlated
 
-    if side == "live":
-        insns = oracle.prog_xlated(fd)
-    else:
-        from pybpf.isa.insn import decode
-        from pybpf.syscall.info import get_info
-
-        n = get_info(side, fd).xlated_prog_len
-        buf = ctypes.create_string_buffer(n)
-        info = bpf_prog_info()
-        info.xlated_prog_len, info.xlated_prog_insns = n, ctypes.addressof(buf)
-        attr = oracle.bpf_attr_info()
-        attr.bpf_fd, attr.info_len, attr.info = fd, ctypes.sizeof(info), ctypes.addressof(info)
-        assert side.bpf(oracle.BpfCmd.BPF_OBJ_GET_INFO_BY_FD, attr) == 0
-        insns = decode(buf.raw[:n])
+    insns = oracle.prog_xlated(fd) if side == "live" else pybpf_xlated(side, fd)
     out: list[tuple[int, ...]] = []
     skip = False
     for ins in insns:

@@ -16,6 +16,7 @@ from pybpf.isa.insn import Insn, encode
 from pybpf.kernel import Kernel
 from pybpf.program import Program
 from pybpf.testing.verifier_diff import error_line, kfunc_ids
+from pybpf.testing.xlated import pybpf_xlated
 from pybpf.uapi import BpfCmd, bpf_attr
 
 SYSCALL, ARRAY, BPF_F_SLEEPABLE = 31, 2, 1 << 4
@@ -46,23 +47,6 @@ def _pybpf_map(k: Kernel, text: bytes, flags: int, freeze: bool) -> int:
     if freeze:
         m.freeze()
     return int(m.fd)
-
-
-def _pybpf_xlated(k: Kernel, fd: int) -> list[Insn]:
-    """The xlated program as ``BPF_OBJ_GET_INFO_BY_FD`` gives it (``bpftool``'s view)."""
-    from pybpf.isa.insn import decode
-    from pybpf.syscall.info import get_info
-    from pybpf.uapi import bpf_prog_info
-
-    n = get_info(k.root, fd).xlated_prog_len
-    buf = ctypes.create_string_buffer(n)
-    info = bpf_prog_info()
-    info.xlated_prog_len, info.xlated_prog_insns = n, ctypes.addressof(buf)
-    attr = bpf_attr()
-    attr.info.bpf_fd, attr.info.info_len = fd, ctypes.sizeof(info)
-    attr.info.info = ctypes.addressof(info)
-    assert k.root.bpf(BpfCmd.BPF_OBJ_GET_INFO_BY_FD, attr) == 0
-    return decode(buf.raw[:n])
 
 
 def _stream_read(bpf: Callable[[int, ctypes.Structure], int], fd: int, stream: int) -> bytes:
@@ -206,7 +190,7 @@ def test_stream_vprintk_gets_prog_aux_in_xlated(kernel: ModuleType) -> None:
     k = Kernel()
     fd = _pybpf_map(k, b"%d+%d\n", BPF_F_RDONLY_PROG, True)
     p = Program.load(k, SYSCALL, _stream_printk(1, 2)(fd), prog_flags=BPF_F_SLEEPABLE)
-    xl = _pybpf_xlated(k, p.fd)
+    xl = pybpf_xlated(k.root, p.fd)
     call = next(i for i, ins in enumerate(xl) if ins.code == 0x85 and ins.src == 2)
     assert (xl[call - 2].code, xl[call - 2].dst) == (0x18, 5)
     kfd = _kernel_map(kernel, b"%d+%d\n", BPF_F_RDONLY_PROG, True)

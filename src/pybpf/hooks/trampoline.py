@@ -230,6 +230,17 @@ def host_functions(kernel: Any) -> HostFunctions:
     return kernel.subsystem("_host_functions", HostFunctions)
 
 
+def host_function_btf_ids(kernel: Any) -> dict[str, int]:
+    """The vmlinux BTF ids of this instance's host functions (``attach_btf_id`` of a
+    fentry/fexit/fmod_ret program on one); empty without vmlinux BTF."""
+    btf = kernel.vmlinux_btf
+    if btf is None:
+        return {}
+    wanted = set(host_functions(kernel).names())
+    return {t.name: t.id for t in btf.parsed().types
+            if type(t).__name__ == "BtfFunc" and t.name in wanted}
+
+
 def register_host_function(kernel: Any, name: str, body: Callable[..., int], nargs: int,
                            **kw: Any) -> HostFunction:
     """Make ``body`` traceable under ``name`` on ``kernel``."""

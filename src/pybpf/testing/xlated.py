@@ -8,10 +8,11 @@ here). :func:`comparable` leaves them out; everything else must be equal.
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Iterable
 from typing import Any
 
-from pybpf.isa.insn import Insn
+from pybpf.isa.insn import Insn, decode
 
 LD_IMM64, CALL = 0x18, 0x85
 
@@ -45,3 +46,22 @@ def verified_with_map(bmap: Any, insns: list[Insn], prog_type: int, fd: int) -> 
 
 
 __all__ = ["comparable", "verified_with_map"]
+
+
+def pybpf_xlated(task: Any, fd: int) -> list[Insn]:
+    """A pybpf program's xlated instructions as ``BPF_OBJ_GET_INFO_BY_FD`` hands them to
+    user space (what ``bpftool prog dump xlated`` prints): ``task`` is a pybpf task
+    (``kernel.root``), ``fd`` the program's fd there."""
+    from pybpf.syscall.info import get_info
+    from pybpf.uapi import BpfCmd, bpf_attr, bpf_prog_info
+
+    n = get_info(task, fd).xlated_prog_len
+    buf = ctypes.create_string_buffer(n)
+    info = bpf_prog_info()
+    info.xlated_prog_len, info.xlated_prog_insns = n, ctypes.addressof(buf)
+    attr = bpf_attr()
+    attr.info.bpf_fd, attr.info.info_len = fd, ctypes.sizeof(info)
+    attr.info.info = ctypes.addressof(info)
+    if task.bpf(BpfCmd.BPF_OBJ_GET_INFO_BY_FD, attr) != 0:
+        raise OSError(f"BPF_OBJ_GET_INFO_BY_FD failed for fd {fd}")
+    return decode(buf.raw[:n])
