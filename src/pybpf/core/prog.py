@@ -35,6 +35,8 @@ PAGE_SIZE = 4096
 BPF_PROG_HEADER_SIZE = 72
 
 _LD_IMM64 = 0x18
+#: per thread: how deep in program runs we are (a run inside a helper is not the outermost)
+_RUNS = threading.local()
 # BPF_PSEUDO_MAP_FD and BPF_PSEUDO_MAP_VALUE: the ld_imm64 forms whose imm is an fd.
 _TAG_ZEROED_SRC = (1, 2)
 
@@ -230,10 +232,20 @@ class BpfProg:
     def _run(self, func: Any, args: tuple[int, ...], ctx: Any, cpu: int) -> int:
         from pybpf.verifier.exceptions import BpfThrow, run_exception_callback
 
+        depth = getattr(_RUNS, "depth", 0)
+        _RUNS.depth = depth + 1
         try:
-            return int(func.run(*args, ctx=ctx, cpu=cpu, prog=self, kernel=self.kernel))
+            r0 = int(func.run(*args, ctx=ctx, cpu=cpu, prog=self, kernel=self.kernel))
         except BpfThrow as throw:  # every frame unwound: the exception callback answers
-            return run_exception_callback(self, func, throw, ctx, cpu)
+            r0 = run_exception_callback(self, func, throw, ctx, cpu)
+        finally:
+            _RUNS.depth = depth
+        if not depth and "_task_works" in self.kernel.__dict__:
+            # back to "user space": the task works the run scheduled (helpers/task_work.py)
+            from pybpf.helpers.task_work import run_task_works
+
+            run_task_works(self.kernel)
+        return r0
 
     def map_ids(self) -> list[int]:
         return [m.id for m in self.used_maps]

@@ -105,14 +105,10 @@ SIZEOF_BPF_TIMER = 16
 BPF_TIMER_NAME = "bpf_timer"
 
 
-def find_timer(btf: Any, value_type_id: int) -> int:
-    """Offset of the ``struct bpf_timer`` member of a map value type (BTF), or -1 — the
-    ``BPF_TIMER`` field of the kernel's ``btf_parse_fields`` (top-level members only; a
-    second timer is ``-E2BIG``, a misaligned one ``-EINVAL``, both raised as BpfError).
-
-    The map layer records it as ``("timer", off, 16)`` in ``bmap.btf_record`` for the
-    verifier's ``process_timer_func``.
-    """
+def find_special_field(btf: Any, value_type_id: int, struct_name: str, size: int) -> int:
+    """Offset of the ``struct <struct_name>`` member of a map value type (BTF), or -1 — one
+    field of the kernel's ``btf_parse_fields`` (top-level members only; a second one is
+    ``-E2BIG``, a misaligned or mis-sized one ``-EINVAL``, both raised as BpfError)."""
     parsed = btf.parsed() if hasattr(btf, "parsed") else btf
     types = parsed.types
     if btf is None or not 0 < value_type_id < len(types):
@@ -130,14 +126,36 @@ def find_timer(btf: Any, value_type_id: int) -> int:
     found = -1
     for member in value.members:
         mtype = skip(member.type)
-        if mtype.kind.name != "STRUCT" or mtype.name != BPF_TIMER_NAME:
+        if mtype.kind.name != "STRUCT" or mtype.name != struct_name:
             continue
         if found >= 0:
-            raise BpfError(errno.E2BIG, "more than one bpf_timer in the value")
-        if member.bit_offset % 64 or mtype.size != SIZEOF_BPF_TIMER:
-            raise BpfError(errno.EINVAL, "misaligned or mis-sized bpf_timer")
+            raise BpfError(errno.E2BIG, f"more than one {struct_name} in the value")
+        if member.bit_offset % 64 or mtype.size != size:
+            raise BpfError(errno.EINVAL, f"misaligned or mis-sized {struct_name}")
         found = member.bit_offset // 8
     return found
+
+
+def find_timer(btf: Any, value_type_id: int) -> int:
+    """The ``struct bpf_timer`` of a map value, or -1: recorded as ``("timer", off, 16)``
+    in ``bmap.btf_record`` for the verifier's ``process_timer_func``."""
+    return find_special_field(btf, value_type_id, BPF_TIMER_NAME, SIZEOF_BPF_TIMER)
+
+
+SIZEOF_BPF_TASK_WORK = 8
+BPF_TASK_WORK_NAME = "bpf_task_work"
+#: map types whose values may hold a ``bpf_task_work`` (``map_check_btf``)
+TASK_WORK_MAP_TYPES = frozenset({1, 2, 9})  # hash, array, lru hash
+
+
+def find_task_work(bmap: Any, btf: Any, value_type_id: int) -> int:
+    """The ``struct bpf_task_work`` of a map value, or -1: recorded as
+    ``("task_work", off, 8)`` for the verifier (verifier/task_work.py). Only hash, LRU
+    hash and array values may hold one (EOPNOTSUPP)."""
+    off = find_special_field(btf, value_type_id, BPF_TASK_WORK_NAME, SIZEOF_BPF_TASK_WORK)
+    if off >= 0 and bmap.map_type not in TASK_WORK_MAP_TYPES:
+        raise BpfError(errno.EOPNOTSUPP, "bpf_task_work not supported in this map type")
+    return off
 
 
 #: ``btf_find_kptr``: the type tag on a pointer member names the kind of kptr (``uptr``,
@@ -146,7 +164,8 @@ def find_timer(btf: Any, value_type_id: int) -> int:
 KPTR_TAGS = {"kptr_untrusted": "kptr_untrusted", "kptr": "kptr", "percpu_kptr": "percpu_kptr"}
 #: struct names ``btf_get_field_type`` matches before it considers a member a kptr
 SPECIAL_STRUCTS = frozenset({"bpf_spin_lock", "bpf_timer", "bpf_wq", "bpf_list_head",
-                             "bpf_list_node", "bpf_rb_root", "bpf_rb_node", "bpf_refcount"})
+                             "bpf_list_node", "bpf_rb_root", "bpf_rb_node", "bpf_refcount",
+                             "bpf_task_work"})
 #: kernel structs with a destructor kfunc (``register_btf_id_dtor_kfuncs``): only these may
 #: be referenced kptrs (``btf_find_dtor_kfunc`` is also the whitelist), each with its dtor
 KPTR_DTORS = {

@@ -167,9 +167,11 @@ class BpfMap:
         (E2BIG, EINVAL, EOPNOTSUPP) fail the creation.
         """
         from pybpf.maps.btf_record import (
+            SIZEOF_BPF_TASK_WORK,
             SIZEOF_BPF_TIMER,
             apply_btf_record,
             check_kptr_record,
+            find_task_work,
             find_timer,
         )
 
@@ -179,6 +181,9 @@ class BpfMap:
         self.btf_record = [("spin_lock", off, 4)] if off >= 0 else []
         if timer_off >= 0:
             self.btf_record.append(("timer", timer_off, SIZEOF_BPF_TIMER))
+        tw_off = find_task_work(self, self.btf, tid) if self.btf is not None else -1
+        if tw_off >= 0:
+            self.btf_record.append(("task_work", tw_off, SIZEOF_BPF_TASK_WORK))
         kptrs = check_kptr_record(self, tid) if self.btf is not None else []  # btf_parse_kptr
         self.btf_record.extend((k.kind, k.offset, 8) for k in kptrs)
         self.kptr_types = {k.offset: k.name for k in kptrs}  # the verifier's pointees

@@ -81,9 +81,11 @@ def set_find_vma_callback_state(v: Verifier, caller: FuncState, callee: FuncStat
         mark_not_init(callee.regs[r])
 
 
-def set_timer_callback_state(v: Verifier, caller: FuncState, callee: FuncState, callsite: int) -> None:
-    """``callback_fn(map, key, value)`` of ``bpf_timer_set_callback``: the timer's map."""
-    m = caller.regs[1].map_ptr
+def set_timer_callback_state(v: Verifier, caller: FuncState, callee: FuncState, callsite: int,
+                             map_regno: int = 1) -> None:
+    """``callback_fn(map, key, value)`` of ``bpf_timer_set_callback``: the timer's map (the
+    caller's R1; other async callbacks name the map in another register)."""
+    m = caller.regs[map_regno].map_ptr
     _known_zero_ptr(callee.regs[1], RegType.CONST_PTR_TO_MAP, m)
     _known_zero_ptr(callee.regs[2], RegType.PTR_TO_MAP_KEY, m)
     _known_zero_ptr(callee.regs[3], RegType.PTR_TO_MAP_VALUE, m)
@@ -205,21 +207,27 @@ class CallbacksMixin:
         if btf_check_subprog_call(self, sub) == errno.EFAULT:
             raise VerifyError(errno.EFAULT)
 
-    def push_async_cb(self: Verifier, sub: int, caller: FuncState) -> None:
-        """``push_async_cb``: the timer callback runs later, on its own: queue a path that
-        starts fresh in the callback (frame 0, nothing of the caller's state) and is checked
-        once; at its exit R0 must be 0 (``check_return_code``)."""
+    def push_async_cb(self: Verifier, sub: int, caller: FuncState,
+                      setup: Any = set_timer_callback_state, ret_range: tuple[int, int] = (0, 0),
+                      sleepable: bool = False) -> None:
+        """``push_async_cb``: an asynchronous callback (a timer's, a task work's) runs later,
+        on its own: queue a path that starts fresh in the callback (frame 0, nothing of the
+        caller's state, ``setup`` fills R1–R5) and is checked once; at its exit R0 must lie
+        in ``ret_range`` (0 for timers, ``check_return_code``). A ``sleepable`` callback
+        may call what sleeps even in a program that does not."""
         from pybpf.verifier.core import BPF_COMPLEXITY_LIMIT_JMP_SEQ
 
         info = self.cfg.subprogs[sub]
         info.is_cb = info.is_async_cb = True
         frame = FuncState(0, sub, -1)
         self.log.mark_all_scratched()  # init_func_state
-        set_timer_callback_state(self, caller, frame, self.insn_idx)
+        setup(self, caller, frame, self.insn_idx)
         frame.in_async_callback = True
+        frame.callback_ret_range = ret_range
         st = VState([frame])
+        st.in_sleepable = sleepable
         st.branches = 1
-        st.first_insn_idx = info.start
+        st.first_insn_idx = 0  # the kernel's zeroed stack element: mark_precise says first_idx 0
         self.stack.append((st, info.start, self.insn_idx))
         self.log_positions.append(self.log.size)
         if len(self.stack) > BPF_COMPLEXITY_LIMIT_JMP_SEQ:

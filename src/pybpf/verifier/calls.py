@@ -614,8 +614,8 @@ class CallsMixin:
         rng = None
         exit_ctx = "At program exit"
         frame0 = self.state.frames[0]
-        if self.state.cur.in_async_callback:  # timer callbacks must return 0
-            exit_ctx, rng = "At async callback return", (0, 0)
+        if self.state.cur.in_async_callback:  # timer callbacks return 0, task works an int
+            exit_ctx, rng = "At async callback return", self.state.cur.callback_ret_range
         elif frame0.subprogno and not frame0.in_exception_callback:  # a global function
             if reg.type != R.SCALAR_VALUE:
                 self.fail(errno.EINVAL, "At subprogram exit the register R0 is not a scalar value "

@@ -46,6 +46,13 @@ from pybpf.verifier.regs import (
     mark_unknown,
     reg_type_str,
 )
+from pybpf.verifier.task_work import (
+    TASK_WORK_KFUNCS,
+    TASK_WORK_STRUCT,
+    check_task_work_map_arg,
+    process_task_work_func,
+    push_task_work_callback,
+)
 
 if TYPE_CHECKING:
     from pybpf.btf.raw import Btf
@@ -77,7 +84,6 @@ UNSUPPORTED = frozenset({
     "bpf_rbtree_left", "bpf_rbtree_right", "bpf_wq_init", "bpf_wq_set_callback_impl",
     "bpf_wq_start", "bpf_local_irq_save", "bpf_local_irq_restore", "bpf_res_spin_lock",
     "bpf_res_spin_unlock", "bpf_res_spin_lock_irqsave", "bpf_res_spin_unlock_irqrestore",
-    "bpf_task_work_schedule_signal_impl", "bpf_task_work_schedule_resume_impl",
 })
 
 #: kfuncs that may move packet data (``is_kfunc_pkt_changing``)
@@ -125,6 +131,9 @@ class KfuncMeta:
     dynptr_type: int = 0
     dynptr_ref_obj_id: int = 0
     arg_prog: int = 0  # the register of a ``__prog`` argument
+    map_ptr: Any = None  # meta->map.ptr: the map of a map-field argument (task work)
+    map_uid: int = 0
+    subprogno: int | None = None  # the callback argument's subprogram
 
     def iter_arg_type(self, argno: int) -> tuple[int, str, int] | None:
         """``btf_check_iter_arg``: (btf id, ``<type>`` of ``bpf_iter_<type>``, size) of the
@@ -273,13 +282,16 @@ def check_kfunc_call(v: Verifier, ins: Insn) -> None:
     aux["kfunc"] = (meta.func_id, name)
     if name == "__bpf_trap":
         v.fail(errno.EFAULT, "unexpected __bpf_trap() due to uninitialized variable?\n")
-    if meta.flags & K.KF_SLEEPABLE and not v.inp.prog_flags & BPF_F_SLEEPABLE:
+    if meta.flags & K.KF_SLEEPABLE and not v.inp.prog_flags & BPF_F_SLEEPABLE \
+            and not v.state.in_sleepable:
         v.fail(errno.EACCES, f"program must be sleepable to call sleepable kfunc {name}\n")
     if name in UNSUPPORTED:
         v.fail(ENOTSUPP, f"pybpf: kernel function {name} is not supported yet\n")
     check_kfunc_args(v, meta)
     if name == "bpf_session_cookie":  # the session's u64, writable
         meta.r0_size, meta.r0_rdonly = 8, False
+    if name in TASK_WORK_KFUNCS:
+        push_task_work_callback(v, meta)
     st = v.state
     rcu_lock = name == "bpf_rcu_read_lock"
     rcu_unlock = name == "bpf_rcu_read_unlock"
@@ -516,6 +528,13 @@ def check_kfunc_args(v: Verifier, meta: KfuncMeta) -> None:
             _check_btf_id_arg(v, meta, reg, regno, i, ref_t, ref_id)
         elif kind == KF_ARG_PTR_TO_MAP:
             _check_map_arg(v, meta, reg, regno, pname)
+            check_task_work_map_arg(v, meta, regno)
+        elif kind == KF_ARG_PTR_TO_TASK_WORK:
+            process_task_work_func(v, regno, i, meta)
+        elif kind == KF_ARG_PTR_TO_CALLBACK:
+            if reg.type != RegType.PTR_TO_FUNC:
+                v.fail(errno.EINVAL, f"arg{i} expected pointer to func\n")
+            meta.subprogno = reg.subprogno
         elif kind == KF_ARG_PTR_TO_CONST_STR:
             if reg.type != RegType.PTR_TO_MAP_VALUE:
                 v.fail(errno.EINVAL, f"arg#{i} doesn't point to a const string\n")
@@ -627,6 +646,8 @@ def get_kfunc_ptr_arg_type(v: Verifier, meta: KfuncMeta, ref_t: BtfType, argno: 
         return KF_ARG_PTR_TO_ITER
     if _has_suffix(pname, "__map"):
         return KF_ARG_PTR_TO_MAP
+    if isinstance(ref_t, BtfStruct) and ref_t.name == TASK_WORK_STRUCT:
+        return KF_ARG_PTR_TO_TASK_WORK
     if _has_suffix(pname, "__str"):
         return KF_ARG_PTR_TO_CONST_STR
     if _has_suffix(pname, "__cb"):
@@ -636,6 +657,8 @@ def get_kfunc_ptr_arg_type(v: Verifier, meta: KfuncMeta, ref_t: BtfType, argno: 
             v.fail(errno.EINVAL, f"kernel function {meta.name} args#{argno} pointer type "
                                  f"{_btf_type_str(ref_t)} {ref_t.name} is not supported\n")
         return KF_ARG_PTR_TO_BTF_ID
+    if isinstance(ref_t, BtfFuncProto):  # is_kfunc_arg_callback
+        return KF_ARG_PTR_TO_CALLBACK
     mem_size = False
     if argno + 1 < nargs:
         nxt = params[argno + 1]

@@ -188,6 +188,8 @@ def format_state(f: FuncState, refs: list[int] | None = None,
         out += " refs=" + ",".join(str(x) for x in refs if x)
     if f.in_callback:
         out += " cb"
+    if f.in_async_callback:
+        out += " async_cb"
     return out
 
 

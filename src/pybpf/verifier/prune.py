@@ -247,7 +247,8 @@ def states_equal(o: VState, c: VState, exact: int, allow_uninit: bool = True,
         return False
     if o.active_lock is not None and c.active_lock is not None and o.active_lock[1] != c.active_lock[1]:
         return False
-    if o.active_rcu != c.active_rcu or o.active_preempt_locks != c.active_preempt_locks:
+    if o.active_rcu != c.active_rcu or o.active_preempt_locks != c.active_preempt_locks \
+            or o.in_sleepable != c.in_sleepable:
         return False
     if live is not None:
         return all(func_states_equal(fo, fc, ids, exact, allow_uninit, m)

@@ -133,6 +133,7 @@ class VState:
     hist: list[tuple[int, int, int, tuple]] = field(default_factory=list)
     callback_unroll_depth: int = 0
     active_preempt_locks: int = 0  # bpf_preempt_disable depth (verifier/kfuncs.py)
+    in_sleepable: bool = False  # a sleepable async callback's path (task_work, wq)
 
     @property
     def cur(self) -> FuncState:
@@ -146,7 +147,8 @@ class VState:
         return VState([f.copy() for f in self.frames], [RefState(r.id, r.insn_idx, r.kind) for r in self.refs],
                       self.active_lock, self.active_rcu, 0, self.insn_idx, self.may_goto_depth,
                       self.loop_entry, self.parent, self.first_insn_idx, self.last_insn_idx,
-                      list(self.hist), self.callback_unroll_depth, self.active_preempt_locks)
+                      list(self.hist), self.callback_unroll_depth, self.active_preempt_locks,
+                      self.in_sleepable)
 
     def all_regs(self):
         """Every register of every frame, including spilled ones (``bpf_for_each_reg_in_vstate``)."""
