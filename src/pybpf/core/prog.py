@@ -240,11 +240,11 @@ class BpfProg:
             r0 = run_exception_callback(self, func, throw, ctx, cpu)
         finally:
             _RUNS.depth = depth
-        if not depth and "_task_works" in self.kernel.__dict__:
-            # back to "user space": the task works the run scheduled (helpers/task_work.py)
-            from pybpf.helpers.task_work import run_task_works
+        if not depth and "_deferred" in self.kernel.__dict__:
+            # back to "user space": task works and workqueues the run scheduled
+            from pybpf.helpers.deferred import run_deferred
 
-            run_task_works(self.kernel)
+            run_deferred(self.kernel)
         return r0
 
     def map_ids(self) -> list[int]:

@@ -19,9 +19,9 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from pybpf.helpers.deferred import DEFERRED_IMPLS
 from pybpf.helpers.kfunc_session import SESSION_IMPLS
 from pybpf.helpers.kfunc_stream import STREAM_IMPLS
-from pybpf.helpers.task_work import TASK_WORK_IMPLS
 
 if TYPE_CHECKING:
     from pybpf.runtime.context import RunContext
@@ -342,7 +342,7 @@ IMPLS: dict[str, Impl] = {
     **STR_IMPLS,
     **STREAM_IMPLS,
     **SESSION_IMPLS,
-    **TASK_WORK_IMPLS,
+    **DEFERRED_IMPLS,
 }
 
 

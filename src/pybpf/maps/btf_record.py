@@ -148,9 +148,23 @@ BPF_TASK_WORK_NAME = "bpf_task_work"
 TASK_WORK_MAP_TYPES = frozenset({1, 2, 9})  # hash, array, lru hash
 
 
+SIZEOF_BPF_WQ = 16
+#: map types whose values may hold a ``bpf_wq`` (``map_check_btf``)
+WQ_MAP_TYPES = frozenset({1, 2, 9})  # hash, array, lru hash
+
+
+def find_wq(bmap: Any, btf: Any, value_type_id: int) -> int:
+    """The ``struct bpf_wq`` of a map value, or -1: recorded as ``("wq", off, 16)`` for
+    the verifier (verifier/async_work.py); EOPNOTSUPP in other map types."""
+    off = find_special_field(btf, value_type_id, "bpf_wq", SIZEOF_BPF_WQ)
+    if off >= 0 and bmap.map_type not in WQ_MAP_TYPES:
+        raise BpfError(errno.EOPNOTSUPP, "bpf_wq not supported in this map type")
+    return off
+
+
 def find_task_work(bmap: Any, btf: Any, value_type_id: int) -> int:
     """The ``struct bpf_task_work`` of a map value, or -1: recorded as
-    ``("task_work", off, 8)`` for the verifier (verifier/task_work.py). Only hash, LRU
+    ``("task_work", off, 8)`` for the verifier (verifier/async_work.py). Only hash, LRU
     hash and array values may hold one (EOPNOTSUPP)."""
     off = find_special_field(btf, value_type_id, BPF_TASK_WORK_NAME, SIZEOF_BPF_TASK_WORK)
     if off >= 0 and bmap.map_type not in TASK_WORK_MAP_TYPES:

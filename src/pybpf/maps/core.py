@@ -169,10 +169,12 @@ class BpfMap:
         from pybpf.maps.btf_record import (
             SIZEOF_BPF_TASK_WORK,
             SIZEOF_BPF_TIMER,
+            SIZEOF_BPF_WQ,
             apply_btf_record,
             check_kptr_record,
             find_task_work,
             find_timer,
+            find_wq,
         )
 
         off = apply_btf_record(self, self.btf, tid)
@@ -184,6 +186,9 @@ class BpfMap:
         tw_off = find_task_work(self, self.btf, tid) if self.btf is not None else -1
         if tw_off >= 0:
             self.btf_record.append(("task_work", tw_off, SIZEOF_BPF_TASK_WORK))
+        wq_off = find_wq(self, self.btf, tid) if self.btf is not None else -1
+        if wq_off >= 0:
+            self.btf_record.append(("wq", wq_off, SIZEOF_BPF_WQ))
         kptrs = check_kptr_record(self, tid) if self.btf is not None else []  # btf_parse_kptr
         self.btf_record.extend((k.kind, k.offset, 8) for k in kptrs)
         self.kptr_types = {k.offset: k.name for k in kptrs}  # the verifier's pointees

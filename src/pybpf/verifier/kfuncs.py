@@ -31,6 +31,13 @@ from pybpf.btf.raw import (
     BtfVoid,
 )
 from pybpf.helpers import kfuncs as K
+from pybpf.verifier.async_work import (
+    TASK_WORK_KFUNCS,
+    WQ_SET_CALLBACK,
+    check_field_map_arg,
+    process_field_arg,
+    push_field_callback,
+)
 from pybpf.verifier.regs import (
     MEM_ALLOC,
     MEM_PERCPU,
@@ -45,13 +52,6 @@ from pybpf.verifier.regs import (
     mark_not_init,
     mark_unknown,
     reg_type_str,
-)
-from pybpf.verifier.task_work import (
-    TASK_WORK_KFUNCS,
-    TASK_WORK_STRUCT,
-    check_task_work_map_arg,
-    process_task_work_func,
-    push_task_work_callback,
 )
 
 if TYPE_CHECKING:
@@ -81,8 +81,7 @@ UNSUPPORTED = frozenset({
     "bpf_refcount_acquire_impl", "bpf_list_push_front_impl", "bpf_list_push_back_impl",
     "bpf_list_pop_front", "bpf_list_pop_back", "bpf_list_front", "bpf_list_back",
     "bpf_rbtree_add_impl", "bpf_rbtree_remove", "bpf_rbtree_first", "bpf_rbtree_root",
-    "bpf_rbtree_left", "bpf_rbtree_right", "bpf_wq_init", "bpf_wq_set_callback_impl",
-    "bpf_wq_start", "bpf_local_irq_save", "bpf_local_irq_restore", "bpf_res_spin_lock",
+    "bpf_rbtree_left", "bpf_rbtree_right", "bpf_local_irq_save", "bpf_local_irq_restore", "bpf_res_spin_lock",
     "bpf_res_spin_unlock", "bpf_res_spin_lock_irqsave", "bpf_res_spin_unlock_irqrestore",
 })
 
@@ -290,8 +289,8 @@ def check_kfunc_call(v: Verifier, ins: Insn) -> None:
     check_kfunc_args(v, meta)
     if name == "bpf_session_cookie":  # the session's u64, writable
         meta.r0_size, meta.r0_rdonly = 8, False
-    if name in TASK_WORK_KFUNCS:
-        push_task_work_callback(v, meta)
+    if name in TASK_WORK_KFUNCS or name == WQ_SET_CALLBACK:
+        push_field_callback(v, meta)
     st = v.state
     rcu_lock = name == "bpf_rcu_read_lock"
     rcu_unlock = name == "bpf_rcu_read_unlock"
@@ -528,9 +527,10 @@ def check_kfunc_args(v: Verifier, meta: KfuncMeta) -> None:
             _check_btf_id_arg(v, meta, reg, regno, i, ref_t, ref_id)
         elif kind == KF_ARG_PTR_TO_MAP:
             _check_map_arg(v, meta, reg, regno, pname)
-            check_task_work_map_arg(v, meta, regno)
-        elif kind == KF_ARG_PTR_TO_TASK_WORK:
-            process_task_work_func(v, regno, i, meta)
+            check_field_map_arg(v, meta, regno)
+        elif kind in (KF_ARG_PTR_TO_TASK_WORK, KF_ARG_PTR_TO_WORKQUEUE):
+            assert isinstance(ref_t, BtfStruct)
+            process_field_arg(v, ref_t.name, regno, i, meta)
         elif kind == KF_ARG_PTR_TO_CALLBACK:
             if reg.type != RegType.PTR_TO_FUNC:
                 v.fail(errno.EINVAL, f"arg{i} expected pointer to func\n")
@@ -646,7 +646,9 @@ def get_kfunc_ptr_arg_type(v: Verifier, meta: KfuncMeta, ref_t: BtfType, argno: 
         return KF_ARG_PTR_TO_ITER
     if _has_suffix(pname, "__map"):
         return KF_ARG_PTR_TO_MAP
-    if isinstance(ref_t, BtfStruct) and ref_t.name == TASK_WORK_STRUCT:
+    if isinstance(ref_t, BtfStruct) and ref_t.name == "bpf_wq":
+        return KF_ARG_PTR_TO_WORKQUEUE
+    if isinstance(ref_t, BtfStruct) and ref_t.name == "bpf_task_work":
         return KF_ARG_PTR_TO_TASK_WORK
     if _has_suffix(pname, "__str"):
         return KF_ARG_PTR_TO_CONST_STR

@@ -170,7 +170,7 @@ class MemMixin:
                 continue
             if kind == "spin_lock":
                 self.fail(errno.EACCES, "bpf_spin_lock cannot be accessed directly by load/store\n")
-            if kind in ("timer", "task_work"):  # btf_field_type_name
+            if kind in ("timer", "task_work", "wq"):  # btf_field_type_name
                 self.fail(errno.EACCES, f"bpf_{kind} cannot be accessed directly by load/store\n")
             if kind.startswith(("kptr", "percpu_kptr")):
                 name = "percpu_kptr" if kind == "percpu_kptr" else "kptr"  # btf_field_type_name
