@@ -324,7 +324,20 @@ def arena_reserve_pages(ctx: RunContext, map_addr: int, ptr: int, page_cnt: int,
     return arena.reserve_pages(ptr, page_cnt) & M64 if page_cnt else 0
 
 
+#: what ``bpf_local_irq_save`` stores: x86's EFLAGS with interrupts enabled (IF) — pybpf
+#: has no interrupts to disable, and programs cannot read the slot anyway
+SAVED_IRQ_FLAGS = 0x246
+
+
+def local_irq_save(ctx: RunContext, flags: int, *_: int) -> int:
+    """``bpf_local_irq_save``: keep the interrupt state in the caller's flag slot."""
+    ctx.mem.write(flags, SAVED_IRQ_FLAGS.to_bytes(8, "little"))
+    return 0
+
+
 IMPLS: dict[str, Impl] = {
+    "bpf_local_irq_save": local_irq_save,
+    "bpf_local_irq_restore": nop,
     "bpf_arena_alloc_pages": arena_alloc_pages,
     "bpf_arena_free_pages": arena_free_pages,
     "bpf_arena_reserve_pages": arena_reserve_pages,

@@ -161,6 +161,8 @@ class CallsMixin:
             self.fail(errno.EINVAL, f"sleepable helper {name}#{fid} in rcu_read_lock region\n")
         if fn.might_sleep and self.state.active_preempt_locks:
             self.fail(errno.EINVAL, f"sleepable helper {name}#{fid} in non-preemptible region\n")
+        if fn.might_sleep and self.state.active_irq_id:
+            self.fail(errno.EINVAL, f"sleepable helper {name}#{fid} in IRQ-disabled region\n")
         meta: dict[str, Any] = {"func_id": fid, "pkt_access": fn.pkt_access, "map_ptr": None,
                                 "release_regno": 0, "ref_obj_id": 0, "raw_mode": False,
                                 "access_size": 0, "regno": -1, "mem_size": 0, "msize_max": 0,
@@ -482,6 +484,8 @@ class CallsMixin:
             leaked = True
         if leaked:
             self.fail(errno.EINVAL, f"{prefix} would lead to reference leak\n")
+        if check_lock and st.active_irq_id:  # verifier/irq_flags.py
+            self.fail(errno.EINVAL, f"{prefix} cannot be used inside bpf_local_irq_save-ed region\n")
         if check_lock and st.active_rcu:  # kfunc sections (verifier/kfuncs.py)
             self.fail(errno.EINVAL, f"{prefix} cannot be used inside bpf_rcu_read_lock-ed region\n")
         if check_lock and st.active_preempt_locks:

@@ -457,8 +457,12 @@ def check_global_call(v: Verifier, sub: int, err: int) -> None:
     if st.active_preempt_locks:
         v.fail(errno.EINVAL, "global function calls are not allowed with preemption disabled,\n"
                              "use static function instead\n")
+    if st.active_irq_id:
+        v.fail(errno.EINVAL, "global function calls are not allowed with IRQs disabled,\n"
+                             "use static function instead\n")
     sp = v.cfg.subprogs[sub]
-    if sp.might_sleep and (st.active_rcu or st.active_preempt_locks or not v.prog_info.sleepable):
+    if sp.might_sleep and (st.active_rcu or st.active_preempt_locks or st.active_irq_id
+                           or not v.prog_info.sleepable):
         v.fail(errno.EINVAL, "global functions that may sleep are not allowed in non-sleepable "
                              "context,\ni.e., in a RCU/IRQ/preempt-disabled section, or in\n"
                              "a non-sleepable BPF program context\n")

@@ -74,14 +74,14 @@ CALLER_SAVED = (0, 1, 2, 3, 4, 5)
  KF_ARG_PTR_TO_TASK_WORK) = range(20)
 
 #: kfuncs whose verification needs machinery pybpf does not model yet (allocated objects,
-#: graph collections, dynptrs from kfuncs, callbacks, workqueues, irq flags,
-#: resilient locks, arena). Calling one is refused with ENOTSUPP rather than guessed at.
+#: graph collections, resilient locks). Calling one is refused with ENOTSUPP rather than
+#: guessed at.
 UNSUPPORTED = frozenset({
     "bpf_obj_new_impl", "bpf_percpu_obj_new_impl", "bpf_obj_drop_impl", "bpf_percpu_obj_drop_impl",
     "bpf_refcount_acquire_impl", "bpf_list_push_front_impl", "bpf_list_push_back_impl",
     "bpf_list_pop_front", "bpf_list_pop_back", "bpf_list_front", "bpf_list_back",
     "bpf_rbtree_add_impl", "bpf_rbtree_remove", "bpf_rbtree_first", "bpf_rbtree_root",
-    "bpf_rbtree_left", "bpf_rbtree_right", "bpf_local_irq_save", "bpf_local_irq_restore", "bpf_res_spin_lock",
+    "bpf_rbtree_left", "bpf_rbtree_right", "bpf_res_spin_lock",
     "bpf_res_spin_unlock", "bpf_res_spin_lock_irqsave", "bpf_res_spin_unlock_irqrestore",
 })
 
@@ -329,6 +329,8 @@ def check_kfunc_call(v: Verifier, ins: Insn) -> None:
         v.fail(errno.EINVAL, f"unmatched attempt to enable preemption (kernel function {name})\n")
     if preempt_disable or preempt_enable:
         st.active_preempt_locks = depth
+    if st.active_irq_id and sleepable:
+        v.fail(errno.EACCES, f"kernel func {name} is sleepable within IRQ-disabled region\n")
     regs = v.regs
     if meta.release_regno and not v.release_reference(regs[meta.release_regno].ref_obj_id):
         v.fail(errno.EINVAL, f"kfunc {name}#{meta.func_id} reference has not been acquired before\n")
@@ -528,6 +530,10 @@ def check_kfunc_args(v: Verifier, meta: KfuncMeta) -> None:
         elif kind == KF_ARG_PTR_TO_MAP:
             _check_map_arg(v, meta, reg, regno, pname)
             check_field_map_arg(v, meta, regno)
+        elif kind == KF_ARG_PTR_TO_IRQ_FLAG:
+            from pybpf.verifier.irq_flags import process_irq_flag
+
+            process_irq_flag(v, meta.name, regno, i)
         elif kind in (KF_ARG_PTR_TO_TASK_WORK, KF_ARG_PTR_TO_WORKQUEUE):
             assert isinstance(ref_t, BtfStruct)
             process_field_arg(v, ref_t.name, regno, i, meta)
@@ -650,6 +656,8 @@ def get_kfunc_ptr_arg_type(v: Verifier, meta: KfuncMeta, ref_t: BtfType, argno: 
         return KF_ARG_PTR_TO_WORKQUEUE
     if isinstance(ref_t, BtfStruct) and ref_t.name == "bpf_task_work":
         return KF_ARG_PTR_TO_TASK_WORK
+    if _has_suffix(pname, "__irq_flag"):
+        return KF_ARG_PTR_TO_IRQ_FLAG
     if _has_suffix(pname, "__str"):
         return KF_ARG_PTR_TO_CONST_STR
     if _has_suffix(pname, "__cb"):

@@ -33,6 +33,7 @@ from pybpf.verifier.regs import (
 from pybpf.verifier.state import (
     STACK_DYNPTR,
     STACK_INVALID,
+    STACK_IRQ_FLAG,
     STACK_ITER,
     STACK_MISC,
     STACK_SPILL,
@@ -318,6 +319,9 @@ class MemMixin:
             if st.types[7] == STACK_ITER:  # a write into an iterator scrubs it (verifier/iters.py)
                 st.types = [STACK_MISC if t == STACK_ITER else t for t in st.types]
                 st.iter = None
+            if st.types[7] == STACK_IRQ_FLAG:  # and an irq flag (verifier/irq_flags.py)
+                st.types = [STACK_MISC if t == STACK_IRQ_FLAG else t for t in st.types]
+                st.irq = None
             st.spilled = None
             if (vreg is not None and vreg.is_const() and vreg.var_off.value == 0) or \
                     (vreg is None and is_st_mem and ins.imm == 0):

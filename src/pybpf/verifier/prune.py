@@ -46,6 +46,7 @@ from pybpf.verifier.regs import (
 from pybpf.verifier.state import (
     STACK_DYNPTR,
     STACK_INVALID,
+    STACK_IRQ_FLAG,
     STACK_ITER,
     STACK_MISC,
     STACK_SPILL,
@@ -207,6 +208,10 @@ def stacksafe(o: FuncState, c: FuncState, ids: _IdMap, exact: int, allow_uninit:
                 return False
             if b == 7 and ot == STACK_DYNPTR and not dynptr_slots_equal(os_.dynptr, cs.dynptr, ids.check):
                 return False
+            if b == 7 and ot == STACK_IRQ_FLAG and (
+                    os_.irq is None or cs.irq is None or os_.irq[1] != cs.irq[1]
+                    or not ids.check(os_.irq[0], cs.irq[0])):
+                return False
             if b == 7 and ot == STACK_SPILL:
                 if os_.spilled is None or cs.spilled is None:
                     return False
@@ -248,7 +253,9 @@ def states_equal(o: VState, c: VState, exact: int, allow_uninit: bool = True,
     if o.active_lock is not None and c.active_lock is not None and o.active_lock[1] != c.active_lock[1]:
         return False
     if o.active_rcu != c.active_rcu or o.active_preempt_locks != c.active_preempt_locks \
-            or o.in_sleepable != c.in_sleepable:
+            or o.in_sleepable != c.in_sleepable \
+            or bool(o.active_irq_id) != bool(c.active_irq_id) \
+            or not ids.check(o.active_irq_id, c.active_irq_id):
         return False
     if live is not None:
         return all(func_states_equal(fo, fc, ids, exact, allow_uninit, m)

@@ -19,19 +19,21 @@ STACK_MISC = "m"
 STACK_ZERO = "0"
 STACK_ITER = "i"
 STACK_DYNPTR = "d"
+STACK_IRQ_FLAG = "f"
 
 BPF_REG_FP = 10
 MAX_BPF_REG = 11
 
 
 class StackSlot:
-    __slots__ = ("dynptr", "iter", "spilled", "types")
+    __slots__ = ("dynptr", "irq", "iter", "spilled", "types")
 
     def __init__(self) -> None:
         self.types = [STACK_INVALID] * 8
         self.spilled: Reg | None = None
         self.iter: Any = None  # open-coded iterator (STACK_ITER) info: verifier/iters.py IterState
         self.dynptr: Any = None  # STACK_DYNPTR info: verifier/dynptr.py DynptrSlot (immutable)
+        self.irq: tuple[int, int] | None = None  # STACK_IRQ_FLAG: (ref_obj_id, kfunc class)
 
     def copy(self) -> StackSlot:
         s = StackSlot.__new__(StackSlot)
@@ -39,6 +41,7 @@ class StackSlot:
         s.spilled = self.spilled.copy() if self.spilled is not None else None
         s.iter = self.iter  # immutable
         s.dynptr = self.dynptr  # immutable
+        s.irq = self.irq  # immutable
         return s
 
     def is_spill(self) -> bool:
@@ -134,6 +137,7 @@ class VState:
     callback_unroll_depth: int = 0
     active_preempt_locks: int = 0  # bpf_preempt_disable depth (verifier/kfuncs.py)
     in_sleepable: bool = False  # a sleepable async callback's path (task_work, wq)
+    active_irq_id: int = 0  # the innermost bpf_local_irq_save's reference (irq_flags.py)
 
     @property
     def cur(self) -> FuncState:
@@ -148,7 +152,7 @@ class VState:
                       self.active_lock, self.active_rcu, 0, self.insn_idx, self.may_goto_depth,
                       self.loop_entry, self.parent, self.first_insn_idx, self.last_insn_idx,
                       list(self.hist), self.callback_unroll_depth, self.active_preempt_locks,
-                      self.in_sleepable)
+                      self.in_sleepable, self.active_irq_id)
 
     def all_regs(self):
         """Every register of every frame, including spilled ones (``bpf_for_each_reg_in_vstate``)."""
