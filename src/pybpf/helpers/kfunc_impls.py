@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from pybpf.helpers.deferred import DEFERRED_IMPLS
+from pybpf.helpers.kfunc_alloc import ALLOC_IMPLS
 from pybpf.helpers.kfunc_session import SESSION_IMPLS
 from pybpf.helpers.kfunc_stream import STREAM_IMPLS
 
@@ -335,9 +336,19 @@ def local_irq_save(ctx: RunContext, flags: int, *_: int) -> int:
     return 0
 
 
+def res_spin_lock_irqsave(ctx: RunContext, lock: int, flags: int, *_: int) -> int:
+    """``bpf_res_spin_lock_irqsave``: taken (0) — pybpf runs one program at a time on a
+    thread and never deadlocks — with the interrupt state saved in the flag slot."""
+    return local_irq_save(ctx, flags)
+
+
 IMPLS: dict[str, Impl] = {
     "bpf_local_irq_save": local_irq_save,
     "bpf_local_irq_restore": nop,
+    "bpf_res_spin_lock": nop,
+    "bpf_res_spin_unlock": nop,
+    "bpf_res_spin_lock_irqsave": res_spin_lock_irqsave,
+    "bpf_res_spin_unlock_irqrestore": nop,
     "bpf_arena_alloc_pages": arena_alloc_pages,
     "bpf_arena_free_pages": arena_free_pages,
     "bpf_arena_reserve_pages": arena_reserve_pages,
@@ -356,6 +367,7 @@ IMPLS: dict[str, Impl] = {
     **STREAM_IMPLS,
     **SESSION_IMPLS,
     **DEFERRED_IMPLS,
+    **ALLOC_IMPLS,
 }
 
 

@@ -105,7 +105,8 @@ SIZEOF_BPF_TIMER = 16
 BPF_TIMER_NAME = "bpf_timer"
 
 
-def find_special_field(btf: Any, value_type_id: int, struct_name: str, size: int) -> int:
+def find_special_field(btf: Any, value_type_id: int, struct_name: str, size: int,
+                       align: int = 8) -> int:
     """Offset of the ``struct <struct_name>`` member of a map value type (BTF), or -1 — one
     field of the kernel's ``btf_parse_fields`` (top-level members only; a second one is
     ``-E2BIG``, a misaligned or mis-sized one ``-EINVAL``, both raised as BpfError)."""
@@ -130,7 +131,7 @@ def find_special_field(btf: Any, value_type_id: int, struct_name: str, size: int
             continue
         if found >= 0:
             raise BpfError(errno.E2BIG, f"more than one {struct_name} in the value")
-        if member.bit_offset % 64 or mtype.size != size:
+        if member.bit_offset % (8 * align) or mtype.size != size:
             raise BpfError(errno.EINVAL, f"misaligned or mis-sized {struct_name}")
         found = member.bit_offset // 8
     return found
@@ -146,6 +147,24 @@ SIZEOF_BPF_TASK_WORK = 8
 BPF_TASK_WORK_NAME = "bpf_task_work"
 #: map types whose values may hold a ``bpf_task_work`` (``map_check_btf``)
 TASK_WORK_MAP_TYPES = frozenset({1, 2, 9})  # hash, array, lru hash
+
+
+SIZEOF_BPF_RES_SPIN_LOCK = 4
+
+
+def find_res_spin_lock(bmap: Any, btf: Any, value_type_id: int, spin_lock_off: int) -> int:
+    """The ``struct bpf_res_spin_lock`` of a map value, or -1: recorded as
+    ``("res_spin_lock", off, 4)``. The map types that may hold a ``bpf_spin_lock`` may hold
+    one (EOPNOTSUPP elsewhere); a value may not hold both kinds of lock (EINVAL)."""
+    off = find_special_field(btf, value_type_id, "bpf_res_spin_lock", SIZEOF_BPF_RES_SPIN_LOCK,
+                             align=4)
+    if off < 0:
+        return -1
+    if spin_lock_off >= 0:
+        raise BpfError(errno.EINVAL, "bpf_spin_lock and bpf_res_spin_lock in one value")
+    if bmap.map_type not in SPIN_LOCK_MAP_TYPES:
+        raise BpfError(errno.EOPNOTSUPP, "bpf_res_spin_lock not supported in this map type")
+    return off
 
 
 SIZEOF_BPF_WQ = 16

@@ -167,11 +167,13 @@ class BpfMap:
         (E2BIG, EINVAL, EOPNOTSUPP) fail the creation.
         """
         from pybpf.maps.btf_record import (
+            SIZEOF_BPF_RES_SPIN_LOCK,
             SIZEOF_BPF_TASK_WORK,
             SIZEOF_BPF_TIMER,
             SIZEOF_BPF_WQ,
             apply_btf_record,
             check_kptr_record,
+            find_res_spin_lock,
             find_task_work,
             find_timer,
             find_wq,
@@ -189,6 +191,9 @@ class BpfMap:
         wq_off = find_wq(self, self.btf, tid) if self.btf is not None else -1
         if wq_off >= 0:
             self.btf_record.append(("wq", wq_off, SIZEOF_BPF_WQ))
+        res_off = find_res_spin_lock(self, self.btf, tid, off) if self.btf is not None else -1
+        if res_off >= 0:
+            self.btf_record.append(("res_spin_lock", res_off, SIZEOF_BPF_RES_SPIN_LOCK))
         kptrs = check_kptr_record(self, tid) if self.btf is not None else []  # btf_parse_kptr
         self.btf_record.extend((k.kind, k.offset, 8) for k in kptrs)
         self.kptr_types = {k.offset: k.name for k in kptrs}  # the verifier's pointees

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from pybpf.isa.insn import Insn
 from pybpf.isa.opcodes import AluOp
+from pybpf.verifier import spectre
 from pybpf.verifier import tnum as tn
 from pybpf.verifier.cfg import VerifyError
 from pybpf.verifier.log import tnum_str
@@ -281,6 +282,8 @@ class AluMixin:
                 else:
                     mark_known(oreg, 0)
                     mark_known(d, U64)
+        if op in (AluOp.ADD, AluOp.SUB):  # sanitize_needed
+            spectre.sanitize_val_alu(self, ins)
         dst_umax = d.umax
         # A register source is copied (it may be d itself); the immediate's Reg is ours.
         adjust_scalar(op, d, s.copy() if src_x else s, not is64)
@@ -359,8 +362,9 @@ class AluMixin:
         self._check_reg_sane_offset(off, ptr.type)
         self._check_reg_sane_offset(ptr, ptr.type)
         mark_reg32_unbounded(d)
-        if op in (AluOp.ADD, AluOp.SUB) and ins.code & 0x08 and not self.allow_ptr_leaks:
-            self._sanitize_ptr_alu(ins, op, ptr, off, ptr_is_dst)
+        info = spectre.SanitizeInfo()
+        if op in (AluOp.ADD, AluOp.SUB):  # sanitize_needed
+            spectre.sanitize_ptr_alu(self, ins, ptr, off, info, ptr_is_dst, False)
         if op == AluOp.ADD:
             if known and -(1 << 31) <= ptr.off + off.smin < (1 << 31):
                 d.assign(ptr)
@@ -419,6 +423,8 @@ class AluMixin:
         reg_bounds_sync(d)
         if not self.allow_ptr_leaks:
             self._sanitize_check_bounds(dst, d)
+        if op in (AluOp.ADD, AluOp.SUB):
+            spectre.sanitize_ptr_alu(self, ins, d, off, info, ptr_is_dst, True)
 
     # -- unprivileged (Spectre v1) restrictions ---------------------------------------------
     def _sanitize_ptr_alu(self: Verifier, ins: Insn, op: int, ptr: Reg, off: Reg,

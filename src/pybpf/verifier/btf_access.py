@@ -596,6 +596,12 @@ def check_ptr_to_btf_access(v: Verifier, regno: int, off: int, size: int, atype:
         v.fail(errno.EACCES, "only read is supported\n")
     if atype != BPF_READ and not (reg.type & MEM_ALLOC and not reg.type & PTR_UNTRUSTED):
         v.fail(errno.EACCES, "only read is supported\n")
+    if reg.type & MEM_ALLOC:  # the object's special fields (verifier/alloc_obj.py)
+        from pybpf.verifier.alloc_obj import check_alloc_field_access
+
+        bad = check_alloc_field_access(reg, off, size)
+        if bad:
+            v.fail(errno.EACCES, bad)
     log: list[str] = []
     w = _Walk()
     try:

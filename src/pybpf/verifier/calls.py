@@ -31,6 +31,7 @@ from pybpf.verifier.regs import (
     reg_bounds_sync,
     reg_type_str,
 )
+from pybpf.verifier.res_lock import update_active_lock
 from pybpf.verifier.state import FuncState, RefState
 
 if TYPE_CHECKING:
@@ -493,7 +494,7 @@ class CallsMixin:
 
     def has_spin_lock(self, m: Any) -> bool:
         rec = getattr(m, "btf_record", None) or []
-        return any(f[0] == "spin_lock" for f in rec)
+        return any(f[0] in ("spin_lock", "res_spin_lock") for f in rec)
 
     def process_spin_lock(self: Verifier, regno: int, is_lock: bool) -> None:
         reg = self.regs[regno]
@@ -511,18 +512,21 @@ class CallsMixin:
         if lock[0][1] != val:
             self.fail(errno.EINVAL, f"off {val} doesn't point to 'struct bpf_spin_lock' that is at {lock[0][1]}\n")
         st = self.state
+        key = (m if reg.id == 0 else reg.id, val)
         if is_lock:
-            if st.active_lock is not None:
+            if any(r.kind == "lock" for r in st.refs):  # resilient locks may be held too
                 self.fail(errno.EINVAL, "Locking two bpf_spin_locks are not allowed\n")
-            st.active_lock = (m if reg.id == 0 else reg.id, val)
-            st.refs.append(RefState(reg.id, self.insn_idx, "lock"))  # 6.18 keeps locks with the refs
+            st.refs.append(RefState(reg.id, self.insn_idx, "lock", (m, val)))  # 6.18 keeps locks with the refs
+            st.active_lock = key
         else:
             if st.active_lock is None:
                 self.fail(errno.EINVAL, f"{name} without taking a lock\n")
-            if st.active_lock != (m if reg.id == 0 else reg.id, val):
+            mine = next((r for r in st.refs if r.kind == "lock"
+                         and (r.ptr[0] if r.id == 0 else r.id, r.ptr[1]) == key), None)
+            if mine is None:
                 self.fail(errno.EINVAL, "bpf_spin_unlock of different lock\n")
-            st.active_lock = None
-            st.refs = [r for r in st.refs if r.kind != "lock"]
+            st.refs.remove(mine)  # type: ignore[arg-type]
+            update_active_lock(st)
 
     def process_timer(self: Verifier, regno: int, meta: dict[str, Any]) -> None:
         reg = self.regs[regno]

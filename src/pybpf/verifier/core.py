@@ -27,6 +27,7 @@ from pybpf.verifier.cfg import (
 )
 from pybpf.verifier.jmp import JmpMixin
 from pybpf.verifier.kfuncs import (
+    SPIN_ALLOWED_KFUNCS,
     add_kfunc_calls,
     check_kfunc_call,
     is_iter_next_call,
@@ -363,12 +364,31 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
             check_arena_map(self, m)
 
     def do_check(self) -> None:
+        """The path walk; an error a speculative path can end in instead of the program
+        (verifier/spectre.py) ends only that path."""
+        from pybpf.verifier import spectre
+
+        resume = False
+        while True:
+            try:
+                self._do_check(resume)
+                return
+            except VerifyError as e:
+                if not spectre.recover_with_nospec(self, e):
+                    raise
+                self.stack_live.commit_write_marks()
+                if not self._process_exit():
+                    return
+                resume = True
+
+    def _do_check(self, resume: bool) -> None:
         insns = self.insns
         n = len(insns)
         st = self.state
-        st.parent = None
-        st.branches = 1
-        do_print_state = False
+        if not resume:
+            st.parent = None
+            st.branches = 1
+        do_print_state = resume
         log = self.log
         prune_points = self.cfg.prune_points
         jmp_points = self.cfg.jmp_points
@@ -388,7 +408,8 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
             if pruned:
                 if log.enabled:
                     if do_print_state:
-                        log(f"\nfrom {self.prev_insn_idx} to {self.insn_idx}: safe\n")
+                        log(f"\nfrom {self.prev_insn_idx} to {self.insn_idx}"
+                            f"{' (speculative execution)' if self.state.speculative else ''}: safe\n")
                     else:
                         log(f"{self.insn_idx}: safe\n")
                 if not self._process_exit():
@@ -399,7 +420,8 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
                 self.push_insn_history()
             if log.enabled:
                 if do_print_state and log.level & 2:
-                    log(f"\nfrom {self.prev_insn_idx} to {self.insn_idx}:"
+                    log(f"\nfrom {self.prev_insn_idx} to {self.insn_idx}"
+                        f"{' (speculative execution)' if self.state.speculative else ''}:"
                         + format_state(self.state.cur, [r.id for r in self.state.refs]) + "\n")
                     do_print_state = False
                 if log.scratched_regs or log.scratched_stack:
@@ -411,7 +433,13 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
                 log.prev_insn_print_pos = log.size - log.prev_log_pos
                 log.prev_log_pos = log.size
             self.prev_insn_idx = self.insn_idx
-            self.aux[self.insn_idx]["seen"] = True  # insn_aux_data.seen, for the dead-code passes
+            if not self.state.speculative:  # sanitize_mark_insn_seen
+                self.aux[self.insn_idx]["seen"] = True  # insn_aux_data.seen, for the dead-code passes
+            elif self.aux[self.insn_idx].get("nospec"):  # a barrier ends a speculative path
+                if not self._process_exit():
+                    return
+                do_print_state = True
+                continue
             sl = self.stack_live
             if sl.cur_instance is None or sl.any_write:
                 sl.reset_write_marks(self.state, self.insn_idx)
@@ -441,7 +469,10 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
                     if (ins.code & 0x08) or (ins.src != 2 and ins.off != 0) or ins.src not in (0, 1, 2) \
                             or ins.dst != 0 or cls == 6:
                         self.fail(errno.EINVAL, "BPF_CALL uses reserved fields\n")
-                    if self.state.active_lock is not None and ((ins.src == 0 and ins.imm != 94) or ins.src == 2):
+                    if self.state.active_lock is not None and (
+                            (ins.src == 0 and ins.imm != 94)
+                            or (ins.src == 2 and (ins.off or kfunc_name(self, ins)
+                                                  not in SPIN_ALLOWED_KFUNCS))):
                         self.fail(errno.EINVAL, "function calls are not allowed while holding a lock\n")
                     if ins.src == 1:
                         self.check_func_call(ins)
@@ -500,6 +531,11 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
             else:
                 self.fail(errno.EINVAL, f"unknown insn class {cls}\n")
             sl.commit_write_marks()
+            if self.state.speculative and self.aux[self.insn_idx].get("nospec_result"):
+                if not self._process_exit():  # the barrier after a Spectre v4 store
+                    return
+                do_print_state = True
+                continue
             self.insn_idx += 1
 
     def _call_num_params(self, ins: Insn) -> int | None:

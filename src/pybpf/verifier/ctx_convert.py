@@ -127,7 +127,7 @@ def convert_ctx_accesses(v: Verifier, p: ProgPatcher) -> None:
             i += 1
             continue
         write = kind == "write"
-        if write and aux.get("sanitize_stack_spill"):
+        if write and (aux.get("nospec_result") or aux.get("sanitize_stack_spill")):
             p.patch(i, [ins, Insn(0xC2)])  # BPF_ST_NOSPEC after the spill
             i += 2
             continue

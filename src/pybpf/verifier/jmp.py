@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from pybpf.isa.insn import Insn
 from pybpf.isa.opcodes import JmpOp
+from pybpf.verifier import spectre
 from pybpf.verifier import tnum as tn
 from pybpf.verifier.precision import INSN_F_DST_REG_STACK, INSN_F_SRC_REG_STACK, collect_linked_regs
 from pybpf.verifier.regs import (
@@ -437,10 +438,12 @@ class JmpMixin:
             if ins.code & 0x08 and s.type == RegType.SCALAR_VALUE:
                 self.mark_chain_precision(ins.src)
         if pred == 1:
+            spectre.push_speculative_branch(self, ins, self.insn_idx + 1)
             self.print_insn_state()
             self.insn_idx += ins.off
             return
         if pred == 0:
+            spectre.push_speculative_branch(self, ins, self.insn_idx + ins.off + 1)
             self.print_insn_state()
             return
         linked: list[tuple[int, bool, int]] = []

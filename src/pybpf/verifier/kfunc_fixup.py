@@ -33,6 +33,7 @@ INLINED_AS_MOV = frozenset({"bpf_cast_to_kern_ctx", "bpf_rdonly_cast"})
 
 def fixup_kfunc_calls(v: Verifier, p: ProgPatcher) -> None:
     from pybpf.verifier.kfuncs import kfunc_name
+    from pybpf.verifier.alloc_obj import fixup_alloc_call
 
     i = 0
     while i < len(p.insns):
@@ -44,6 +45,11 @@ def fixup_kfunc_calls(v: Verifier, p: ProgPatcher) -> None:
             raise PatchError(errno.EINVAL, "invalid kernel function call not eliminated in verifier pass\n")
         if kfunc_name(v, ins) in INLINED_AS_MOV:
             p.insns[i] = Insn(MOV64_X, 0, 1, 0, 0)
+        alloc = fixup_alloc_call(ins, p.aux[i])  # verifier/alloc_obj.py: size and struct meta
+        if alloc is not None:
+            p.patch(i, alloc)
+            i += len(alloc)
+            continue
         regno = p.aux[i].get("arg_prog")
         if regno:
             # a ``__prog`` argument: ``rN = prog->aux`` right before the call. pybpf's

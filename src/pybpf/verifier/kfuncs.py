@@ -31,6 +31,15 @@ from pybpf.btf.raw import (
     BtfVoid,
 )
 from pybpf.helpers import kfuncs as K
+from pybpf.verifier.alloc_obj import (
+    ALLOC_RET_KFUNCS,
+    is_kfunc_arg_alloc_obj,
+    is_kfunc_arg_refcounted_kptr,
+    is_kfunc_ret_null,
+    process_alloc_arg,
+    process_refcounted_arg,
+    set_alloc_return,
+)
 from pybpf.verifier.async_work import (
     TASK_WORK_KFUNCS,
     WQ_SET_CALLBACK,
@@ -53,6 +62,7 @@ from pybpf.verifier.regs import (
     mark_unknown,
     reg_type_str,
 )
+from pybpf.verifier.res_lock import mark_lock_success, push_failed_lock
 
 if TYPE_CHECKING:
     from pybpf.btf.raw import Btf
@@ -74,15 +84,23 @@ CALLER_SAVED = (0, 1, 2, 3, 4, 5)
  KF_ARG_PTR_TO_TASK_WORK) = range(20)
 
 #: kfuncs whose verification needs machinery pybpf does not model yet (allocated objects,
-#: graph collections, resilient locks). Calling one is refused with ENOTSUPP rather than
-#: guessed at.
+#: graph collections). Calling one is refused with ENOTSUPP rather than guessed at.
 UNSUPPORTED = frozenset({
-    "bpf_obj_new_impl", "bpf_percpu_obj_new_impl", "bpf_obj_drop_impl", "bpf_percpu_obj_drop_impl",
-    "bpf_refcount_acquire_impl", "bpf_list_push_front_impl", "bpf_list_push_back_impl",
+    "bpf_percpu_obj_new_impl", "bpf_percpu_obj_drop_impl", "bpf_list_push_front_impl", "bpf_list_push_back_impl",
     "bpf_list_pop_front", "bpf_list_pop_back", "bpf_list_front", "bpf_list_back",
     "bpf_rbtree_add_impl", "bpf_rbtree_remove", "bpf_rbtree_first", "bpf_rbtree_root",
-    "bpf_rbtree_left", "bpf_rbtree_right", "bpf_res_spin_lock",
-    "bpf_res_spin_unlock", "bpf_res_spin_lock_irqsave", "bpf_res_spin_unlock_irqrestore",
+    "bpf_rbtree_left", "bpf_rbtree_right",
+})
+
+#: ``kfunc_spin_allowed``: the kfuncs a program may call while holding a lock (the graph
+#: API, the numeric iterator, the resilient locks themselves)
+SPIN_ALLOWED_KFUNCS = frozenset({
+    "bpf_list_push_front_impl", "bpf_list_push_back_impl", "bpf_list_pop_front",
+    "bpf_list_pop_back", "bpf_list_front", "bpf_list_back", "bpf_rbtree_add_impl",
+    "bpf_rbtree_remove", "bpf_rbtree_first", "bpf_rbtree_root", "bpf_rbtree_left",
+    "bpf_rbtree_right", "bpf_refcount_acquire_impl", "bpf_iter_num_new", "bpf_iter_num_next",
+    "bpf_iter_num_destroy", "bpf_res_spin_lock", "bpf_res_spin_unlock",
+    "bpf_res_spin_lock_irqsave", "bpf_res_spin_unlock_irqrestore",
 })
 
 #: kfuncs that may move packet data (``is_kfunc_pkt_changing``)
@@ -133,6 +151,9 @@ class KfuncMeta:
     map_ptr: Any = None  # meta->map.ptr: the map of a map-field argument (task work)
     map_uid: int = 0
     subprogno: int | None = None  # the callback argument's subprogram
+    arg_btf: Any = None  # meta->arg_btf / arg_btf_id: an allocated object argument's type
+    arg_btf_id: int = 0
+    arg_owning_ref: bool = False  # bpf_refcount_acquire of an owning reference
 
     def iter_arg_type(self, argno: int) -> tuple[int, str, int] | None:
         """``btf_check_iter_arg``: (btf id, ``<type>`` of ``bpf_iter_<type>``, size) of the
@@ -286,6 +307,8 @@ def check_kfunc_call(v: Verifier, ins: Insn) -> None:
         v.fail(errno.EACCES, f"program must be sleepable to call sleepable kfunc {name}\n")
     if name in UNSUPPORTED:
         v.fail(ENOTSUPP, f"pybpf: kernel function {name} is not supported yet\n")
+    if name in ("bpf_res_spin_lock", "bpf_res_spin_lock_irqsave"):
+        push_failed_lock(v)  # the path where taking the lock fails (verifier/res_lock.py)
     check_kfunc_args(v, meta)
     if name == "bpf_session_cookie":  # the session's u64, writable
         meta.r0_size, meta.r0_rdonly = 8, False
@@ -342,6 +365,8 @@ def check_kfunc_call(v: Verifier, ins: Insn) -> None:
         mark_not_init(regs[r])
     v.log.scratched_regs |= 0x3F
     set_kfunc_return(v, meta)
+    if name in ("bpf_res_spin_lock", "bpf_res_spin_lock_irqsave"):
+        mark_lock_success(v)
     if name in PKT_CHANGING_KFUNCS:
         v.clear_all_pkt_pointers()
     if meta.flags & K.KF_ITER_NEXT:
@@ -356,7 +381,8 @@ def set_kfunc_return(v: Verifier, meta: KfuncMeta) -> None:
     r0 = v.regs[0]
     t, _ = _skip(btf, meta.proto.type)
     acquire = bool(meta.flags & K.KF_ACQUIRE)
-    if acquire and not (isinstance(t, BtfPtr) and isinstance(_skip(btf, t.type)[0], BtfComposite)):
+    if acquire and not (isinstance(t, BtfPtr) and isinstance(_skip(btf, t.type)[0], BtfComposite)) \
+            and meta.name not in ALLOC_RET_KFUNCS:
         v.fail(errno.EINVAL, "acquire kernel function does not return PTR_TO_BTF_ID\n")
     if _is_scalar(t):
         mark_unknown(r0)
@@ -387,6 +413,8 @@ def set_kfunc_return(v: Verifier, meta: KfuncMeta) -> None:
         from pybpf.verifier.kfunc_dynptr import set_slice_return
 
         set_slice_return(v, meta, r0)
+    elif meta.name in ALLOC_RET_KFUNCS:
+        set_alloc_return(v, meta, r0)
     elif isinstance(pt, BtfVoid):
         mark_unknown(r0)  # 'void *' is a scalar to the program
     elif not isinstance(pt, BtfComposite):
@@ -414,13 +442,14 @@ def set_kfunc_return(v: Verifier, meta: KfuncMeta) -> None:
 
             it = slot_iter(get_iter_from_state(v.state, meta))
             r0.type |= MEM_RCU if it is not None and it.type_flags & MEM_RCU else PTR_TRUSTED
-    if meta.flags & K.KF_RET_NULL:
+    ret_null = is_kfunc_ret_null(meta)
+    if ret_null:
         r0.type |= PTR_MAYBE_NULL
         v.id_gen += 1
         r0.id = v.id_gen
     if acquire:
         rid = v.acquire_reference()
-        if meta.flags & K.KF_RET_NULL:
+        if ret_null:
             r0.id = rid
         r0.ref_obj_id = rid
 
@@ -503,7 +532,8 @@ def check_kfunc_args(v: Verifier, meta: KfuncMeta) -> None:
         if kind == KF_ARG_PTR_TO_NULL:
             i += 1
             continue
-        if kind == KF_ARG_PTR_TO_BTF_ID and (_is_trusted_args(meta) or meta.flags & K.KF_RCU):
+        if kind in (KF_ARG_PTR_TO_BTF_ID, KF_ARG_PTR_TO_ALLOC_BTF_ID) and \
+                (_is_trusted_args(meta) or meta.flags & K.KF_RCU):
             from pybpf.verifier.btf_access import is_trusted_reg
 
             if not is_trusted_reg(reg):
@@ -527,9 +557,17 @@ def check_kfunc_args(v: Verifier, meta: KfuncMeta) -> None:
             process_iter_arg(v, regno, meta)
         elif kind == KF_ARG_PTR_TO_BTF_ID:
             _check_btf_id_arg(v, meta, reg, regno, i, ref_t, ref_id)
+        elif kind == KF_ARG_PTR_TO_ALLOC_BTF_ID:
+            process_alloc_arg(v, meta, reg, i)
+        elif kind == KF_ARG_PTR_TO_REFCOUNTED_KPTR:
+            process_refcounted_arg(v, meta, reg, i)
         elif kind == KF_ARG_PTR_TO_MAP:
             _check_map_arg(v, meta, reg, regno, pname)
             check_field_map_arg(v, meta, regno)
+        elif kind == KF_ARG_PTR_TO_RES_SPIN_LOCK:
+            from pybpf.verifier.res_lock import process_res_spin_lock
+
+            process_res_spin_lock(v, meta.name, regno, i)
         elif kind == KF_ARG_PTR_TO_IRQ_FLAG:
             from pybpf.verifier.irq_flags import process_irq_flag
 
@@ -646,6 +684,10 @@ def get_kfunc_ptr_arg_type(v: Verifier, meta: KfuncMeta, ref_t: BtfType, argno: 
         return KF_ARG_PTR_TO_CTX
     if nullable and _register_is_null(reg):
         return KF_ARG_PTR_TO_NULL
+    if is_kfunc_arg_alloc_obj(pname):  # verifier/alloc_obj.py
+        return KF_ARG_PTR_TO_ALLOC_BTF_ID
+    if is_kfunc_arg_refcounted_kptr(pname):
+        return KF_ARG_PTR_TO_REFCOUNTED_KPTR
     if isinstance(ref_t, BtfStruct) and ref_t.name == "bpf_dynptr":
         return KF_ARG_PTR_TO_DYNPTR
     if (meta.flags & K.KF_ITER_MASK and argno == 0) or _has_suffix(pname, "__iter"):
@@ -658,6 +700,8 @@ def get_kfunc_ptr_arg_type(v: Verifier, meta: KfuncMeta, ref_t: BtfType, argno: 
         return KF_ARG_PTR_TO_TASK_WORK
     if _has_suffix(pname, "__irq_flag"):
         return KF_ARG_PTR_TO_IRQ_FLAG
+    if isinstance(ref_t, BtfStruct) and ref_t.name == "bpf_res_spin_lock":
+        return KF_ARG_PTR_TO_RES_SPIN_LOCK
     if _has_suffix(pname, "__str"):
         return KF_ARG_PTR_TO_CONST_STR
     if _has_suffix(pname, "__cb"):

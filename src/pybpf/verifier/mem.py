@@ -13,7 +13,7 @@ import errno
 from typing import TYPE_CHECKING, Any
 
 from pybpf.isa.insn import Insn
-from pybpf.verifier import dynptr
+from pybpf.verifier import dynptr, spectre
 from pybpf.verifier.log import tnum_str
 from pybpf.verifier.precision import stack_access_flags
 from pybpf.verifier.regs import (
@@ -171,7 +171,7 @@ class MemMixin:
                 continue
             if kind == "spin_lock":
                 self.fail(errno.EACCES, "bpf_spin_lock cannot be accessed directly by load/store\n")
-            if kind in ("timer", "task_work", "wq"):  # btf_field_type_name
+            if kind in ("timer", "task_work", "wq", "res_spin_lock"):  # btf_field_type_name
                 self.fail(errno.EACCES, f"bpf_{kind} cannot be accessed directly by load/store\n")
             if kind.startswith(("kptr", "percpu_kptr")):
                 name = "percpu_kptr" if kind == "percpu_kptr" else "kptr"  # btf_field_type_name
@@ -284,6 +284,8 @@ class MemMixin:
         if not self.allow_ptr_leaks and st.is_spill() and st.spilled is not None \
                 and st.spilled.type != RegType.SCALAR_VALUE and size != 8:
             self.fail(errno.EACCES, "attempt to corrupt spilled pointer on stack\n")
+        spectre.note_stack_write(self, st.types, size,
+                                 self.regs[value_regno] if value_regno >= 0 else None)
         if st.types[0] == STACK_DYNPTR:  # writing into a dynptr destroys it (verifier/dynptr.py)
             dynptr.destroy_if_dynptr_stack_slot(self, f, spi)
         if off % 8 == 0 and size == 8:  # only a whole-slot write screens off earlier reads

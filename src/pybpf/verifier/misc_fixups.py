@@ -51,6 +51,7 @@ from pybpf.verifier.calls import MAP_PTR_POISON
 from pybpf.verifier.fixups import register_fixup_pass
 from pybpf.verifier.inline_helpers import inline_helper_call, inline_tracing_call
 from pybpf.verifier.patch import ProgPatcher
+from pybpf.verifier.spectre import ptr_alu_patch
 
 if TYPE_CHECKING:
     from pybpf.verifier.core import Verifier
@@ -337,6 +338,8 @@ def misc_fixups(v: Verifier, p: ProgPatcher) -> None:
         new = _div_mod_patch(ins)
         if new is None and gen_ld_abs and _is_ld_abs(ins):
             new = _gen_ld_abs(ins)
+        if new is None and ins.code in (0x0F, 0x1F):  # sanitized pointer arithmetic
+            new = ptr_alu_patch(ins, p.aux[i])
         if new is not None:
             p.patch(i, new)
             i += len(new)

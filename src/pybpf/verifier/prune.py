@@ -242,11 +242,15 @@ def states_equal(o: VState, c: VState, exact: int, allow_uninit: bool = True,
     every register is compared (checkpoints are cleaned of dead registers instead)."""
     if len(o.frames) != len(c.frames):
         return False
+    if o.speculative and not c.speculative:  # speculation never prunes a real path
+        return False
     ids = _IdMap()
     if len(o.refs) != len(c.refs):
         return False
     for a, b in zip(o.refs, c.refs):
-        if not ids.check(a.id, b.id):
+        if not ids.check(a.id, b.id) or a.kind != b.kind:
+            return False
+        if a.kind in ("lock", "res_lock", "res_lock_irq") and a.ptr != b.ptr:
             return False
     if (o.active_lock is None) != (c.active_lock is None):
         return False

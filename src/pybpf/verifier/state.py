@@ -111,7 +111,8 @@ class FuncState:
 class RefState:
     id: int
     insn_idx: int
-    kind: str = "ptr"  # "ptr" (acquired resource) or "lock"
+    kind: str = "ptr"  # "ptr" (acquired resource), "lock", "res_lock", "res_lock_irq", "irq"
+    ptr: Any = None  # a lock's (owner, offset): the map (or object) and where the lock sits
 
 
 @dataclass
@@ -138,6 +139,7 @@ class VState:
     active_preempt_locks: int = 0  # bpf_preempt_disable depth (verifier/kfuncs.py)
     in_sleepable: bool = False  # a sleepable async callback's path (task_work, wq)
     active_irq_id: int = 0  # the innermost bpf_local_irq_save's reference (irq_flags.py)
+    speculative: bool = False  # a path only the CPU's speculation takes (verifier/spectre.py)
 
     @property
     def cur(self) -> FuncState:
@@ -148,11 +150,11 @@ class VState:
         return len(self.frames) - 1
 
     def copy(self) -> VState:
-        return VState([f.copy() for f in self.frames], [RefState(r.id, r.insn_idx, r.kind) for r in self.refs],
+        return VState([f.copy() for f in self.frames], [RefState(r.id, r.insn_idx, r.kind, r.ptr) for r in self.refs],
                       self.active_lock, self.active_rcu, 0, self.insn_idx, self.may_goto_depth,
                       self.loop_entry, self.parent, self.first_insn_idx, self.last_insn_idx,
                       list(self.hist), self.callback_unroll_depth, self.active_preempt_locks,
-                      self.in_sleepable, self.active_irq_id)
+                      self.in_sleepable, self.active_irq_id, self.speculative)
 
     def all_regs(self):
         """Every register of every frame, including spilled ones (``bpf_for_each_reg_in_vstate``)."""
