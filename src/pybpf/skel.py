@@ -325,13 +325,38 @@ class GlobalData:
         data = self._image()
         data[f.offset: f.offset + f.codec.size] = f.codec.pack(value)
         if lo is not None:
-            self._owner._map_write(lo.map_fds[self._index], bytes(data))
+            self._store(lo, bytes(data))
+
+    def _store(self, lo: Any, data: bytes) -> None:
+        self._owner._map_write(lo.map_fds[self._index], data)
 
     def __dir__(self) -> list[str]:
         return list(self._fields)
 
     def as_dict(self) -> dict[str, Any]:
         return {n: getattr(self, n) for n in self._fields}
+
+
+class ArenaGlobals(GlobalData):
+    """The ``__arena`` globals (``.addr_space.1``), typed by BTF: the object's initial
+    bytes before load, the arena's memory (through its user mapping) after."""
+
+    def _image(self) -> bytearray:
+        lo = self._owner._loaded
+        spec = self._owner.spec
+        if lo is None:
+            assert isinstance(spec.arena_data, bytearray)
+            return spec.arena_data
+        from pybpf.loader.arena import ARENA_DATA_OFF
+
+        mapping = lo.arenas[spec.maps[spec.arena_map_idx].name]
+        return bytearray(mapping.read(ARENA_DATA_OFF, len(spec.arena_data or b"")))
+
+    def _store(self, lo: Any, data: bytes) -> None:
+        from pybpf.loader.arena import ARENA_DATA_OFF
+
+        spec = self._owner.spec
+        lo.arenas[spec.maps[spec.arena_map_idx].name].write(ARENA_DATA_OFF, data)
 
 
 class BpfObject:
@@ -356,6 +381,14 @@ class BpfObject:
                     codec = codec_for(spec.btf, t.id)
                     assert isinstance(codec, StructCodec)
                     self._sections[m.real_name] = GlobalData(self, m, i, codec)
+        self._arena: ArenaGlobals | None = None
+        if spec.arena_data is not None and spec.arena_map_idx >= 0 and spec.btf is not None:
+            for t in spec.btf.types:
+                if isinstance(t, BtfDatasec) and t.name == ".addr_space.1":
+                    codec = codec_for(spec.btf, t.id)
+                    assert isinstance(codec, StructCodec)
+                    self._arena = ArenaGlobals(self, spec.maps[spec.arena_map_idx],
+                                               spec.arena_map_idx, codec)
 
     # ---- global data
 
@@ -370,6 +403,13 @@ class BpfObject:
     @property
     def rodata(self) -> GlobalData:
         return self._section(".rodata")
+
+    @property
+    def arena(self) -> GlobalData:
+        """The ``__arena`` globals (libbpf's ``skel->arena``)."""
+        if self._arena is None:
+            raise AttributeError("object has no __arena globals")
+        return self._arena
 
     def section(self, name: str) -> GlobalData:
         """A custom ``.data.*``/``.rodata.*`` section's view."""

@@ -450,3 +450,28 @@ def test_reserve_pages(kernel: ModuleType) -> None:
     (_, krun), _p = _both(kernel, prog)
     codes = [0, (-16) & 0x1F, (-16) & 0x1F, (-22) & 0x1F, 0, 0, 1]  # -EBUSY, -EINVAL
     assert krun == sum(c << 5 * (6 - i) for i, c in enumerate(codes)) & 0xFFFFFFFF
+
+
+def _skeleton_round(side: Any, base: int) -> list[Any]:
+    """``obj.arena``: set before load, read and written after, as libbpf's skel->arena."""
+    obj = pybpf.open(str(GLOBALS_OBJ), kernel=side)
+    obj.maps.arena._spec.map_extra = base
+    seen: list[Any] = [obj.arena.as_dict()]
+    obj.arena.counter = 100
+    obj.load()
+    try:
+        run = (lambda: pybpf.testing.kernel.prog_test_run(obj.progs.bump.fd, repeat=0).retval) \
+            if side == "live" else (lambda: obj.progs.bump.test_run(repeat=0).retval)
+        seen += [obj.arena.counter, run(), obj.arena.counter]
+        obj.arena.counter = 1000
+        seen += [run(), obj.arena.as_dict()]
+        return seen
+    finally:
+        obj.close()
+
+
+def test_arena_globals_through_the_skeleton(kernel: ModuleType) -> None:
+    base = _free_user_base(low=GLOBALS_VM_START)
+    want = _skeleton_round("live", base)
+    assert _skeleton_round(Kernel(), base) == want
+    assert want[1:4] == [100, 102, 102] and want[4] == 1002

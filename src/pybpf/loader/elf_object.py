@@ -112,7 +112,7 @@ class BpfObjectSpec:
     kconfig_map_idx: int = -1
     #: the ``.addr_space.1`` section of ``__arena`` globals, and the arena map they live in
     arena_data_shndx: int = -1
-    arena_data: bytes | None = None
+    arena_data: bytearray | None = None
     arena_map_idx: int = -1
     #: libbpf's debug/info/warn lines, for ``-d`` style output
     log: list[str] = field(default_factory=list)
@@ -245,7 +245,7 @@ class _Opener:
                 elif name == ".rodata" or name.startswith(".rodata."):
                     obj.sec_types[idx] = "rodata"
                 elif name == ARENA_SEC:
-                    obj.arena_data_shndx, obj.arena_data = idx, bytes(sec.data)
+                    obj.arena_data_shndx, obj.arena_data = idx, bytearray(sec.data)
                 else:
                     self.log.append(f"elf: skipping unrecognized data section({idx}) {name}")
             elif sec.type == SHT_REL:

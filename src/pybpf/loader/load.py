@@ -134,7 +134,7 @@ def load_object(obj: BpfObjectSpec, sys: Syscalls, *, target: CandidateIndex | N
             if m.type == BPF_MAP_TYPE_ARENA and lo.map_fds[i] >= 0:
                 lo.arenas[m.name] = mmap_arena(sys, lo.map_fds[i], m.max_entries, m.map_extra)
                 if i == obj.arena_map_idx and obj.arena_data:
-                    lo.arenas[m.name].write(ARENA_DATA_OFF, obj.arena_data)
+                    lo.arenas[m.name].write(ARENA_DATA_OFF, bytes(obj.arena_data))
         relocate(obj, RelocateOptions(target=target, map_fd=lambda idx: lo.map_fds[idx]))
         for p in obj.programs:
             if p.is_subprog or not p.autoload:
