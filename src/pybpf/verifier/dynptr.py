@@ -38,8 +38,8 @@ from pybpf.verifier.regs import (
     mark_known,
     mark_not_init,
     mark_unknown,
-    s64,
 )
+from pybpf.verifier.stack_objects import stack_slot_obj_get_spi
 from pybpf.verifier.state import STACK_DYNPTR, STACK_INVALID, STACK_SPILL, FuncState
 
 if TYPE_CHECKING:
@@ -100,30 +100,9 @@ def slot_dynptr(f: FuncState, spi: int) -> DynptrSlot | None:
 
 
 # -- locating the dynptr an argument points to ----------------------------------------------
-def _get_spi(off: int) -> int:
-    """``__get_spi``: the slot of frame offset ``off`` (C division: truncates toward 0)."""
-    n = -off - 1
-    return n // BPF_REG_SIZE if n >= 0 else -((-n) // BPF_REG_SIZE)
-
-
 def dynptr_get_spi(v: Verifier, reg: Reg) -> int:
-    """``dynptr_get_spi`` (``stack_slot_obj_get_spi``): the dynptr's first slot, or a
-    negative errno (-ERANGE, silently, when the slots are not allocated yet)."""
-    if reg.var_off.mask:
-        v.verbose("dynptr has to be at a constant offset\n")
-        return -errno.EINVAL
-    off = reg.off + s64(reg.var_off.value)
-    if off % BPF_REG_SIZE:
-        v.verbose(f"cannot pass in dynptr at an offset={off}\n")
-        return -errno.EINVAL
-    spi = _get_spi(off)
-    if spi + 1 < BPF_DYNPTR_NR_SLOTS:
-        v.verbose(f"cannot pass in dynptr at an offset={off}\n")
-        return -errno.EINVAL
-    f = v.frame_of(reg)
-    if not (spi - BPF_DYNPTR_NR_SLOTS + 1 >= 0 and spi < len(f.stack)):
-        return -ERANGE
-    return spi
+    """``dynptr_get_spi``: the dynptr's first slot, or a negative errno."""
+    return stack_slot_obj_get_spi(v, reg, "dynptr", BPF_DYNPTR_NR_SLOTS)
 
 
 def is_dynptr_reg_valid_uninit(v: Verifier, reg: Reg) -> bool:

@@ -16,6 +16,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from pybpf.verifier.regs import Reg, RegType
+from pybpf.verifier.stack_objects import stack_slot_obj_get_spi
 from pybpf.verifier.state import STACK_INVALID, STACK_IRQ_FLAG, RefState
 
 if TYPE_CHECKING:
@@ -29,28 +30,9 @@ IRQ_RESTORE = {"bpf_local_irq_restore": IRQ_NATIVE_KFUNC,
                "bpf_res_spin_unlock_irqrestore": IRQ_LOCK_KFUNC}
 
 
-def _s64(x: int) -> int:
-    x &= (1 << 64) - 1
-    return x - (1 << 64) if x >> 63 else x
-
-
 def irq_flag_get_spi(v: Verifier, reg: Reg) -> int:
-    """``stack_slot_obj_get_spi(env, reg, "irq_flag", 1)``: the slot index; -ERANGE when
-    the slot is not allocated yet; a message and -EINVAL for a bad offset."""
-    if reg.var_off.mask:
-        v.verbose("irq_flag has to be at a constant offset\n")
-        return -errno.EINVAL
-    off = reg.off + _s64(reg.var_off.value)
-    if off % BPF_REG_SIZE:
-        v.verbose(f"cannot pass in irq_flag at an offset={off}\n")
-        return -errno.EINVAL
-    spi = (-off - 1) // BPF_REG_SIZE
-    if spi < 0:
-        v.verbose(f"cannot pass in irq_flag at an offset={off}\n")
-        return -errno.EINVAL
-    if spi >= len(v.state.frames[reg.frameno].stack):
-        return -errno.ERANGE
-    return spi
+    """``irq_flag_get_spi``: the flag's slot, or a negative errno."""
+    return stack_slot_obj_get_spi(v, reg, "irq_flag", 1)
 
 
 def _valid_uninit(v: Verifier, reg: Reg) -> bool:

@@ -34,6 +34,7 @@ from pybpf.verifier.regs import (
     mark_known,
     mark_unknown,
 )
+from pybpf.verifier.stack_objects import stack_slot_obj_get_spi
 from pybpf.verifier.state import STACK_INVALID, STACK_ITER, FuncState, StackSlot, VState
 
 if TYPE_CHECKING:
@@ -78,23 +79,8 @@ def format_iter_slot(off: int, it: IterState) -> str:
 
 
 def iter_get_spi(v: Verifier, reg: Reg, nr_slots: int) -> int:
-    """``stack_slot_obj_get_spi``: slot index of the iterator ``reg`` points to; -ERANGE
-    (negative) when those slots are not allocated yet; messages for a bad offset."""
-    if reg.var_off.mask != 0:
-        v.verbose("iter has to be at a constant offset\n")
-        return -errno.EINVAL
-    off = reg.off + _s64(reg.var_off.value)
-    if off % BPF_REG_SIZE:
-        v.verbose(f"cannot pass in iter at an offset={off}\n")
-        return -errno.EINVAL
-    spi = (-off - 1) // BPF_REG_SIZE
-    if spi + 1 < nr_slots:
-        v.verbose(f"cannot pass in iter at an offset={off}\n")
-        return -errno.EINVAL
-    frame = v.state.frames[reg.frameno]
-    if not (spi - nr_slots + 1 >= 0 and spi < len(frame.stack)):
-        return -errno.ERANGE
-    return spi
+    """``iter_get_spi``: slot index of the iterator ``reg`` points to, or a negative errno."""
+    return stack_slot_obj_get_spi(v, reg, "iter", nr_slots)
 
 
 def _s64(x: int) -> int:
