@@ -2,6 +2,15 @@
 """Compare pybpf's xlated programs with the live kernel's, instruction by instruction.
 
     .venv/bin/python tools/xlated_agreement.py [--corpus] [--examples] [--list] [--only N,..]
+    .venv/bin/python tools/xlated_agreement.py --unpriv [--list]   # without capabilities
+
+``--unpriv``: the corpus's socket-filter and cgroup-skb cases (with their maps) loaded by a
+capability-less child in the kernel (``pybpf.testing.unpriv_kernel``; the sysctl
+``kernel.unprivileged_bpf_disabled`` is lowered for the duration and always restored) and
+by pybpf without CAP_BPF/CAP_PERFMON/CAP_NET_ADMIN: verdict, errno, first message and
+``processed`` on all, the xlated program (Spectre masking, ``nospec``) where both accept.
+The kernel hides call addresses from that dump (the program's file belongs to the
+unprivileged loader), so calls compare by position there.
 
 The same program is loaded in the machine's kernel (raw ``bpf()``, xlated bytes through
 ``BPF_OBJ_GET_INFO_BY_FD``) and in pybpf (``bpf_check`` for corpus cases, a
@@ -451,6 +460,113 @@ def _fd_of(prep: Any, fx: dict[str, Any]) -> int:
     return int(prep.inp.insns[fx["insn_index"]].imm)
 
 
+# --------------------------------------------------------------------------- unprivileged
+
+#: program types an unprivileged user may load (``bpf_unpriv_prog_type``... socket filter,
+#: cgroup skb)
+UNPRIV_PROG_TYPES = (1, 8)
+
+
+def unpriv_cases(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Corpus cases of the program types an unprivileged user may load."""
+    return [c for c in cases if int(c["prog_type"]) in UNPRIV_PROG_TYPES
+            and int(c["insn_cnt"]) < 4000
+            and not any(fx["kind"] == "kfunc_btf_id" for fx in c["fixups"])]
+
+
+def _pybpf_unpriv(case: dict[str, Any]) -> tuple[Any, Any]:
+    """``bpf_check`` of a case without capabilities: (result, prepared input)."""
+    from pybpf.verifier import corpus
+    from pybpf.verifier.api import bpf_check
+
+    prep = corpus.prepare(case)
+    inp = prep.inp
+    inp.prog_flags = _flags(case)
+    inp.bpf_capable = inp.perfmon_capable = inp.net_admin = False
+    inp.log_level = 1
+    return bpf_check(inp), prep
+
+
+def unpriv_corpus(cases: list[dict[str, Any]]) -> tuple[list[Outcome], dict[str, int]]:
+    """Every case loaded without capabilities in the live kernel (a capability-less child,
+    ``pybpf.testing.unpriv_kernel``) and in pybpf: the xlated programs of what both accept,
+    and the verdict/errno/first-message agreement on all of them."""
+    from pybpf.testing import kernel as K
+    from pybpf.testing.unpriv_kernel import UnprivJob, load_unprivileged
+
+    outs: list[Outcome] = []
+    stats = {"cases": 0, "verdict": 0, "rejected": 0, "errno": 0, "message": 0, "accepted": 0,
+             "processed": 0}
+    with K.KernelFds() as fds:
+        jobs, ready = [], []
+        for c in cases:
+            name = f"{c['index']} {c['descr']}"
+            kmaps, why = _kernel_maps(c, fds)
+            if why:
+                outs.append(Outcome(name, None, None, why))
+                continue
+            insns = decode(bytes.fromhex(c["insns"]))
+            for fx in c["fixups"]:
+                i = fx["insn_index"]
+                insns[i] = insns[i]._replace(imm=kmaps[fx["kind"]])
+            jobs.append(UnprivJob(int(c["prog_type"]), _pack(insns), _flags(c), 1,
+                                  c.get("expected_attach_type") or 0))
+            ready.append((c, name, {K.map_info(fd).id: kind for kind, fd in kmaps.items()}))
+        results = load_unprivileged(jobs)
+    for (c, name, ids), kr in zip(ready, results):
+        stats["cases"] += 1
+        r, prep = _pybpf_unpriv(c)
+        p_ok = r.errno == 0
+        if p_ok != kr.ok:
+            outs.append(Outcome(name, None, None, f"verdict kernel={kr.ok} pybpf={p_ok} "
+                                f"{_last_line(kr.log)!r} / {r.extra.get('error_line', '')!r}"))
+            continue
+        stats["verdict"] += 1
+        m = _PROCESSED.search(kr.log)
+        if m and int(m.group(1)) == r.extra.get("insn_processed", r.verified_insns):
+            stats["processed"] += 1
+        elif m:
+            outs.append(Outcome(name, None, None, "processed differs"))
+            outs[-1].extra["processed"] = (int(m.group(1)), r.verified_insns)
+        if not kr.ok:
+            stats["rejected"] += 1
+            stats["errno"] += kr.errno == r.errno
+            stats["message"] += _last_line(kr.log) == r.extra.get("error_line", "")
+            if kr.errno != r.errno or _last_line(kr.log) != r.extra.get("error_line", ""):
+                outs.append(Outcome(name, None, None, f"message kernel={kr.errno} "
+                                    f"{_last_line(kr.log)!r} pybpf={r.errno} "
+                                    f"{r.extra.get('error_line', '')!r}"))
+            continue
+        stats["accepted"] += 1
+        if prep.stub_kinds:
+            outs.append(Outcome(name, None, None, "pybpf stand-in map"))
+            continue
+        ktext = render(kr.xlated, live_call_name, _kernel_map_ref(ids))
+        kinds = {fx["kind"]: prep.maps[_fd_of(prep, fx)] for fx in c["fixups"]}
+        from pybpf.syscall.info import jit_subprog_calls
+
+        ours = render(jit_subprog_calls(list(r.insns)), pybpf_call_namer(c["prog_type"]),
+                      _pybpf_map_ref(kinds), kfunc_name=pybpf_kfunc_namer())
+        if any(ln.startswith("(85) call __bpf_call_base") for ln in ktext):
+            # the program's file belongs to the unprivileged loader: bpf_insn_prepare_dump
+            # hides call addresses (bpf_dump_raw_ok), so calls compare by position only
+            ktext = [_HIDDEN_CALL.sub(r"\1", ln) for ln in ktext]
+            ours = [_HIDDEN_CALL.sub(r"\1", ln) for ln in ours]
+        outs.append(_finish(Outcome(name, ktext, ours, extra={"maps": bool(c["fixups"])})))
+    return outs, stats
+
+
+_PROCESSED = re.compile(r"^processed (\d+) insns", re.M)
+_HIDDEN_CALL = re.compile(r"^(\(85\) call) [^\s#]+$")
+
+
+def _last_line(log: str) -> str:
+    """The first error message: the last log line before the statistics."""
+    lines = [ln for ln in log.strip().splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith("processed ")]
+    return lines[-1] if lines else ""
+
+
 # --------------------------------------------------------------------------- objects
 
 
@@ -566,6 +682,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="corpus cases with fixup maps too (default), none, or only those")
     ap.add_argument("--rnd-hi32", action="store_true",
                     help="keep the cases' BPF_F_TEST_RND_HI32 (poison compared modulo its values)")
+    ap.add_argument("--unpriv", action="store_true",
+                    help="socket-filter/cgroup-skb corpus cases loaded without capabilities "
+                         "(Spectre masking, nospec, speculative paths)")
     args = ap.parse_args(argv)
     global KEEP_RND_HI32
     KEEP_RND_HI32 = args.rnd_hi32
@@ -575,6 +694,31 @@ def main(argv: list[str] | None = None) -> int:
     if not ok:
         print(f"live kernel unavailable: {why}")
         return 2
+    if args.unpriv:
+        from pybpf.testing.unpriv_kernel import available as unpriv_available
+        from pybpf.verifier import corpus
+
+        ok, why = unpriv_available()
+        if not ok:
+            print(f"unprivileged loads unavailable: {why}")
+            return 2
+        cases = unpriv_cases(corpus.load())
+        if args.only:
+            want = {int(x) for x in args.only.split(",")}
+            cases = [c for c in cases if c["index"] in want]
+        outs, st = unpriv_corpus(cases)
+        print(f"unprivileged: verdict {st['verdict']}/{st['cases']}, message "
+              f"{st['message']}/{st['rejected']}, errno {st['errno']}/{st['rejected']}, "
+              f"processed {st['processed']}/{st['verdict']}")
+        if args.list:
+            for o in outs:
+                if o.skip.startswith(("verdict", "message")):
+                    print(f"{o.skip.split()[0].upper()} {o.name}: {o.skip}")
+                elif o.skip == "processed differs":
+                    print(f"PROCESSED {o.name}: kernel, pybpf = {o.extra['processed']}")
+        report("unprivileged (accepted by both)", [o for o in outs if o.skip != "processed differs"],
+               args.list)
+        return 0
     both = not args.corpus and not args.examples
     if args.corpus or both:
         from pybpf.verifier import corpus

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pybpf.helpers.deferred import DEFERRED_IMPLS
 from pybpf.helpers.kfunc_alloc import ALLOC_IMPLS
+from pybpf.helpers.kfunc_graph import GRAPH_IMPLS
 from pybpf.helpers.kfunc_session import SESSION_IMPLS
 from pybpf.helpers.kfunc_stream import STREAM_IMPLS
 
@@ -368,6 +369,7 @@ IMPLS: dict[str, Impl] = {
     **SESSION_IMPLS,
     **DEFERRED_IMPLS,
     **ALLOC_IMPLS,
+    **GRAPH_IMPLS,
 }
 
 

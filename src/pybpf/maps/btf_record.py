@@ -328,6 +328,30 @@ def check_kptr_pointees(found: list[KptrInfo], vmlinux: Any) -> None:
 BPF_F_RDONLY_PROG, BPF_F_WRONLY_PROG = 1 << 7, 1 << 8
 
 
+def check_graph_record(bmap: Any, value_type_id: int, spin_lock_off: int) -> dict[int, Any]:
+    """``btf_parse_fields`` / ``map_check_btf`` for the ``bpf_list_head`` / ``bpf_rb_root``
+    members of a map value (:func:`pybpf.verifier.graph.map_graph_roots`): a root needs a
+    valid ``contains`` tag and a ``bpf_spin_lock`` beside it (``EINVAL``), and a map type
+    that may hold it (``EOPNOTSUPP``). Offset → field."""
+    from pybpf.verifier.graph import GRAPH_MAP_TYPES, map_graph_roots
+
+    if bmap.btf is None:
+        return {}
+    try:
+        roots = map_graph_roots(bmap.btf, value_type_id)
+    except ValueError as exc:
+        raise BpfError(errno.EINVAL, str(exc)) from None
+    if not roots:
+        return {}
+    if spin_lock_off < 0:
+        raise BpfError(errno.EINVAL, "a bpf_list_head / bpf_rb_root needs a bpf_spin_lock")
+    if bmap.map_flags & (BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG):
+        raise BpfError(errno.EACCES, "a map with graph roots may not be read- or write-only for programs")
+    if bmap.map_type not in GRAPH_MAP_TYPES:
+        raise BpfError(errno.EOPNOTSUPP, "graph roots are not supported in this map type")
+    return {f.offset: f for f in roots}
+
+
 def check_kptr_record(bmap: Any, value_type_id: int) -> list[KptrInfo]:
     """``map_check_btf`` for the kptr fields of a map being created: the map type must be
     one that may hold them (``EOPNOTSUPP``), the program may not be limited to reading or
@@ -375,6 +399,8 @@ def zero_kptr_slots(bmap: Any, data: bytes) -> bytes:
     for base in range(0, len(out) - bmap.value_size + 1, period):
         for field in bmap.kptr_fields.values():
             out[base + field.offset:base + field.offset + 8] = bytes(8)
+        for root in getattr(bmap, "graph_fields", {}).values():
+            out[base + root.offset:base + root.offset + root.size] = bytes(root.size)
     return bytes(out)
 
 
@@ -395,7 +421,12 @@ def bpf_obj_free_fields(bmap: Any, data: bytes | None) -> int:
             if hook is not None:
                 hook(ptr)
             released += 1
+        for root in getattr(bmap, "graph_fields", {}).values():  # bpf_list_head_free & co.
+            from pybpf.helpers.kfunc_graph import free_root
+
+            free_root(_U64.unpack_from(data, base + root.offset)[0], root)
     return released
+
 
 
 class KptrFieldOps:
@@ -500,7 +531,8 @@ class KptrFieldOps:
 def install_kptr_field_ops(bmap: Any) -> None:
     """Give a map with kptr fields the :class:`KptrFieldOps` view of its ops, and no
     syscall-side fast paths (they copy whole values)."""
-    if not getattr(bmap, "kptr_fields", None) or isinstance(bmap.ops, KptrFieldOps):
+    if not (getattr(bmap, "kptr_fields", None) or getattr(bmap, "graph_fields", None)) \
+            or isinstance(bmap.ops, KptrFieldOps):
         return
     bmap.ops = KptrFieldOps(bmap.ops)
     bmap.fast_lookup = bmap.fast_update = bmap.fast_delete = None

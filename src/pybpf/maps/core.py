@@ -194,6 +194,10 @@ class BpfMap:
         res_off = find_res_spin_lock(self, self.btf, tid, off) if self.btf is not None else -1
         if res_off >= 0:
             self.btf_record.append(("res_spin_lock", res_off, SIZEOF_BPF_RES_SPIN_LOCK))
+        from pybpf.maps.btf_record import check_graph_record
+
+        self.graph_fields = check_graph_record(self, tid, off)  # bpf_list_head / bpf_rb_root
+        self.btf_record.extend((f.kind[4:], f.offset, f.size) for f in self.graph_fields.values())
         kptrs = check_kptr_record(self, tid) if self.btf is not None else []  # btf_parse_kptr
         self.btf_record.extend((k.kind, k.offset, 8) for k in kptrs)
         self.kptr_types = {k.offset: k.name for k in kptrs}  # the verifier's pointees
@@ -204,7 +208,7 @@ class BpfMap:
                 self.spin_lock_off = off  # rebuilds the fast paths
             else:
                 self._spin_lock_off = off
-        if kptrs:
+        if kptrs or self.graph_fields:
             from pybpf.maps.btf_record import install_kptr_field_ops
             install_kptr_field_ops(self)  # copy_map_value skips them, updates free them
 

@@ -387,8 +387,11 @@ class CgroupSkb(SkbProgType):
     def is_valid_access(self, off: int, size: int, write: bool, prog: Any, info: dict[str, Any]) -> bool:
         if _in(off, TC_CLASSID, 4) or _in(off, DATA_META, 4) or _in(off, WIRE_LEN, 4):
             return False
+        bpf_cap = bool(getattr(prog, "bpf_capable", True))  # direct packet access: CAP_BPF
+        if (_in(off, DATA, 4) or _in(off, DATA_END, 4)) and not bpf_cap:
+            return False
         if write and not (_in(off, MARK, 4) or _in(off, PRIORITY, 4) or _in(off, CB0, 20)
-                          or _in(off, TSTAMP, 8)):
+                          or (_in(off, TSTAMP, 8) and bpf_cap)):
             return False
         _pkt_ptrs(off, info, meta=False)
         return skb_is_valid_access(off, size, write, info)

@@ -50,6 +50,8 @@ def insn_spec(ins: Insn) -> OpSpec | None:
     spec = lookup(ins.code, ins.off, ins.imm)
     if spec is None and ins.code == _MOV64_X and ins.off == BPF_ADDR_PERCPU and not ins.imm:
         return MOV64_PERCPU
+    if spec is None and ins.code == _NOSPEC and not (ins.dst or ins.src or ins.off or ins.imm):
+        return NOSPEC  # the verifier's speculation barrier (verifier/spectre.py)
     if spec is None and ins.code & 0xE7 == _PROBE_ATOMIC_STX:
         # BPF_PROBE_ATOMIC (an atomic on an arena pointer): the atomic's row, arena-relative
         atomic = lookup(ins.code & ~0xE0 | 0xC0, ins.off, ins.imm)
@@ -67,6 +69,10 @@ BPF_ADDR_PERCPU = -1
 _MOV64_REG = lookup(_MOV64_X, 0)
 assert _MOV64_REG is not None
 MOV64_PERCPU = replace(_MOV64_REG, name="mov64_percpu", variant=BPF_ADDR_PERCPU)
+#: ``BPF_ST | BPF_NOSPEC``: a barrier against speculation, which neither tier performs; run
+#: as ``r0 = r0`` (its register fields are all 0), a no-op that ends no block
+_NOSPEC = 0xC2
+NOSPEC = replace(_MOV64_REG, name="nospec", linux=False)
 S32 = 1 << 31
 
 HelperFn = Callable[..., int]

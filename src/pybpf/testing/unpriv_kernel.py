@@ -21,6 +21,7 @@ import json
 import os
 import socket
 import struct
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,7 +70,7 @@ def _drop_caps() -> None:
         os._exit(99)
 
 
-def _child(sock: socket.socket, jobs: Sequence[UnprivJob], log_size: int) -> None:
+def _child(sock: socket.socket, jobs: Sequence[UnprivJob], log_size: int, out: str) -> None:
     from pybpf.testing import kernel as K
 
     _drop_caps()
@@ -77,12 +78,14 @@ def _child(sock: socket.socket, jobs: Sequence[UnprivJob], log_size: int) -> Non
         r = K.prog_load(job.prog_type, job.insns, log_level=job.log_level,
                         log_size=log_size if job.log_level else 0, prog_flags=job.prog_flags,
                         expected_attach_type=job.expected_attach_type)
-        head = json.dumps({"ok": r.fd >= 0, "errno": r.errno, "log": r.log}).encode()
+        # the log may outgrow a socket message: it goes through a file the parent reads
+        with open(out, "w") as f:
+            json.dump({"ok": r.fd >= 0, "errno": r.errno, "log": r.log}, f)
         if r.fd >= 0:
-            socket.send_fds(sock, [head], [r.fd])
+            socket.send_fds(sock, [b"r"], [r.fd])
             os.close(r.fd)
         else:
-            sock.send(head)
+            sock.send(b"r")
         sock.recv(1)  # the parent has the program: next one
 
 
@@ -95,6 +98,8 @@ def load_unprivileged(jobs: Sequence[UnprivJob], log_size: int = 1 << 22) -> lis
     out: list[UnprivResult] = []
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = -1
+    tmp = tempfile.NamedTemporaryFile(suffix=".json", delete=False)  # noqa: SIM115
+    tmp.close()  # the child keeps root's uid (its owner), only its capabilities go
     try:
         with open(SYSCTL, "w") as f:
             f.write("0")
@@ -103,17 +108,18 @@ def load_unprivileged(jobs: Sequence[UnprivJob], log_size: int = 1 << 22) -> lis
             status = 0
             try:
                 parent.close()
-                _child(child, jobs, log_size)
+                _child(child, jobs, log_size, tmp.name)
             except BaseException:
                 status = 1
             finally:
                 os._exit(status)
         child.close()
         for _ in jobs:
-            msg, fds, _flags, _addr = socket.recv_fds(parent, log_size + 4096, 1)
+            msg, fds, _flags, _addr = socket.recv_fds(parent, 16, 1)
             if not msg:
                 raise OSError("the capability-less child stopped early (capset refused?)")
-            head = json.loads(msg)
+            with open(tmp.name) as f:
+                head = json.load(f)
             xl: list[Any] = []
             for fd in fds:
                 try:
@@ -128,6 +134,7 @@ def load_unprivileged(jobs: Sequence[UnprivJob], log_size: int = 1 << 22) -> lis
             os.waitpid(pid, 0)
         with open(SYSCTL, "w") as f:
             f.write(old)
+        os.unlink(tmp.name)
     return out
 
 

@@ -23,10 +23,19 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import TYPE_CHECKING, Any
 
 from pybpf.btf.raw import BtfComposite, BtfDeclTag, BtfPtr, BtfStruct, BtfTypeTag
-from pybpf.verifier.regs import MEM_ALLOC, MEM_PERCPU, MEM_RCU, Reg, RegType, mark_known, mark_unknown
+from pybpf.verifier.regs import (
+    MEM_ALLOC,
+    MEM_PERCPU,
+    NON_OWN_REF,
+    Reg,
+    RegType,
+    mark_known,
+    mark_unknown,
+)
 
 if TYPE_CHECKING:
     from pybpf.isa.insn import Insn
@@ -53,21 +62,47 @@ ALLOC_OBJ_FIELDS = {
     "bpf_rb_node": ("bpf_rb_node", 32),
     "bpf_refcount": ("bpf_refcount", 4),
 }
-#: ``NON_OWN_REF``: a node whose ownership passed to a collection, usable (not releasable)
-#: until the collection's lock is released
-NON_OWN_REF = 1 << 17
 KPTR_TAG_NAMES = {"kptr": "kptr", "kptr_untrusted": "kptr", "percpu_kptr": "percpu_kptr"}
 
 
 @dataclass(frozen=True)
 class BtfField:
     """One ``struct btf_field``: kind (``btf_field_type_name``), offset, size, and for a
-    graph root the ``contains:<type>:<node>`` value type name and node member name."""
+    graph root (``contains:<type>:<node>``) its ``graph_root``: the BTF and id of the
+    value type and the offset of the node member in it."""
 
     kind: str
     offset: int
     size: int
     contains: tuple[str, str] | None = None
+    value_btf_id: int = 0
+    node_offset: int = 0
+    root_btf: Any = dc_field(default=None, compare=False, repr=False)
+
+
+NODE_OF_ROOT = {"bpf_list_head": "bpf_list_node", "bpf_rb_root": "bpf_rb_node"}
+
+
+def parse_graph_root(btf: Any, kind: str, off: int, contains: tuple[str, str] | None) -> BtfField | None:
+    """``btf_parse_graph_root``: the ``contains`` tag must name a struct of the same BTF and
+    a member of it of the matching node type; None when it does not (Linux then refuses
+    the BTF / the map with EINVAL)."""
+    size = ALLOC_OBJ_FIELDS[kind][1]
+    if contains is None:
+        return None
+    vname, nname = contains
+    vids = [i for i in btf.find_all(vname) if isinstance(btf.types[i], BtfStruct)]
+    if not vids:
+        return None
+    vt = btf.types[vids[0]]
+    for m in vt.members:
+        if m.name != nname:
+            continue
+        mt = btf.types[m.type]
+        if not isinstance(mt, BtfStruct) or mt.name != NODE_OF_ROOT[kind] or m.bit_offset % 8:
+            return None
+        return BtfField(kind, off, size, contains, vids[0], m.bit_offset // 8, btf)
+    return None
 
 
 @dataclass(frozen=True)
@@ -125,8 +160,13 @@ def _parse_meta(btf: Any, tid: int, handle: int) -> StructMeta | None:
         if isinstance(mt, BtfStruct) and mt.name in ALLOC_OBJ_FIELDS:
             special = True
             kind, size = ALLOC_OBJ_FIELDS[mt.name]
-            contains = _contains_tag(btf, tid, idx) if kind in ("bpf_list_head", "bpf_rb_root") else None
-            fields.append(BtfField(kind, off, size, contains))
+            if kind in NODE_OF_ROOT:
+                root = parse_graph_root(btf, kind, off, _contains_tag(btf, tid, idx))
+                if root is None:
+                    return None
+                fields.append(root)
+            else:
+                fields.append(BtfField(kind, off, size))
             continue
         kptr = _kptr_kind(btf, m.type)
         if kptr is not None:
@@ -191,6 +231,7 @@ def process_alloc_arg(v: Verifier, meta: KfuncMeta, reg: Reg, argno: int) -> Non
     if not reg.ref_obj_id:
         v.fail(errno.EINVAL, "allocated object must be referenced\n")
     meta.arg_btf, meta.arg_btf_id = reg.btf, reg.btf_id
+    v.aux[v.insn_idx]["alloc_obj"] = (0, btf_find_struct_meta(reg.btf, reg.btf_id))  # the fixup's r2
 
 
 def process_refcounted_arg(v: Verifier, meta: KfuncMeta, reg: Reg, argno: int) -> None:
@@ -267,7 +308,7 @@ def is_kfunc_ret_null(meta: KfuncMeta) -> bool:
 def check_alloc_field_access(reg: Reg, off: int, size: int) -> str | None:
     """``btf_struct_access``'s first step for ``MEM_ALLOC`` objects: the special fields of
     the type are off limits to loads and stores. The log line, or None."""
-    if not reg.type & MEM_ALLOC or reg.type & MEM_RCU and reg.type & MEM_PERCPU:
+    if not reg.type & MEM_ALLOC:
         return None
     rec = btf_find_struct_meta(reg.btf, reg.btf_id)
     if rec is None:

@@ -427,30 +427,7 @@ class AluMixin:
             spectre.sanitize_ptr_alu(self, ins, d, off, info, ptr_is_dst, True)
 
     # -- unprivileged (Spectre v1) restrictions ---------------------------------------------
-    def _sanitize_ptr_alu(self: Verifier, ins: Insn, op: int, ptr: Reg, off: Reg,
-                          ptr_is_dst: bool) -> None:
-        """``sanitize_ptr_alu``'s checks (without CAP_PERFMON, for a register offset): the
-        masking the kernel would add needs an offset of known sign and a pointer it knows
-        the bounds of (stack, map value) that stays within them. (The speculative-path
-        simulation and the masking rewrite itself are not modelled.)"""
-        err = "pointer arithmetic with it prohibited for !root"
-        off_regno = ins.dst if not ptr_is_dst else ins.src
-        ptr_regno = ins.src if not ptr_is_dst else ins.dst
-        if off.var_off.mask and (off.smin < 0) != (off.smax < 0):
-            self.fail(errno.EACCES, f"R{off_regno} has unknown scalar with mixed signed bounds, {err}\n")
-        mask_to_left = (op == AluOp.ADD and off.smin < 0) or (op == AluOp.SUB and off.smin >= 0)
-        if ptr.type == RegType.PTR_TO_STACK:
-            limit_max = 512 + int(mask_to_left)
-            limit = (-(ptr.var_off.value + ptr.off)) & U32
-        elif ptr.type == RegType.PTR_TO_MAP_VALUE and ptr.map_ptr is not None:
-            limit_max = ptr.map_ptr.value_size
-            limit = ((ptr.smin if mask_to_left else ptr.umax) + ptr.off) & U32
-        else:
-            self.fail(errno.EACCES, f"R{ptr_regno} has pointer with unsupported alu operation, {err}\n")
-        if limit >= limit_max:
-            verb = "add" if op == AluOp.ADD else "sub"
-            self.fail(errno.EACCES, f"R{ins.dst} tried to {verb} beyond pointer bounds, {err}\n")
-
+    # sanitize_ptr_alu / sanitize_val_alu and the masking they record: verifier/spectre.py
     def _sanitize_check_bounds(self: Verifier, dst: int, d: Reg) -> None:
         """``sanitize_check_bounds``: without CAP_PERFMON a stack or map-value pointer must
         stay in bounds after the arithmetic, so its later uses can be masked."""
@@ -462,10 +439,12 @@ class AluMixin:
             if off >= 0 or off < -512:
                 self.fail(errno.EACCES, f"R{dst} stack pointer arithmetic goes out of range, "
                                         f"prohibited for !root; off={off}\n")
-        elif d.type == RegType.PTR_TO_MAP_VALUE and d.map_ptr is not None \
-                and (d.smin + d.off < 0 or d.umax + d.off + 1 > d.map_ptr.value_size):
-            self.fail(errno.EACCES, f"R{dst} pointer arithmetic of map value goes out of range, "
-                                    "prohibited for !root\n")
+        elif d.type == RegType.PTR_TO_MAP_VALUE and d.map_ptr is not None:
+            try:  # check_map_access(dst, off, 1, ACCESS_HELPER), its own message logged first
+                self.check_map_access(dst, d.off, 1, False, True)
+            except VerifyError:
+                self.fail(errno.EACCES, f"R{dst} pointer arithmetic of map value goes out of "
+                                        "range, prohibited for !root\n")
 
 
 def var_off_str(r: Reg) -> str:

@@ -329,6 +329,8 @@ class CallsMixin:
         self.check_reg_arg(regno, src=True)
         reg = self.regs[regno]
         if at == ArgType.ARG_ANYTHING:
+            if not self.allow_ptr_leaks and reg.type != RegType.SCALAR_VALUE:  # is_pointer_value
+                self.fail(errno.EACCES, f"R{regno} leaks addr into helper function\n")
             return
         base = base_arg(at)
         if reg.is_pkt_pointer() and not self.may_access_direct_pkt_data(BPF_READ, meta):
@@ -468,8 +470,11 @@ class CallsMixin:
             if r.id == rid and r.kind == "ptr":
                 del refs[i]
                 for reg in self.state.all_regs():
-                    if reg.ref_obj_id == rid:
-                        mark_unknown(reg)
+                    if reg.ref_obj_id == rid:  # mark_reg_invalid
+                        if self.allow_ptr_leaks:
+                            mark_unknown(reg)
+                        else:
+                            mark_not_init(reg)
                 return True
         return False
 
@@ -525,6 +530,9 @@ class CallsMixin:
                          and (r.ptr[0] if r.id == 0 else r.id, r.ptr[1]) == key), None)
             if mine is None:
                 self.fail(errno.EINVAL, "bpf_spin_unlock of different lock\n")
+            from pybpf.verifier.graph import invalidate_non_owning_refs
+
+            invalidate_non_owning_refs(self)
             st.refs.remove(mine)  # type: ignore[arg-type]
             update_active_lock(st)
 

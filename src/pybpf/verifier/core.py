@@ -25,6 +25,7 @@ from pybpf.verifier.cfg import (
     check_cfg,
     check_subprogs,
 )
+from pybpf.verifier.graph import is_sync_callback_kfunc_call
 from pybpf.verifier.jmp import JmpMixin
 from pybpf.verifier.kfuncs import (
     SPIN_ALLOWED_KFUNCS,
@@ -68,6 +69,7 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
     id_gen: int
     state: VState
     attach: Any = None  # attach_target.AttachTarget of a BTF-attached program
+    explore_alu_limits = False  # a register offset was masked: exact scalar pruning (spectre.py)
 
     def __init__(self, inp: Any) -> None:
         from pybpf.progs.ops import find_prog_type
@@ -217,10 +219,11 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
         self.resolve_pseudo_ldimm64()
         check_cfg(self.insns, self.cfg, self, inp.bpf_capable,
                   lambda i: (i.code == 0x85 and i.src == 0 and i.imm in SYNC_CALLBACK_HELPERS)
-                  or is_iter_next_call(self, i))
+                  or is_iter_next_call(self, i) or is_sync_callback_kfunc_call(self, i))
         self.calls_callback = {i for i in self.cfg.force_checkpoints
-                               if self.insns[i].code == 0x85 and self.insns[i].src == 0
-                               and self.insns[i].imm in SYNC_CALLBACK_HELPERS}
+                               if self.insns[i].code == 0x85 and ((self.insns[i].src == 0
+                               and self.insns[i].imm in SYNC_CALLBACK_HELPERS)
+                               or is_sync_callback_kfunc_call(self, self.insns[i]))}
         from pybpf.verifier.global_funcs import mark_subprog_effects
         mark_subprog_effects(self)
         from pybpf.verifier.attach_target import check_attach_btf_id
@@ -575,8 +578,8 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
         def call_target(ins: Insn) -> str | None:
             if ins.src == 1:
                 return f"{ins.imm:+d}"
-            if ins.src == 2:
-                return kfunc_name(self, ins)
+            if ins.src == 2:  # BTF type 0 (imm 0) has the empty name: "call #0"
+                return kfunc_name(self, ins) or ("" if ins.imm == 0 else None)
             return None
 
         m = self.map_by_insn.get(idx)
@@ -587,6 +590,8 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
                 dva = getattr(m, "direct_value_addr", None)
                 addr = dva(self.aux[idx].get("map_off", 0)) if callable(dva) else None
             if isinstance(addr, int):
+                if ins.src in (1, 2) and not self.allow_ptr_leaks:
+                    addr = 0  # print_bpf_insn hides map pointers from unprivileged users
                 return f"(18) r{ins.dst} = {addr:#x}"
         try:
             return format_insn_kernel(self.insns, idx, helper_name=helper_name, call_target=call_target)

@@ -32,8 +32,9 @@ INLINED_AS_MOV = frozenset({"bpf_cast_to_kern_ctx", "bpf_rdonly_cast"})
 
 
 def fixup_kfunc_calls(v: Verifier, p: ProgPatcher) -> None:
-    from pybpf.verifier.kfuncs import kfunc_name
     from pybpf.verifier.alloc_obj import fixup_alloc_call
+    from pybpf.verifier.graph import fixup_graph_call
+    from pybpf.verifier.kfuncs import kfunc_name
 
     i = 0
     while i < len(p.insns):
@@ -45,7 +46,7 @@ def fixup_kfunc_calls(v: Verifier, p: ProgPatcher) -> None:
             raise PatchError(errno.EINVAL, "invalid kernel function call not eliminated in verifier pass\n")
         if kfunc_name(v, ins) in INLINED_AS_MOV:
             p.insns[i] = Insn(MOV64_X, 0, 1, 0, 0)
-        alloc = fixup_alloc_call(ins, p.aux[i])  # verifier/alloc_obj.py: size and struct meta
+        alloc = fixup_alloc_call(ins, p.aux[i]) or fixup_graph_call(ins, p.aux[i])  # alloc_obj.py, graph.py
         if alloc is not None:
             p.patch(i, alloc)
             i += len(alloc)

@@ -47,6 +47,14 @@ from pybpf.verifier.async_work import (
     process_field_arg,
     push_field_callback,
 )
+from pybpf.verifier.graph import (
+    graph_arg_kind,
+    graph_insert,
+    process_graph_node,
+    process_graph_root,
+    push_rbtree_less_callback,
+    set_graph_return,
+)
 from pybpf.verifier.regs import (
     MEM_ALLOC,
     MEM_PERCPU,
@@ -83,12 +91,12 @@ CALLER_SAVED = (0, 1, 2, 3, 4, 5)
  KF_ARG_PTR_TO_WORKQUEUE, KF_ARG_PTR_TO_IRQ_FLAG, KF_ARG_PTR_TO_RES_SPIN_LOCK,
  KF_ARG_PTR_TO_TASK_WORK) = range(20)
 
-#: kfuncs whose verification needs machinery pybpf does not model yet (allocated objects,
-#: graph collections). Calling one is refused with ENOTSUPP rather than guessed at.
+#: kfuncs whose verification needs machinery pybpf does not model yet (per-CPU allocated
+#: objects; the rbtree walkers, whose answers depend on the tree's shape — verifier/graph.py
+#: keeps nodes in order, not in a balanced tree). Calling one is refused with ENOTSUPP
+#: rather than guessed at.
 UNSUPPORTED = frozenset({
-    "bpf_percpu_obj_new_impl", "bpf_percpu_obj_drop_impl", "bpf_list_push_front_impl", "bpf_list_push_back_impl",
-    "bpf_list_pop_front", "bpf_list_pop_back", "bpf_list_front", "bpf_list_back",
-    "bpf_rbtree_add_impl", "bpf_rbtree_remove", "bpf_rbtree_first", "bpf_rbtree_root",
+    "bpf_percpu_obj_new_impl", "bpf_percpu_obj_drop_impl", "bpf_rbtree_root",
     "bpf_rbtree_left", "bpf_rbtree_right",
 })
 
@@ -154,6 +162,7 @@ class KfuncMeta:
     arg_btf: Any = None  # meta->arg_btf / arg_btf_id: an allocated object argument's type
     arg_btf_id: int = 0
     arg_owning_ref: bool = False  # bpf_refcount_acquire of an owning reference
+    graph_root: Any = None  # meta->arg_list_head / arg_rbtree_root: the root's btf_field
 
     def iter_arg_type(self, argno: int) -> tuple[int, str, int] | None:
         """``btf_check_iter_arg``: (btf id, ``<type>`` of ``bpf_iter_<type>``, size) of the
@@ -294,7 +303,8 @@ def fetch_kfunc_meta(v: Verifier, ins: Insn) -> KfuncMeta:
 
 
 def check_kfunc_call(v: Verifier, ins: Insn) -> None:
-    if not ins.imm:
+    if not ins.imm:  # dead (or refused later): the log line still gets its empty "; "
+        v.log.scratched_regs |= 1
         return
     meta = fetch_kfunc_meta(v, ins)
     name = meta.name
@@ -310,6 +320,7 @@ def check_kfunc_call(v: Verifier, ins: Insn) -> None:
     if name in ("bpf_res_spin_lock", "bpf_res_spin_lock_irqsave"):
         push_failed_lock(v)  # the path where taking the lock fails (verifier/res_lock.py)
     check_kfunc_args(v, meta)
+    push_rbtree_less_callback(v, meta)  # bpf_rbtree_add_impl (verifier/graph.py)
     if name == "bpf_session_cookie":  # the session's u64, writable
         meta.r0_size, meta.r0_rdonly = 8, False
     if name in TASK_WORK_KFUNCS or name == WQ_SET_CALLBACK:
@@ -357,6 +368,7 @@ def check_kfunc_call(v: Verifier, ins: Insn) -> None:
     regs = v.regs
     if meta.release_regno and not v.release_reference(regs[meta.release_regno].ref_obj_id):
         v.fail(errno.EINVAL, f"kfunc {name}#{meta.func_id} reference has not been acquired before\n")
+    graph_insert(v, meta)  # push / add: owning -> non-owning (verifier/graph.py)
     if name == "bpf_throw":
         from pybpf.verifier.exceptions import check_bpf_throw
 
@@ -415,6 +427,8 @@ def set_kfunc_return(v: Verifier, meta: KfuncMeta) -> None:
         set_slice_return(v, meta, r0)
     elif meta.name in ALLOC_RET_KFUNCS:
         set_alloc_return(v, meta, r0)
+    elif meta.graph_root is not None and pt.name in ("bpf_list_node", "bpf_rb_node"):
+        set_graph_return(v, meta, r0)
     elif isinstance(pt, BtfVoid):
         mark_unknown(r0)  # 'void *' is a scalar to the program
     elif not isinstance(pt, BtfComposite):
@@ -561,6 +575,12 @@ def check_kfunc_args(v: Verifier, meta: KfuncMeta) -> None:
             process_alloc_arg(v, meta, reg, i)
         elif kind == KF_ARG_PTR_TO_REFCOUNTED_KPTR:
             process_refcounted_arg(v, meta, reg, i)
+        elif kind in (KF_ARG_PTR_TO_LIST_HEAD, KF_ARG_PTR_TO_RB_ROOT):
+            assert isinstance(ref_t, BtfStruct)
+            process_graph_root(v, meta, reg, regno, i, ref_t.name)
+        elif kind in (KF_ARG_PTR_TO_LIST_NODE, KF_ARG_PTR_TO_RB_NODE):
+            assert isinstance(ref_t, BtfStruct)
+            process_graph_node(v, meta, reg, regno, i, ref_t.name)
         elif kind == KF_ARG_PTR_TO_MAP:
             _check_map_arg(v, meta, reg, regno, pname)
             check_field_map_arg(v, meta, regno)
@@ -688,6 +708,9 @@ def get_kfunc_ptr_arg_type(v: Verifier, meta: KfuncMeta, ref_t: BtfType, argno: 
         return KF_ARG_PTR_TO_ALLOC_BTF_ID
     if is_kfunc_arg_refcounted_kptr(pname):
         return KF_ARG_PTR_TO_REFCOUNTED_KPTR
+    graph = graph_arg_kind(ref_t)  # verifier/graph.py
+    if graph is not None:
+        return graph
     if isinstance(ref_t, BtfStruct) and ref_t.name == "bpf_dynptr":
         return KF_ARG_PTR_TO_DYNPTR
     if (meta.flags & K.KF_ITER_MASK and argno == 0) or _has_suffix(pname, "__iter"):

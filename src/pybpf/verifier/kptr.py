@@ -175,7 +175,8 @@ def process_kptr_func(v: Verifier, regno: int, meta: dict[str, Any]) -> None:
     """``process_kptr_func``: ``bpf_kptr_xchg``'s destination is a referenced kptr field."""
     reg = v.regs[regno]
     m = reg.map_ptr
-    if reg.base == RegType.PTR_TO_MAP_VALUE and getattr(m, "btf", None) is None:
+    # ``!map_ptr->btf`` (a map stand-in without BTF but with a record counts as having one)
+    if reg.base == RegType.PTR_TO_MAP_VALUE and getattr(m, "btf", None) is None and not v.map_record(m):
         name = getattr(m, "name", b"") or b""
         name = name.split(b"\0")[0].decode(errors="replace") if isinstance(name, bytes) else name
         v.fail(errno.EINVAL, f"map '{name}' has to have BTF in order to use bpf_kptr_xchg\n")

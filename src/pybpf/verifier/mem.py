@@ -171,7 +171,7 @@ class MemMixin:
                 continue
             if kind == "spin_lock":
                 self.fail(errno.EACCES, "bpf_spin_lock cannot be accessed directly by load/store\n")
-            if kind in ("timer", "task_work", "wq", "res_spin_lock"):  # btf_field_type_name
+            if kind in ("timer", "task_work", "wq", "res_spin_lock", "list_head", "rb_root"):  # btf_field_type_name
                 self.fail(errno.EACCES, f"bpf_{kind} cannot be accessed directly by load/store\n")
             if kind.startswith(("kptr", "percpu_kptr")):
                 name = "percpu_kptr" if kind == "percpu_kptr" else "kptr"  # btf_field_type_name
@@ -480,6 +480,11 @@ class MemMixin:
                 continue
             self.fail(errno.EACCES, f"invalid variable-offset read from stack R{self._cur_ptr_regno} "
                                     f"var_off={tnum_str(reg.var_off)} off={off} size={size}\n")
+        for i in range(min_off, max_off + size):  # mark_reg_stack_read's scratch marks
+            slot = -i - 1
+            self.log.scratched_stack |= 1 << (slot // 8)
+            if f.stack[slot // 8].types[slot % 8] != STACK_ZERO:
+                break
         if dst_regno >= 0:
             d = self.regs[dst_regno]
             mark_unknown(d)
@@ -670,6 +675,9 @@ class MemMixin:
         m = reg.map_ptr
         if m is None or getattr(m, "map_type", 0) != 2:
             self.fail(errno.EACCES, "only read from bpf_array is supported\n")
+        if not self.allow_ptr_leaks:
+            self.fail(errno.EPERM, "'struct bpf_array' access is allowed only to CAP_PERFMON and "
+                                   "CAP_SYS_ADMIN\n")
         if off < 0:
             self.fail(errno.EACCES, f"R{regno} is bpf_array invalid negative access: off={off}\n")
         if t != BPF_READ:

@@ -412,7 +412,7 @@ class PrecisionMixin:
                         bt.clear_reg(i)
                         bt.set_reg(i, bt.frame - 1)
                 bt.subprog_exit()
-            elif op == 0x80 and ins.src == 0 and idx in self.calls_callback and idx != subseq_idx - 1:
+            elif op == 0x80 and ins.src != 1 and idx in self.calls_callback and idx != subseq_idx - 1:
                 # leaving a callback backwards to the helper that invoked it: R1-R5 of the
                 # callback were set by the helper, not passed from the caller's registers
                 if bt.regs[bt.frame] & ~REGMASK_ARGS or bt.stack[bt.frame]:

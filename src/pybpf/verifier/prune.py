@@ -27,6 +27,7 @@ level-2 log's ``SCC enter``/``SCC exit`` lines.
 from __future__ import annotations
 
 import errno
+import threading
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
@@ -102,6 +103,14 @@ class _IdMap:
         return a == cur and b == old
 
 
+#: ``env->explore_alu_limits`` of the verification running in this thread: once a register
+#: offset was masked, pruning compares scalars exactly (everything ``regsafe`` memcmps up
+#: to ``id``), so every path's ``alu_limit`` is seen (``is_state_visited`` sets it)
+_ALU_LIMITS = threading.local()
+_ALU_LIMITS_FIELDS = ("type", "off", "var_off", "smin", "smax", "umin", "umax", "s32_min",
+                      "s32_max", "u32_min", "u32_max")
+
+
 def _range_within(o: Reg, c: Reg) -> bool:
     return (o.umin <= c.umin and o.umax >= c.umax and o.smin <= c.smin and o.smax >= c.smax
             and o.u32_min <= c.u32_min and o.u32_max >= c.u32_max and o.s32_min <= c.s32_min
@@ -125,6 +134,9 @@ def regsafe(o: Reg, c: Reg, ids: _IdMap, exact: int) -> bool:
         return False
     b = o.type & 0xFF
     if b == RegType.SCALAR_VALUE:
+        if getattr(_ALU_LIMITS, "on", False):  # explore_alu_limits (verifier/spectre.py): scalars must be equal
+            return all(getattr(o, f) == getattr(c, f) for f in _ALU_LIMITS_FIELDS) \
+                and ids.check_scalar(o.id, c.id)
         if not o.precise and exact == NOT_EXACT:
             return True
         # linked scalars: the same kind of link (none, 64- or 32-bit delta), the same delta
@@ -427,6 +439,7 @@ class PruneMixin:
         Checkpoints are tried newest first, as the kernel keeps them; one that keeps missing
         is evicted (``miss_cnt > hit_cnt * n + n``) and stays counted in ``peak_states``
         until its exploration finishes."""
+        _ALU_LIMITS.on = getattr(self, "explore_alu_limits", False)
         cur = self.state
         force = self.test_state_freq or idx in self.cfg.force_checkpoints or len(cur.hist) > 40
         add_new = force or (self.jmps_processed - self.prev_jmps_processed >= 2

@@ -74,6 +74,7 @@ MEM_RCU = 1 << 13
 PTR_UNTRUSTED = 1 << 14
 PTR_TRUSTED = 1 << 15
 MEM_ALLOC = 1 << 16
+NON_OWN_REF = 1 << 17  # a graph node owned by a collection (verifier/graph.py)
 
 _TYPE_NAMES = {
     RegType.NOT_INIT: "?", RegType.SCALAR_VALUE: "scalar", RegType.PTR_TO_CTX: "ctx",

@@ -98,6 +98,8 @@ def recover_with_nospec(v: Verifier, e: VerifyError) -> bool:
     level-2 log (a level-1 log loses it with the path) but is no verdict."""
     if not v.state.speculative or not error_recoverable_with_nospec(e.errno):
         return False
+    if e.msg.startswith("infinite loop detected"):  # is_state_visited's, not the insn's
+        return False
     aux = v.aux[v.insn_idx]
     aux["nospec"] = True
     aux.pop("alu_state", None)
@@ -113,7 +115,7 @@ def stops_speculation(v: Verifier, idx: int, after: bool) -> bool:
     return v.state.speculative and bool(v.aux[idx].get("nospec_result" if after else "nospec"))
 
 
-def note_stack_write(v: Verifier, types: list[int], size: int, vreg: Reg | None) -> None:
+def note_stack_write(v: Verifier, types: list[str], size: int, vreg: Reg | None) -> None:
     """``check_stack_write_fixed_off``'s Spectre v4 rule: a pointer spill, or a write of
     a slot whose first ``size`` type bytes are not all plain data, gets ``nospec_result``
     (the kernel reads ``slot_type[0..size)``, not the bytes written)."""

@@ -32,7 +32,7 @@ extern struct bpf_list_node *bpf_list_front(struct bpf_list_head *head) __ksym;
 extern struct bpf_list_node *bpf_list_back(struct bpf_list_head *head) __ksym;
 extern struct bpf_rb_node *bpf_rbtree_remove(struct bpf_rb_root *root, struct bpf_rb_node *node) __ksym;
 extern int bpf_rbtree_add_impl(struct bpf_rb_root *root, struct bpf_rb_node *node,
-			       int (less)(struct bpf_rb_node *a, const struct bpf_rb_node *b),
+			       _Bool (less)(struct bpf_rb_node *a, const struct bpf_rb_node *b),
 			       void *meta, __u64 off) __ksym;
 extern struct bpf_rb_node *bpf_rbtree_first(struct bpf_rb_root *root) __ksym;
 
