@@ -86,24 +86,15 @@ class Deferred:
                     del self.pending[addr]  # may be scheduled anew
 
     def _run(self, cb: Callback, bmap: Any) -> int:
-        value_size = int(getattr(bmap, "value_size", 0))
-        ran = [0]
+        from pybpf.helpers.timer import run_element_callback
 
-        def visit(key_addr: int, value_addr: int) -> int:
-            if not value_addr <= cb.addr < value_addr + value_size:
-                return 0
-            rc = RunContext(kernel=self.kernel, prog=cb.prog, cpu=cb.cpu)
-            rc.runner = cb.runner
-            cb.runner.call_subprog(rc, cb.callback_pc, cb.map_addr, key_addr, value_addr, 0, 0)
-            ran[0] = 1
-            return 1
-
-        bmap.ops.map_for_each_callback(bmap, visit, cb.cpu)
-        if not ran[0]:  # the element is gone, and its workqueue with it
+        ran = run_element_callback(self.kernel, bmap, cb.addr, cb.map_addr, cb.prog, cb.runner,
+                                   cb.callback_pc, cb.cpu)
+        if not ran:  # the element is gone, and its workqueue with it
             with self.lock:
                 self.wqs.pop(cb.addr, None)
-        self.ran += ran[0]
-        return ran[0]
+        self.ran += ran
+        return ran
 
 
 def deferred(kernel: Any) -> Deferred:

@@ -176,28 +176,37 @@ class BpfTimers:
         bmap: Any = map_from_addr(t.map_addr)
         if prog is None or runner is None or bmap is None or getattr(prog, "bpf_func", 1) is None:
             return 0
-        value_size = int(getattr(bmap, "value_size", 0))
-        ran = [0]
-
-        def visit(key_addr: int, value_addr: int) -> int:
-            if not value_addr <= t.addr < value_addr + value_size:
-                return 0
-            rc = RunContext(kernel=self.kernel, prog=prog, cpu=t.cpu)
-            rc.runner = runner
-            prev, self.running = self.running, t
-            try:
-                runner.call_subprog(rc, pc, t.map_addr, key_addr, value_addr, 0, 0)
-            finally:
-                self.running = prev
-            ran[0] = 1
-            return 1
-
-        bmap.ops.map_for_each_callback(bmap, visit, t.cpu)
-        if not ran[0]:  # the element is gone: the kernel freed its timer with it
+        prev, self.running = self.running, t
+        try:
+            ran = run_element_callback(self.kernel, bmap, t.addr, t.map_addr, prog, runner, pc,
+                                       t.cpu)
+        finally:
+            self.running = prev
+        if not ran:  # the element is gone: the kernel freed its timer with it
             with self.lock:
                 self.timers.pop(t.addr, None)
-        self.fired += ran[0]
-        return ran[0]
+        self.fired += ran
+        return ran
+
+
+def run_element_callback(kernel: Any, bmap: Any, field_addr: int, map_addr: int, prog: Any,
+                         runner: Any, pc: int, cpu: int) -> int:
+    """Run callback ``pc`` as ``callback(map, key, value)`` of the element of ``bmap`` whose
+    value holds ``field_addr`` (a timer's, a workqueue's): 1, or 0 when no element does."""
+    value_size = int(getattr(bmap, "value_size", 0))
+    ran = [0]
+
+    def visit(key_addr: int, value_addr: int) -> int:
+        if not value_addr <= field_addr < value_addr + value_size:
+            return 0
+        rc = RunContext(kernel=kernel, prog=prog, cpu=cpu)
+        rc.runner = runner
+        runner.call_subprog(rc, pc, map_addr, key_addr, value_addr, 0, 0)
+        ran[0] = 1
+        return 1
+
+    bmap.ops.map_for_each_callback(bmap, visit, cpu)
+    return ran[0]
 
 
 def bpf_timers(kernel: Any) -> BpfTimers:

@@ -35,6 +35,7 @@ from pybpf.verifier.regs import (
     RegType,
     mark_known,
     mark_unknown,
+    set_reg_btf,
 )
 
 if TYPE_CHECKING:
@@ -262,7 +263,7 @@ def set_alloc_return(v: Verifier, meta: KfuncMeta, r0: Reg) -> None:
         mark_unknown(r0)
         mark_known(r0, 0)
         r0.type = RegType.PTR_TO_BTF_ID | MEM_ALLOC
-        _set_btf(r0, meta.arg_btf, meta.arg_btf_id)
+        set_reg_btf(r0, meta.arg_btf, meta.arg_btf_id)
         aux["alloc_obj"] = (0, btf_find_struct_meta(meta.arg_btf, meta.arg_btf_id))
         return
     value = meta.arg_constant or 0
@@ -281,17 +282,8 @@ def set_alloc_return(v: Verifier, meta: KfuncMeta, r0: Reg) -> None:
     mark_unknown(r0)
     mark_known(r0, 0)
     r0.type = RegType.PTR_TO_BTF_ID | MEM_ALLOC
-    _set_btf(r0, btf, value)
+    set_reg_btf(r0, btf, value)
     aux["alloc_obj"] = (t.size, smeta)
-
-
-def _set_btf(r: Reg, btf: Any, tid: int) -> None:
-    r.btf = btf
-    r.btf_id = tid
-    try:
-        r.btf_name = btf.types[tid].name if tid > 0 else ""
-    except (IndexError, AttributeError):
-        r.btf_name = ""
 
 
 def is_kfunc_ret_null(meta: KfuncMeta) -> bool:

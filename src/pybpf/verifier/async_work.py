@@ -40,7 +40,8 @@ def field_off(m: Any, kind: str) -> int:
     return -1
 
 
-def _map_name(m: Any) -> str:
+def map_name_str(m: Any) -> str:
+    """A map's name as text, for messages."""
     name = getattr(m, "name", b"")
     return name.decode(errors="replace") if isinstance(name, bytes) else str(name)
 
@@ -58,7 +59,7 @@ def process_field_arg(v: Verifier, struct_name: str, regno: int, argno: int,
                              "at the constant offset\n")
     off = field_off(m, FIELD_STRUCTS[struct_name])
     if off < 0:
-        v.fail(errno.EINVAL, f"map '{_map_name(m)}' has no valid {struct_name}\n")
+        v.fail(errno.EINVAL, f"map '{map_name_str(m)}' has no valid {struct_name}\n")
     val = reg.var_off.value + reg.off
     if val != off:
         v.fail(errno.EINVAL, f"off {val} doesn't point to 'struct {struct_name}' that is at "

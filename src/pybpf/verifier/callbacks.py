@@ -184,6 +184,13 @@ class CallbacksMixin:
                 self.log(f"frame{self.state.curframe} bpf_loop iteration limit reached\n")
             return
         self._check_callback_btf(sub)
+        self.push_sync_cb(sub, setup)
+
+    def push_sync_cb(self: Verifier, sub: int, setup: Any) -> None:
+        """The synchronous half of ``push_callback_call``: queue a path that enters the
+        callback on top of the caller's frames (``setup`` fills its R1–R5), to return to
+        the call site, which is visited again (a forced checkpoint)."""
+        caller = self.state.cur
         self.cfg.subprogs[sub].is_cb = True
         cb_state = self.push_stack(self.cfg.subprogs[sub].start, self.insn_idx)
         if cb_state.curframe + 1 >= MAX_CALL_FRAMES:

@@ -250,29 +250,12 @@ def push_rbtree_less_callback(v: Verifier, meta: KfuncMeta) -> None:
     """``push_callback_call`` for ``bpf_rbtree_add_impl``: a path into ``less`` is queued
     with the caller's state; at its exit the call is visited again (the call site is a
     forced checkpoint, as for ``bpf_loop``)."""
-    from pybpf.verifier.callbacks import MAX_CALL_FRAMES
-    from pybpf.verifier.state import FuncState
-
     if meta.name != RBTREE_ADD or meta.subprogno is None:
         return
     sub = meta.subprogno
     v.aux[v.insn_idx]["rbtree_root"] = meta.graph_root
     v._check_callback_btf(sub)
-    v.cfg.subprogs[sub].is_cb = True
-    caller = v.state.cur
-    cb_state = v.push_stack(v.cfg.subprogs[sub].start, v.insn_idx)
-    if cb_state.curframe + 1 >= MAX_CALL_FRAMES:
-        v.fail(errno.E2BIG, f"the call stack of {cb_state.curframe + 2} frames is too deep\n")
-    cb_caller = cb_state.cur
-    callee = FuncState(cb_state.curframe + 1, sub, v.insn_idx)
-    v.log.mark_all_scratched()
-    set_rbtree_add_callback_state(v, cb_caller, callee, v.insn_idx)
-    callee.in_callback = True
-    callee.callback_ret_range = (0, 1)
-    cb_state.frames.append(callee)
-    cb_state.callback_unroll_depth += 1
-    cb_caller.callback_depth += 1
-    caller.callback_depth = 0
+    v.push_sync_cb(sub, set_rbtree_add_callback_state)
 
 
 def is_sync_callback_kfunc_call(v: Verifier, ins: Any) -> bool:

@@ -69,6 +69,7 @@ from pybpf.verifier.regs import (
     mark_not_init,
     mark_unknown,
     reg_type_str,
+    set_reg_btf,
 )
 from pybpf.verifier.res_lock import mark_lock_success, push_failed_lock
 
@@ -406,7 +407,7 @@ def set_kfunc_return(v: Verifier, meta: KfuncMeta) -> None:
         _known_zero(r0)
         r0.type = RegType.PTR_TO_BTF_ID | PTR_TRUSTED
         names = PROG_CTX_TYPES.get(v.prog_type)
-        _set_btf(r0, btf, btf.find(names[1]) if names else 0)
+        set_reg_btf(r0, btf, btf.find(names[1]) if names else 0)
     elif meta.name == "bpf_rdonly_cast":
         tid = meta.arg_constant or 0
         ct = btf.types[tid] if 0 <= tid < len(btf.types) else None
@@ -418,7 +419,7 @@ def set_kfunc_return(v: Verifier, meta: KfuncMeta) -> None:
             r0.mem_size = 0
         elif isinstance(ct, BtfComposite):
             r0.type = RegType.PTR_TO_BTF_ID | PTR_UNTRUSTED
-            _set_btf(r0, btf, tid)
+            set_reg_btf(r0, btf, tid)
         else:
             v.fail(errno.EINVAL, "kfunc bpf_rdonly_cast type ID argument must be of a struct or void\n")
     elif meta.name in ("bpf_dynptr_slice", "bpf_dynptr_slice_rdwr"):
@@ -450,7 +451,7 @@ def set_kfunc_return(v: Verifier, meta: KfuncMeta) -> None:
     else:
         _known_zero(r0)
         r0.type = RegType.PTR_TO_BTF_ID
-        _set_btf(r0, btf, pid)
+        set_reg_btf(r0, btf, pid)
         if meta.flags & K.KF_ITER_NEXT:
             from pybpf.verifier.iters import get_iter_from_state, slot_iter
 
@@ -471,15 +472,6 @@ def set_kfunc_return(v: Verifier, meta: KfuncMeta) -> None:
 def _known_zero(r: Reg) -> None:
     mark_unknown(r)
     mark_known(r, 0)
-
-
-def _set_btf(r: Reg, btf: Any, tid: int) -> None:
-    r.btf = btf
-    r.btf_id = tid
-    try:
-        r.btf_name = btf.types[tid].name if tid > 0 else ""
-    except (IndexError, AttributeError):
-        r.btf_name = ""
 
 
 # -- check_kfunc_args -----------------------------------------------------------------------

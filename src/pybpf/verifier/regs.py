@@ -295,6 +295,16 @@ def mark_unknown(r: Reg, precise: bool = False) -> None:
     r.precise = precise
 
 
+def set_reg_btf(r: Reg, btf: Any, tid: int) -> None:
+    """Point a ``PTR_TO_BTF_ID`` register at type ``tid`` of ``btf`` (and name it)."""
+    r.btf = btf
+    r.btf_id = tid
+    try:
+        r.btf_name = btf.types[tid].name if tid > 0 else ""
+    except (IndexError, AttributeError):
+        r.btf_name = ""
+
+
 def mark_not_init(r: Reg) -> None:
     mark_unknown(r)
     r.type = RegType.NOT_INIT

@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any
 
+from pybpf.verifier.async_work import map_name_str
 from pybpf.verifier.regs import (
     RegType,
     mark_known,
@@ -80,8 +81,7 @@ def process_res_spin_lock(v: Verifier, name: str, regno: int, argno: int) -> Non
         v.fail(errno.EINVAL, f"R{regno} doesn't have constant offset. bpf_res_spin_lock has to "
                              "be at the constant offset\n")
     m = reg.map_ptr
-    mname = getattr(m, "name", b"")
-    mname = mname.decode(errors="replace") if isinstance(mname, bytes) else str(mname)
+    mname = map_name_str(m)
     if getattr(m, "btf", None) is None:
         v.fail(errno.EINVAL, f"map '{mname}' has to have BTF in order to use bpf_res_spin_lock\n")
     off = next((o for k, o, _s in getattr(m, "btf_record", None) or () if k == "res_spin_lock"), -1)
