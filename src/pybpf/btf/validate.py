@@ -1203,6 +1203,12 @@ def check(data: bytes | bytearray | memoryview, log_level: int = 1) -> BtfCheckR
             btf = Btf.from_bytes(v.data)
         except BtfFormatError:
             btf = None
+    if btf is not None:
+        from pybpf.btf.struct_meta import check_struct_metas
+
+        err = check_struct_metas(btf)  # btf_parse_struct_metas, after the type checks
+        if err:
+            btf = None
     return BtfCheckResult(err, v.text(), btf, len(v.types) - 1, dict(v.hdr))
 
 
