@@ -13,7 +13,7 @@ import errno
 from typing import TYPE_CHECKING, Any
 
 from pybpf.errors import BpfFault
-from pybpf.verifier.regs import Reg, RegType
+from pybpf.verifier.regs import Reg
 
 if TYPE_CHECKING:
     from pybpf.verifier.core import Verifier
@@ -37,9 +37,8 @@ def const_str_bytes(m: Any, off: int) -> bytes:
 
 
 def check_reg_const_str(v: Verifier, reg: Reg, regno: int) -> None:
-    """``check_reg_const_str``: a NUL-terminated string in a read-only map value."""
-    if reg.type != RegType.PTR_TO_MAP_VALUE:
-        v.fail(errno.EINVAL, "")
+    """``check_reg_const_str``: a NUL-terminated string in a read-only map value (the
+    callers have checked that ``reg`` is a map value pointer)."""
     m = reg.map_ptr
     if not _is_rdonly(m):
         v.fail(errno.EACCES, f"R{regno} does not point to a readonly map'\n")

@@ -16,7 +16,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from pybpf.verifier.regs import Reg, RegType
-from pybpf.verifier.stack_objects import stack_slot_obj_get_spi
+from pybpf.verifier.stack_objects import mark_stack_slot_written, stack_slot_obj_get_spi
 from pybpf.verifier.state import STACK_INVALID, STACK_IRQ_FLAG, RefState
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def process_irq_flag(v: Verifier, name: str, regno: int, argno: int) -> None:
         slot.iter = slot.dynptr = None
         slot.types = [STACK_IRQ_FLAG] * BPF_REG_SIZE
         slot.irq = (rid, IRQ_SAVE[name])
-        _written(v, frame, spi)
+        mark_stack_slot_written(v, frame, spi)
         return
     err = _valid_init(v, reg)
     if err:
@@ -118,11 +118,4 @@ def process_irq_flag(v: Verifier, name: str, regno: int, argno: int) -> None:
     slot.irq = None
     slot.spilled = None
     slot.types = [STACK_INVALID] * BPF_REG_SIZE
-    _written(v, frame, spi)
-
-
-def _written(v: Verifier, frame: object, spi: int) -> None:
-    """The slot changed: mark it written and scratched for the log, as dynptrs do."""
-    from pybpf.verifier.iters import _stack_written
-
-    _stack_written(v, frame, spi)  # type: ignore[arg-type]
+    mark_stack_slot_written(v, frame, spi)

@@ -34,8 +34,8 @@ from pybpf.verifier.regs import (
     mark_known,
     mark_unknown,
 )
-from pybpf.verifier.stack_objects import stack_slot_obj_get_spi
-from pybpf.verifier.state import STACK_INVALID, STACK_ITER, FuncState, StackSlot, VState
+from pybpf.verifier.stack_objects import mark_stack_slot_written, stack_slot_obj_get_spi
+from pybpf.verifier.state import STACK_INVALID, STACK_ITER, StackSlot, VState
 
 if TYPE_CHECKING:
     from pybpf.verifier.core import Verifier
@@ -140,7 +140,7 @@ def mark_stack_slots_iter(v: Verifier, meta: KfuncMeta, reg: Reg, btf_id: int, t
         slot.types = [STACK_ITER] * BPF_REG_SIZE
         set_slot_iter(slot, IterState(btf_id, type_name, BPF_ITER_STATE_ACTIVE, 0,
                                       rid if i == 0 else 0, flags))
-        _stack_written(v, frame, spi - i)
+        mark_stack_slot_written(v, frame, spi - i)
 
 
 def unmark_stack_slots_iter(v: Verifier, reg: Reg, nr_slots: int) -> None:
@@ -157,12 +157,7 @@ def unmark_stack_slots_iter(v: Verifier, reg: Reg, nr_slots: int) -> None:
         slot.spilled = None
         slot.types = [STACK_INVALID] * BPF_REG_SIZE
         set_slot_iter(slot, None)
-        _stack_written(v, frame, spi - i)
-
-
-def _stack_written(v: Verifier, frame: FuncState, spi: int) -> None:
-    v.log.scratched_stack |= 1 << spi
-    v.stack_live.mark_write(frame.frameno, 1 << spi)
+        mark_stack_slot_written(v, frame, spi - i)
 
 
 def mark_iter_read(v: Verifier, reg: Reg, spi: int, nr_slots: int) -> None:

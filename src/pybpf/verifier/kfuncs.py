@@ -71,7 +71,7 @@ from pybpf.verifier.regs import (
     reg_type_str,
     set_reg_btf,
 )
-from pybpf.verifier.res_lock import mark_lock_success, push_failed_lock
+from pybpf.verifier.res_lock import RES_LOCK_TAKERS, mark_lock_success, push_failed_lock
 
 if TYPE_CHECKING:
     from pybpf.btf.raw import Btf
@@ -100,6 +100,10 @@ UNSUPPORTED = frozenset({
     "bpf_percpu_obj_new_impl", "bpf_percpu_obj_drop_impl", "bpf_rbtree_root",
     "bpf_rbtree_left", "bpf_rbtree_right",
 })
+
+#: special structs of map values a kfunc argument may point to, and their argument kinds
+FIELD_ARG_KINDS = {"bpf_wq": KF_ARG_PTR_TO_WORKQUEUE, "bpf_task_work": KF_ARG_PTR_TO_TASK_WORK,
+                   "bpf_res_spin_lock": KF_ARG_PTR_TO_RES_SPIN_LOCK}
 
 #: ``kfunc_spin_allowed``: the kfuncs a program may call while holding a lock (the graph
 #: API, the numeric iterator, the resilient locks themselves)
@@ -318,7 +322,7 @@ def check_kfunc_call(v: Verifier, ins: Insn) -> None:
         v.fail(errno.EACCES, f"program must be sleepable to call sleepable kfunc {name}\n")
     if name in UNSUPPORTED:
         v.fail(ENOTSUPP, f"pybpf: kernel function {name} is not supported yet\n")
-    if name in ("bpf_res_spin_lock", "bpf_res_spin_lock_irqsave"):
+    if name in RES_LOCK_TAKERS:
         push_failed_lock(v)  # the path where taking the lock fails (verifier/res_lock.py)
     check_kfunc_args(v, meta)
     push_rbtree_less_callback(v, meta)  # bpf_rbtree_add_impl (verifier/graph.py)
@@ -378,7 +382,7 @@ def check_kfunc_call(v: Verifier, ins: Insn) -> None:
         mark_not_init(regs[r])
     v.log.scratched_regs |= 0x3F
     set_kfunc_return(v, meta)
-    if name in ("bpf_res_spin_lock", "bpf_res_spin_lock_irqsave"):
+    if name in RES_LOCK_TAKERS:
         mark_lock_success(v)
     if name in PKT_CHANGING_KFUNCS:
         v.clear_all_pkt_pointers()
@@ -709,14 +713,11 @@ def get_kfunc_ptr_arg_type(v: Verifier, meta: KfuncMeta, ref_t: BtfType, argno: 
         return KF_ARG_PTR_TO_ITER
     if _has_suffix(pname, "__map"):
         return KF_ARG_PTR_TO_MAP
-    if isinstance(ref_t, BtfStruct) and ref_t.name == "bpf_wq":
-        return KF_ARG_PTR_TO_WORKQUEUE
-    if isinstance(ref_t, BtfStruct) and ref_t.name == "bpf_task_work":
-        return KF_ARG_PTR_TO_TASK_WORK
+    field_kind = FIELD_ARG_KINDS.get(ref_t.name) if isinstance(ref_t, BtfStruct) else None
+    if field_kind is not None:  # bpf_wq, bpf_task_work, bpf_res_spin_lock
+        return field_kind
     if _has_suffix(pname, "__irq_flag"):
         return KF_ARG_PTR_TO_IRQ_FLAG
-    if isinstance(ref_t, BtfStruct) and ref_t.name == "bpf_res_spin_lock":
-        return KF_ARG_PTR_TO_RES_SPIN_LOCK
     if _has_suffix(pname, "__str"):
         return KF_ARG_PTR_TO_CONST_STR
     if _has_suffix(pname, "__cb"):

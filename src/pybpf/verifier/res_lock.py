@@ -42,6 +42,8 @@ RES_LOCK_KFUNCS = {
     "bpf_res_spin_unlock_irqrestore": (False, True),
 }
 LOCK_KINDS = frozenset({"lock", "res_lock", "res_lock_irq"})
+#: the kfuncs that take a resilient lock (and may fail doing so)
+RES_LOCK_TAKERS = frozenset(n for n, (lock, _irq) in RES_LOCK_KFUNCS.items() if lock)
 
 
 def push_failed_lock(v: Verifier) -> None:
@@ -66,11 +68,6 @@ def mark_lock_success(v: Verifier) -> None:
     mark_known(v.regs[0], 0)
 
 
-def _owner(reg: Any) -> Any:
-    """``ptr`` of the lock's reference: the map of a map value, else the object's id."""
-    return reg.map_ptr if reg.type == RegType.PTR_TO_MAP_VALUE else ("obj", reg.btf_id)
-
-
 def process_res_spin_lock(v: Verifier, name: str, regno: int, argno: int) -> None:
     """``process_spin_lock`` with ``PROCESS_RES_LOCK`` for the lock argument."""
     reg = v.regs[regno]
@@ -92,7 +89,7 @@ def process_res_spin_lock(v: Verifier, name: str, regno: int, argno: int) -> Non
         v.fail(errno.EINVAL, f"off {val} doesn't point to 'struct bpf_res_spin_lock' that is "
                              f"at {off}\n")
     st = v.state
-    owner = _owner(reg)
+    owner = m  # ``ptr`` of the lock's reference: the map (only map values get here)
     kind = "res_lock_irq" if is_irq else "res_lock"
     held = [r for r in st.refs if r.kind in LOCK_KINDS]
     if is_lock:

@@ -10,6 +10,7 @@ from pybpf.verifier.regs import Reg, s64
 
 if TYPE_CHECKING:
     from pybpf.verifier.core import Verifier
+    from pybpf.verifier.state import FuncState
 
 BPF_REG_SIZE = 8
 
@@ -18,6 +19,13 @@ def get_spi(off: int) -> int:
     """``__get_spi``: the slot of frame offset ``off`` (C division: truncates toward 0)."""
     n = -off - 1
     return n // BPF_REG_SIZE if n >= 0 else -((-n) // BPF_REG_SIZE)
+
+
+def mark_stack_slot_written(v: Verifier, frame: FuncState, spi: int) -> None:
+    """A kfunc (re)initialised slot ``spi``: scratched for the log, written for stack
+    liveness."""
+    v.log.scratched_stack |= 1 << spi
+    v.stack_live.mark_write(frame.frameno, 1 << spi)
 
 
 def stack_slot_obj_get_spi(v: Verifier, reg: Reg, obj_kind: str, nr_slots: int) -> int:
