@@ -6,7 +6,10 @@ duration (restoring the old value in any case), forks a child that drops every c
 with ``capset(2)`` and loads every case there. pybpf verifies the same programs with
 ``bpf_capable = perfmon_capable = net_admin = False``.
 
-    .venv/bin/python tools/unpriv_agreement.py [--list]
+    .venv/bin/python tools/unpriv_agreement.py [--list] [--logs]
+
+``--logs`` also compares whole level-2 logs, loaded through
+:func:`pybpf.testing.unpriv_kernel.load_unprivileged`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import ctypes
 import json
 import os
+import re
 import struct
 import sys
 import tempfile
@@ -120,9 +124,36 @@ def compare(selected: list[dict[str, Any]]) -> tuple[int, int, int, int, list[st
     return verdict, msg, errs, rejected, diffs
 
 
+_TIME = re.compile(r"^verification time \d+ usec\n", re.M)
+
+
+def compare_logs(selected: list[dict[str, Any]]) -> tuple[int, list[str]]:
+    """Whole level-2 logs (``P`` precision marks, state lines, the statistics) of every
+    case: (equal logs, the first differing line of each other case)."""
+    from pybpf.testing.unpriv_kernel import UnprivJob, load_unprivileged
+
+    jobs = [UnprivJob(SOCKET_FILTER, bytes.fromhex(c["insns"]), int(c["prog_flags"]), 2)
+            for c in selected]
+    equal, diffs = 0, []
+    for c, live in zip(selected, load_unprivileged(jobs), strict=True):
+        r = bpf_check(VerifierInput(insns=decode(bytes.fromhex(c["insns"])), prog_type=SOCKET_FILTER,
+                                    prog_flags=int(c["prog_flags"]), log_level=2, bpf_capable=False,
+                                    perfmon_capable=False, net_admin=False,
+                                    map_by_fd=lambda fd: corpus.labeller_map_by_fd({}, fd)))
+        want, got = _TIME.sub("", live.log).splitlines(), _TIME.sub("", r.log).splitlines()
+        if want == got:
+            equal += 1
+            continue
+        at = next((i for i, (a, b) in enumerate(zip(want, got)) if a != b), min(len(want), len(got)))
+        diffs.append(f"LOG {c['index']} [{c['descr']}] line {at + 1}: kernel="
+                     f"{want[at] if at < len(want) else None!r} pybpf={got[at] if at < len(got) else None!r}")
+    return equal, diffs
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--list", action="store_true", help="print every disagreement")
+    ap.add_argument("--logs", action="store_true", help="also compare whole level-2 logs")
     args = ap.parse_args()
     ok, why = oracle.available()
     if not ok or os.geteuid() != 0:
@@ -132,6 +163,10 @@ def main() -> int:
     verdict, msg, errs, rejected, diffs = compare(selected)
     print(f"unprivileged: verdict {verdict}/{len(selected)}, message {msg}/{rejected}, "
           f"errno {errs}/{rejected}")
+    if args.logs:
+        equal, log_diffs = compare_logs(selected)
+        print(f"unprivileged level-2 logs: {equal}/{len(selected)}")
+        diffs += log_diffs
     if args.list:
         print("\n".join(diffs))
     return 0

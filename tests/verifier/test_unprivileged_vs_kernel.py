@@ -3,7 +3,8 @@ case of the shared corpus, loaded by a capability-less child in the kernel (the 
 ``kernel.unprivileged_bpf_disabled`` is lowered to 0 for the duration and restored) and by
 pybpf without CAP_BPF/CAP_PERFMON/CAP_NET_ADMIN. Verdicts must all agree — accepting what
 6.18 refuses an unprivileged user would be a security hole — and so must first error
-messages and errnos."""
+messages, errnos and whole level-2 logs (every scalar of an unprivileged check is precise
+from the start: the ``P`` marks)."""
 
 from __future__ import annotations
 
@@ -38,3 +39,17 @@ def test_unprivileged_corpus_agrees_with_kernel(kernel: ModuleType) -> None:
     verdict, msg, errs, rejected, diffs = tool.compare(selected)
     assert verdict == len(selected), [d for d in diffs if d.startswith("VERDICT")]
     assert (msg, errs) == (rejected, rejected), diffs
+
+
+def test_unprivileged_corpus_logs_equal_kernel(kernel: ModuleType) -> None:
+    if os.geteuid() != 0 or not os.access("/proc/sys/kernel/unprivileged_bpf_disabled", os.W_OK):
+        pytest.skip("needs root to lower kernel.unprivileged_bpf_disabled")
+    tool = _tool()
+    try:
+        selected = tool.cases()
+    except FileNotFoundError:
+        pytest.skip("shared verifier corpus not found")
+    if not selected:
+        pytest.skip("shared verifier corpus not found")
+    equal, diffs = tool.compare_logs(selected)
+    assert equal == len(selected), diffs[:5]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pybpf.runtime.memory import REGISTRY, Region
+from pybpf.runtime.percpu_alloc import PercpuArea
 from pybpf.verifier.alloc_obj import StructMeta, meta_by_handle
 
 if TYPE_CHECKING:
@@ -65,11 +66,11 @@ def free_fields(meta: StructMeta | None, addr: int) -> None:
     if meta is None:
         return
     for f in meta.fields:
-        if f.kind == "kptr":
+        if f.kind in ("kptr", "percpu_kptr"):
             ptr = _U64.unpack(REGISTRY.read(addr + f.offset, 8))[0]
             if ptr:
                 REGISTRY.write(addr + f.offset, bytes(8))
-                drop_object(ptr)
+                (drop_object if f.kind == "kptr" else drop_percpu_object)(ptr)
         else:
             freer = FIELD_FREERS.get(f.kind)
             if freer is not None:
@@ -116,15 +117,61 @@ def refcount_acquire(ctx: RunContext | None, p: int, handle: int, *_: int) -> in
     return p
 
 
+# -- per-CPU objects ------------------------------------------------------------------------
+
+#: where ``bpf_percpu_obj_new`` objects live: 64 MiB of each CPU's unit, reserved lazily
+PERCPU_OBJECTS = PercpuArea(64 << 20, "bpf_percpu_obj_new")
+#: the cell's address (what the program holds) -> the cell, for every live per-CPU object
+PERCPU_LIVE: dict[int, Region] = {}
+
+
+def percpu_obj_new(ctx: RunContext | None, size: int, handle: int, *_: int) -> int:
+    """``bpf_percpu_obj_new_impl``: zeroed copies of a scalar struct on every CPU, or NULL.
+
+    As the kernel's per-CPU ``bpf_mem_alloc``, the result is the address of a cell that
+    holds the per-CPU pointer; ``bpf_this_cpu_ptr`` / ``bpf_per_cpu_ptr`` of it load the
+    pointer first (the fixup of ``call_with_percpu_alloc_ptr``)."""
+    if len(PERCPU_LIVE) >= MAX_LIVE_OBJECTS:
+        return 0
+    pcpu = PERCPU_OBJECTS.alloc(size, f"bpf_percpu_obj_new {size}")
+    if not pcpu:
+        return 0
+    cell = REGISTRY.alloc(8, "bpf_percpu_obj_new cell", writable=False)
+    cell.mv[:8] = _U64.pack(pcpu)
+    with _LOCK:
+        PERCPU_LIVE[cell.start] = cell
+    return cell.start
+
+
+def drop_percpu_object(addr: int) -> None:
+    """Free the per-CPU object whose cell is at ``addr`` (unknown addresses are ignored)."""
+    with _LOCK:
+        cell = PERCPU_LIVE.pop(addr, None)
+    if cell is None:
+        return
+    PERCPU_OBJECTS.free(_U64.unpack(cell.read(0, 8))[0])
+    REGISTRY.remove(cell)
+
+
+def percpu_obj_drop(ctx: RunContext | None, p: int, handle: int, *_: int) -> int:
+    """``bpf_percpu_obj_drop_impl``."""
+    drop_percpu_object(p)
+    return 0
+
+
 def live_objects() -> int:
-    """How many allocated objects exist (tests check that maps free theirs)."""
-    return len(LIVE)
+    """How many allocated objects exist, per-CPU ones included (tests check that maps
+    free theirs)."""
+    return len(LIVE) + len(PERCPU_LIVE)
 
 
 ALLOC_IMPLS: dict[str, Callable[..., int]] = {
     "bpf_obj_new_impl": obj_new,
     "bpf_obj_drop_impl": obj_drop,
     "bpf_refcount_acquire_impl": refcount_acquire,
+    "bpf_percpu_obj_new_impl": percpu_obj_new,
+    "bpf_percpu_obj_drop_impl": percpu_obj_drop,
 }
 
-__all__ = ["ALLOC_IMPLS", "FIELD_FREERS", "LIVE", "drop_object", "free_fields", "live_objects"]
+__all__ = ["ALLOC_IMPLS", "FIELD_FREERS", "LIVE", "PERCPU_LIVE", "drop_object", "drop_percpu_object",
+           "free_fields", "live_objects"]

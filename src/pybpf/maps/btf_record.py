@@ -65,19 +65,47 @@ def _skip_modifiers(types: list[Any], tid: int) -> Any:
     return t
 
 
+@dataclass(frozen=True)
+class ValueMember:
+    """One top-level place of a map value: a struct member, or a variable of a DATASEC
+    (global data: ``btf_find_datasec_var``). A ``contains:`` decl tag names it through
+    ``tag_holder`` (the struct, or the VAR) and ``tag_idx`` (member index, or -1)."""
+
+    type: int
+    bit_offset: int
+    tag_holder: int
+    tag_idx: int
+
+
+def value_members(types: list[Any], value_type_id: int) -> list[ValueMember]:
+    """The members ``btf_parse_fields`` scans in a map value type: a struct's members or a
+    DATASEC's variables; none for other types."""
+    if not 0 < value_type_id < len(types):
+        return []
+    tid = value_type_id
+    for _ in range(32):
+        t = types[tid]
+        if getattr(t, "kind", None) is None or t.kind.name not in _MODIFIER_KINDS:
+            break
+        tid = t.type
+    t = types[tid]
+    kind = getattr(getattr(t, "kind", None), "name", None)
+    if kind == "STRUCT":
+        return [ValueMember(m.type, m.bit_offset, tid, i) for i, m in enumerate(t.members)]
+    if kind == "DATASEC":
+        return [ValueMember(types[v.type].type, 8 * v.offset, v.type, -1) for v in t.vars
+                if 0 < v.type < len(types) and types[v.type].kind.name == "VAR"]
+    return []
+
+
 def find_spin_lock(btf: Any, value_type_id: int) -> int:
     """Offset of the ``struct bpf_spin_lock`` member of the value type, or -1.
 
-    Raises :class:`BpfError` as ``btf_parse_fields`` fails (E2BIG, EINVAL).
+    Raises :class:`BpfError` as ``btf_parse_fields`` fails (E2BIG, EFAULT).
     """
     types = _parsed(btf).types
-    if not 0 < value_type_id < len(types):
-        return -1
-    value = _skip_modifiers(types, value_type_id)
-    if getattr(value, "kind", None) is None or value.kind.name != "STRUCT":
-        return -1
     found = -1
-    for member in value.members:
+    for member in value_members(types, value_type_id):
         mtype = _skip_modifiers(types, member.type)
         if mtype.kind.name != "STRUCT" or mtype.name != BPF_SPIN_LOCK_NAME:
             continue
@@ -110,23 +138,12 @@ def find_special_field(btf: Any, value_type_id: int, struct_name: str, size: int
     """Offset of the ``struct <struct_name>`` member of a map value type (BTF), or -1 — one
     field of the kernel's ``btf_parse_fields`` (top-level members only; a second one is
     ``-E2BIG``, a misaligned or mis-sized one ``-EINVAL``, both raised as BpfError)."""
-    parsed = btf.parsed() if hasattr(btf, "parsed") else btf
-    types = parsed.types
-    if btf is None or not 0 < value_type_id < len(types):
+    if btf is None:
         return -1
-
-    def skip(tid: int) -> Any:
-        t = types[tid]
-        while t.kind.name in ("TYPEDEF", "VOLATILE", "CONST", "RESTRICT", "TYPE_TAG"):
-            t = types[t.type]
-        return t
-
-    value = skip(value_type_id)
-    if value.kind.name != "STRUCT":
-        return -1
+    types = _parsed(btf).types
     found = -1
-    for member in value.members:
-        mtype = skip(member.type)
+    for member in value_members(types, value_type_id):
+        mtype = _skip_modifiers(types, member.type)
         if mtype.kind.name != "STRUCT" or mtype.name != struct_name:
             continue
         if found >= 0:
@@ -249,11 +266,12 @@ def _find_kptr(types: list[Any], t: Any, off: int) -> KptrInfo | None:
     return KptrInfo(KPTR_TAGS[tag.name], off, str(pointee.name), pid)
 
 
-def _find_struct_kptrs(types: list[Any], st: Any, level: int) -> list[KptrInfo]:
-    """``btf_find_struct_field`` restricted to kptrs: members, arrays of them (flattened
-    and repeated) and nested structs, offsets relative to ``st``."""
+def _find_struct_kptrs(types: list[Any], members: Any, level: int) -> list[KptrInfo]:
+    """``btf_find_struct_field`` restricted to kptrs: members (of a struct, or a map
+    value's :func:`value_members`), arrays of them (flattened and repeated) and nested
+    structs, offsets relative to their holder."""
     out: list[KptrInfo] = []
-    for member in st.members:
+    for member in members:
         bit_off = member.bit_offset
         if bit_off % 8:
             raise _RecordError("member at a bit offset")
@@ -274,7 +292,7 @@ def _find_struct_kptrs(types: list[Any], st: Any, level: int) -> list[KptrInfo]:
                 continue
             if level + 1 >= MAX_RESOLVE_DEPTH:
                 raise _RecordError("struct nesting too deep")
-            inner = _find_struct_kptrs(types, t, level + 1)
+            inner = _find_struct_kptrs(types, t.members, level + 1)
             out += [KptrInfo(k.kind, off + i * t.size + k.offset, k.name, k.type_id)
                     for i in range(nelems) for k in inner]
             continue
@@ -302,13 +320,8 @@ def find_kptrs(btf: Any, value_type_id: int) -> list[KptrInfo]:
         return []
     parsed = _parsed(btf)
     types = parsed.types if parsed is not None else []
-    if not 0 < value_type_id < len(types):
-        return []
-    value = _skip_modifiers(types, value_type_id)
-    if value.kind.name != "STRUCT":
-        return []
     try:
-        found = _find_struct_kptrs(types, value, 0)
+        found = _find_struct_kptrs(types, value_members(types, value_type_id), 0)
     except _RecordError:
         return []
     return sorted(found, key=lambda k: k.offset)
@@ -420,6 +433,10 @@ def bpf_obj_free_fields(bmap: Any, data: bytes | None) -> int:
             hook = KPTR_DTOR_HOOKS.get(field.name)
             if hook is not None:
                 hook(ptr)
+            else:  # the program's own objects (bpf_obj_new, bpf_percpu_obj_new)
+                from pybpf.helpers.kfunc_alloc import drop_object, drop_percpu_object
+
+                (drop_percpu_object if field.kind == "percpu_kptr" else drop_object)(ptr)
             released += 1
         for root in getattr(bmap, "graph_fields", {}).values():  # bpf_list_head_free & co.
             from pybpf.helpers.kfunc_graph import free_root

@@ -22,10 +22,11 @@ and ENOENT on lookup.
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pybpf.btf.raw import BtfDatasec, BtfInt
 from pybpf.errors import BpfError
 from pybpf.maps.arraybase import (
     SIZEOF_BPF_ARRAY,
@@ -162,6 +163,18 @@ class ArrayOps(BaseMapOps):
 
     def map_alloc(self, attr: MapAttr) -> BpfMap:
         return ArrayMap(self, attr)
+
+    def map_check_btf(self, bmap: BpfMap, btf: Any, key_id: int, value_id: int) -> None:
+        """``array_map_check_btf``: the key is a plain 32-bit integer; only global data
+        (a one-element array whose value is a DATASEC) may have no key type."""
+        if not key_id:
+            if bmap.map_type != BPF_MAP_TYPE_ARRAY or bmap.max_entries != 1 or \
+                    not isinstance(btf.resolve(value_id), BtfDatasec):
+                raise BpfError(errno.EINVAL, "a keyless array BTF is for global data only")
+            return
+        key = btf.resolve(key_id)
+        if not isinstance(key, BtfInt) or key.bits != 32 or key.bit_offset:
+            raise BpfError(errno.EINVAL, "an array's BTF key must be a 32-bit integer")
 
     def mem_usage(self, bmap: BpfMap) -> int:
         size = bmap.max_entries * bmap.value_stride

@@ -49,7 +49,9 @@ OBJ_DROP = "bpf_obj_drop_impl"
 PERCPU_OBJ_DROP = "bpf_percpu_obj_drop_impl"
 REFCOUNT_ACQUIRE = "bpf_refcount_acquire_impl"
 #: the kfuncs this module verifies (``KF_bpf_obj_new_impl`` … of ``special_kfunc_list``)
-ALLOC_KFUNCS = frozenset({OBJ_NEW, OBJ_DROP, REFCOUNT_ACQUIRE})
+ALLOC_KFUNCS = frozenset({OBJ_NEW, PERCPU_OBJ_NEW, OBJ_DROP, PERCPU_OBJ_DROP, REFCOUNT_ACQUIRE})
+#: ``BPF_GLOBAL_PERCPU_MA_MAX_SIZE``: the largest type ``bpf_percpu_obj_new`` allocates
+PERCPU_OBJ_MAX_SIZE = 512
 #: kfuncs whose R0 is an allocated object although BTF says ``void *``
 ALLOC_RET_KFUNCS = frozenset({OBJ_NEW, PERCPU_OBJ_NEW, REFCOUNT_ACQUIRE})
 
@@ -276,14 +278,29 @@ def set_alloc_return(v: Verifier, meta: KfuncMeta, r0: Reg) -> None:
     if not isinstance(t, BtfComposite) or value == 0:
         v.fail(errno.EINVAL, "bpf_obj_new/bpf_percpu_obj_new type ID argument must be of a struct\n")
     assert isinstance(t, BtfComposite)
-    smeta = btf_find_struct_meta(btf, value)
     if meta.name == PERCPU_OBJ_NEW:
-        v.fail(524, "pybpf: kernel function bpf_percpu_obj_new_impl is not supported yet\n")
+        check_percpu_obj_type(v, btf, t, value)
+    smeta = btf_find_struct_meta(btf, value)
     mark_unknown(r0)
     mark_known(r0, 0)
-    r0.type = RegType.PTR_TO_BTF_ID | MEM_ALLOC
+    r0.type = RegType.PTR_TO_BTF_ID | MEM_ALLOC | (MEM_PERCPU if meta.name == PERCPU_OBJ_NEW else 0)
     set_reg_btf(r0, btf, value)
     aux["alloc_obj"] = (t.size, smeta)
+
+
+def check_percpu_obj_type(v: Verifier, btf: Any, t: BtfComposite, tid: int) -> None:
+    """What ``bpf_percpu_obj_new`` may allocate: at most ``BPF_GLOBAL_PERCPU_MA_MAX_SIZE``
+    bytes, no special fields, scalars only (the per-CPU copies are never freed field by
+    field)."""
+    from pybpf.verifier.kfuncs import _is_scalar_struct
+
+    if t.size > PERCPU_OBJ_MAX_SIZE:
+        v.fail(errno.EINVAL, f"bpf_percpu_obj_new type size ({t.size}) is greater than "
+                             f"{PERCPU_OBJ_MAX_SIZE}\n")
+    if btf_find_struct_meta(btf, tid) is not None:
+        v.fail(errno.EINVAL, "bpf_percpu_obj_new type ID argument must not contain special fields\n")
+    if not _is_scalar_struct(v, btf, t):
+        v.fail(errno.EINVAL, "bpf_percpu_obj_new type ID argument must be of a struct of scalars\n")
 
 
 def is_kfunc_ret_null(meta: KfuncMeta) -> bool:
@@ -325,7 +342,7 @@ def fixup_alloc_call(ins: Insn, aux: dict[str, Any]) -> list[Insn] | None:
     size, smeta = info
     handle = smeta.handle if smeta is not None else 0
     out: list[Insn] = []
-    if aux.get("kfunc", (0, ""))[1] == OBJ_NEW:
+    if aux.get("kfunc", (0, ""))[1] in (OBJ_NEW, PERCPU_OBJ_NEW):
         out.append(_Insn(0xB7, 1, 0, 0, size))  # BPF_MOV64_IMM(BPF_REG_1, size)
     return [*out, *ld_imm64(2, handle), ins]
 

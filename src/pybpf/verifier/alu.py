@@ -84,6 +84,7 @@ class AluMixin:
                 if d.type == RegType.SCALAR_VALUE:
                     zero = Reg()
                     mark_scalar_known(zero, 0)
+                    zero.precise = d.precise  # __mark_reg_known(dst, 0) keeps the mark
                     old = d.copy()
                     d.assign(zero)
                     adjust_scalar(AluOp.SUB, d, old, not is64)

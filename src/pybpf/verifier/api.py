@@ -110,19 +110,24 @@ def bpf_check(inp: VerifierInput) -> VerifierResult:
     from pybpf.verifier.fixups import apply_fixups, make_patcher
     from pybpf.verifier.log import BPF_LOG_STATS
     from pybpf.verifier.patch import PatchError
+    from pybpf.verifier.regs import UNKNOWN_PRECISE
 
     t0 = time.perf_counter_ns()
-    v = Verifier(inp)
-    err = 0
+    token = UNKNOWN_PRECISE.set(not inp.bpf_capable)
     try:
-        if not inp.insns:
-            raise VerifyError(errno.EINVAL)
-        v.run()
-    except VerifyError as e:
-        err = e.errno
-    except RecursionError:
-        v.verbose("verifier internal error: recursion too deep\n")
-        err = errno.EFAULT
+        v = Verifier(inp)
+        err = 0
+        try:
+            if not inp.insns:
+                raise VerifyError(errno.EINVAL)
+            v.run()
+        except VerifyError as e:
+            err = e.errno
+        except RecursionError:
+            v.verbose("verifier internal error: recursion too deep\n")
+            err = errno.EFAULT
+    finally:
+        UNKNOWN_PRECISE.reset(token)
     elapsed_us = (time.perf_counter_ns() - t0) // 1000
     log = v.log
     stats_at = len(log.parts)  # fixup errors print before the stats, as in bpf_check

@@ -14,6 +14,7 @@ from pybpf.verifier.cfg import VerifyError
 from pybpf.verifier.const_str import check_bpf_snprintf_call, check_reg_const_str
 from pybpf.verifier.map_key import lookup_cannot_fail, note_map_key
 from pybpf.verifier.regs import (
+    MEM_ALLOC,
     MEM_PERCPU,
     MEM_RCU,
     MEM_RDONLY,
@@ -31,7 +32,6 @@ from pybpf.verifier.regs import (
     reg_bounds_sync,
     reg_type_str,
 )
-from pybpf.verifier.res_lock import update_active_lock
 from pybpf.verifier.state import FuncState, RefState
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ CALLER_SAVED = (0, 1, 2, 3, 4, 5)
 FUNC_GET_FUNC_IP = 173
 FUNC_D_PATH = 147
 FUNC_SNPRINTF = 165
+FUNC_KPTR_XCHG = 194
 #: ``btf_allowlist_d_path``: the functions whose fentry/fexit programs may call bpf_d_path
 D_PATH_ALLOWLIST = frozenset({"security_file_permission", "security_inode_getattr",
                               "security_file_open", "security_path_truncate", "vfs_truncate",
@@ -249,9 +250,11 @@ class CallsMixin:
             mark_known(r0, 0)
             r0.type = R.PTR_TO_BTF_ID | rflags
             r0.btf_name = fn.extra.get("btf_name", "")
-            if fid == 194 and meta.get("kptr_field") is not None:  # bpf_kptr_xchg: the field's type
+            if fid == FUNC_KPTR_XCHG and meta.get("kptr_field") is not None:  # the field's type
                 f = meta["kptr_field"]
                 r0.btf, r0.btf_id, r0.btf_name = f.btf, f.btf_id, f.name
+                if f.local:  # an object of the program's BTF: allocated (per-CPU or not)
+                    r0.type |= MEM_ALLOC | (MEM_PERCPU if f.kind == "percpu_kptr" else 0)
             elif "ret_btf" in fn.extra:  # ret_btf_id: a struct in vmlinux
                 from pybpf.verifier.btf_access import helper_btf_id, vmlinux_btf
                 r0.btf, r0.btf_id = vmlinux_btf(self), helper_btf_id(self, fn.extra["ret_btf"])
@@ -405,8 +408,15 @@ class CallsMixin:
             t &= ~MEM_RDONLY
         if at & int(ArgFlag.PTR_MAYBE_NULL):
             t &= ~PTR_MAYBE_NULL
+        local_kptr = meta.get("func_id") == FUNC_KPTR_XCHG and regno == 2 and \
+            reg.base == R.PTR_TO_BTF_ID and bool(reg.type & MEM_ALLOC)
+        if local_kptr:  # an allocated object (per-CPU or not) may go into a local kptr
+            t &= ~(MEM_ALLOC | MEM_PERCPU)
         if t in compat:
-            if reg.base == R.PTR_TO_BTF_ID and reg.btf is not None:
+            if local_kptr and meta.get("kptr_field") is not None:
+                from pybpf.verifier.kptr import map_kptr_match_type
+                map_kptr_match_type(self, meta["kptr_field"], reg, regno)
+            elif reg.base == R.PTR_TO_BTF_ID and reg.btf is not None:
                 from pybpf.verifier.btf_access import check_reg_type_btf
                 check_reg_type_btf(self, regno, at, compat is _MEM_TYPES, meta)
             return
@@ -502,39 +512,9 @@ class CallsMixin:
         return any(f[0] in ("spin_lock", "res_spin_lock") for f in rec)
 
     def process_spin_lock(self: Verifier, regno: int, is_lock: bool) -> None:
-        reg = self.regs[regno]
-        known = reg.var_off.mask == 0
-        name = "bpf_spin_lock" if is_lock else "bpf_spin_unlock"
-        if not known:
-            self.fail(errno.EINVAL, f"R{regno} doesn't have constant offset. bpf_spin_lock has to be at the "
-                                    "constant offset\n")
-        m = reg.map_ptr
-        rec = getattr(m, "btf_record", None) or []
-        lock = [f for f in rec if f[0] == "spin_lock"]
-        if not lock:
-            self.fail(errno.EINVAL, f"map '{getattr(m, 'name', b'')}' has no valid bpf_spin_lock\n")
-        val = reg.var_off.value + reg.off
-        if lock[0][1] != val:
-            self.fail(errno.EINVAL, f"off {val} doesn't point to 'struct bpf_spin_lock' that is at {lock[0][1]}\n")
-        st = self.state
-        key = (m if reg.id == 0 else reg.id, val)
-        if is_lock:
-            if any(r.kind == "lock" for r in st.refs):  # resilient locks may be held too
-                self.fail(errno.EINVAL, "Locking two bpf_spin_locks are not allowed\n")
-            st.refs.append(RefState(reg.id, self.insn_idx, "lock", (m, val)))  # 6.18 keeps locks with the refs
-            st.active_lock = key
-        else:
-            if st.active_lock is None:
-                self.fail(errno.EINVAL, f"{name} without taking a lock\n")
-            mine = next((r for r in st.refs if r.kind == "lock"
-                         and (r.ptr[0] if r.id == 0 else r.id, r.ptr[1]) == key), None)
-            if mine is None:
-                self.fail(errno.EINVAL, "bpf_spin_unlock of different lock\n")
-            from pybpf.verifier.graph import invalidate_non_owning_refs
+        from pybpf.verifier.spin_lock import process_spin_lock
 
-            invalidate_non_owning_refs(self)
-            st.refs.remove(mine)  # type: ignore[arg-type]
-            update_active_lock(st)
+        process_spin_lock(self, regno, is_lock)
 
     def process_timer(self: Verifier, regno: int, meta: dict[str, Any]) -> None:
         reg = self.regs[regno]

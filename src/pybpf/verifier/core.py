@@ -626,10 +626,7 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
             return
         if ins.src in (2, 6):
             d.type = RegType.PTR_TO_MAP_VALUE
-            d.off = self.aux[self.insn_idx].get("map_off", 0)
-            if self.has_spin_lock(m):
-                self.id_gen += 1
-                d.id = self.id_gen
+            d.off = self.aux[self.insn_idx].get("map_off", 0)  # id 0: one value, one lock
         else:
             d.type = RegType.CONST_PTR_TO_MAP
 

@@ -85,24 +85,16 @@ def map_graph_roots(btf: Any, value_type_id: int) -> list[BtfField]:
     missing or wrong raises ``ValueError`` (Linux refuses the map with EINVAL)."""
     if btf is None:
         return []
+    from pybpf.maps.btf_record import value_members
+
     parsed = btf.parsed() if callable(getattr(btf, "parsed", None)) else btf
-    types = parsed.types
-    if not 0 < value_type_id < len(types):
-        return []
-    tid = value_type_id
-    t = types[tid]
-    while not isinstance(t, BtfStruct) and hasattr(t, "type") and t.kind.name in (
-            "TYPEDEF", "VOLATILE", "CONST", "RESTRICT", "TYPE_TAG"):
-        tid = t.type
-        t = types[tid]
-    if not isinstance(t, BtfStruct):
-        return []
     out: list[BtfField] = []
-    for idx, m in enumerate(t.members):
-        mt = types[m.type]
+    for m in value_members(parsed.types, value_type_id):
+        mt = parsed.types[m.type]
         if isinstance(mt, BtfStruct) and mt.name in NODE_OF_ROOT:
             kind = ALLOC_OBJ_FIELDS[mt.name][0]
-            root = parse_graph_root(parsed, kind, m.bit_offset // 8, _contains_tag(parsed, tid, idx))
+            root = parse_graph_root(parsed, kind, m.bit_offset // 8,
+                                    _contains_tag(parsed, m.tag_holder, m.tag_idx))
             if root is None:
                 raise ValueError(f"{kind} without a valid contains tag")
             out.append(root)

@@ -1,6 +1,6 @@
 """Helper calls ``do_misc_fixups`` replaces by their body (Linux 6.18, x86-64).
 
-Two helpers are inlined for every program type when the program is JIT-ed (pybpf
+Three helpers are inlined for every program type when the program is JIT-ed (pybpf
 programs always are: ``prog->jit_requested``), as the live kernel's xlated dump shows:
 
 ``bpf_jiffies64``
@@ -9,6 +9,8 @@ programs always are: ``prog->jit_requested``), as the live kernel's xlated dump 
 per-CPU instructions)
     ``r0 = (u32)&cpu_number`` (``BPF_MOV64_IMM``), the per-CPU mov
     ``r0 = &(void __percpu *)(r0)``, ``r0 = *(u32 *)(r0 +0)``.
+``bpf_kptr_xchg`` (``bpf_jit_supports_ptr_xchg``)
+    ``r0 = r2``, ``r0 = atomic64_xchg((u64 *)(r1 +0), r0)``.
 
 The variables are :mod:`pybpf.runtime.kvars`'s; where ``cpu_number`` cannot be placed
 below 2 GiB the call stays a call, as a kernel that does not inline it would leave it.
@@ -25,6 +27,7 @@ from pybpf.isa.insn import Insn, ld_imm64
 
 BPF_FUNC_get_smp_processor_id = 8
 BPF_FUNC_jiffies64 = 118
+BPF_FUNC_kptr_xchg = 194
 
 
 def _s32(v: int) -> int:
@@ -50,10 +53,16 @@ def _gen_smp_processor_id() -> list[Insn] | None:
             Insn(0x61, 0, 0, 0, 0)]  # r0 = *(u32 *)(r0 + 0)
 
 
+def _gen_kptr_xchg() -> list[Insn] | None:
+    return [Insn(0xBF, 0, 2, 0, 0),  # r0 = r2
+            Insn(0xDB, 1, 0, 0, 0xE1)]  # r0 = atomic64_xchg((u64 *)(r1 + 0), r0)
+
+
 #: helper id -> generator of its inline body (``None``: keep the call)
 INLINE_HELPERS = {
     BPF_FUNC_jiffies64: _gen_jiffies64,
     BPF_FUNC_get_smp_processor_id: _gen_smp_processor_id,
+    BPF_FUNC_kptr_xchg: _gen_kptr_xchg,
 }
 
 

@@ -24,6 +24,7 @@ from pybpf.verifier.regs import (
     zext_32_to_64,
 )
 from pybpf.verifier.scalar_alu import add_scalar_bounds
+from pybpf.verifier.spin_lock import reg_may_point_to_spin_lock
 from pybpf.verifier.state import VState
 from pybpf.verifier.tnum import U32, U64
 
@@ -511,10 +512,9 @@ class JmpMixin:
                 reg.type = RegType.PTR_TO_SOCKET
             else:
                 reg.type &= ~PTR_MAYBE_NULL
-            if not self.has_spin_lock(m):
+            if not reg_may_point_to_spin_lock(reg):
                 reg.id = 0
             return
         reg.type &= ~PTR_MAYBE_NULL
-        reg.id = 0 if reg.base != RegType.PTR_TO_BTF_ID else reg.id
-        if reg.base == RegType.PTR_TO_BTF_ID:
+        if not reg_may_point_to_spin_lock(reg):  # an object holding a lock keeps its id
             reg.id = 0

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from pybpf.btf.raw import BtfDatasec, BtfFunc, BtfVar
 from pybpf.runtime.cpus import PCPU_UNIT_STRIDE, num_possible_cpus, this_cpu_off
 from pybpf.runtime.memory import REGISTRY, Region
-from pybpf.verifier.regs import MEM_PERCPU, MEM_RDONLY, RegType
+from pybpf.verifier.regs import MEM_ALLOC, MEM_PERCPU, MEM_RCU, MEM_RDONLY, RegType
 
 if TYPE_CHECKING:
     from pybpf.verifier.core import Verifier
@@ -268,10 +268,11 @@ def record_percpu_btf_arg(v: Verifier, fn: Any, meta: dict[str, Any]) -> None:
             if not reg.btf_id:
                 v.fail(errno.EACCES, f"Helper has invalid btf_id in R{i + 1}\n")
             meta["ret_btf"], meta["ret_btf_id"] = reg.btf, reg.btf_id
-            meta["ret_alloc_percpu"] = bool(reg.type & MEM_ALLOC_FLAG)
-
-
-MEM_ALLOC_FLAG = 1 << 16  # regs.MEM_ALLOC: bpf_percpu_obj_new objects
+            # a bpf_percpu_obj_new object (loaded from a map's percpu kptr, MEM_RCU): the
+            # register holds the address of the per-CPU pointer, which a fixup loads
+            if reg.type & MEM_RCU:
+                meta["ret_alloc_percpu"] = True
+                v.aux[v.insn_idx]["call_with_percpu_alloc_ptr"] = True
 
 
 def mark_ret_mem_or_btf_id(v: Verifier, r0: Reg, ret_flags: int, meta: dict[str, Any]) -> None:
@@ -279,7 +280,6 @@ def mark_ret_mem_or_btf_id(v: Verifier, r0: Reg, ret_flags: int, meta: dict[str,
     memory of the type's size for scalars, else a pointer to the struct (``MEM_RDONLY``
     dropped; ``bpf_percpu_obj_new`` objects give ``MEM_ALLOC | MEM_RCU``)."""
     from pybpf.verifier.btf_access import btf_type_name, skip_modifiers
-    from pybpf.verifier.regs import MEM_RCU
 
     btf: Any = meta.get("ret_btf")
     btf_id: int = meta.get("ret_btf_id", 0)
@@ -293,7 +293,7 @@ def mark_ret_mem_or_btf_id(v: Verifier, r0: Reg, ret_flags: int, meta: dict[str,
         r0.mem_size = size
         return
     if meta.get("ret_alloc_percpu"):
-        r0.type = RegType.PTR_TO_BTF_ID | MEM_ALLOC_FLAG | MEM_RCU
+        r0.type = RegType.PTR_TO_BTF_ID | MEM_ALLOC | MEM_RCU
     else:
         r0.type = RegType.PTR_TO_BTF_ID | (ret_flags & ~MEM_RDONLY)
     r0.btf, r0.btf_id = btf, btf_id

@@ -356,6 +356,13 @@ def misc_fixups(v: Verifier, p: ProgPatcher) -> None:
             p.patch(i, new)
             i += len(new)
             continue
+        if ins.code == CALL and ins.src == 0 and p.aux[i].get("call_with_percpu_alloc_ptr"):
+            # bpf_{this,per}_cpu_ptr of a bpf_percpu_obj_new object: the register holds
+            # where the per-CPU pointer is kept; ``r1 = *(u64 *)(r1 + 0)`` fetches it
+            new = [Insn(0x79, 1, 1, 0, 0), ins]  # BPF_LDX | BPF_MEM | BPF_DW
+            p.patch(i, new)
+            i += len(new)
+            continue
         if ins.code == CALL and ins.src == 0:
             new = inline_tracing_call(ins, v.prog_type, v.inp.expected_attach_type) \
                 or inline_helper_call(ins, jit_requested)

@@ -183,8 +183,9 @@ class PrecisionMixin:
 
     def _mark_chain_precision(self: Verifier, bt: BacktrackState) -> None:
         """``__mark_chain_precision``: backtrack through the current state and then each
-        parent checkpoint until every requested register/slot has found its origin."""
-        if bt.empty():
+        parent checkpoint until every requested register/slot has found its origin.
+        Unprivileged checks have every scalar precise already: nothing to do."""
+        if bt.empty() or not self.bpf_capable:
             return
         log = self.log
         lvl2 = bool(log.enabled and log.level & 2)

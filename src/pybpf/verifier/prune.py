@@ -305,8 +305,9 @@ class PruneMixin:
         self.explored_size = 0
         self.free_list_size = 0
         self.uncleaned = 0  # finished checkpoints not cleaned yet
-        # BPF_F_TEST_STATE_FREQ: a checkpoint at every prune point (selftests use it)
-        self.test_state_freq = bool(self.inp.prog_flags & (1 << 3))
+        # BPF_F_TEST_STATE_FREQ: a checkpoint at every prune point (selftests use it);
+        # honoured for privileged loads only
+        self.test_state_freq = bool(self.inp.prog_flags & (1 << 3)) and bool(self.inp.bpf_capable)
         self.total_states = 0
         self.peak_states = 0
         self.max_states_per_insn = 0

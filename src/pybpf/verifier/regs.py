@@ -9,6 +9,7 @@ operation, because each view can sharpen the others.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from enum import IntEnum
 from typing import Any
 
@@ -276,8 +277,15 @@ def mark_scalar_known(r: Reg, v: int) -> None:
 _ASSIGN_SLOTS = tuple(n for n in Reg.__slots__ if n != "subreg_def")
 
 
-def mark_unknown(r: Reg, precise: bool = False) -> None:
-    """``__mark_reg_unknown``: a scalar about which nothing is known."""
+#: ``!env->bpf_capable`` for the check under way: an unprivileged load makes every unknown
+#: scalar precise from the start (``__mark_reg_unknown``), which its log shows (``P``).
+#: The verifier sets it around a check (verifier/api.py).
+UNKNOWN_PRECISE: ContextVar[bool] = ContextVar("pybpf_unknown_precise", default=False)
+
+
+def mark_unknown(r: Reg, precise: bool | None = None) -> None:
+    """``__mark_reg_unknown``: a scalar about which nothing is known (``precise``: None
+    for the kernel's default, see :data:`UNKNOWN_PRECISE`)."""
     r.type = RegType.SCALAR_VALUE
     r.var_off = tn.UNKNOWN
     mark_unbounded(r)
@@ -292,7 +300,7 @@ def mark_unknown(r: Reg, precise: bool = False) -> None:
     r.btf_name = ""
     r.btf = None
     r.btf_id = 0
-    r.precise = precise
+    r.precise = UNKNOWN_PRECISE.get() if precise is None else precise
 
 
 def set_reg_btf(r: Reg, btf: Any, tid: int) -> None:

@@ -10,25 +10,24 @@ locks may be held at once, released in reverse order; the same lock twice is an 
 deadlock. The ``_irqsave`` variants also save the interrupt state in an ``__irq_flag``
 slot of the lock class (verifier/irq_flags.py).
 
-Held locks are references of kind ``res_lock`` / ``res_lock_irq`` carrying the lock's
-owner (the map, or the allocated object's id) — ``bpf_reference_state.ptr`` — and the
-state's ``active_lock`` names the innermost one.
+Taking and releasing is ``process_spin_lock`` (verifier/spin_lock.py), shared with
+``bpf_spin_lock``: held locks are references of kind ``res_lock`` / ``res_lock_irq``.
 """
 
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from pybpf.verifier.async_work import map_name_str
 from pybpf.verifier.regs import (
+    MEM_ALLOC,
     RegType,
     mark_known,
     mark_not_init,
     mark_unknown,
     reg_bounds_sync,
 )
-from pybpf.verifier.state import RefState
+from pybpf.verifier.spin_lock import process_spin_lock
 
 if TYPE_CHECKING:
     from pybpf.verifier.core import Verifier
@@ -41,7 +40,6 @@ RES_LOCK_KFUNCS = {
     "bpf_res_spin_lock_irqsave": (True, True),
     "bpf_res_spin_unlock_irqrestore": (False, True),
 }
-LOCK_KINDS = frozenset({"lock", "res_lock", "res_lock_irq"})
 #: the kfuncs that take a resilient lock (and may fail doing so)
 RES_LOCK_TAKERS = frozenset(n for n, (lock, _irq) in RES_LOCK_KFUNCS.items() if lock)
 
@@ -69,55 +67,10 @@ def mark_lock_success(v: Verifier) -> None:
 
 
 def process_res_spin_lock(v: Verifier, name: str, regno: int, argno: int) -> None:
-    """``process_spin_lock`` with ``PROCESS_RES_LOCK`` for the lock argument."""
+    """``KF_ARG_PTR_TO_RES_SPIN_LOCK``: a map value or an allocated object, then
+    ``process_spin_lock`` with ``PROCESS_RES_LOCK`` (verifier/spin_lock.py)."""
     reg = v.regs[regno]
-    if reg.type != RegType.PTR_TO_MAP_VALUE:
+    if reg.type not in (RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_BTF_ID | MEM_ALLOC):
         v.fail(errno.EINVAL, f"arg#{argno} doesn't point to map value or allocated object\n")
     is_lock, is_irq = RES_LOCK_KFUNCS[name]
-    if reg.var_off.mask:
-        v.fail(errno.EINVAL, f"R{regno} doesn't have constant offset. bpf_res_spin_lock has to "
-                             "be at the constant offset\n")
-    m = reg.map_ptr
-    mname = map_name_str(m)
-    if getattr(m, "btf", None) is None:
-        v.fail(errno.EINVAL, f"map '{mname}' has to have BTF in order to use bpf_res_spin_lock\n")
-    off = next((o for k, o, _s in getattr(m, "btf_record", None) or () if k == "res_spin_lock"), -1)
-    if off < 0:
-        v.fail(errno.EINVAL, f"map '{mname}' has no valid bpf_res_spin_lock\n")
-    val = reg.var_off.value + reg.off
-    if off != val:
-        v.fail(errno.EINVAL, f"off {val} doesn't point to 'struct bpf_res_spin_lock' that is "
-                             f"at {off}\n")
-    st = v.state
-    owner = m  # ``ptr`` of the lock's reference: the map (only map values get here)
-    kind = "res_lock_irq" if is_irq else "res_lock"
-    held = [r for r in st.refs if r.kind in LOCK_KINDS]
-    if is_lock:
-        if any(r.kind in ("res_lock", "res_lock_irq") and r.id == reg.id and r.ptr[0] is owner
-               for r in held):
-            v.fail(errno.EINVAL, "Acquiring the same lock again, AA deadlock detected\n")
-        st.refs.append(RefState(reg.id, v.insn_idx, kind, (owner, val)))
-        update_active_lock(st)
-        return
-    if not held:
-        v.fail(errno.EINVAL, "bpf_res_spin_unlock without taking a lock\n")
-    mine = next((r for r in held if r.kind == kind and r.id == reg.id and r.ptr[0] is owner),
-                None)
-    if mine is None:
-        v.fail(errno.EINVAL, "bpf_res_spin_unlock of different lock\n")
-    assert mine is not None
-    if held[-1] is not mine:
-        v.fail(errno.EINVAL, "bpf_res_spin_unlock cannot be out of order\n")
-    st.refs.remove(mine)
-    update_active_lock(st)
-
-
-def update_active_lock(st: Any) -> None:
-    """``active_lock``: the innermost held lock as (owner or id, offset), or None."""
-    held = [r for r in st.refs if r.kind in LOCK_KINDS]
-    if not held:
-        st.active_lock = None
-        return
-    last = held[-1]
-    owner, off = last.ptr if last.ptr is not None else (None, 0)
-    st.active_lock = (owner if last.id == 0 else last.id, off)
+    process_spin_lock(v, regno, is_lock, res=True, irq=is_irq)
