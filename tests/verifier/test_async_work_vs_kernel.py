@@ -29,7 +29,7 @@ PROGS = ("schedule_resume", "schedule_signal_hash", "wrong_map", "wrong_offset",
          "callback_returns_5")
 WQ_OBJ = Path(__file__).parent / "task_work" / "wq.o"
 WQ_PROGS = ("wq_array", "wq_errors", "wq_hash", "wq_wrong_map", "wq_wrong_offset",
-            "wq_bad_return", "wq_tc")
+            "wq_bad_return", "wq_tc", "wq_value_as_map", "wq_scalar_as_map")
 #: (object, its programs, its maps as (name, key) pairs)
 OBJECTS = {"task_work": (OBJ, PROGS, (("works", 0), ("works", 1), ("hworks", 3))),
            "wq": (WQ_OBJ, WQ_PROGS, (("wqs", 0), ("wqs", 1), ("hwqs", 3)))}

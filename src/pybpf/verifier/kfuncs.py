@@ -621,12 +621,20 @@ def check_kfunc_args(v: Verifier, meta: KfuncMeta) -> None:
 
 
 def _check_map_arg(v: Verifier, meta: KfuncMeta, reg: Reg, regno: int, pname: str) -> None:
-    """``KF_ARG_PTR_TO_MAP`` (``__map`` suffix): a map pointer from ``ld_imm64``."""
+    """``KF_ARG_PTR_TO_MAP`` (``__map`` suffix): a map pointer from ``ld_imm64``. Another
+    register with a map (a map value) fails the ``struct bpf_map`` type check that
+    follows; a BTF pointer to a ``struct bpf_map`` is not modelled (ENOTSUPP)."""
+    from pybpf.verifier.btf_access import TRUSTED_MODIFIERS
+
     if reg.type == RegType.CONST_PTR_TO_MAP:
         return
+    if reg.base == RegType.PTR_TO_BTF_ID:
+        v.fail(ENOTSUPP, f"pybpf: argument {pname} of kernel function {meta.name} is not supported yet\n")
     if getattr(reg, "map_ptr", None) is None:
         v.fail(errno.EINVAL, f"pointer in R{regno} isn't map pointer\n")
-    v.fail(ENOTSUPP, f"pybpf: argument {pname} of kernel function {meta.name} is not supported yet\n")
+    want = reg.base | (reg.type & TRUSTED_MODIFIERS)
+    v.fail(errno.EINVAL, f"arg#{regno - 1} is {reg_type_str(reg.type)} expected {reg_type_str(want)} "
+                         "or socket\n")
 
 
 def _check_scalar_arg(v: Verifier, meta: KfuncMeta, reg: Reg, regno: int, pname: str) -> None:

@@ -151,4 +151,27 @@ int wq_tc(struct __sk_buff *skb)
 	return 0;
 }
 
+/* a map value where the map itself is expected, then a scalar */
+SEC("syscall")
+int wq_value_as_map(void *ctx)
+{
+	int k = 0;
+	struct elem *e = bpf_map_lookup_elem(&wqs, &k);
+
+	if (!e)
+		return 1;
+	return bpf_wq_init(&e->wq, e, 0);
+}
+
+SEC("syscall")
+int wq_scalar_as_map(void *ctx)
+{
+	int k = 0;
+	struct elem *e = bpf_map_lookup_elem(&wqs, &k);
+
+	if (!e)
+		return 1;
+	return bpf_wq_init(&e->wq, (void *)(long)k, 0);
+}
+
 char _license[] SEC("license") = "GPL";
