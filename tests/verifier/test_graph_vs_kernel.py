@@ -243,20 +243,22 @@ def test_graph_xlated_as_kernel(kernel: ModuleType, obj: str, name: str) -> None
 
 #: (object, script): every program of the script is loaded, then run in order; the kernel's
 #: return values are the answer. Global data: a list and an rbtree in `.data.*` sections.
-#: Objects: a list in a bpf_obj_new object, the object pushed onto a map's list (freed with
-#: the map). Kptrs: nodes stashed in and taken out of a map's local kptr, per-CPU objects
+#: An array of roots and a root in a nested struct. Objects: a list in a bpf_obj_new object,
+#: the object pushed onto a map's list (freed with the map), a local kptr in an object. Kptrs: nodes stashed in and taken out of a map's local kptr, per-CPU objects
 #: stashed, cleared on every CPU (the kernel may hand out a recycled per-CPU object without
 #: zeroing it), updated through bpf_this_cpu_ptr and replaced (the old one dropped).
 STATE_SCRIPTS = {
     "graph_global": [("g_push", 20), ("g_push", 30), ("g_pop", 64), ("g_rb", 40), ("g_rb", 25),
                      ("g_rb", 60), ("g_push", 44), ("g_pop", 64), ("g_pop", 64), ("g_pop", 64),
-                     ("g_counter", 64), ("g_push", 70)],
+                     ("g_counter", 64), ("g_push", 70), ("g_array_roots", 30), ("g_nested_root", 40)],
     "graph_in_obj": [("in_obj", 20), ("in_obj_keep", 30), ("in_obj", 40), ("lock_obj", 20),
                      ("in_obj_keep", 50)],
     "graph_kptr": [("unstash_node", 64), ("stash_node", 20), ("stash_node", 30), ("stash_read", 64),
                    ("unstash_node", 64), ("unstash_node", 64), ("stash_node", 40), ("pcpu_use", 64),
                    ("pcpu_new", 64), ("pcpu_zero", 64), ("pcpu_use", 20), ("pcpu_use", 30),
-                   ("pcpu_new", 64), ("pcpu_zero", 64), ("pcpu_use", 25)],
+                   ("pcpu_new", 64), ("pcpu_zero", 64), ("pcpu_use", 25), ("nested_kptr", 33),
+                   ("nested_kptr_kept", 64), ("rb_stash_peek", 64), ("rb_stash_put", 21),
+                   ("rb_stash_peek", 64), ("rb_stash_put", 22)],
 }
 
 
@@ -289,7 +291,7 @@ def test_stateful_scripts_cover_the_cases() -> None:
     script = STATE_SCRIPTS["graph_kptr"]
     got, _ = _run(pybpf_instance(0), path, sorted({n for n, _ in script}), script, None)
     assert got[:7] == [0xFFFFFFFF, 0, 20, 30, 30, 0xFFFFFFFF, 0]
-    assert got[-5:-2] == [20, 50, 0] and got[-1] == 25
+    assert got[-11:-8] == [20, 50, 0] and got[-7:] == [25, 33, 0, 0xFFFFFFFF, 0, 21, 0]
 
 
 @pytest.mark.parametrize(("obj", "name"), [("graph_kptr", "pcpu_use"), ("graph_kptr", "pcpu_new"),

@@ -66,7 +66,7 @@ def free_fields(meta: StructMeta | None, addr: int) -> None:
     if meta is None:
         return
     for f in meta.fields:
-        if f.kind in ("kptr", "percpu_kptr"):
+        if f.kind in ("kptr", "percpu_kptr") and f.kptr_tag != "kptr_untrusted":
             ptr = _U64.unpack(REGISTRY.read(addr + f.offset, 8))[0]
             if ptr:
                 REGISTRY.write(addr + f.offset, bytes(8))

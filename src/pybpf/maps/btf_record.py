@@ -75,6 +75,7 @@ class ValueMember:
     bit_offset: int
     tag_holder: int
     tag_idx: int
+    size: int = 0  # a variable's size in its section (``expected_size``), 0 for a member
 
 
 def value_members(types: list[Any], value_type_id: int) -> list[ValueMember]:
@@ -93,30 +94,104 @@ def value_members(types: list[Any], value_type_id: int) -> list[ValueMember]:
     if kind == "STRUCT":
         return [ValueMember(m.type, m.bit_offset, tid, i) for i, m in enumerate(t.members)]
     if kind == "DATASEC":
-        return [ValueMember(types[v.type].type, 8 * v.offset, v.type, -1) for v in t.vars
+        return [ValueMember(types[v.type].type, 8 * v.offset, v.type, -1, v.size) for v in t.vars
                 if 0 < v.type < len(types) and types[v.type].kind.name == "VAR"]
     return []
 
 
-def find_spin_lock(btf: Any, value_type_id: int) -> int:
-    """Offset of the ``struct bpf_spin_lock`` member of the value type, or -1.
+#: ``btf_get_field_type``'s special structs: name -> (size, alignment)
+FIELD_STRUCTS = {
+    "bpf_spin_lock": (4, 4), "bpf_res_spin_lock": (4, 4), "bpf_timer": (16, 8),
+    "bpf_wq": (16, 8), "bpf_task_work": (8, 8), "bpf_list_head": (16, 8),
+    "bpf_list_node": (24, 8), "bpf_rb_root": (16, 8), "bpf_rb_node": (32, 8),
+    "bpf_refcount": (4, 4),
+}
+#: at most one of each in a value (a second is E2BIG: ``seen_mask``)
+UNIQUE_FIELDS = frozenset({"bpf_spin_lock", "bpf_res_spin_lock", "bpf_timer", "bpf_wq",
+                           "bpf_task_work", "bpf_refcount"})
+#: what an array may repeat (``btf_repeat_fields``; anything else repeated is EINVAL)
+REPEATABLE_FIELDS = frozenset({"bpf_list_head", "bpf_rb_root"})
+#: the special structs of a map value (``map_check_btf``'s mask; kptrs: :func:`find_kptrs`)
+MAP_VALUE_FIELDS = frozenset(FIELD_STRUCTS) - {"bpf_list_node", "bpf_rb_node"}
 
-    Raises :class:`BpfError` as ``btf_parse_fields`` fails (E2BIG, EFAULT).
+
+@dataclass(frozen=True)
+class StructField:
+    """A special struct found in a value: its name, offset and the member (or variable)
+    that holds it, for a ``contains:`` decl tag (``tag_holder``, ``tag_idx``)."""
+
+    name: str
+    offset: int
+    tag_holder: int
+    tag_idx: int
+
+
+def find_struct_fields(types: list[Any], value_type_id: int, names: frozenset[str]
+                       ) -> list[StructField]:
+    """``btf_find_field`` for the special structs ``names`` of a struct or DATASEC value:
+    members and variables, arrays of them (flattened; only graph roots may repeat) and
+    structs nested in them, at most 32 deep. Sorted by offset. Raises :class:`BpfError`
+    as the kernel fails: E2BIG for a second lock / timer / ..., EINVAL for a repeated
+    field that may not repeat or a member at a bit offset, EFAULT for a misplaced lock."""
+    seen: set[str] = set()
+
+    def one(tid: int, off: int, holder: int, idx: int, expected: int, level: int) -> list[StructField]:
+        t, nelems = types[tid], 1
+        for _ in range(MAX_RESOLVE_DEPTH):
+            if t.kind.name != "ARRAY":
+                break
+            nelems *= t.nelems
+            t = types[t.type]
+        else:
+            raise BpfError(errno.E2BIG, "array nesting too deep")
+        if nelems == 0 or t.kind.name != "STRUCT":
+            return []
+        if t.name in names:
+            size, align = FIELD_STRUCTS[t.name]
+            if t.name in UNIQUE_FIELDS:
+                if t.name in seen:
+                    raise BpfError(errno.E2BIG, f"more than one {t.name} in the value")
+                seen.add(t.name)
+            if (expected and expected != size * nelems) or t.size != size:
+                return []
+            if off % align:
+                if t.name == BPF_SPIN_LOCK_NAME:  # BTF_LOAD refuses it so (EFAULT)
+                    raise BpfError(errno.EFAULT, "misplaced bpf_spin_lock")
+                return []
+            found = [StructField(t.name, off, holder, idx)]
+        elif t.name in FIELD_STRUCTS:  # a special struct outside the mask: opaque
+            return []
+        else:
+            if expected and expected != t.size * nelems:
+                return []
+            if level + 1 >= MAX_RESOLVE_DEPTH:
+                raise BpfError(errno.E2BIG, "struct nesting too deep")
+            found = []
+            for i, m in enumerate(t.members):
+                if m.bit_offset % 8:
+                    raise BpfError(errno.EINVAL, "member at a bit offset")
+                found += one(m.type, off + m.bit_offset // 8, t.id, i, 0, level + 1)
+        if nelems > 1 and found:
+            if any(f.name not in REPEATABLE_FIELDS for f in found):
+                raise BpfError(errno.EINVAL, "only graph roots may be repeated in an array")
+            found = [StructField(f.name, f.offset + i * t.size, f.tag_holder, f.tag_idx)
+                     for i in range(nelems) for f in found]
+        return found
+
+    out: list[StructField] = []
+    for m in value_members(types, value_type_id):
+        if m.bit_offset % 8:
+            raise BpfError(errno.EINVAL, "member at a bit offset")
+        out += one(m.type, m.bit_offset // 8, m.tag_holder, m.tag_idx, m.size, 0)
+    return sorted(out, key=lambda f: f.offset)
+
+
+def find_spin_lock(btf: Any, value_type_id: int) -> int:
+    """Offset of the value's ``struct bpf_spin_lock`` (at any depth), or -1.
+
+    Raises :class:`BpfError` as ``btf_parse_fields`` fails (E2BIG, EFAULT, EINVAL).
     """
-    types = _parsed(btf).types
-    found = -1
-    for member in value_members(types, value_type_id):
-        mtype = _skip_modifiers(types, member.type)
-        if mtype.kind.name != "STRUCT" or mtype.name != BPF_SPIN_LOCK_NAME:
-            continue
-        if found >= 0:
-            raise BpfError(errno.E2BIG, "more than one bpf_spin_lock in the value")
-        off = member.bit_offset // 8
-        if member.bit_offset % 8 or mtype.size != SIZEOF_BPF_SPIN_LOCK or \
-                off % SIZEOF_BPF_SPIN_LOCK:
-            raise BpfError(errno.EFAULT, "misplaced or mis-sized bpf_spin_lock")
-        found = off
-    return found
+    return find_special_field(btf, value_type_id, BPF_SPIN_LOCK_NAME, SIZEOF_BPF_SPIN_LOCK, 4)
 
 
 def apply_btf_record(bmap: Any, btf: Any, value_type_id: int) -> int:
@@ -135,23 +210,13 @@ BPF_TIMER_NAME = "bpf_timer"
 
 def find_special_field(btf: Any, value_type_id: int, struct_name: str, size: int,
                        align: int = 8) -> int:
-    """Offset of the ``struct <struct_name>`` member of a map value type (BTF), or -1 — one
-    field of the kernel's ``btf_parse_fields`` (top-level members only; a second one is
-    ``-E2BIG``, a misaligned or mis-sized one ``-EINVAL``, both raised as BpfError)."""
+    """Offset of the ``struct <struct_name>`` of a map value type (BTF), or -1 — one field
+    of the kernel's ``btf_parse_fields`` (:func:`find_struct_fields`; ``size`` and
+    ``align`` are the struct's, as in :data:`FIELD_STRUCTS`)."""
     if btf is None:
         return -1
-    types = _parsed(btf).types
-    found = -1
-    for member in value_members(types, value_type_id):
-        mtype = _skip_modifiers(types, member.type)
-        if mtype.kind.name != "STRUCT" or mtype.name != struct_name:
-            continue
-        if found >= 0:
-            raise BpfError(errno.E2BIG, f"more than one {struct_name} in the value")
-        if member.bit_offset % (8 * align) or mtype.size != size:
-            raise BpfError(errno.EINVAL, f"misaligned or mis-sized {struct_name}")
-        found = member.bit_offset // 8
-    return found
+    found = find_struct_fields(_parsed(btf).types, value_type_id, frozenset({struct_name}))
+    return found[0].offset if found else -1
 
 
 def find_timer(btf: Any, value_type_id: int) -> int:

@@ -65,6 +65,7 @@ ALLOC_OBJ_FIELDS = {
     "bpf_rb_node": ("bpf_rb_node", 32),
     "bpf_refcount": ("bpf_refcount", 4),
 }
+ALLOC_OBJ_FIELD_NAMES = frozenset(ALLOC_OBJ_FIELDS)
 KPTR_TAG_NAMES = {"kptr": "kptr", "kptr_untrusted": "kptr", "percpu_kptr": "percpu_kptr"}
 
 
@@ -81,6 +82,7 @@ class BtfField:
     value_btf_id: int = 0
     node_offset: int = 0
     root_btf: Any = dc_field(default=None, compare=False, repr=False)
+    kptr_tag: str = ""  # a kptr's type tag: kptr, kptr_untrusted, percpu_kptr
 
 
 NODE_OF_ROOT = {"bpf_list_head": "bpf_list_node", "bpf_rb_root": "bpf_rb_node"}
@@ -141,43 +143,51 @@ def _contains_tag(btf: Any, struct_id: int, member_idx: int) -> tuple[str, str] 
     return None
 
 
-def _kptr_kind(btf: Any, tid: int) -> str | None:
+def _kptr_field(btf: Any, tid: int, off: int) -> BtfField | None:
+    """A kptr member (``PTR -> TYPE_TAG kptr* -> struct``) at ``off``: its field, with the
+    tag and the pointee's type id; None for any other member."""
     t = btf.types[tid]
     if not isinstance(t, BtfPtr):
         return None
     tag = btf.types[t.type]
-    if isinstance(tag, BtfTypeTag) and tag.name in KPTR_TAG_NAMES:
-        return KPTR_TAG_NAMES[tag.name]
-    return None
+    if not isinstance(tag, BtfTypeTag) or tag.name not in KPTR_TAG_NAMES:
+        return None
+    pointee = tag.type
+    while isinstance(btf.types[pointee], (BtfTypeTag,)) or btf.types[pointee].kind.name in (
+            "CONST", "VOLATILE", "RESTRICT", "TYPEDEF"):
+        pointee = btf.types[pointee].type
+    return BtfField(KPTR_TAG_NAMES[tag.name], off, 8, value_btf_id=pointee, kptr_tag=tag.name)
 
 
 def _parse_meta(btf: Any, tid: int, handle: int) -> StructMeta | None:
+    """``btf_parse_fields`` with ``alloc_obj_fields``: the special structs at any depth
+    (maps/btf_record.py: ``find_struct_fields``) and the top-level kptrs."""
+    from pybpf.errors import BpfError
+    from pybpf.maps.btf_record import find_struct_fields
+
     t = btf.types[tid]
     if not isinstance(t, BtfStruct):
         return None
-    fields: list[BtfField] = []
-    special = False
-    for idx, m in enumerate(t.members):
-        mt = btf.types[m.type]
-        off = m.bit_offset // 8
-        if isinstance(mt, BtfStruct) and mt.name in ALLOC_OBJ_FIELDS:
-            special = True
-            kind, size = ALLOC_OBJ_FIELDS[mt.name]
-            if kind in NODE_OF_ROOT:
-                root = parse_graph_root(btf, kind, off, _contains_tag(btf, tid, idx))
-                if root is None:
-                    return None
-                fields.append(root)
-            else:
-                fields.append(BtfField(kind, off, size))
-            continue
-        kptr = _kptr_kind(btf, m.type)
-        if kptr is not None:
-            special = True
-            fields.append(BtfField(kptr, off, 8))
-    if not special:
+    try:
+        found = find_struct_fields(btf.types, tid, ALLOC_OBJ_FIELD_NAMES)
+    except BpfError:
         return None
-    return StructMeta(tid, t.name, t.size, tuple(fields), handle)
+    fields: list[BtfField] = []
+    for f in found:
+        if f.name in NODE_OF_ROOT:
+            root = parse_graph_root(btf, f.name, f.offset, _contains_tag(btf, f.tag_holder, f.tag_idx))
+            if root is None:
+                return None
+            fields.append(root)
+        else:
+            fields.append(BtfField(f.name, f.offset, ALLOC_OBJ_FIELDS[f.name][1]))
+    for m in t.members:
+        kptr = _kptr_field(btf, m.type, m.bit_offset // 8)
+        if kptr is not None:
+            fields.append(kptr)
+    if not fields:
+        return None
+    return StructMeta(tid, t.name, t.size, tuple(sorted(fields, key=lambda f: f.offset)), handle)
 
 
 def btf_find_struct_meta(btf: Any, tid: int) -> StructMeta | None:

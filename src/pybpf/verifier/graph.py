@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 from pybpf.btf.raw import BtfStruct
 from pybpf.verifier.alloc_obj import (
-    ALLOC_OBJ_FIELDS,
     NODE_OF_ROOT,
     BtfField,
     _contains_tag,
@@ -85,19 +84,15 @@ def map_graph_roots(btf: Any, value_type_id: int) -> list[BtfField]:
     missing or wrong raises ``ValueError`` (Linux refuses the map with EINVAL)."""
     if btf is None:
         return []
-    from pybpf.maps.btf_record import value_members
+    from pybpf.maps.btf_record import find_struct_fields
 
     parsed = btf.parsed() if callable(getattr(btf, "parsed", None)) else btf
     out: list[BtfField] = []
-    for m in value_members(parsed.types, value_type_id):
-        mt = parsed.types[m.type]
-        if isinstance(mt, BtfStruct) and mt.name in NODE_OF_ROOT:
-            kind = ALLOC_OBJ_FIELDS[mt.name][0]
-            root = parse_graph_root(parsed, kind, m.bit_offset // 8,
-                                    _contains_tag(parsed, m.tag_holder, m.tag_idx))
-            if root is None:
-                raise ValueError(f"{kind} without a valid contains tag")
-            out.append(root)
+    for f in find_struct_fields(parsed.types, value_type_id, frozenset(NODE_OF_ROOT)):
+        root = parse_graph_root(parsed, f.name, f.offset, _contains_tag(parsed, f.tag_holder, f.tag_idx))
+        if root is None:
+            raise ValueError(f"{f.name} without a valid contains tag")
+        out.append(root)
     return out
 
 

@@ -26,6 +26,7 @@ from pybpf.verifier.regs import (
     MEM_ALLOC,
     MEM_PERCPU,
     MEM_RCU,
+    NON_OWN_REF,
     PTR_MAYBE_NULL,
     PTR_TRUSTED,
     PTR_UNTRUSTED,
@@ -58,23 +59,46 @@ class KptrField:
         return btf_type_name(self.btf, self.btf_id)
 
 
-def _resolve(v: Verifier, m: Any, kind: str, off: int) -> KptrField:
+def resolve_kptr(v: Verifier, kind: str, off: int, name: str, local_btf: Any,
+                 local_id: int) -> KptrField:
     """``btf_parse_kptr``'s pointee: the struct of that name in vmlinux BTF, else the
-    program's own type (``bpf_obj_new`` objects) in the map's BTF."""
+    program's own type (``bpf_obj_new`` objects) ``local_id`` of ``local_btf``."""
     from pybpf.verifier.btf_access import vmlinux_btf
-    name = (getattr(m, "kptr_types", None) or {}).get(off)
     btf = vmlinux_btf(v)
     if not name:
         return KptrField(kind, off, None, 0)
     ids = btf.find_all(name, BtfKind.STRUCT) if btf is not None else []
     if ids:
         return KptrField(kind, off, btf, ids[0])
-    info = (getattr(m, "kptr_fields", None) or {}).get(off)
-    map_btf = getattr(m, "btf", None)
-    if info is not None and map_btf is not None:
-        parsed = map_btf.parsed() if callable(getattr(map_btf, "parsed", None)) else map_btf
-        return KptrField(kind, off, parsed, info.type_id, local=True)
+    if local_btf is not None and local_id:
+        return KptrField(kind, off, local_btf, local_id, local=True)
     return KptrField(kind, off, btf, 0)
+
+
+def _resolve(v: Verifier, m: Any, kind: str, off: int) -> KptrField:
+    """The pointee of a map value's kptr field at ``off``."""
+    name = (getattr(m, "kptr_types", None) or {}).get(off, "")
+    info = (getattr(m, "kptr_fields", None) or {}).get(off)
+    map_btf: Any = getattr(m, "btf", None)
+    parsed = map_btf.parsed() if callable(getattr(map_btf, "parsed", None)) else map_btf
+    return resolve_kptr(v, kind, off, name, parsed, info.type_id if info is not None else 0)
+
+
+def find_alloc_obj_field(v: Verifier, reg: Reg, off: int) -> KptrField | bool | None:
+    """``btf_record_find(rec, off, BPF_KPTR)`` in an allocated object's struct meta:
+    False when the meta has no kptr at all, None when none is at ``off``."""
+    from pybpf.verifier.alloc_obj import btf_find_struct_meta
+    from pybpf.verifier.btf_access import btf_type_name
+
+    meta = btf_find_struct_meta(reg.btf, reg.btf_id)
+    kptrs = [f for f in (meta.fields if meta is not None else ()) if f.kptr_tag]
+    if not kptrs:
+        return False
+    f = next((f for f in kptrs if f.offset == off), None)
+    if f is None:
+        return None
+    return resolve_kptr(v, f.kptr_tag, off, btf_type_name(reg.btf, f.value_btf_id), reg.btf,
+                        f.value_btf_id)
 
 
 def has_kptr(v: Verifier, m: Any) -> bool:
@@ -108,8 +132,19 @@ def btf_ld_kptr_type(v: Verifier, f: KptrField) -> int:
     if rcu_safe and in_rcu_cs(v):
         if f.kind == KPTR_PERCPU:
             return PTR_MAYBE_NULL | MEM_RCU | MEM_PERCPU
-        return PTR_MAYBE_NULL | MEM_RCU | (MEM_ALLOC if f.local else 0)
+        return PTR_MAYBE_NULL | MEM_RCU | (MEM_ALLOC | _graph_node_flag(f) if f.local else 0)
     return PTR_MAYBE_NULL | PTR_UNTRUSTED
+
+
+def _graph_node_flag(f: KptrField) -> int:
+    """``NON_OWN_REF`` for a local kptr whose type is a list or rbtree node: a node may be
+    in a collection too, so what the load gives is not the program's to free."""
+    from pybpf.verifier.alloc_obj import btf_find_struct_meta
+
+    meta = btf_find_struct_meta(f.btf, f.btf_id)
+    if meta is not None and any(x.kind in ("bpf_list_node", "bpf_rb_node") for x in meta.fields):
+        return NON_OWN_REF
+    return 0
 
 
 def map_kptr_match_type(v: Verifier, f: KptrField, reg: Reg, regno: int) -> None:
@@ -172,8 +207,19 @@ def check_map_kptr_access(v: Verifier, value_regno: int, f: KptrField, ins: Any)
 
 
 def process_kptr_func(v: Verifier, regno: int, meta: dict[str, Any]) -> None:
-    """``process_kptr_func``: ``bpf_kptr_xchg``'s destination is a referenced kptr field."""
+    """``process_kptr_func``: ``bpf_kptr_xchg``'s destination is a referenced kptr field of
+    a map value or of an allocated object."""
     reg = v.regs[regno]
+    if reg.base == RegType.PTR_TO_BTF_ID and reg.type & MEM_ALLOC:
+        if reg.var_off.mask != 0:
+            v.fail(errno.EINVAL, f"R{regno} doesn't have constant offset. kptr has to be at the "
+                                 "constant offset\n")
+        off = reg.off + reg.var_off.value
+        found = find_alloc_obj_field(v, reg, off)
+        if found is False:
+            v.fail(errno.EINVAL, f"R{regno} has no valid kptr\n")
+        _set_kptr_field(v, found if isinstance(found, KptrField) else None, off, meta)
+        return
     m = reg.map_ptr
     # ``!map_ptr->btf`` (a map stand-in without BTF but with a record counts as having one)
     if reg.base == RegType.PTR_TO_MAP_VALUE and getattr(m, "btf", None) is None and not v.map_record(m):
@@ -185,9 +231,12 @@ def process_kptr_func(v: Verifier, regno: int, meta: dict[str, Any]) -> None:
     if m is None or not has_kptr(v, m):
         v.fail(errno.EINVAL, f"R{regno} has no valid kptr\n")
     off = reg.off + reg.var_off.value
-    f = find_field(v, m, off)
+    _set_kptr_field(v, find_field(v, m, off), off, meta)
+
+
+def _set_kptr_field(v: Verifier, f: KptrField | None, off: int, meta: dict[str, Any]) -> None:
     if f is None:
-        v.fail(errno.EINVAL, f"off={off} doesn't point to kptr\n")
+        v.fail(errno.EACCES, f"off={off} doesn't point to kptr\n")
     assert f is not None
     if f.kind not in (KPTR_REF, KPTR_PERCPU):
         v.fail(errno.EACCES, f"off={off} kptr isn't referenced kptr\n")

@@ -12,6 +12,16 @@ private(B) struct bpf_spin_lock glock2;
 private(B) struct bpf_rb_root groot __contains(bar, rb);
 long counter;
 
+/* an array of roots beside one lock, and a lock and root in a struct nested in a global */
+private(C) struct bpf_spin_lock glock_c;
+private(C) struct bpf_list_head ghead_arr[2] __contains(foo, node);
+struct nested_inner {
+	struct bpf_spin_lock lock;
+	struct bpf_list_head head __contains(foo, node);
+};
+struct nested { long dummy; struct nested_inner inner; };
+private(D) struct nested gnested;
+
 static _Bool less(struct bpf_rb_node *a, const struct bpf_rb_node *b)
 {
 	return container_of(a, struct bar, rb)->key < container_of(b, struct bar, rb)->key;
@@ -108,4 +118,43 @@ SEC("tc")
 int g_counter(struct __sk_buff *skb)
 {
 	return counter;
+}
+
+static __always_inline long push_pop(struct bpf_spin_lock *lock, struct bpf_list_head *head,
+				     long key)
+{
+	struct bpf_list_node *n;
+	struct foo *f = bpf_obj_new(struct foo);
+
+	if (!f)
+		return 1;
+	f->key = key;
+	bpf_spin_lock(lock);
+	bpf_list_push_back(head, &f->node);
+	n = bpf_list_pop_front(head);
+	bpf_spin_unlock(lock);
+	if (!n)
+		return -1;
+	key = container_of(n, struct foo, node)->key;
+	bpf_obj_drop(container_of(n, struct foo, node));
+	return key;
+}
+
+SEC("tc")
+int g_array_roots(struct __sk_buff *skb)
+{
+	return push_pop(&glock_c, &ghead_arr[0], skb->len) +
+	       push_pop(&glock_c, &ghead_arr[1], 2 * skb->len);
+}
+
+SEC("tc")
+int g_nested_root(struct __sk_buff *skb)
+{
+	return push_pop(&gnested.inner.lock, &gnested.inner.head, skb->len);
+}
+
+SEC("tc")
+int g_array_wrong_lock(struct __sk_buff *skb)
+{
+	return push_pop(&glock, &ghead_arr[1], skb->len);
 }

@@ -154,6 +154,110 @@ int pcpu_leak(struct __sk_buff *skb)
 }
 
 struct other { long a; };
+
+/* a local kptr inside an allocated object; a stashed node type (loads are non-owning) */
+struct holder { long key; struct node_data __kptr *inner; };
+struct rb_elem { long key; struct bpf_rb_node rb; };
+struct rb_stash { struct rb_elem __kptr *node; };
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, int);
+	__type(value, struct rb_stash);
+} rb_stash SEC(".maps");
+
+SEC("tc")
+int nested_kptr(struct __sk_buff *skb)
+{
+	struct holder *h = bpf_obj_new(struct holder);
+	struct node_data *n, *old;
+	long r;
+
+	if (!h)
+		return 1;
+	n = bpf_obj_new(struct node_data);
+	if (!n) {
+		bpf_obj_drop(h);
+		return 2;
+	}
+	n->key = skb->len;
+	old = bpf_kptr_xchg(&h->inner, n);
+	if (old)
+		bpf_obj_drop(old);
+	old = bpf_kptr_xchg(&h->inner, NULL);
+	r = old ? old->key : -1;
+	if (old)
+		bpf_obj_drop(old);
+	bpf_obj_drop(h);
+	return r;
+}
+
+SEC("tc")
+int nested_kptr_kept(struct __sk_buff *skb)
+{
+	struct holder *h = bpf_obj_new(struct holder);
+	struct node_data *n, *old;
+
+	if (!h)
+		return 1;
+	n = bpf_obj_new(struct node_data);
+	if (!n) {
+		bpf_obj_drop(h);
+		return 2;
+	}
+	old = bpf_kptr_xchg(&h->inner, n);
+	if (old)
+		bpf_obj_drop(old);
+	bpf_obj_drop(h); /* frees the node it holds */
+	return 0;
+}
+
+SEC("tc")
+int rb_stash_put(struct __sk_buff *skb)
+{
+	int k = 0;
+	struct rb_stash *s = bpf_map_lookup_elem(&rb_stash, &k);
+	struct rb_elem *e;
+
+	if (!s)
+		return 1;
+	e = bpf_obj_new(struct rb_elem);
+	if (!e)
+		return 2;
+	e->key = skb->len;
+	e = bpf_kptr_xchg(&s->node, e);
+	if (e)
+		bpf_obj_drop(e);
+	return 0;
+}
+
+SEC("tc")
+int rb_stash_peek(struct __sk_buff *skb)
+{
+	int k = 0;
+	struct rb_stash *s = bpf_map_lookup_elem(&rb_stash, &k);
+	struct rb_elem *e;
+
+	if (!s)
+		return 1;
+	e = s->node;
+	return e ? e->key : -1;
+}
+
+SEC("tc")
+int rb_stash_drop_peeked(struct __sk_buff *skb)
+{
+	int k = 0;
+	struct rb_stash *s = bpf_map_lookup_elem(&rb_stash, &k);
+	struct rb_elem *e;
+
+	if (!s)
+		return 1;
+	e = s->node;
+	if (e)
+		bpf_obj_drop(e);
+	return 0;
+}
 struct with_lock { struct bpf_spin_lock lock; long a; };
 struct with_ptr { long a; long *p; };
 struct big { long a[65]; };
