@@ -61,14 +61,17 @@ def test_throw_unwinds_to_the_callback() -> None:
 
 def test_throw_placement_as_kernel(kernel: ModuleType) -> None:
     """``bpf_throw kfunc (insn N) cannot be called from callback subprog M`` for a throw in a
-    bpf_loop callback; a throw in a static function is fine (errno and error line at log
+    bpf_loop callback or in the exception callback, ``bpf_throw cannot be used inside
+    bpf_rcu_read_lock-ed region`` at any call depth; a throw in a static function is fine (errno and error line at log
     level 1; the level-2 logs differ in one deliberate precision mark, see docs/verifier.md)."""
     from pybpf.testing.object_logs import program_logs
 
     path = OBJECT.parent / "throw_in_callback.o"
     live = program_logs(path, "live", 1)
     ours = program_logs(path, Kernel(), 1)
-    assert sorted(live) == sorted(ours) == ["throw_in_loop", "throw_in_static"]
+    assert sorted(live) == sorted(ours) == ["throw_from_exc_", "throw_in_loop", "throw_in_rcu_st",
+                                            "throw_in_static"]
     for name, want in live.items():
         assert (ours[name].errno, ours[name].log) == (want.errno, want.log)
     assert "cannot be called from callback subprog 1" in ours["throw_in_loop"].log
+    assert "cannot be called from callback subprog 1" in ours["throw_from_exc_"].log

@@ -7,7 +7,8 @@ Every struct of a program's BTF with a member whose type is one of the program's
 BTF is loaded (allocated objects are typed by them). A graph root must name what it holds
 with a ``contains:<type>:<node member>`` decl tag: a malformed or missing tag, a member that
 is not the right node type, or a root without a lock beside it, or both kinds of lock, is
-EINVAL; a type or member that does not exist is ENOENT; a second lock of a kind is E2BIG.
+EINVAL; a type or member that does not exist is ENOENT; a second lock of a kind is E2BIG;
+a struct whose special members are all misplaced (no usable field) is EFAULT.
 The kernel logs nothing particular for these.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import errno
 
 from pybpf.btf.raw import Btf, BtfDeclTag, BtfKind, BtfStruct
+from pybpf.maps.btf_record import FIELD_STRUCTS
 
 SPECIAL = ("bpf_spin_lock", "bpf_res_spin_lock", "bpf_list_head", "bpf_list_node",
            "bpf_rb_root", "bpf_rb_node", "bpf_refcount")
@@ -66,6 +68,8 @@ def check_struct_metas(btf: Btf) -> int:
             kind = special.get(m.type)
             if kind is None:
                 continue
+            if m.bit_offset % (8 * FIELD_STRUCTS[kind][1]):
+                continue  # btf_find_field_one ignores a misplaced field
             if kind in ("bpf_spin_lock", "bpf_res_spin_lock", "bpf_refcount") and kind in seen:
                 return errno.E2BIG
             seen[kind] = seen.get(kind, 0) + 1
@@ -73,6 +77,8 @@ def check_struct_metas(btf: Btf) -> int:
                 err = _graph_root_errno(btf, sid, idx, kind)
                 if err:
                     return err
+        if not seen:  # special members, none of them usable: no record at all
+            return errno.EFAULT
         if "bpf_spin_lock" in seen and "bpf_res_spin_lock" in seen:
             return errno.EINVAL
         if any(k in ROOT_NODE for k in seen) and "bpf_spin_lock" not in seen \

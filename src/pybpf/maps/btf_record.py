@@ -186,6 +186,25 @@ def find_struct_fields(types: list[Any], value_type_id: int, names: frozenset[st
     return sorted(out, key=lambda f: f.offset)
 
 
+def record_parse_error(btf: Any, value_type_id: int) -> str | None:
+    """Why ``btf_parse_fields`` fails for a map value (bad layouts, a graph root without a
+    valid ``contains`` tag or without a lock, both kinds of lock), or None. Linux then
+    creates the map with its BTF but without a record: no lock, no root, no kptr."""
+    from pybpf.verifier.graph import map_graph_roots
+
+    try:
+        found = find_struct_fields(_parsed(btf).types, value_type_id, MAP_VALUE_FIELDS)
+        map_graph_roots(btf, value_type_id)
+    except (BpfError, ValueError) as exc:
+        return str(exc)
+    names = {f.name for f in found}
+    if names & {"bpf_list_head", "bpf_rb_root"} and BPF_SPIN_LOCK_NAME not in names:
+        return "a bpf_list_head / bpf_rb_root needs a bpf_spin_lock"
+    if {BPF_SPIN_LOCK_NAME, "bpf_res_spin_lock"} <= names:
+        return "bpf_spin_lock and bpf_res_spin_lock in one value"
+    return None
+
+
 def find_spin_lock(btf: Any, value_type_id: int) -> int:
     """Offset of the value's ``struct bpf_spin_lock`` (at any depth), or -1.
 

@@ -177,8 +177,15 @@ class BpfMap:
             find_task_work,
             find_timer,
             find_wq,
+            record_parse_error,
         )
 
+        if self.btf is not None and record_parse_error(self.btf, tid) is not None:
+            # btf_parse_fields failed: Linux creates the map without any record
+            self._btf_value_type_id = tid
+            self.btf_record = []
+            self.graph_fields, self.kptr_types, self.kptr_fields = {}, {}, {}
+            return
         off = apply_btf_record(self, self.btf, tid)
         timer_off = find_timer(self.btf, tid) if self.btf is not None else -1
         self._btf_value_type_id = tid

@@ -285,7 +285,7 @@ def set_alloc_return(v: Verifier, meta: KfuncMeta, r0: Reg) -> None:
     if btf is None:
         v.fail(errno.EINVAL, "bpf_obj_new/bpf_percpu_obj_new requires prog BTF\n")
     t = btf.types[value] if 0 <= value < len(btf.types) else None
-    if not isinstance(t, BtfComposite) or value == 0:
+    if not isinstance(t, BtfStruct) or value == 0:  # __btf_type_is_struct: no unions
         v.fail(errno.EINVAL, "bpf_obj_new/bpf_percpu_obj_new type ID argument must be of a struct\n")
     assert isinstance(t, BtfComposite)
     if meta.name == PERCPU_OBJ_NEW:

@@ -388,6 +388,10 @@ class CallsMixin:
             meta["mem_size"] = reg.var_off.value
             self.mark_chain_precision(regno)
         elif base == ArgType.ARG_PTR_TO_SPIN_LOCK:
+            from pybpf.verifier.graph import in_rbtree_lock_required_cb
+
+            if in_rbtree_lock_required_cb(self):
+                self.fail(errno.EACCES, "can't spin_{lock,unlock} in rbtree cb\n")
             self.process_spin_lock(regno, meta["func_id"] == 93)
         elif base == ArgType.ARG_PTR_TO_TIMER:
             self.process_timer(regno, meta)

@@ -348,11 +348,15 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
     def check_map_prog_compatibility(self, m: Any) -> None:
         rec = getattr(m, "btf_record", None) or []
         kinds = {f[0] for f in rec}
-        if self.prog_type in (2, 5, 7, 17, 24):
-            if "spin_lock" in kinds:
+        if self.prog_type in (2, 5, 7, 17, 24):  # is_tracing_prog_type
+            if "list_head" in kinds or "rb_root" in kinds:
+                self.fail(errno.EINVAL, "tracing progs cannot use bpf_{list_head,rb_root} yet\n")
+            if "spin_lock" in kinds or "res_spin_lock" in kinds:
                 self.fail(errno.EINVAL, "tracing progs cannot use bpf_spin_lock yet\n")
             if "timer" in kinds:
                 self.fail(errno.EINVAL, "tracing progs cannot use bpf_timer yet\n")
+            if "wq" in kinds:
+                self.fail(errno.EINVAL, "tracing progs cannot use bpf_wq yet\n")
         mt = getattr(m, "map_type", 0)
         if mt in (19, 21):
             key = ("cgroup_storage", mt)
@@ -483,7 +487,7 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
                         self.check_kfunc_call(ins)
                         if self.exception_exit:  # bpf_throw: process_bpf_exit_full
                             self.exception_exit = False
-                            self.check_resource_leak(True, not self.state.curframe, "bpf_throw")
+                            self.check_resource_leak(True, True, "bpf_throw")  # at any depth
                             sl.commit_write_marks()
                             if not self._process_exit():
                                 return

@@ -90,8 +90,8 @@ def add_exception_callback(v: Verifier, subs: list[SubprogInfo]) -> list[Subprog
     if all(sp.start != off for sp in subs):
         subs = sorted([*subs, SubprogInfo(off)], key=lambda sp: sp.start)
     for sp in subs[1:]:
-        if sp.start == off:
-            sp.is_exception_cb = True
+        if sp.start == off:  # mark_subprog_exc_cb: a callback, its own stack root too
+            sp.is_exception_cb = sp.is_cb = sp.is_async_cb = True
     return subs
 
 

@@ -50,6 +50,7 @@ from pybpf.verifier.async_work import (
 from pybpf.verifier.graph import (
     graph_arg_kind,
     graph_insert,
+    in_rbtree_lock_required_cb,
     process_graph_node,
     process_graph_root,
     push_rbtree_less_callback,
@@ -333,6 +334,8 @@ def check_kfunc_call(v: Verifier, ins: Insn) -> None:
     rcu_unlock = name == "bpf_rcu_read_unlock"
     sleepable = bool(meta.flags & K.KF_SLEEPABLE)
     if st.active_rcu:
+        if (rcu_lock or rcu_unlock) and in_rbtree_lock_required_cb(v):
+            v.fail(errno.EACCES, "Calling bpf_rcu_read_{lock,unlock} in unnecessary rbtree callback\n")
         if rcu_lock:
             v.fail(errno.EINVAL, f"nested rcu read lock (kernel function {name})\n")
         elif rcu_unlock:

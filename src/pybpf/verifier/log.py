@@ -10,6 +10,8 @@ from typing import Any
 from pybpf.verifier.liveness import compute_live_regs
 from pybpf.verifier.regs import (
     BPF_ADD_CONST,
+    MEM_ALLOC,
+    NON_OWN_REF,
     S32_MAX,
     S32_MIN,
     S64_MAX,
@@ -115,6 +117,8 @@ def format_reg(r: Reg, frameno: int) -> str:
         parts.append(f"id={r.id & ~BPF_ADD_CONST}" + (f"{r.off:+d}" if r.id & BPF_ADD_CONST else ""))
     if r.ref_obj_id:
         parts.append(f"ref_obj_id={r.ref_obj_id}")
+    if base_type(t) == RegType.PTR_TO_BTF_ID and t & MEM_ALLOC and t & NON_OWN_REF:
+        parts.append("non_own_ref")  # type_is_non_owning_ref
     if base_type(t) in (RegType.CONST_PTR_TO_MAP, RegType.PTR_TO_MAP_KEY, RegType.PTR_TO_MAP_VALUE) \
             and r.map_ptr is not None:
         name = getattr(r.map_ptr, "name", b"") or b""

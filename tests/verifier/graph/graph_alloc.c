@@ -171,3 +171,11 @@ int stash_take(struct __sk_buff *skb)
 	bpf_obj_drop(n);
 	return r;
 }
+
+/* bpf_obj_new of a union: only structs */
+SEC("tc")
+int new_union(struct __sk_buff *skb)
+{
+	bpf_obj_new(union { int a; unsigned int b; });
+	return 0;
+}

@@ -185,3 +185,32 @@ int add_bad_cb(struct __sk_buff *skb)
 	bpf_spin_unlock(&v->lock);
 	return 0;
 }
+
+static _Bool less_locking(struct bpf_rb_node *a, const struct bpf_rb_node *b)
+{
+	struct map_val *v = val();
+
+	if (v) {
+		bpf_spin_lock(&v->lock);
+		bpf_spin_unlock(&v->lock);
+	}
+	return node_of(a)->key < node_of(b)->key;
+}
+
+/* no lock may be taken in the less callback */
+SEC("tc")
+int lock_in_less(struct __sk_buff *skb)
+{
+	struct map_val *v = val();
+	struct node_data *n;
+
+	if (!v)
+		return 1;
+	n = bpf_obj_new(struct node_data);
+	if (!n)
+		return 2;
+	bpf_spin_lock(&v->lock);
+	bpf_rbtree_add(&v->root, &n->node, less_locking);
+	bpf_spin_unlock(&v->lock);
+	return 0;
+}
