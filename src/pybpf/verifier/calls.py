@@ -313,7 +313,7 @@ class CallsMixin:
         elif self.prog_type != 2:  # BPF_PROG_TYPE_KPROBE
             self.fail(ENOTSUPP, f"func {name} not supported for program type {self.prog_type}\n")
 
-    PKT_CHANGING = {9, 10, 11, 13, 18, 19, 31, 32, 38, 39, 43, 44, 50, 54, 61, 62, 63, 65, 73, 74, 75,
+    PKT_CHANGING = {9, 10, 11, 12, 13, 18, 19, 31, 32, 38, 39, 43, 44, 50, 54, 61, 62, 63, 65, 73, 74, 75,
                     76, 89 * 0 + 1000, 169 * 0 + 1001, 189, 190, 143 * 0 + 1002}
 
     def get_helper_proto(self: Verifier, fid: int) -> Any:

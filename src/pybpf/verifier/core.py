@@ -56,6 +56,7 @@ BPF_COMPLEXITY_LIMIT_JMP_SEQ = 8192
 BPF_F_STRICT_ALIGNMENT = 1 << 0
 BPF_F_ANY_ALIGNMENT = 1 << 1
 MAX_BPF_STACK = 512
+BPF_FUNC_tail_call = 12
 
 
 class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMixin, PrecisionMixin):
@@ -345,6 +346,14 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
                 self.fail(errno.EINVAL, f"unknown opcode {ins.code:02x}\n")
             i += 1
 
+    def abnormal_subprog_exit(self, sl: Any) -> None:
+        """The hidden exit of a subprog at a tail call or an ``ld_abs``/``ld_ind``
+        (``visit_abnormal_return_insn``): return to the caller from here, R0 shown at the
+        caller's next instruction."""
+        self.prepare_func_exit()
+        sl.commit_write_marks()
+        self.log.scratched_regs |= 1
+
     def check_map_prog_compatibility(self, m: Any) -> None:
         rec = getattr(m, "btf_record", None) or []
         kinds = {f[0] for f in rec}
@@ -496,6 +505,13 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
                     else:
                         self.check_helper_call(ins)
                         self.log.scratched_regs |= 0x3F  # caller-saved R0-R5 (check_reg_arg)
+                        if ins.src == 0 and ins.imm == BPF_FUNC_tail_call and self.state.curframe:
+                            # a tail call that succeeds leaves the subprog: that path returns
+                            # an unknown R0 to the caller, the failed call continues below
+                            self.push_stack(self.insn_idx + 1, self.insn_idx)
+                            mark_unknown(self.regs[0])
+                            self.abnormal_subprog_exit(sl)
+                            continue
                 elif op == 0x00:
                     if (ins.code & 0x08) or ins.src != 0 or ins.dst != 0 or (cls == 5 and ins.imm != 0) or \
                             (cls == 6 and ins.off != 0):
@@ -530,6 +546,13 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
                 if mode in (0x20, 0x40):
                     self.check_ld_abs(ins)
                     self.log.scratched_regs |= 0x3F  # caller-saved R0-R5 (check_reg_arg)
+                    if self.state.curframe:
+                        # a failed load leaves the subprog with R0 = 0 (bpf_gen_ld_abs's
+                        # hidden exit); the loaded value continues below
+                        self.push_stack(self.insn_idx + 1, self.insn_idx)
+                        mark_known(self.regs[0], 0)
+                        self.abnormal_subprog_exit(sl)
+                        continue
                 elif mode == 0x00 and (ins.code & 0x18) == 0x18:
                     self.check_ld_imm(ins)
                     self.insn_idx += 1
