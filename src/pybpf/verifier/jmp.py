@@ -470,6 +470,12 @@ class JmpMixin:
         if d.type == RegType.SCALAR_VALUE and d.id:
             sync_linked_regs(self.state, d, linked)
             sync_linked_regs(other, oregs[ins.dst], linked)
+        if not is32 and ins.code & 0x08 and op in (JmpOp.JEQ, JmpOp.JNE) and d.is_pointer() \
+                and s.is_pointer() and bool(s.type & PTR_MAYBE_NULL) != bool(d.type & PTR_MAYBE_NULL) \
+                and RegType.PTR_TO_BTF_ID not in (s.base, d.base):
+            # a maybe-NULL pointer equal to a non-NULL one is not NULL where they are equal
+            eq_regs = oregs if op == JmpOp.JEQ else self.regs
+            self.mark_ptr_not_null_reg(eq_regs[ins.src if s.type & PTR_MAYBE_NULL else ins.dst])
         if not is32 and not ins.code & 0x08 and ins.imm == 0 and op in (JmpOp.JEQ, JmpOp.JNE) \
                 and d.type & PTR_MAYBE_NULL:
             self.mark_ptr_or_null_regs(self.state, ins.dst, op == JmpOp.JNE)

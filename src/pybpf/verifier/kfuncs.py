@@ -624,20 +624,26 @@ def check_kfunc_args(v: Verifier, meta: KfuncMeta) -> None:
 
 
 def _check_map_arg(v: Verifier, meta: KfuncMeta, reg: Reg, regno: int, pname: str) -> None:
-    """``KF_ARG_PTR_TO_MAP`` (``__map`` suffix): a map pointer from ``ld_imm64``. Another
-    register with a map (a map value) fails the ``struct bpf_map`` type check that
-    follows; a BTF pointer to a ``struct bpf_map`` is not modelled (ENOTSUPP)."""
-    from pybpf.verifier.btf_access import TRUSTED_MODIFIERS
+    """``KF_ARG_PTR_TO_MAP`` (``__map`` suffix): a ``struct bpf_map *`` — a map pointer from
+    ``ld_imm64``, or a trusted BTF pointer to a map (an iterator's); then the checks of a
+    ``struct bpf_map`` BTF argument (a map value is refused there)."""
+    from pybpf.verifier.btf_access import helper_btf_id, is_trusted_reg, vmlinux_btf
 
     if reg.type == RegType.CONST_PTR_TO_MAP:
         return
-    if reg.base == RegType.PTR_TO_BTF_ID:
-        v.fail(ENOTSUPP, f"pybpf: argument {pname} of kernel function {meta.name} is not supported yet\n")
-    if getattr(reg, "map_ptr", None) is None:
+    if reg.base != RegType.PTR_TO_BTF_ID and getattr(reg, "map_ptr", None) is None:
         v.fail(errno.EINVAL, f"pointer in R{regno} isn't map pointer\n")
-    want = reg.base | (reg.type & TRUSTED_MODIFIERS)
-    v.fail(errno.EINVAL, f"arg#{regno - 1} is {reg_type_str(reg.type)} expected {reg_type_str(want)} "
-                         "or socket\n")
+    if (_is_trusted_args(meta) or meta.flags & K.KF_RCU) and not is_trusted_reg(reg):
+        if not meta.flags & K.KF_RCU:
+            v.fail(errno.EINVAL, f"R{regno} must be referenced or trusted\n")
+        if not _is_rcu_reg(reg):
+            v.fail(errno.EINVAL, f"R{regno} must be a rcu pointer\n")
+    btf = vmlinux_btf(v)
+    ref_id = helper_btf_id(v, "bpf_map")
+    if btf is None or not ref_id:
+        v.fail(ENOTSUPP, f"pybpf: argument {pname} of kernel function {meta.name} is not supported yet\n")
+    assert btf is not None
+    _check_btf_id_arg(v, meta, reg, regno, regno - 1, btf.types[ref_id], ref_id)
 
 
 def _check_scalar_arg(v: Verifier, meta: KfuncMeta, reg: Reg, regno: int, pname: str) -> None:

@@ -43,6 +43,20 @@ from pybpf.verifier.state import (
 )
 from pybpf.verifier.tnum import U64
 
+ENOTSUPP = 524
+#: each map type's ``map_ops->map_btf_id``: the kernel struct a map pointer reads as
+MAP_BTF_STRUCT = {
+    1: "bpf_htab", 2: "bpf_array", 3: "bpf_array", 4: "bpf_array", 5: "bpf_htab",
+    6: "bpf_array", 7: "bpf_stack_map", 8: "bpf_array", 9: "bpf_htab", 10: "bpf_htab",
+    11: "lpm_trie", 12: "bpf_array", 13: "bpf_htab", 14: "bpf_dtab", 15: "bpf_stab",
+    16: "bpf_cpu_map", 17: "xsk_map", 18: "bpf_shtab", 19: "bpf_cgroup_storage_map",
+    20: "reuseport_array", 21: "bpf_cgroup_storage_map", 22: "bpf_queue_stack",
+    23: "bpf_queue_stack", 24: "bpf_local_storage_map", 25: "bpf_dtab",
+    26: "bpf_struct_ops_map", 27: "bpf_ringbuf_map", 28: "bpf_local_storage_map",
+    29: "bpf_local_storage_map", 30: "bpf_bloom_filter", 31: "bpf_ringbuf_map",
+    32: "bpf_local_storage_map", 33: "bpf_arena",
+}
+
 if TYPE_CHECKING:
     from pybpf.verifier.core import Verifier
 
@@ -671,19 +685,49 @@ class MemMixin:
 
     def check_ptr_to_map_access(self: Verifier, regno: int, off: int, size: int, t: int,
                                 value_regno: int) -> None:
+        """``check_ptr_to_map_access``: a map pointer reads as the map type's kernel struct
+        (``map_btf_id``: ``struct bpf_array``, ``struct bpf_htab``, ...), through
+        ``btf_struct_access`` of vmlinux BTF; writes are refused."""
+        from pybpf.verifier.btf_access import (
+            AccessError,
+            _Walk,
+            btf_struct_access,
+            helper_btf_id,
+            mark_btf_ld_reg,
+            vmlinux_btf,
+        )
+        from pybpf.verifier.cfg import VerifyError
+        from pybpf.verifier.regs import Reg as _Reg
+
         reg = self.regs[regno]
         m = reg.map_ptr
-        if m is None or getattr(m, "map_type", 0) != 2:
-            self.fail(errno.EACCES, "only read from bpf_array is supported\n")
+        mt = getattr(m, "map_type", 0)
+        tname = MAP_BTF_STRUCT.get(mt)
+        btf = vmlinux_btf(self)
+        tid = helper_btf_id(self, tname) if tname and btf is not None else 0
+        if not tid:
+            self.fail(ENOTSUPP, f"map_ptr access not supported for map type {mt}\n")
         if not self.allow_ptr_leaks:
-            self.fail(errno.EPERM, "'struct bpf_array' access is allowed only to CAP_PERFMON and "
+            self.fail(errno.EPERM, f"'struct {tname}' access is allowed only to CAP_PERFMON and "
                                    "CAP_SYS_ADMIN\n")
         if off < 0:
-            self.fail(errno.EACCES, f"R{regno} is bpf_array invalid negative access: off={off}\n")
+            self.fail(errno.EACCES, f"R{regno} is {tname} invalid negative access: off={off}\n")
         if t != BPF_READ:
-            self.fail(errno.EACCES, "only read from bpf_array is supported\n")
+            self.fail(errno.EACCES, f"only read from {tname} is supported\n")
+        map_reg = _Reg()
+        mark_btf_ld_reg(self, map_reg, RegType.PTR_TO_BTF_ID, btf, tid, 0)
+        log: list[str] = []
+        w = _Walk()
+        try:
+            ret = btf_struct_access(log, map_reg, off, size, w)
+        except AccessError as e:
+            for line in log:
+                self.verbose(line)
+            raise VerifyError(e.errno, log[-1] if log else "") from None
+        for line in log:
+            self.verbose(line)
         if value_regno >= 0:
-            mark_unknown(self.regs[value_regno])
+            mark_btf_ld_reg(self, self.regs[value_regno], ret, btf, w.next_btf_id, w.flag)
 
     def check_sock_access(self: Verifier, regno: int, off: int, size: int, t: int) -> None:
         reg = self.regs[regno]
