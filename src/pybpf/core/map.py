@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from pybpf.maps.core import BpfMap
 
 _HEADER_ID_OFFSET = 40
+_KERNEL_ID_OFFSET = 92  # maps/core.py: the kernel-layout copy of the id
 
 
 class KMap:
@@ -68,6 +69,7 @@ class KMap:
         header = getattr(self.bmap, "header", None)
         if header is not None:
             struct.pack_into("<I", header.mv, _HEADER_ID_OFFSET, ident)
+            struct.pack_into("<I", header.mv, _KERNEL_ID_OFFSET, ident)  # struct bpf_map's id
 
     def mem_usage(self) -> int:
         fn = getattr(self.bmap.ops, "mem_usage", None)

@@ -13,7 +13,14 @@ Header (``MAP_HEADER_SIZE`` bytes, little-endian)::
     24  u64 data            (array: first value; other types: their main table)
     32  u64 aux             (type-specific pointer)
     40  u32 id              44  u32 reserved
-    48..127 type-specific
+    48..63 type-specific
+    64  u32 map_type        68  u32 key_size       72  u32 value_size
+    76  u32 max_entries     80  u64 map_extra      88  u32 map_flags      92  u32 id
+    96..127 type-specific
+
+Bytes 64..95 repeat the attributes where Linux 6.18's ``struct bpf_map`` (x86-64) keeps
+them, so a program reading a map pointer as that struct (``check_ptr_to_map_access``,
+CO-RE-relocated against the kernel's BTF) reads the map's values.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ if TYPE_CHECKING:
 
 MAP_HEADER_SIZE = 128
 _HEADER = struct.Struct("<IIIIIIQQII")
+_KERNEL_LAYOUT = struct.Struct("<IIIIQII")  # at KERNEL_LAYOUT_OFF: struct bpf_map's fields
+KERNEL_LAYOUT_OFF = 64
 BPF_OBJ_NAME_LEN = 16
 
 
@@ -240,6 +249,9 @@ class BpfMap:
     def write_header(self, elem_size: int = 0, data: int = 0, aux: int = 0) -> None:
         _HEADER.pack_into(self.header.mv, 0, self.map_type, self.key_size, self.value_size,
                           self.max_entries, self.map_flags, elem_size, data, aux, self.id, 0)
+        _KERNEL_LAYOUT.pack_into(self.header.mv, KERNEL_LAYOUT_OFF, self.map_type, self.key_size,
+                                 self.value_size, self.max_entries, self.map_extra, self.map_flags,
+                                 self.id)
 
     @property
     def value_stride(self) -> int:

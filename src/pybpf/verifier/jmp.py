@@ -475,7 +475,7 @@ class JmpMixin:
                 and RegType.PTR_TO_BTF_ID not in (s.base, d.base):
             # a maybe-NULL pointer equal to a non-NULL one is not NULL where they are equal
             eq_regs = oregs if op == JmpOp.JEQ else self.regs
-            self.mark_ptr_not_null_reg(eq_regs[ins.src if s.type & PTR_MAYBE_NULL else ins.dst])
+            self.mark_ptr_not_null_reg(eq_regs[ins.src if s.type & PTR_MAYBE_NULL else ins.dst], False)
         if not is32 and not ins.code & 0x08 and ins.imm == 0 and op in (JmpOp.JEQ, JmpOp.JNE) \
                 and d.type & PTR_MAYBE_NULL:
             self.mark_ptr_or_null_regs(self.state, ins.dst, op == JmpOp.JNE)
@@ -502,14 +502,18 @@ class JmpMixin:
                     continue
                 self.mark_ptr_not_null_reg(reg)
 
-    def mark_ptr_not_null_reg(self: Verifier, reg: Reg) -> None:
+    def mark_ptr_not_null_reg(self: Verifier, reg: Reg, reset_id: bool = True) -> None:
+        """Drop ``PTR_MAYBE_NULL`` (a map-in-map lookup becomes the inner map); with
+        ``reset_id`` (a NULL check, ``mark_ptr_or_null_reg``) the id goes too unless a lock
+        may need it."""
         if reg.base == RegType.PTR_TO_MAP_VALUE:
             m = reg.map_ptr
             inner = getattr(m, "inner_map_meta", None) if m is not None else None
             if m is not None and getattr(m, "map_type", 0) in (12, 13):  # ARRAY_OF_MAPS, HASH_OF_MAPS
                 reg.type = RegType.CONST_PTR_TO_MAP
                 reg.map_ptr = inner if inner is not None else getattr(m, "inner_map", m)
-                reg.id = 0
+                if reset_id:
+                    reg.id = 0
                 return
             mt = getattr(m, "map_type", 0) if m is not None else 0
             if mt == 17:  # XSKMAP
@@ -518,9 +522,9 @@ class JmpMixin:
                 reg.type = RegType.PTR_TO_SOCKET
             else:
                 reg.type &= ~PTR_MAYBE_NULL
-            if not reg_may_point_to_spin_lock(reg):
+            if reset_id and not reg_may_point_to_spin_lock(reg):
                 reg.id = 0
             return
         reg.type &= ~PTR_MAYBE_NULL
-        if not reg_may_point_to_spin_lock(reg):  # an object holding a lock keeps its id
+        if reset_id and not reg_may_point_to_spin_lock(reg):  # an object holding a lock keeps its id
             reg.id = 0
