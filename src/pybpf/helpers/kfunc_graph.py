@@ -2,9 +2,9 @@
 
 A ``bpf_list_head`` or ``bpf_rb_root`` (16 bytes in a map value or an allocated object)
 holds, in its first word, a handle to a :class:`GraphRoot`: the node addresses in list
-order, or for an rbtree in the order of the program's ``less`` callback (the in-order walk
-of the kernel's tree; a new node goes where the kernel's descent would put it: after the
-nodes it is not less than, found by binary search calling ``less``). The handle is
+order, or for an rbtree a red-black tree of the kernel's shape (helpers/rbtree.py: the
+descent calls the program's ``less`` as ``rb_add_cached`` does, node by node, and
+``bpf_rbtree_root/left/right`` walk the same tree a program walks in the kernel). The handle is
 created on first use, as the kernel initialises a zeroed head lazily. Programs cannot
 read or write the head (the verifier refuses direct access), and the syscall side never
 sees it (``copy_map_value`` skips special fields), so the handle is private to pybpf.
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pybpf.helpers.kfunc_alloc import FIELD_FREERS, drop_object
+from pybpf.helpers.rbtree import RbTree
 from pybpf.runtime.memory import REGISTRY
 
 if TYPE_CHECKING:
@@ -43,7 +44,12 @@ OWNER_OFF = {"bpf_list_head": LIST_NODE_OWNER, "bpf_rb_root": RB_NODE_OWNER}
 @dataclass(eq=False)
 class GraphRoot:
     kind: str
-    nodes: list[int] = field(default_factory=list)  # node (member) addresses, in order
+    nodes: list[int] = field(default_factory=list)  # a list's node (member) addresses, in order
+    tree: RbTree = field(default_factory=RbTree)  # an rbtree's nodes (helpers/rbtree.py)
+
+    def members(self) -> list[int]:
+        """Every node address, in order."""
+        return list(self.tree.addrs()) if self.kind == "bpf_rb_root" else list(self.nodes)
 
 
 ROOTS: dict[int, GraphRoot] = {}
@@ -76,10 +82,11 @@ def free_root(handle: int, f: Any) -> None:
     root = ROOTS.pop(handle, None) if handle else None
     if root is None:
         return
-    for node in root.nodes:
+    for node in root.members():
         _write64(node + OWNER_OFF[root.kind], 0)
         drop_object(node - f.node_offset)
     root.nodes.clear()
+    root.tree = RbTree()
 
 
 def _free_field(addr: int, f: Any) -> None:
@@ -143,7 +150,8 @@ def list_back(ctx: RunContext | None, head: int, *_: int) -> int:
 # -- bpf_rbtree_* --------------------------------------------------------------------------
 
 def rbtree_add(ctx: RunContext, root_addr: int, node: int, less: int, meta: int, off: int) -> int:
-    """``__bpf_rbtree_add``: insert after every node the new one is not ``less`` than."""
+    """``__bpf_rbtree_add``: descend calling the program's ``less(new, node)``, link, and
+    rebalance as Linux does (helpers/rbtree.py)."""
     from pybpf.helpers.impls import callback_pc
 
     if _read64(node + RB_NODE_OWNER):
@@ -152,37 +160,59 @@ def rbtree_add(ctx: RunContext, root_addr: int, node: int, less: int, meta: int,
     _write64(node + RB_NODE_OWNER, M64)  # BPF_PTR_POISON while the callback runs
     handle, root = root_at(root_addr, "bpf_rb_root")
     pc = callback_pc(ctx, less)
-    lo, hi = 0, len(root.nodes)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if ctx.call_subprog(pc, node, root.nodes[mid], 0, 0, 0) & 0xFF:  # bool
-            hi = mid
-        else:
-            lo = mid + 1
-    root.nodes.insert(lo, node)
+    root.tree.add(node, lambda a, b: bool(ctx.call_subprog(pc, a, b, 0, 0, 0) & 0xFF))
     _write64(node + RB_NODE_OWNER, handle)
     return 0
 
 
 def rbtree_first(ctx: RunContext | None, root_addr: int, *_: int) -> int:
-    root = root_at(root_addr, "bpf_rb_root")[1]
-    return root.nodes[0] if root.nodes else 0
+    """``bpf_rbtree_first``: the leftmost node (``rb_first_cached``)."""
+    tree = root_at(root_addr, "bpf_rb_root")[1].tree
+    return tree.leftmost.addr if tree.leftmost is not None else 0
 
 
 def rbtree_remove(ctx: RunContext | None, root_addr: int, node: int, *_: int) -> int:
     """``bpf_rbtree_remove``: NULL unless the node is in this tree."""
     handle, root = root_at(root_addr, "bpf_rb_root")
-    if _read64(node + RB_NODE_OWNER) != handle or node not in root.nodes:
+    if _read64(node + RB_NODE_OWNER) != handle or not root.tree.remove(node):
         return 0
-    root.nodes.remove(node)
     _write64(node + RB_NODE_OWNER, 0)
     return node
+
+
+def rbtree_root(ctx: RunContext | None, root_addr: int, *_: int) -> int:
+    """``bpf_rbtree_root``: the tree's root node, or NULL."""
+    tree = root_at(root_addr, "bpf_rb_root")[1].tree
+    return tree.root.addr if tree.root is not None else 0
+
+
+def _child(root_addr: int, node: int, left: bool) -> int:
+    handle, root = root_at(root_addr, "bpf_rb_root")
+    if _read64(node + RB_NODE_OWNER) != handle:
+        return 0
+    n = root.tree.by_addr.get(node)
+    child = (n.left if left else n.right) if n is not None else None
+    return child.addr if child is not None else 0
+
+
+def rbtree_left(ctx: RunContext | None, root_addr: int, node: int, *_: int) -> int:
+    """``bpf_rbtree_left``: the node's left child, NULL when it has none or is not in
+    this tree."""
+    return _child(root_addr, node, True)
+
+
+def rbtree_right(ctx: RunContext | None, root_addr: int, node: int, *_: int) -> int:
+    """``bpf_rbtree_right``: the node's right child (see :func:`rbtree_left`)."""
+    return _child(root_addr, node, False)
 
 
 GRAPH_IMPLS: dict[str, Callable[..., int]] = {
     "bpf_rbtree_add_impl": rbtree_add,
     "bpf_rbtree_first": rbtree_first,
     "bpf_rbtree_remove": rbtree_remove,
+    "bpf_rbtree_root": rbtree_root,
+    "bpf_rbtree_left": rbtree_left,
+    "bpf_rbtree_right": rbtree_right,
     "bpf_list_push_front_impl": list_push_front,
     "bpf_list_push_back_impl": list_push_back,
     "bpf_list_pop_front": list_pop_front,

@@ -52,9 +52,8 @@ RBTREE_ADD = "bpf_rbtree_add_impl"
 RBTREE_REMOVE = "bpf_rbtree_remove"
 RBTREE_API = frozenset({RBTREE_ADD, RBTREE_REMOVE, "bpf_rbtree_first", "bpf_rbtree_root",
                         "bpf_rbtree_left", "bpf_rbtree_right"})
-#: the graph kfuncs this module verifies (not yet: ``bpf_rbtree_root/left/right``, whose
-#: answers depend on the tree's shape)
-GRAPH_KFUNCS = LIST_API | {RBTREE_ADD, RBTREE_REMOVE, "bpf_rbtree_first"}
+#: the graph kfuncs this module verifies
+GRAPH_KFUNCS = LIST_API | RBTREE_API
 #: kfuncs whose node argument is checked (``check_kfunc_is_graph_node_api``)
 NODE_API = {"bpf_list_node": LIST_PUSH, "bpf_rb_node": frozenset({RBTREE_ADD, RBTREE_REMOVE,
                                                                   "bpf_rbtree_left", "bpf_rbtree_right"})}

@@ -93,12 +93,9 @@ CALLER_SAVED = (0, 1, 2, 3, 4, 5)
  KF_ARG_PTR_TO_WORKQUEUE, KF_ARG_PTR_TO_IRQ_FLAG, KF_ARG_PTR_TO_RES_SPIN_LOCK,
  KF_ARG_PTR_TO_TASK_WORK) = range(20)
 
-#: kfuncs whose verification needs machinery pybpf does not model yet (the rbtree walkers,
-#: whose answers depend on the tree's shape — verifier/graph.py keeps nodes in order, not
-#: in a balanced tree). Calling one is refused with ENOTSUPP rather than guessed at.
-UNSUPPORTED = frozenset({
-    "bpf_rbtree_root", "bpf_rbtree_left", "bpf_rbtree_right",
-})
+#: kfuncs whose verification needs machinery pybpf does not model yet: calling one is
+#: refused with ENOTSUPP rather than guessed at (none in 6.18's graph / object API now)
+UNSUPPORTED: frozenset[str] = frozenset()
 
 #: special structs of map values a kfunc argument may point to, and their argument kinds
 FIELD_ARG_KINDS = {"bpf_wq": KF_ARG_PTR_TO_WORKQUEUE, "bpf_task_work": KF_ARG_PTR_TO_TASK_WORK,
