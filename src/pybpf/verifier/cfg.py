@@ -49,6 +49,8 @@ class SubprogInfo:
     changes_pkt_data: bool = False
     might_sleep: bool = False  # calls (directly or through its callees) a sleepable helper/kfunc
     is_exception_cb: bool = False  # the program's exception callback (verifier/exceptions.py)
+    fastcall_stack_off: int = 0  # where bpf_fastcall spill slots begin (verifier/fastcall.py)
+    keep_fastcall_stack: bool = False  # a pattern around a call that is not inlined
     # from ``func_info`` (``bpf_func_info_aux``, verifier/btf_info.py, global_funcs.py)
     linkage: int = 0  # BTF_FUNC_STATIC / BTF_FUNC_GLOBAL
     btf_id: int = 0

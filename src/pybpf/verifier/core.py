@@ -57,6 +57,9 @@ BPF_F_STRICT_ALIGNMENT = 1 << 0
 BPF_F_ANY_ALIGNMENT = 1 << 1
 MAX_BPF_STACK = 512
 BPF_FUNC_tail_call = 12
+#: ``bpf_enable_priv_stack``: program types whose big frames may use a private stack
+PRIV_STACK_PROG_TYPES = frozenset({2, 5, 7, 17})  # kprobe, tracepoint, perf_event, raw_tp
+PRIV_STACK_MIN_SIZE = 64  # BPF_PRIV_STACK_MIN_SIZE
 
 
 class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMixin, PrecisionMixin):
@@ -235,8 +238,11 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
         self.stack_live = StackLiveness(self.insns, [sp.start for sp in subs], self.cfg.prune_points,
                                         self.log if self.log.level & 2 else None)
         self.live_regs = compute_live_regs(self.insns, self._call_num_params)
+        from pybpf.verifier.fastcall import mark_fastcall_patterns, remove_fastcall_spills_fills
+        mark_fastcall_patterns(self)
         self.do_check_common(0)
         self.do_check_subprogs()
+        remove_fastcall_spills_fills(self)  # may shrink stack depths: before they are checked
         self.check_max_stack_depth()
 
     def do_check_common(self, sub: int) -> None:
@@ -686,13 +692,28 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
             d = self.max_stack.get(s, 0)
             return (d + 15) // 16 * 16
 
-        def walk(s: int, frame: int, total: int, in_cb: bool = False) -> None:
+        # private stacks (x86-64 JIT): in tracing-like programs without tail calls, a
+        # function using 64 bytes or more runs on its own stack, out of the combined count
+        priv_ok = self.prog_type in PRIV_STACK_PROG_TYPES or (
+            self.prog_type == 26 and self.inp.expected_attach_type != 28)  # TRACING, not iter
+        priv_ok = priv_ok and not any(sp.has_tail_call for sp in subs)
+        private: dict[int, bool] = {}
+
+        def walk(s: int, frame: int, total: int, in_cb: bool = False, priv: bool = False) -> None:
             in_cb = in_cb or subs[s].is_cb
             if subs[s].has_ld_abs and in_cb:
                 self.fail(errno.EINVAL, "cannot use BPF_LD_[ABS|IND] within callback\n")
-            total += depth_of(s)
-            if total > MAX_BPF_STACK:
-                self.fail(errno.EACCES, f"combined stack size of {frame + 1} calls is {total}. Too large\n")
+            depth = depth_of(s)
+            if priv and s not in private and depth >= PRIV_STACK_MIN_SIZE:
+                private[s] = True
+            if private.get(s):
+                if depth > MAX_BPF_STACK:
+                    self.fail(errno.EACCES, f"stack size of subprog {s} is {depth}. Too large\n")
+            else:
+                total += depth
+                if total > MAX_BPF_STACK:
+                    self.fail(errno.EACCES, f"combined stack size of {frame + 1} calls is {total}. "
+                                            "Too large\n")
             start = subs[s].start
             end = subs[s + 1].start if s + 1 < len(subs) else len(insns)
             for i in range(start, end):
@@ -709,11 +730,13 @@ class Verifier(AluMixin, MemMixin, JmpMixin, CallsMixin, CallbacksMixin, PruneMi
                         continue
                     if frame + 1 >= 8:
                         self.fail(errno.E2BIG, f"the call stack of {frame + 1} frames is too deep !\n")
-                    walk(t, frame + 1, total, in_cb)
+                    walk(t, frame + 1, total, in_cb, priv)
 
-        for s in range(len(subs)):
+        for s in reversed(range(len(subs))):  # callbacks' own chains first, as the kernel
             if s == 0 or subs[s].is_async_cb:
-                walk(s, 0, 0)
+                if s:
+                    private[s] = False
+                walk(s, 0, 0, priv=s == 0 and priv_ok)
 
 
 def direct_value_errno(m: Any, off: int) -> int:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pybpf.isa.insn import Insn
 from pybpf.verifier import dynptr, spectre
+from pybpf.verifier.fastcall import check_fastcall_stack_contract
 from pybpf.verifier.log import tnum_str
 from pybpf.verifier.precision import stack_access_flags
 from pybpf.verifier.regs import (
@@ -292,6 +293,7 @@ class MemMixin:
 
     def _stack_write_fixed(self: Verifier, f: FuncState, off: int, size: int, value_regno: int,
                            ins: Insn) -> None:
+        check_fastcall_stack_contract(self, f.subprogno, off)
         slot = -off - 1
         spi = slot // 8
         st = f.stack[spi]
@@ -360,6 +362,7 @@ class MemMixin:
     def _stack_write_var(self: Verifier, f: FuncState, reg: Reg, off: int, size: int,
                          value_regno: int, ins: Insn) -> None:
         min_off = reg.smin + off
+        check_fastcall_stack_contract(self, f.subprogno, min_off)
         max_off = reg.smax + off + size
         vreg = self.regs[value_regno] if value_regno >= 0 else None
         zero = (vreg is not None and vreg.is_const() and vreg.var_off.value == 0) or \
@@ -400,6 +403,7 @@ class MemMixin:
             self._stack_read_var(f, reg, off, size, dst_regno)
 
     def _stack_read_fixed(self: Verifier, f: FuncState, off: int, size: int, dst_regno: int) -> None:
+        check_fastcall_stack_contract(self, f.subprogno, off)
         slot = -off - 1
         spi = slot // 8
         st = f.stack[spi]
@@ -472,6 +476,7 @@ class MemMixin:
     def _stack_read_var(self: Verifier, f: FuncState, reg: Reg, off: int, size: int,
                         dst_regno: int) -> None:
         min_off = reg.smin + off
+        check_fastcall_stack_contract(self, f.subprogno, min_off)
         max_off = reg.smax + off
         zeros = True
         sl = self.stack_live
