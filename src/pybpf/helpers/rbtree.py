@@ -113,6 +113,9 @@ class RbTree:
         self.by_addr[addr] = node
         self._insert_color(node)
 
+    def _rotate(self, x: RbNode, left: bool) -> None:
+        (self._rotate_left if left else self._rotate_right)(x)
+
     def _insert_color(self, node: RbNode) -> None:
         while True:
             parent = node.parent
@@ -123,30 +126,17 @@ class RbTree:
                 return
             gparent = parent.parent
             assert gparent is not None  # a red node is never the root
-            if parent is gparent.left:
-                uncle = gparent.right
-                if _red(uncle):
-                    assert uncle is not None
-                    parent.red = uncle.red = False
-                    gparent.red = True
-                    node = gparent
-                    continue
-                if node is parent.right:
-                    self._rotate_left(parent)
-                    node, parent = parent, node
-                self._rotate_right(gparent)
-            else:
-                uncle = gparent.left
-                if _red(uncle):
-                    assert uncle is not None
-                    parent.red = uncle.red = False
-                    gparent.red = True
-                    node = gparent
-                    continue
-                if node is parent.left:
-                    self._rotate_right(parent)
-                    node, parent = parent, node
-                self._rotate_left(gparent)
+            on_left = parent is gparent.left
+            uncle = gparent.right if on_left else gparent.left
+            if uncle is not None and uncle.red:  # recolour and go up two levels
+                parent.red = uncle.red = False
+                gparent.red = True
+                node = gparent
+                continue
+            if node is (parent.right if on_left else parent.left):  # the inner grandchild
+                self._rotate(parent, on_left)
+                node, parent = parent, node
+            self._rotate(gparent, not on_left)
             parent.red, gparent.red = False, True
             return
 
@@ -194,43 +184,16 @@ class RbTree:
     def _erase_color(self, parent: RbNode) -> None:
         node: RbNode | None = None  # the double-black position, a hole below ``parent``
         while True:
-            if node is not parent.right:  # the hole is on the left
-                sibling = parent.right
-                assert sibling is not None
-                if sibling.red:
-                    self._rotate_left(parent)
-                    sibling.red, parent.red = False, True
-                    sibling = parent.right
-                    assert sibling is not None
-                if not _red(sibling.left) and not _red(sibling.right):
-                    sibling.red = True
-                    if parent.red:
-                        parent.red = False
-                        return
-                    node, up = parent, parent.parent
-                    if up is None:
-                        return
-                    parent = up
-                    continue
-                if not _red(sibling.right):
-                    self._rotate_right(sibling)
-                    sibling.red = True
-                    sibling = parent.right
-                    assert sibling is not None
-                    sibling.red = False
-                self._rotate_left(parent)
-                sibling.red, parent.red = parent.red, False
-                if sibling.right is not None:
-                    sibling.right.red = False
-                return
-            sibling = parent.left
+            left = node is not parent.right  # the hole is on the left
+            sibling = parent.right if left else parent.left
             assert sibling is not None
-            if sibling.red:
-                self._rotate_right(parent)
+            if sibling.red:  # make the sibling black: rotate it up
+                self._rotate(parent, left)
                 sibling.red, parent.red = False, True
-                sibling = parent.left
+                sibling = parent.right if left else parent.left
                 assert sibling is not None
-            if not _red(sibling.left) and not _red(sibling.right):
+            near, far = (sibling.left, sibling.right) if left else (sibling.right, sibling.left)
+            if not _red(near) and not _red(far):  # push the missing black up
                 sibling.red = True
                 if parent.red:
                     parent.red = False
@@ -240,16 +203,17 @@ class RbTree:
                     return
                 parent = up
                 continue
-            if not _red(sibling.left):
-                self._rotate_left(sibling)
+            if not _red(far):  # turn the red near nephew into the far one
+                self._rotate(sibling, not left)
                 sibling.red = True
-                sibling = parent.left
+                sibling = parent.right if left else parent.left
                 assert sibling is not None
                 sibling.red = False
-            self._rotate_right(parent)
+            self._rotate(parent, left)
             sibling.red, parent.red = parent.red, False
-            if sibling.left is not None:
-                sibling.left.red = False
+            far = sibling.right if left else sibling.left
+            if far is not None:
+                far.red = False
             return
 
     def check(self) -> None:
