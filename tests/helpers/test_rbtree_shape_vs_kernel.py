@@ -5,7 +5,10 @@
 removals. A script adds keys (ties included) and removes the root or its left child; after
 every step the whole tree is read back through the ``walk`` program (depth-first: one run
 per node, following a path of left/right steps from the root) in the kernel and in pybpf on
-both tiers. A hypothesis property checks the red-black invariants of the tree itself."""
+both tiers. A tree in global data is built and walked the same way, the walkers' xlated
+programs match the kernel's, and a hypothesis property checks the red-black invariants of
+the tree itself. (The verifier's refusals are in the same object, compared by
+``tests/verifier/test_graph_vs_kernel.py``.)"""
 
 from __future__ import annotations
 
@@ -108,3 +111,71 @@ def test_random_scripts_as_kernel(kernel: ModuleType, seed: int) -> None:
     script = [("add", rnd.randrange(14, 200)) if rnd.random() < 0.7 else
               (rnd.choice(["remove_root", "remove_left"]), 64) for _ in range(40)]
     assert _run(pybpf_instance(1), script) == _run("live", script)
+
+
+#: a tree in global data (a `.data.W` section beside its lock): additions, then the key of
+#: the root's right child after each
+GLOBAL_SCRIPT = [("walk_global", 64), ("add_global_ok", 20), ("walk_global", 64),
+                 ("add_global_ok", 30), ("walk_global", 64), ("add_global_ok", 40),
+                 ("walk_global", 64), ("add_global_ok", 15), ("add_global_ok", 35),
+                 ("walk_global", 64), ("add_global_ok", 37), ("walk_global", 64)]
+
+
+def _run_global(world: Any) -> list[int]:
+    import pybpf.skel as skel
+
+    o = skel.open(str(OBJ), kernel=world)
+    for p in o.progs:
+        p.autoload = p.name in ("add_global_ok", "walk_global")
+    o.load()
+    try:
+        return [getattr(o.progs, name).test_run(data_in=bytes(n)).retval for name, n in GLOBAL_SCRIPT]
+    finally:
+        o.close()
+
+
+@pytest.mark.parametrize("jit", [0, 1])
+def test_global_tree_as_kernel(kernel: ModuleType, jit: int) -> None:
+    want = _run_global("live")
+    assert want[:3] == [NONE, 0, NONE] and want[-1] == 37  # the walk saw rotations
+    before = live_objects()
+    assert _run_global(pybpf_instance(jit)) == want
+    assert live_objects() == before
+
+
+def _xlated_shape(insns: list[Any]) -> list[tuple[int, ...]]:
+    """Instructions without ``ld_imm64`` values and call immediates (addresses by nature)."""
+    out: list[tuple[int, ...]] = []
+    skip = False
+    for ins in insns:
+        if skip:
+            skip = False
+        elif ins.code == 0x18:
+            out.append((ins.code, ins.dst, ins.src))
+            skip = True
+        else:
+            out.append((ins.code, ins.src) if ins.code == 0x85 else
+                       (ins.code, ins.dst, ins.src, ins.off, ins.imm))
+    return out
+
+
+@pytest.mark.parametrize("name", ["walk", "walk_global", "remove_left"])
+def test_walk_xlated_as_kernel(kernel: ModuleType, name: str) -> None:
+    """The walkers are called as they are: no rewrite around bpf_rbtree_root/left/right."""
+    import pybpf.skel as skel
+    from pybpf.kernel import Kernel
+    from pybpf.testing import kernel as K
+    from pybpf.testing.xlated import pybpf_xlated
+
+    shapes = []
+    for world in ("live", Kernel()):
+        o = skel.open(str(OBJ), kernel=world)
+        for p in o.progs:
+            p.autoload = p.name == name
+        o.load()
+        try:
+            fd = getattr(o.progs, name).fd
+            shapes.append(_xlated_shape(K.prog_xlated(fd) if world == "live" else pybpf_xlated(o._task(), fd)))
+        finally:
+            o.close()
+    assert shapes[1] == shapes[0]

@@ -207,3 +207,114 @@ int drop_child(struct __sk_buff *skb)
 		bpf_obj_drop(node_of(n));
 	return 0;
 }
+
+/* a root in global data beside its lock: the less callback can name it without a call */
+private(W) struct bpf_spin_lock glock;
+private(W) struct bpf_rb_root groot __contains(node_data, node);
+
+static _Bool less_left(struct bpf_rb_node *a, const struct bpf_rb_node *b)
+{
+	if (bpf_rbtree_left(&groot, a))
+		return 1;
+	return node_of(a)->key < node_of(b)->key;
+}
+
+static _Bool less_root(struct bpf_rb_node *a, const struct bpf_rb_node *b)
+{
+	if (bpf_rbtree_root(&groot))
+		return 1;
+	return node_of(a)->key < node_of(b)->key;
+}
+
+static __always_inline int add_global(struct __sk_buff *skb, int which)
+{
+	struct node_data *n = bpf_obj_new(struct node_data);
+
+	if (!n)
+		return 2;
+	n->key = skb->len;
+	bpf_spin_lock(&glock);
+	if (which)
+		bpf_rbtree_add(&groot, &n->node, less_root);
+	else
+		bpf_rbtree_add(&groot, &n->node, less_left);
+	bpf_spin_unlock(&glock);
+	return 0;
+}
+
+SEC("tc")
+int left_in_less(struct __sk_buff *skb)
+{
+	return add_global(skb, 0);
+}
+
+SEC("tc")
+int root_in_less(struct __sk_buff *skb)
+{
+	return add_global(skb, 1);
+}
+
+/* a node added in an earlier critical section is no longer a reference at all */
+SEC("tc")
+int right_unlocked(struct __sk_buff *skb)
+{
+	struct node_data *n = bpf_obj_new(struct node_data);
+	struct bpf_rb_node *r;
+
+	if (!n)
+		return 2;
+	bpf_spin_lock(&glock);
+	bpf_rbtree_add(&groot, &n->node, less);
+	bpf_spin_unlock(&glock);
+	bpf_spin_lock(&glock);
+	r = bpf_rbtree_right(&groot, &n->node);
+	bpf_spin_unlock(&glock);
+	return r ? 1 : 0;
+}
+
+/* the global tree: additions with the plain callback, and a walk, under its own lock */
+SEC("tc")
+int add_global_ok(struct __sk_buff *skb)
+{
+	struct node_data *n = bpf_obj_new(struct node_data);
+
+	if (!n)
+		return 2;
+	n->key = skb->len;
+	bpf_spin_lock(&glock);
+	bpf_rbtree_add(&groot, &n->node, less);
+	bpf_spin_unlock(&glock);
+	return 0;
+}
+
+
+SEC("tc")
+int walk_global(struct __sk_buff *skb)
+{
+	struct bpf_rb_node *n;
+	long key = -1;
+
+	bpf_spin_lock(&glock);
+	n = bpf_rbtree_root(&groot);
+	if (n)
+		n = bpf_rbtree_right(&groot, n);
+	if (n)
+		key = node_of(n)->key;
+	bpf_spin_unlock(&glock);
+	return key;
+}
+
+/* the other tree's lock does not protect this root */
+SEC("tc")
+int root_wrong_lock(struct __sk_buff *skb)
+{
+	struct map_val *v = val();
+	struct bpf_rb_node *n;
+
+	if (!v)
+		return 1;
+	bpf_spin_lock(&glock);
+	n = bpf_rbtree_root(&v->root);
+	bpf_spin_unlock(&glock);
+	return n ? 1 : 0;
+}
