@@ -194,24 +194,6 @@ def test_list_map_frees_nodes_on_update_and_delete() -> None:
 
 # -- xlated --------------------------------------------------------------------------------
 
-def _shape(insns: list[Any]) -> list[tuple[int, ...]]:
-    """Instructions without what differs by nature: ``ld_imm64`` values (the struct meta's
-    address there, a handle here) and call immediates."""
-    out: list[tuple[int, ...]] = []
-    skip = False
-    for ins in insns:
-        if skip:
-            skip = False
-        elif ins.code == 0x18:
-            out.append((ins.code, ins.dst, ins.src))
-            skip = True
-        elif ins.code == 0x85:
-            out.append((ins.code, ins.src))
-        else:
-            out.append((ins.code, ins.dst, ins.src, ins.off, ins.imm))
-    return out
-
-
 @pytest.mark.parametrize(("obj", "name"), [(o, n) for o, progs in (("graph_alloc", ALLOC_RUN),
                                                                    ("graph_list", LIST_RUN),
                                                                    ("graph_rbtree", RBTREE_RUN),
@@ -221,22 +203,11 @@ def test_graph_xlated_as_kernel(kernel: ModuleType, obj: str, name: str) -> None
     """``fixup_kfunc_call``'s rewrites: ``r1 = size`` and the struct meta in ``r2`` for
     bpf_obj_new, the meta for bpf_obj_drop / bpf_refcount_acquire, the meta and the node
     offset for list pushes (``r3``/``r4``) and bpf_rbtree_add_impl (``r4``/``r5``)."""
-    import pybpf.skel as skel
-    from pybpf.testing import kernel as K
-    from pybpf.testing.xlated import pybpf_xlated
+    from pybpf.testing.xlated import comparable, object_xlated
 
-    shapes = []
-    for world in ("live", Kernel()):
-        o = skel.open(str(DIR / f"{obj}.o"), kernel=world)
-        for p in o.progs:
-            p.autoload = p.name == name
-        o.load()
-        try:
-            fd = getattr(o.progs, name).fd
-            shapes.append(_shape(K.prog_xlated(fd) if world == "live" else pybpf_xlated(o._task(), fd)))
-        finally:
-            o.close()
-    assert shapes[1] == shapes[0]
+    path = DIR / f"{obj}.o"
+    want = comparable(object_xlated(path, name, "live"), kfunc_imms=False)
+    assert comparable(object_xlated(path, name, Kernel()), kfunc_imms=False) == want
 
 
 # -- global data, objects holding locks and lists, local and per-CPU kptrs -----------------

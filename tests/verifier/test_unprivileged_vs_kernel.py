@@ -12,6 +12,7 @@ import importlib.util
 import os
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -26,30 +27,28 @@ def _tool() -> ModuleType:
     return mod
 
 
-def test_unprivileged_corpus_agrees_with_kernel(kernel: ModuleType) -> None:
+def _cases() -> tuple[ModuleType, list[Any]]:
+    """The tool and its cases, or a visible skip (no root, no corpus)."""
     if os.geteuid() != 0 or not os.access("/proc/sys/kernel/unprivileged_bpf_disabled", os.W_OK):
         pytest.skip("needs root to lower kernel.unprivileged_bpf_disabled")
     tool = _tool()
     try:
         selected = tool.cases()
     except FileNotFoundError:
-        pytest.skip("shared verifier corpus not found")
+        selected = []
     if not selected:
         pytest.skip("shared verifier corpus not found")
+    return tool, selected
+
+
+def test_unprivileged_corpus_agrees_with_kernel(kernel: ModuleType) -> None:
+    tool, selected = _cases()
     verdict, msg, errs, rejected, diffs = tool.compare(selected)
     assert verdict == len(selected), [d for d in diffs if d.startswith("VERDICT")]
     assert (msg, errs) == (rejected, rejected), diffs
 
 
 def test_unprivileged_corpus_logs_equal_kernel(kernel: ModuleType) -> None:
-    if os.geteuid() != 0 or not os.access("/proc/sys/kernel/unprivileged_bpf_disabled", os.W_OK):
-        pytest.skip("needs root to lower kernel.unprivileged_bpf_disabled")
-    tool = _tool()
-    try:
-        selected = tool.cases()
-    except FileNotFoundError:
-        pytest.skip("shared verifier corpus not found")
-    if not selected:
-        pytest.skip("shared verifier corpus not found")
+    tool, selected = _cases()
     equal, diffs = tool.compare_logs(selected)
     assert equal == len(selected), diffs[:5]

@@ -136,14 +136,10 @@ def find_struct_fields(types: list[Any], value_type_id: int, names: frozenset[st
     seen: set[str] = set()
 
     def one(tid: int, off: int, holder: int, idx: int, expected: int, level: int) -> list[StructField]:
-        t, nelems = types[tid], 1
-        for _ in range(MAX_RESOLVE_DEPTH):
-            if t.kind.name != "ARRAY":
-                break
-            nelems *= t.nelems
-            t = types[t.type]
-        else:
-            raise BpfError(errno.E2BIG, "array nesting too deep")
+        try:
+            t, nelems = _flatten_array(types, tid)
+        except _RecordError:
+            raise BpfError(errno.E2BIG, "array nesting too deep") from None
         if nelems == 0 or t.kind.name != "STRUCT":
             return []
         if t.name in names:
@@ -350,6 +346,17 @@ def _find_kptr(types: list[Any], t: Any, off: int) -> KptrInfo | None:
     return KptrInfo(KPTR_TAGS[tag.name], off, str(pointee.name), pid)
 
 
+def _flatten_array(types: list[Any], tid: int) -> tuple[Any, int]:
+    """The element type of (nested) arrays and how many elements in all (1: no array)."""
+    t, nelems = types[tid], 1
+    for _ in range(MAX_RESOLVE_DEPTH):
+        if t.kind.name != "ARRAY":
+            return t, nelems
+        nelems *= t.nelems
+        t = types[t.type]
+    raise _RecordError("array nesting too deep")
+
+
 def _find_struct_kptrs(types: list[Any], members: Any, level: int) -> list[KptrInfo]:
     """``btf_find_struct_field`` restricted to kptrs: members (of a struct, or a map
     value's :func:`value_members`), arrays of them (flattened and repeated) and nested
@@ -360,15 +367,7 @@ def _find_struct_kptrs(types: list[Any], members: Any, level: int) -> list[KptrI
         if bit_off % 8:
             raise _RecordError("member at a bit offset")
         off = bit_off // 8
-        t = types[member.type]
-        nelems = 1
-        for _ in range(MAX_RESOLVE_DEPTH):
-            if t.kind.name != "ARRAY":
-                break
-            nelems *= t.nelems
-            t = types[t.type]
-        else:
-            raise _RecordError("array nesting too deep")
+        t, nelems = _flatten_array(types, member.type)
         if nelems == 0:
             continue
         if t.kind.name == "STRUCT":

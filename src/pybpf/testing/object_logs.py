@@ -96,3 +96,15 @@ def normalize(log: str) -> str:
     """Blank what differs between worlds by nature: addresses, verification time."""
     log = _ADDR.sub("ADDR", _ADDR_PAD.sub("ADDR", log))
     return _TIME.sub("verification time N usec", log)
+
+
+def log_mismatches(path: str | os.PathLike[str], world: Any, level: int) -> tuple[list[str], list[str]]:
+    """Every entry program of ``path`` loaded in the live kernel and in ``world`` (a pybpf
+    ``Kernel``) at log ``level``: (the kernel's program names, the names whose errno or
+    normalized log differ, or that only one side loaded)."""
+    live = program_logs(path, "live", level)
+    ours = program_logs(path, world, level)
+    bad = sorted(set(live) ^ set(ours))
+    bad += [n for n, want in live.items() if n in ours
+            and (ours[n].errno, normalize(ours[n].log)) != (want.errno, normalize(want.log))]
+    return sorted(live), bad

@@ -17,9 +17,11 @@ from pybpf.isa.insn import Insn, decode
 LD_IMM64, CALL = 0x18, 0x85
 
 
-def comparable(insns: Iterable[Insn], helper_imms: bool = False) -> list[tuple[int, ...]]:
+def comparable(insns: Iterable[Insn], helper_imms: bool = False,
+               kfunc_imms: bool = True) -> list[tuple[int, ...]]:
     """The instructions as tuples without ``ld_imm64`` values (and, unless
-    ``helper_imms``, without helper-call immediates)."""
+    ``helper_imms`` / ``kfunc_imms``, without the immediates of helper / kfunc calls: the
+    kernel's are addresses relative to ``__bpf_call_base``, pybpf's ids)."""
     out: list[tuple[int, ...]] = []
     skip = False
     for ins in insns:
@@ -30,6 +32,8 @@ def comparable(insns: Iterable[Insn], helper_imms: bool = False) -> list[tuple[i
             skip = True
         elif ins.code == CALL and ins.src == 0 and not helper_imms:
             out.append((ins.code,))
+        elif ins.code == CALL and ins.src == 2 and not kfunc_imms:
+            out.append((ins.code, ins.src))
         else:
             out.append((ins.code, ins.dst, ins.src, ins.off, ins.imm))
     return out
@@ -65,3 +69,21 @@ def pybpf_xlated(task: Any, fd: int) -> list[Insn]:
     if task.bpf(BpfCmd.BPF_OBJ_GET_INFO_BY_FD, attr) != 0:
         raise OSError(f"BPF_OBJ_GET_INFO_BY_FD failed for fd {fd}")
     return decode(buf.raw[:n])
+
+
+def object_xlated(path: str | Any, name: str, world: Any) -> list[Insn]:
+    """The xlated program of program ``name`` of the clang-built object ``path``, loaded on
+    its own by pybpf's loader into ``world``: ``"live"`` (the host's ``bpf()``) or a pybpf
+    ``Kernel``."""
+    import pybpf.skel as skel
+    from pybpf.testing import kernel as oracle
+
+    o = skel.open(str(path), kernel=world)
+    for p in o.progs:
+        p.autoload = p.name == name
+    o.load()
+    try:
+        fd = getattr(o.progs, name).fd
+        return oracle.prog_xlated(fd) if world == "live" else pybpf_xlated(o._task(), fd)
+    finally:
+        o.close()

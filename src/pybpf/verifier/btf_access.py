@@ -570,6 +570,23 @@ def clear_trusted_flags(flag: int) -> int:
     return flag & ~(TRUSTED_MODIFIERS | MEM_RCU)
 
 
+def logged_struct_access(v: Verifier, reg: Reg, off: int, size: int) -> tuple[int, _Walk]:
+    """:func:`btf_struct_access` with its messages in the verifier log; a refused access
+    fails the check with its errno and last message."""
+    log: list[str] = []
+    w = _Walk()
+    try:
+        ret = btf_struct_access(log, reg, off, size, w)
+    except AccessError as e:
+        for line in log:
+            v.verbose(line)
+        from pybpf.verifier.cfg import VerifyError
+        raise VerifyError(e.errno, log[-1] if log else "") from None
+    for line in log:
+        v.verbose(line)
+    return ret, w
+
+
 def check_ptr_to_btf_access(v: Verifier, regno: int, off: int, size: int, atype: int,
                             value_regno: int) -> None:
     regs = v.regs
@@ -603,17 +620,7 @@ def check_ptr_to_btf_access(v: Verifier, regno: int, off: int, size: int, atype:
         bad = check_alloc_field_access(reg, off, size)
         if bad:
             v.fail(errno.EACCES, bad)
-    log: list[str] = []
-    w = _Walk()
-    try:
-        ret = btf_struct_access(log, reg, off, size, w)
-    except AccessError as e:
-        for line in log:
-            v.verbose(line)
-        from pybpf.verifier.cfg import VerifyError
-        raise VerifyError(e.errno, log[-1] if log else "") from None
-    for line in log:
-        v.verbose(line)
+    ret, w = logged_struct_access(v, reg, off, size)
     flag = w.flag
     if ret != RegType.PTR_TO_BTF_ID:
         pass

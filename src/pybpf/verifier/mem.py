@@ -694,14 +694,11 @@ class MemMixin:
         (``map_btf_id``: ``struct bpf_array``, ``struct bpf_htab``, ...), through
         ``btf_struct_access`` of vmlinux BTF; writes are refused."""
         from pybpf.verifier.btf_access import (
-            AccessError,
-            _Walk,
-            btf_struct_access,
             helper_btf_id,
+            logged_struct_access,
             mark_btf_ld_reg,
             vmlinux_btf,
         )
-        from pybpf.verifier.cfg import VerifyError
         from pybpf.verifier.regs import Reg as _Reg
 
         reg = self.regs[regno]
@@ -721,16 +718,7 @@ class MemMixin:
             self.fail(errno.EACCES, f"only read from {tname} is supported\n")
         map_reg = _Reg()
         mark_btf_ld_reg(self, map_reg, RegType.PTR_TO_BTF_ID, btf, tid, 0)
-        log: list[str] = []
-        w = _Walk()
-        try:
-            ret = btf_struct_access(log, map_reg, off, size, w)
-        except AccessError as e:
-            for line in log:
-                self.verbose(line)
-            raise VerifyError(e.errno, log[-1] if log else "") from None
-        for line in log:
-            self.verbose(line)
+        ret, w = logged_struct_access(self, map_reg, off, size)
         if value_regno >= 0:
             mark_btf_ld_reg(self, self.regs[value_regno], ret, btf, w.next_btf_id, w.flag)
 
